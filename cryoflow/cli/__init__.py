@@ -1,0 +1,1 @@
+"""Thin command-line layer: parse arguments into typed config, call one pipeline."""

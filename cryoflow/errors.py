@@ -1,0 +1,56 @@
+"""Typed errors for cryoflow.
+
+Every error inherits from :class:`CryoflowError` and from the matching built-in, so callers
+can catch either. Messages say what was received, what is allowed, and name the file.
+"""
+
+from __future__ import annotations
+
+
+class CryoflowError(Exception):
+    """Base class of every cryoflow error."""
+
+
+class InputFileError(CryoflowError, ValueError):
+    """An input file is malformed, truncated, inconsistent or unsafe."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class AngleFileError(InputFileError):
+    """A tilt-angle file (.tlt, .rawtlt, .mdoc) cannot be used."""
+
+
+class InvalidNameError(CryoflowError, ValueError):
+    """A dataset, tomogram or result name is not on the allow-list."""
+
+
+class GeometryError(CryoflowError, ValueError):
+    """Tilt geometry or array shapes are inconsistent."""
+
+
+class StoreError(CryoflowError, OSError):
+    """A dataset store is missing, incomplete, or would be overwritten."""
+
+
+class NodeNotFoundError(StoreError, FileNotFoundError):
+    """A tomogram or result does not exist in the store (or is incomplete)."""
+
+
+class AlreadyExistsError(StoreError, FileExistsError):
+    """A result exists and overwriting was not asked for."""
+
+
+class UnsafeStoreError(StoreError):
+    """A store holds something cryoflow refuses to load (object dtype, pickle codecs)."""
+
+
+class ConfigError(CryoflowError, ValueError):
+    """A pipeline or command configuration is invalid."""
+
+
+class CheckpointError(CryoflowError, ValueError):
+    """A model checkpoint is missing, malformed or unsafe."""

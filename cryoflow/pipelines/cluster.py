@@ -1,0 +1,150 @@
+"""Cluster creation and progress reporting, kept apart from library code.
+
+Every command runs on Dask. :func:`connect` starts a local cluster of worker processes bound
+to 127.0.0.1 (dashboard link printed), or connects to ``--scheduler ADDRESS`` / the
+``CRYOFLOW_SCHEDULER`` setting. :func:`compute_with_progress` drives a rich progress bar from
+completed futures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryoflow.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How to reach (or build) a Dask cluster.
+
+    scheduler : address of an existing scheduler (``tcp://host:port`` or ``tls://...``);
+        ``None`` starts a local cluster.
+    n_workers, threads_per_worker, memory_limit : local cluster shape.
+    security : path prefix of TLS material (see :func:`cryoflow.pipelines.security.load_security`)
+        or ``None``.
+    report : path of a Dask performance report (HTML) to write, or ``None``.
+    dashboard : serve the dashboard for a local cluster (on 127.0.0.1, random port if busy).
+    """
+
+    scheduler: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str = "4GiB"
+    security: Any = None
+    report: Path | None = None
+    dashboard: bool = True
+    resources: dict[str, float] | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ClusterConfig:
+        """Defaults, then ``CRYOFLOW_SCHEDULER`` / ``CRYOFLOW_WORKERS``, then explicit overrides."""
+        kwargs: dict[str, Any] = {}
+        if os.environ.get("CRYOFLOW_SCHEDULER"):
+            kwargs["scheduler"] = os.environ["CRYOFLOW_SCHEDULER"]
+        if os.environ.get("CRYOFLOW_WORKERS"):
+            try:
+                kwargs["n_workers"] = int(os.environ["CRYOFLOW_WORKERS"])
+            except ValueError as exc:
+                raise ConfigError(
+                    f"CRYOFLOW_WORKERS must be an integer, got {os.environ['CRYOFLOW_WORKERS']!r}"
+                ) from exc
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**kwargs)
+        if cfg.n_workers < 1:
+            raise ConfigError(f"n_workers must be >= 1, got {cfg.n_workers}")
+        return cfg
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iterator[Any]:
+    """Yield a ``distributed.Client`` for ``config``; closes what it started on exit."""
+    from distributed import Client, LocalCluster, performance_report
+
+    cfg = config or ClusterConfig()
+    with contextlib.ExitStack() as stack:
+        if cfg.scheduler:
+            client = stack.enter_context(
+                Client(cfg.scheduler, security=cfg.security, set_as_default=False)
+            )
+            _say(f"cryoflow: connected to scheduler {cfg.scheduler}", quiet)
+        else:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=cfg.n_workers,
+                    threads_per_worker=cfg.threads_per_worker,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0" if cfg.dashboard else None,
+                    memory_limit=cfg.memory_limit,
+                    resources=cfg.resources,
+                    security=cfg.security,
+                    silence_logs=40,
+                )
+            )
+            client = stack.enter_context(Client(cluster, set_as_default=False))
+            _say(
+                f"cryoflow: local cluster with {cfg.n_workers} worker process(es) "
+                f"at {cluster.scheduler_address}",
+                quiet,
+            )
+        link = getattr(client, "dashboard_link", None)
+        if link:
+            _say(f"cryoflow: dashboard {link}", quiet)
+        if cfg.report is not None:
+            Path(cfg.report).parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(performance_report(filename=str(cfg.report)))
+        yield client
+
+
+def wait_with_progress(
+    client: Any,
+    futures: Sequence[Any],
+    description: str,
+    *,
+    quiet: bool = False,
+) -> list[Any]:
+    """Wait for ``futures`` while a progress bar counts completed ones; return their results.
+
+    Errors are re-raised by ``client.gather`` after every future has finished.
+    """
+    from distributed import as_completed
+
+    futures = list(futures)
+    if not futures:
+        return []
+    if quiet or not sys.stderr.isatty() and os.environ.get("CRYOFLOW_PROGRESS") != "1":
+        for _ in as_completed(futures):
+            pass
+        return client.gather(futures)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=len(futures))
+        for _ in as_completed(futures):
+            bar.advance(task)
+    return client.gather(futures)
+
+
+def compute_with_progress(
+    client: Any, collections: Iterable[Any], description: str, *, quiet: bool = False
+) -> list[Any]:
+    """Compute Dask collections on ``client`` with a progress bar; return their values."""
+    futures = client.compute(list(collections))
+    return wait_with_progress(client, futures, description, quiet=quiet)
