@@ -54,3 +54,15 @@ class ConfigError(CryoflowError, ValueError):
 
 class CheckpointError(CryoflowError, ValueError):
     """A model checkpoint is missing, malformed or unsafe."""
+
+
+class ChunkAlignmentError(CryoflowError, ValueError):
+    """A write region does not line up with the target array's chunks."""
+
+
+class CryoflowWarning(UserWarning):
+    """Base class of every cryoflow warning."""
+
+
+class NonStandardInputWarning(CryoflowWarning):
+    """An input file is non-standard (no MAP stamp, odd machine stamp, ...) but still usable."""

@@ -28,6 +28,18 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the cryoflow version and exit."),
+) -> None:
+    """cryoflow: distributed Dask/Zarr processing for cellular cryo-electron tomography."""
+    if version:
+        from cryoflow import __version__
+
+        print(__version__)
+        raise typer.Exit(0)
+
+
 def _register_all() -> None:
     for name in COMMAND_MODULES:
         import_module(f"cryoflow.cli.{name}").register(app)

@@ -124,7 +124,7 @@ def wait_with_progress(
     if not futures:
         return []
     if quiet or not sys.stderr.isatty() and os.environ.get("CRYOFLOW_PROGRESS") != "1":
-        for _ in as_completed(futures):
+        for _ in as_completed(futures, loop=client.loop):
             pass
         return client.gather(futures)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -137,7 +137,7 @@ def wait_with_progress(
         transient=False,
     ) as bar:
         task = bar.add_task(description, total=len(futures))
-        for _ in as_completed(futures):
+        for _ in as_completed(futures, loop=client.loop):
             bar.advance(task)
     return client.gather(futures)
 

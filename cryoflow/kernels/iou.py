@@ -1,0 +1,88 @@
+"""Overlap measures: mask IoU, box IoU and one-to-one box matching (eager NumPy)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["box_iou", "mask_iou", "match_boxes", "refuse_dask"]
+
+
+def refuse_dask(x: object, name: str) -> None:
+    """Raise ``TypeError`` when ``x`` is a Dask array: kernels take one eager chunk."""
+    if type(x).__module__.startswith("dask"):
+        raise TypeError(
+            f"{name} is a kernel and takes eager NumPy arrays, got a Dask array; "
+            "use the matching cryoflow.graph builder for lazy input"
+        )
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks of the same shape (any ndim); two empty masks give 1.0."""
+    refuse_dask(a, "mask_iou")
+    refuse_dask(b, "mask_iou")
+    a = np.asarray(a, dtype=bool)
+    b = np.asarray(b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"mask_iou needs equal shapes, got {a.shape} and {b.shape}")
+    union = np.count_nonzero(a | b)
+    if union == 0:
+        return 1.0
+    return float(np.count_nonzero(a & b) / union)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of axis-aligned boxes in any dimension.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n, 2*d)
+        Boxes ``(lo_0, ..., lo_{d-1}, hi_0, ..., hi_{d-1})`` with half-open ``hi``
+        (a box ``(0, 0, 2, 2)`` covers 4 pixels), e.g. ``(z0, y0, x0, z1, y1, x1)``.
+    b : ndarray of shape (m, 2*d)
+
+    Returns
+    -------
+    ndarray of shape (n, m), float64
+    """
+    refuse_dask(a, "box_iou")
+    refuse_dask(b, "box_iou")
+    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
+    if a.shape[1] != b.shape[1] or a.shape[1] % 2:
+        raise ValueError(f"boxes need 2*d columns each, got {a.shape[1]} and {b.shape[1]}")
+    d = a.shape[1] // 2
+    lo = np.maximum(a[:, None, :d], b[None, :, :d])
+    hi = np.minimum(a[:, None, d:], b[None, :, d:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    vol_a = np.prod(np.clip(a[:, d:] - a[:, :d], 0, None), axis=1)
+    vol_b = np.prod(np.clip(b[:, d:] - b[:, :d], 0, None), axis=1)
+    union = vol_a[:, None] + vol_b[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match_boxes(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-to-one matching of predicted to true boxes maximising total IoU (Hungarian).
+
+    Pairs with IoU 0 are not matches.
+
+    Parameters
+    ----------
+    pred : ndarray of shape (n, 2*d)
+    truth : ndarray of shape (m, 2*d)
+
+    Returns
+    -------
+    pred_index, truth_index : ndarray of shape (k,), int
+        Matched rows of ``pred`` and ``truth``.
+    iou : ndarray of shape (k,)
+        IoU of each matched pair.
+    """
+    if len(pred) == 0 or len(truth) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), np.zeros(0)
+    iou = box_iou(pred, truth)
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    keep = iou[rows, cols] > 0
+    return rows[keep], cols[keep], iou[rows[keep], cols[keep]]

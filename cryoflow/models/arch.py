@@ -1,0 +1,79 @@
+"""Network architectures by name, described by a small frozen, JSON-serialisable spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from cryoflow.errors import ConfigError
+
+ARCHITECTURES = ("tomoseg", "unet")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network to build and its size.
+
+    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions) or ``"unet"`` (small U-Net).
+    channels : hidden channels of the tomoseg net's two feature layers.
+    kernel_size : odd tomoseg kernel size (EMAN2: 15).
+    base_channels, depth : U-Net width of the first level and number of poolings.
+    """
+
+    arch: str = "tomoseg"
+    channels: tuple[int, int] = (16, 16)
+    kernel_size: int = 15
+    base_channels: int = 8
+    depth: int = 2
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"arch must be one of {list(ARCHITECTURES)}, got {self.arch!r}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if len(self.channels) != 2 or min(self.channels) < 1:
+            raise ConfigError(f"channels must be two positive ints, got {list(self.channels)}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size must be a positive odd int, got {self.kernel_size}")
+        if self.base_channels < 1 or not 1 <= self.depth <= 5:
+            raise ConfigError(
+                f"base_channels must be >= 1 and depth in 1..5, got {self.base_channels}, {self.depth}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "channels": list(self.channels),
+            "kernel_size": self.kernel_size,
+            "base_channels": self.base_channels,
+            "depth": self.depth,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        known = {"arch", "channels", "kernel_size", "base_channels", "depth"}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown model spec fields {sorted(unknown)}; allowed {sorted(known)}")
+        try:
+            return cls(
+                arch=str(data.get("arch", "tomoseg")),
+                channels=tuple(int(c) for c in data.get("channels", (16, 16))),  # type: ignore[arg-type]
+                kernel_size=int(data.get("kernel_size", 15)),
+                base_channels=int(data.get("base_channels", 8)),
+                depth=int(data.get("depth", 2)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"malformed model spec {data!r}: {exc}") from exc
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """A freshly initialised network mapping ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits."""
+    if spec.arch == "tomoseg":
+        from cryoflow.models.tomoseg import TomosegNet
+
+        return TomosegNet(channels=spec.channels, kernel_size=spec.kernel_size)
+    from cryoflow.models.unet import UNet2D
+
+    return UNet2D(base_channels=spec.base_channels, depth=spec.depth)
