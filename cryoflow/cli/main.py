@@ -17,6 +17,9 @@ from cryoflow.errors import CryoflowError
 # Command modules, in the order ``cryoflow --help`` lists them.
 COMMAND_MODULES: list[str] = [
     "demo",
+    "ingest", "export", "verify",
+    "reconstruct", "lift", "edges", "localize",
+    "run", "check", "certs",
 ]
 
 app = typer.Typer(

@@ -24,12 +24,23 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from cryoflow.kernels.components import face_pairs, label_block, structure
 
-__all__ = ["label", "relabel_table"]
+__all__ = ["blocks_to_array", "label", "relabel_table"]
+
+
+def blocks_to_array(
+    name: str, blocks: dict[tuple[int, ...], Any], chunks: tuple[tuple[int, ...], ...],
+    dtype: Any,
+) -> da.Array:
+    """A Dask array named ``name`` from Delayed blocks keyed ``(name, *block_index)``."""
+    graph = HighLevelGraph.merge(*(b.__dask_graph__() for b in blocks.values()))
+    return da.Array(graph, name, chunks=chunks, dtype=dtype,
+                    meta=np.zeros((0,) * len(chunks), dtype=dtype))
 
 
 def _label(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
@@ -71,6 +82,10 @@ def relabel_table(n_total: int, pairs: list[np.ndarray]) -> np.ndarray:
     if table.max(initial=0) >= np.iinfo(np.int32).max:
         raise OverflowError(f"too many components for int32 labels: {table.max()}")
     return table.astype(np.int32)
+
+
+def _count(table: np.ndarray) -> int:
+    return int(table.max(initial=0))
 
 
 def _apply(local: np.ndarray, offset: int, table: np.ndarray) -> np.ndarray:
@@ -148,17 +163,15 @@ def label(mask: Any, *, connectivity: int = 1, name: str = "label") -> tuple[da.
     table = dask.delayed(relabel_table, pure=True)(
         n_total, pairs, dask_key_name=f"{name}-merge-{tok}"
     )
-    n_final = dask.delayed(lambda t: int(t.max(initial=0)), pure=True)(
+    n_final = dask.delayed(_count, pure=True)(
         table, dask_key_name=f"{name}-count-{tok}"
     )
     # 5. relabel
-    out_blocks = np.empty(grid, dtype=object)
-    for idx in labelled:
-        shape = tuple(chunks[a][idx[a]] for a in range(3))
-        d = dask.delayed(_apply, pure=True)(
-            labelled[idx][0], offsets[idx], table,
-            dask_key_name=f"{name}-{tok}-{'-'.join(map(str, idx))}",
+    out_name = f"{name}-{tok}"
+    out_blocks = {
+        idx: dask.delayed(_apply, pure=True)(
+            labelled[idx][0], offsets[idx], table, dask_key_name=(out_name, *idx)
         )
-        out_blocks[idx] = da.from_delayed(d, shape=shape, dtype=np.int32,
-                                          meta=np.zeros((0, 0, 0), np.int32))
-    return da.block(out_blocks.tolist()), n_final
+        for idx in labelled
+    }
+    return blocks_to_array(out_name, out_blocks, mask.chunks, np.int32), n_final

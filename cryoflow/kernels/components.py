@@ -117,9 +117,8 @@ def block_stats(
     dense[labels == 0] = 0
     slices = ndimage.find_objects(dense)
     counts = np.bincount(dense.ravel(), minlength=ids.size + 1)[1:]
-    if votes is None:
-        sums = np.zeros(ids.size)
-    else:
+    sums: np.ndarray = np.zeros(ids.size)
+    if votes is not None:
         sums = np.bincount(dense.ravel(), weights=np.asarray(votes, np.float64).ravel(),
                            minlength=ids.size + 1)[1:]
     rows = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["box_iou", "mask_iou", "match_boxes", "refuse_dask"]
+__all__ = ["box_iou", "mask_iou", "match_boxes", "refuse_dask", "surface_scores"]
 
 
 def refuse_dask(x: object, name: str) -> None:
@@ -86,3 +86,43 @@ def match_boxes(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.nda
     rows, cols = linear_sum_assignment(iou, maximize=True)
     keep = iou[rows, cols] > 0
     return rows[keep], cols[keep], iou[rows[keep], cols[keep]]
+
+
+def surface_scores(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    tolerance: float = 1.5,
+    *,
+    dist_truth: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Precision, recall and F1 of a detected surface against a true one, with tolerance.
+
+    A detected voxel is correct when a true voxel lies within ``tolerance`` voxels (Euclidean
+    distance); a true voxel is found when a detected voxel lies within ``tolerance``.
+
+    Parameters
+    ----------
+    pred, truth : ndarray of shape (Z, Y, X), bool
+    dist_truth : ndarray of shape (Z, Y, X), optional
+        ``distance_transform_edt(~truth)``, when already computed (scoring many ``pred``).
+
+    Returns
+    -------
+    dict with ``precision``, ``recall``, ``f1`` (0 when undefined) and ``n_pred``, ``n_truth``.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    refuse_dask(pred, "surface_scores")
+    refuse_dask(truth, "surface_scores")
+    pred = np.asarray(pred, dtype=bool)
+    truth = np.asarray(truth, dtype=bool)
+    n_pred, n_truth = int(pred.sum()), int(truth.sum())
+    if n_pred == 0 or n_truth == 0:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "n_pred": n_pred, "n_truth": n_truth}
+    if dist_truth is None:
+        dist_truth = distance_transform_edt(~truth)
+    precision = float(np.mean(dist_truth[pred] <= tolerance))
+    recall = float(np.mean(distance_transform_edt(~pred)[truth] <= tolerance))
+    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return {"precision": precision, "recall": recall, "f1": f1, "n_pred": n_pred,
+            "n_truth": n_truth}

@@ -131,8 +131,8 @@ def ball(shape: Sequence[int], center: Sequence[float], radius: float) -> tuple[
 
 def tube(
     shape: Sequence[int], points: np.ndarray, radius: float
-) -> tuple[Slices, np.ndarray]:
-    """A filament: voxels within ``radius`` of a polyline.
+) -> list[tuple[Slices, np.ndarray]]:
+    """A filament: voxels within ``radius`` of a polyline, one ``(slices, mask)`` per segment.
 
     Parameters
     ----------
@@ -143,22 +143,20 @@ def tube(
         Tube radius in voxels.
     """
     pts = np.asarray(points, dtype=float)
-    lo = pts.min(axis=0)
-    hi = pts.max(axis=0)
-    center = (lo + hi) / 2
-    slices, (dz, dy, dx) = box_coords(shape, center, (hi - lo) / 2 + radius + 1)
-    box_shape = tuple(s.stop - s.start for s in slices)
-    mask = np.zeros(box_shape, dtype=bool)
-    if mask.size == 0:
-        return slices, mask
-    p = np.stack(np.broadcast_arrays(dz, dy, dx), axis=-1) + center  # (bz, by, bx, 3)
+    pieces = []
     for a, b in zip(pts[:-1], pts[1:], strict=True):
+        center = (a + b) / 2
+        slices, (dz, dy, dx) = box_coords(shape, center, np.abs(b - a) / 2 + radius + 1)
+        if any(s.stop == s.start for s in slices):
+            continue
         seg = b - a
         length2 = float(seg @ seg)
-        t = np.zeros(box_shape) if length2 == 0 else np.clip((p - a) @ seg / length2, 0.0, 1.0)
-        nearest = a + t[..., None] * seg
-        mask |= np.sum((p - nearest) ** 2, axis=-1) <= radius**2
-    return slices, mask
+        pz, py, px = dz + (center[0] - a[0]), dy + (center[1] - a[1]), dx + (center[2] - a[2])
+        t = (pz * seg[0] + py * seg[1] + px * seg[2]) / length2 if length2 > 0 else 0.0 * pz
+        t = np.clip(t, 0.0, 1.0)
+        dist2 = (pz - t * seg[0]) ** 2 + (py - t * seg[1]) ** 2 + (px - t * seg[2]) ** 2
+        pieces.append((slices, dist2 <= radius**2))
+    return pieces
 
 
 def paint(

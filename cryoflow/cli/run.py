@@ -1,0 +1,77 @@
+"""``cryoflow run PIPELINE.yaml``: run a declarative pipeline over every tomogram of a dataset."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+
+def run(
+    pipeline: Path = typer.Argument(..., help="PIPELINE.yaml (see `cryoflow check`)."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Address of a running scheduler (tcp://HOST:PORT or tls://...)."
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", help="Dask performance report (HTML); default: STORE.reports/run-TIME.html."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+) -> None:
+    """Run every step of PIPELINE.yaml over every tomogram; resumable (rerun to continue)."""
+    from cryoflow.pipelines.cluster import ClusterConfig, connect
+    from cryoflow.pipelines.config import load_pipeline
+    from cryoflow.pipelines.run import run_pipeline
+    from cryoflow.pipelines.security import load_security
+
+    config = load_pipeline(pipeline)
+    c = config.cluster
+    store = config.dataset.store
+    if report is None and "://" not in store:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        report = Path(f"{store.rstrip('/')}.reports") / f"run-{stamp}.html"
+    cluster = ClusterConfig(
+        scheduler=scheduler or c.scheduler,
+        n_workers=c.n_workers,
+        threads_per_worker=c.threads_per_worker,
+        memory_limit=c.memory_limit,
+        security=load_security(c.security) if c.security else None,
+        dashboard=c.dashboard,
+    )
+    report = report if report is not None else (Path(c.report) if c.report else None)
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(connect(cluster, quiet=quiet))
+        if report is not None:
+            # performance_report finds its client through Client.current()
+            from distributed import performance_report
+
+            report.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(client.as_current())
+            stack.enter_context(performance_report(filename=str(report)))
+        summary = run_pipeline(config, client, quiet=quiet)
+    _print_summary(summary, quiet)
+    if report is not None and not quiet:
+        typer.echo(f"cryoflow: performance report {report}", err=True)
+    if not summary.ok:
+        failed = "; ".join(f"{t} ({why})" for t, why in summary.failures.items())
+        typer.echo(f"cryoflow: error: {len(summary.failures)} tomogram(s) failed: {failed}", err=True)
+        raise typer.Exit(1)
+
+
+def _print_summary(summary, quiet: bool) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"cryoflow run {summary.run_id} ({summary.seconds:.1f} s)")
+    for col in ("step", "computed", "skipped", "failed", "chunks", "seconds"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for name, s in summary.steps.items():
+        table.add_row(name, str(s.computed), str(s.skipped), str(s.failed), str(s.chunks),
+                      f"{s.seconds:.1f}")
+    Console(file=sys.stdout).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

@@ -1,0 +1,185 @@
+"""Tilt-angle files: IMOD ``.tlt``/``.rawtlt`` and SerialEM ``.mdoc``.
+
+Every parser returns an :class:`AngleRecord`; every problem raises
+:class:`~cryoflow.errors.AngleFileError` naming the file and, where there is one, the line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryoflow.errors import AngleFileError
+
+ANGLE_SUFFIXES = (".mdoc", ".rawtlt", ".tlt")  # companion-file search order (CONTRACT.md)
+_TILT_AXIS = re.compile(r"tilt\s*axis\s*angle\s*=\s*([-+0-9.eE]+)", re.IGNORECASE)
+_KEY_VALUE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_SECTION = re.compile(r"^\s*\[\s*ZValue\s*=\s*(.*?)\s*\]\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class AngleRecord:
+    """Tilt angles read from a file.
+
+    Attributes
+    ----------
+    path : str
+    angles_deg : tuple of float, one per image, in image (Z) order
+    pixel_size_angstrom : float or None
+        From an mdoc's ``PixelSpacing``; ``None`` for IMOD files.
+    tilt_axis_deg : float or None
+        From an mdoc's "Tilt axis angle = ..." title line, when present.
+    """
+
+    path: str
+    angles_deg: tuple[float, ...]
+    pixel_size_angstrom: float | None = None
+    tilt_axis_deg: float | None = None
+
+    @property
+    def n_tilts(self) -> int:
+        return len(self.angles_deg)
+
+
+def read_angles(path: str | os.PathLike[str]) -> AngleRecord:
+    """Read a ``.tlt``, ``.rawtlt`` or ``.mdoc`` file (chosen by suffix)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".tlt", ".rawtlt"):
+        return read_tlt(p)
+    if suffix == ".mdoc":
+        return read_mdoc(p)
+    raise AngleFileError(p, f"unknown angle file type {suffix!r}; expected one of {', '.join(ANGLE_SUFFIXES)}")
+
+
+def find_companion(mrc_path: str | os.PathLike[str]) -> Path | None:
+    """The ``.mdoc``, ``.rawtlt`` or ``.tlt`` beside ``mrc_path`` with the same stem (in that order).
+
+    SerialEM's ``TS_01.mrc.mdoc`` is accepted as well as ``TS_01.mdoc``.
+    """
+    p = Path(mrc_path)
+    stem = _stem(p)
+    candidates: list[Path] = []
+    for suffix in ANGLE_SUFFIXES:
+        candidates.append(p.with_name(stem + suffix))
+        if suffix == ".mdoc":
+            candidates.append(p.with_name(p.name + ".mdoc"))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _stem(p: Path) -> str:
+    name = p.name
+    for suffix in (".gz", ".bz2"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    for suffix in (".mrc", ".mrcs", ".st", ".ali", ".rec", ".map"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _read_text(p: Path) -> list[str]:
+    if not p.is_file():
+        raise AngleFileError(p, "no such file")
+    try:
+        return p.read_text(encoding="utf-8", errors="strict").splitlines()
+    except UnicodeDecodeError as exc:
+        raise AngleFileError(p, f"not a text file ({exc.reason} at byte {exc.start})") from exc
+
+
+def _parse_angle(p: Path, lineno: int, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise AngleFileError(p, f"line {lineno}: cannot parse tilt angle {text!r}") from exc
+    if not math.isfinite(value):
+        raise AngleFileError(p, f"line {lineno}: tilt angle {text!r} is not finite")
+    if abs(value) > 90.0:
+        raise AngleFileError(p, f"line {lineno}: tilt angle {value} is outside -90..90 degrees")
+    return value
+
+
+def read_tlt(path: str | os.PathLike[str]) -> AngleRecord:
+    """IMOD ``.tlt``/``.rawtlt``: one angle in degrees per line; blank lines are skipped."""
+    p = Path(path)
+    angles = [
+        _parse_angle(p, i, line.strip())
+        for i, line in enumerate(_read_text(p), start=1)
+        if line.strip()
+    ]
+    if not angles:
+        raise AngleFileError(p, "holds no tilt angles")
+    return AngleRecord(str(p), tuple(angles))
+
+
+def read_mdoc(path: str | os.PathLike[str]) -> AngleRecord:
+    """SerialEM ``.mdoc``: ``TiltAngle`` per ``[ZValue = n]`` section, sorted by ZValue.
+
+    Also reads ``PixelSpacing`` (Å; the first one found) and the tilt-axis angle from a title
+    line "Tilt axis angle = ...". Each line is checked first (so errors name the line), then
+    the file is parsed with ``mdocfile`` as a cross-check of its structure.
+    """
+    p = Path(path)
+    lines = _read_text(p)
+    sections: dict[int, float] = {}
+    zvalue: int | None = None
+    pixel: float | None = None
+    tilt_axis: float | None = None
+    for i, line in enumerate(lines, start=1):
+        if m := _SECTION.match(line):
+            try:
+                zvalue = int(m.group(1))
+            except ValueError as exc:
+                raise AngleFileError(p, f"line {i}: cannot parse ZValue {m.group(1)!r}") from exc
+            if zvalue in sections:
+                raise AngleFileError(p, f"line {i}: ZValue {zvalue} appears twice")
+            sections[zvalue] = math.nan
+            continue
+        if tilt_axis is None and (m := _TILT_AXIS.search(line)):
+            tilt_axis = _finite(p, i, m.group(1), "tilt axis angle")
+            continue
+        if not (m := _KEY_VALUE.match(line)):
+            continue
+        key, value = m.group(1), m.group(2)
+        if key == "TiltAngle":
+            if zvalue is None:
+                raise AngleFileError(p, f"line {i}: TiltAngle outside a [ZValue = n] section")
+            sections[zvalue] = _parse_angle(p, i, value)
+        elif key == "PixelSpacing" and pixel is None:
+            pixel = _finite(p, i, value, "PixelSpacing")
+            if pixel <= 0:
+                raise AngleFileError(p, f"line {i}: PixelSpacing must be > 0, got {value!r}")
+    if not sections:
+        raise AngleFileError(p, "holds no [ZValue = n] sections")
+    missing = [z for z, a in sections.items() if math.isnan(a)]
+    if missing:
+        raise AngleFileError(p, f"section ZValue = {missing[0]} has no TiltAngle")
+    _cross_check(p, len(sections))
+    order = sorted(sections)
+    return AngleRecord(str(p), tuple(sections[z] for z in order), pixel, tilt_axis)
+
+
+def _finite(p: Path, lineno: int, text: str, what: str) -> float:
+    try:
+        value = float(text.split()[0])
+    except (ValueError, IndexError) as exc:
+        raise AngleFileError(p, f"line {lineno}: cannot parse {what} {text!r}") from exc
+    if not math.isfinite(value):
+        raise AngleFileError(p, f"line {lineno}: {what} {text!r} is not finite")
+    return value
+
+
+def _cross_check(p: Path, n_sections: int) -> None:
+    import mdocfile
+
+    try:
+        df = mdocfile.read(p)
+    except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise AngleFileError(p, f"malformed mdoc: {str(exc).splitlines()[0]}") from exc
+    if len(df) != n_sections or not np.all(np.isfinite(df["TiltAngle"].to_numpy(dtype=float))):
+        raise AngleFileError(p, f"malformed mdoc: mdocfile reads {len(df)} sections, expected {n_sections}")

@@ -1,0 +1,193 @@
+"""Results of later stages: labelled arrays and tables under ``tomograms/<name>/results/<step>/<key>``.
+
+An array result is one Zarr array with ``dimension_names``; a table is a group with one 1-D
+array per column (``c0``, ``c1``, ... in column order; names and dtypes in the attributes).
+Text columns are stored as integer codes plus a list of categories, so no object or
+variable-length data type ever enters the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from cryoflow.errors import StoreError
+from cryoflow.io import nodes
+from cryoflow.io.layout import (
+    COMPRESSOR,
+    RESULTS,
+    TOMOGRAMS,
+    begin,
+    check_dtype,
+    finish,
+    lazy,
+    node_attrs,
+    open_dataset,
+    tomogram_group,
+)
+from cryoflow.io.names import validate_name
+from cryoflow.io.nodes import ATTR, PendingWrite
+from cryoflow.io.writer import as_dask, store_blocks
+
+
+def result_chunks(shape: Sequence[int], dims: Sequence[str]) -> tuple[int, ...]:
+    """Default chunks: one tilt per chunk along ``tilt``; 128 (3-D) or 1024 (2-D) elsewhere."""
+    side = 128 if len(shape) >= 3 else 1024 if len(shape) == 2 else 1 << 20
+    return tuple(
+        1 if d == "tilt" else max(1, min(int(n), side)) for n, d in zip(shape, dims, strict=True)
+    )
+
+
+def write_result(
+    store: object,
+    name: str,
+    step: str,
+    key: str,
+    data: Any,
+    *,
+    dims: Sequence[str],
+    provenance: dict[str, Any] | None,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    compute: bool = True,
+    chunks: Sequence[int] | None = None,
+) -> PendingWrite:
+    """Write a stage's array to ``tomograms/<name>/results/<step>/<key>``.
+
+    Parameters
+    ----------
+    data : ndarray, dask array or DataArray of any shape, e.g. (n_tilts, Y, X) 2D maps,
+        (Z, Y, X) vote maps or masks, (n,) curves
+    dims : tuple of str, one per axis of ``data``, e.g. ``("tilt", "y", "x")``
+    provenance : dict
+        ``step``, ``parameters``, ``inputs`` (cryoflow version and time are filled in).
+    attrs : dict, optional
+        Extra JSON-serialisable attributes, returned by :func:`open_result` in ``.attrs``.
+    """
+    dims = tuple(str(d) for d in dims)
+    shape = tuple(int(s) for s in data.shape)
+    if len(dims) != len(shape):
+        raise StoreError(f"result {name}/{step}/{key}: {len(shape)} axes but dims {dims}")
+    dtype = check_dtype(data.dtype, f"result {name}/{step}/{key}")
+    chunk_shape = tuple(chunks) if chunks is not None else result_chunks(shape, dims)
+    source = as_dask(data, chunk_shape).astype(dtype)
+    prov = dict(provenance or {})
+    prov.setdefault("step", step)
+    parent, leaf, tmp, holder, node_name = begin(
+        store, name, [RESULTS, step, key], overwrite=overwrite, what="result"
+    )
+    meta = node_attrs("result", prov, step)
+    meta["attrs"] = nodes.normalise_provenance({"attrs": attrs or {}})["attrs"]
+    arr = holder.create_array(
+        node_name, shape=shape, dtype=dtype, chunks=chunk_shape, compressors=COMPRESSOR,
+        dimension_names=dims, attributes={ATTR: meta}, fill_value=0,
+    )
+    pending = PendingWrite(parent, leaf, tmp, overwrite, arr, description=f"write {name}/{step}/{key}")
+    pending.stages.append(lambda: store_blocks(source, arr, name=f"{step}-{name}-{key}"))
+    return finish(pending, compute)
+
+
+def open_result(store: object, name: str, step: str, key: str) -> xr.DataArray:
+    """A stage's array result, lazily.
+
+    Returns
+    -------
+    xarray.DataArray
+        With the dims it was written with; ``attrs`` holds the extra attributes plus
+        ``provenance``.
+    """
+    root = open_dataset(store)
+    tomogram_group(root, name)
+    path = _result_path(name, step, key)
+    arr = nodes.open_node(root, path, what="result")
+    meta = arr.attrs[ATTR]
+    if meta.get("kind") != "result":
+        raise StoreError(f"{nodes.store_label(store)}: {path!r} is a {meta.get('kind')}, not an array result")
+    attrs = dict(meta.get("attrs", {}))
+    attrs["provenance"] = meta.get("provenance", {})
+    return xr.DataArray(
+        lazy(arr, f"{step}-{name}-{key}"), dims=tuple(arr.metadata.dimension_names), name=key,
+        attrs=attrs,
+    )
+
+
+def _result_path(name: str, step: str, key: str) -> str:
+    validate_name(name, "tomogram name")
+    validate_name(step, "step name")
+    validate_name(key, "result key")
+    return f"{TOMOGRAMS}/{name}/{RESULTS}/{step}/{key}"
+
+
+# ---------------------------------------------------------------------------- tables
+def write_table(
+    store: object,
+    name: str,
+    step: str,
+    key: str,
+    table: pd.DataFrame,
+    *,
+    provenance: dict[str, Any] | None,
+    overwrite: bool = False,
+) -> PendingWrite:
+    """Write a table (particles, boxes) to ``tomograms/<name>/results/<step>/<key>``.
+
+    Columns may be boolean, integer, float or text (text is stored as categories).
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise StoreError(f"table {name}/{step}/{key} must be a pandas.DataFrame, got {type(table).__name__}")
+    prov = dict(provenance or {})
+    prov.setdefault("step", step)
+    parent, leaf, tmp, holder, node_name = begin(
+        store, name, [RESULTS, step, key], overwrite=overwrite, what="table"
+    )
+    columns: list[dict[str, Any]] = []
+    meta = node_attrs("table", prov, step)
+    group = holder.create_group(node_name, attributes={ATTR: meta})
+    pending = PendingWrite(parent, leaf, tmp, overwrite, group, description=f"write {name}/{step}/{key}")
+    try:
+        for i, col in enumerate(table.columns):
+            values, info = _encode_column(table[col], str(col))
+            group.create_array(
+                f"c{i}", data=values, chunks=(max(1, len(values)),), compressors=COMPRESSOR,
+                dimension_names=("row",),
+            )
+            columns.append(info)
+        pending.final_attrs = {"columns": columns, "n_rows": len(table)}
+        pending.commit()
+    except BaseException:
+        pending.abort()
+        raise
+    return pending
+
+
+def _encode_column(series: pd.Series, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    values = series.to_numpy()
+    if values.dtype.kind in "biuf":
+        return values.astype(values.dtype.newbyteorder("=")), {"name": name, "dtype": values.dtype.str}
+    text = series.astype(str)
+    codes, cats = pd.factorize(text, sort=True)
+    return codes.astype(np.int64), {"name": name, "dtype": "category", "categories": list(cats)}
+
+
+def read_table(store: object, name: str, step: str, key: str) -> pd.DataFrame:
+    """A table written by :func:`write_table`, as a pandas.DataFrame (columns in order)."""
+    root = open_dataset(store)
+    tomogram_group(root, name)
+    path = _result_path(name, step, key)
+    group = nodes.open_node(root, path, what="table")
+    meta = group.attrs[ATTR]
+    if meta.get("kind") != "table":
+        raise StoreError(f"{nodes.store_label(store)}: {path!r} is a {meta.get('kind')}, not a table")
+    data: dict[str, Any] = {}
+    for i, info in enumerate(meta["columns"]):
+        values = np.asarray(group[f"c{i}"][...])
+        if info["dtype"] == "category":
+            cats = np.asarray(info["categories"], dtype=object)
+            data[info["name"]] = cats[values] if len(values) else np.array([], dtype=object)
+        else:
+            data[info["name"]] = values.astype(np.dtype(info["dtype"]))
+    return pd.DataFrame(data, columns=[c["name"] for c in meta["columns"]])

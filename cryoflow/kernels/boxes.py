@@ -1,0 +1,106 @@
+"""2D boxes per tilt <-> masks (eager NumPy): the inputs of the paper's Algorithm 3.
+
+A 2D box table has columns ``tilt, class, score, y0, x0, y1, x1`` (see
+:mod:`cryoflow.io.boxes`); coordinates are detector pixels, ``y1``/``x1`` exclusive, and may
+be fractional: a pixel belongs to a box when its centre ``(y, x)`` satisfies
+``y0 <= y < y1`` and ``x0 <= x < x1`` after rounding the bounds up (``ceil``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from cryoflow.kernels.iou import refuse_dask
+
+__all__ = ["box_masks", "boxes_from_masks"]
+
+
+def box_masks(
+    boxes: pd.DataFrame,
+    n_tilts: int,
+    image_shape: tuple[int, int],
+    *,
+    class_name: str | None = None,
+    min_score: float = 0.0,
+) -> np.ndarray:
+    """Paint 2D boxes into per-tilt binary masks (the paper's ``U2D(h)``).
+
+    Parameters
+    ----------
+    boxes : pandas.DataFrame
+        Columns ``tilt, class, score, y0, x0, y1, x1``; ``tilt`` is the 0-based tilt index.
+    n_tilts : int
+    image_shape : (Y, U)
+    class_name : str or None
+        Keep only boxes of this class (None: all boxes).
+    min_score : float
+        Keep only boxes with ``score >= min_score``.
+
+    Returns
+    -------
+    ndarray of shape (n_tilts, Y, U), bool
+        Boxes are clipped to the image; a box outside it paints nothing.
+    """
+    Y, U = image_shape
+    out = np.zeros((n_tilts, Y, U), dtype=bool)
+    sel = boxes
+    if class_name is not None:
+        sel = sel[sel["class"].astype(str) == class_name]
+    sel = sel[sel["score"].astype(float) >= min_score]
+    for t, y0, x0, y1, x1 in sel[["tilt", "y0", "x0", "y1", "x1"]].itertuples(index=False):
+        t = int(t)
+        if not 0 <= t < n_tilts:
+            raise ValueError(f"box on tilt {t} but the series has tilts 0..{n_tilts - 1}")
+        ya, yb = (int(np.clip(np.ceil(v), 0, Y)) for v in (y0, y1))
+        xa, xb = (int(np.clip(np.ceil(v), 0, U)) for v in (x0, x1))
+        out[t, ya:yb, xa:xb] = True
+    return out
+
+
+def boxes_from_masks(
+    masks: np.ndarray,
+    class_name: str,
+    *,
+    jitter_px: float = 0.0,
+    min_pixels: int = 4,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per-tilt boxes around the connected components of 2D masks, optionally jittered.
+
+    Stands in for a 2D detector (e.g. Faster R-CNN) when making test data from truth masks.
+
+    Parameters
+    ----------
+    masks : ndarray of shape (n_tilts, Y, U), bool
+    class_name : str
+    jitter_px : float
+        Standard deviation (pixels) of independent Gaussian noise added to each box edge.
+    min_pixels : int
+        Components smaller than this are skipped.
+    seed : int
+        Seed of the local RNG for the jitter.
+
+    Returns
+    -------
+    pandas.DataFrame with columns ``tilt, class, score, y0, x0, y1, x1`` (float coordinates,
+    ``score`` 1.0), sorted by tilt.
+    """
+    refuse_dask(masks, "boxes_from_masks")
+    masks = np.asarray(masks, dtype=bool)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(masks.shape[0]):
+        lab, n = ndimage.label(masks[t])
+        if n == 0:
+            continue
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+            if sl is None or sizes[i] < min_pixels:
+                continue
+            box = np.array([sl[0].start, sl[1].start, sl[0].stop, sl[1].stop], float)
+            if jitter_px > 0:
+                box += rng.normal(0.0, jitter_px, size=4)
+            rows.append([t, class_name, 1.0, *box.tolist()])
+    return pd.DataFrame(rows, columns=["tilt", "class", "score", "y0", "x0", "y1", "x1"])

@@ -1,0 +1,173 @@
+"""Step adapters for ``cryoflow run``: what each pipeline step reads, computes and writes.
+
+An adapter turns ``(store, tomogram, params)`` into a :class:`Plan`: the step's output as a
+*lazy* Dask array (chunked as it will be stored), where it goes
+(``tomograms/<name>/results/<step>/<key>``) and the identity of every input it reads. The run
+engine (:mod:`cryoflow.pipelines.run`) owns execution: chunk-wise writes, progress, skipping.
+
+Wired now: ``bin`` (built in) and ``reconstruct`` (``cryoflow.api.backproject``, the
+contract's back-projection). Other steps of the config are accepted by ``cryoflow check`` and
+reported as not yet runnable by :func:`get_adapter` until their stage module lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+from cryoflow.errors import ConfigError, InputFileError
+from cryoflow.io.layout import RESULTS, TILT_SERIES, TOMOGRAMS, open_dataset
+from cryoflow.io.names import validate_name
+from cryoflow.io.nodes import ATTR, open_node
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One (tomogram, step) result to produce.
+
+    Attributes
+    ----------
+    step, key : str
+        The result lands at ``tomograms/<tomogram>/results/<step>/<key>``.
+    data : dask.array.Array
+        Lazy output, chunked exactly as stored (one write task per chunk).
+    dims : tuple of str
+        One name per axis, e.g. ``("tilt", "y", "x")`` or ``("z", "y", "x")``.
+    inputs : dict
+        Store path (or file) -> identity (``write_id`` or SHA-256) of everything read.
+    attrs : dict
+        Extra JSON attributes stored with the result.
+    resources : dict or None
+        Dask resources each chunk task needs (``{"GPU": 1}`` for network inference).
+    """
+
+    step: str
+    key: str
+    data: da.Array
+    dims: tuple[str, ...]
+    inputs: dict[str, str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, float] | None = None
+
+
+Adapter = Callable[[object, str, Any], Plan]
+
+
+# ---------------------------------------------------------------------------- inputs
+def node_identity(store: object, path: str, what: str) -> tuple[Any, str]:
+    """Open the complete node at ``path`` and return ``(node, write_id)``."""
+    root = open_dataset(store)
+    node = open_node(root, path, what=what)
+    meta = node.attrs.get(ATTR, {}) or {}
+    return node, str(meta.get("write_id") or meta.get("provenance", {}).get("created", ""))
+
+
+def tilt_series_input(store: object, tomogram: str, source: str) -> tuple[Any, dict[str, str]]:
+    """The lazy ``(tilt, y, x)`` images of ``source`` (``tilt_series`` or ``bin``) and identity."""
+    from cryoflow.io.store import open_result, open_tilt_series
+
+    name = validate_name(tomogram, "tomogram name")
+    if source == "tilt_series":
+        path = f"{TOMOGRAMS}/{name}/{TILT_SERIES}"
+        _, ident = node_identity(store, path, "tilt series")
+        return open_tilt_series(store, name), {path: ident}
+    path = f"{TOMOGRAMS}/{name}/{RESULTS}/{source}/tilt_series"
+    _, ident = node_identity(store, path, "result")
+    images = open_result(store, name, source, "tilt_series")
+    raw = open_tilt_series(store, name)
+    images = images.assign_coords(angle=("tilt", raw.coords["angle"].values))
+    images.attrs["pixel_size_angstrom"] = raw.attrs["pixel_size_angstrom"] * images.attrs.get(
+        "bin_factor", 1
+    )
+    return images, {path: ident}
+
+
+# ---------------------------------------------------------------------------- bin
+def bin_image(block: np.ndarray, factor: int, first_tilt: int = 0) -> np.ndarray:
+    """Mean-bin tilt images ``(n, Y, X)`` by ``factor`` (edges that do not fill a bin dropped).
+
+    Returns
+    -------
+    ndarray of shape (n, Y // factor, X // factor), float32
+
+    Raises
+    ------
+    TypeError
+        For Dask input (kernels are eager).
+    InputFileError
+        When an image holds non-finite values (a corrupt tilt); tilts are numbered from
+        ``first_tilt``.
+    """
+    if isinstance(block, da.Array):
+        raise TypeError("bin_image is an eager kernel; map it over Dask blocks instead")
+    if not np.all(np.isfinite(block)):
+        bad = sorted({first_tilt + int(i) for i in np.argwhere(~np.isfinite(block))[:, 0]})
+        raise InputFileError("tilt series", f"non-finite pixels in tilt image(s) {bad[:5]}")
+    n, y, x = block.shape
+    yb, xb = y // factor, x // factor
+    cut = block[:, : yb * factor, : xb * factor].astype(np.float32)
+    return cut.reshape(n, yb, factor, xb, factor).mean(axis=(2, 4), dtype=np.float32)
+
+
+def _bin_block(block: np.ndarray, first: np.ndarray, factor: int) -> np.ndarray:
+    return bin_image(block, factor, int(first.flat[0]))
+
+
+def plan_bin(store: object, tomogram: str, params: Any) -> Plan:
+    """Bin every tilt image by ``params.factor``: ``(n, Y, X) -> (n, Y//f, X//f)``, one tilt per chunk."""
+    images, inputs = tilt_series_input(store, tomogram, "tilt_series")
+    n, y, x = images.shape
+    f = int(params.factor)
+    if y < f or x < f:
+        raise ConfigError(f"bin factor {f} is larger than tomogram {tomogram!r}'s images ({y} x {x})")
+    src = images.data.rechunk((1, y, x))
+    first = da.arange(n, chunks=1).reshape(n, 1, 1)  # each block's tilt number, for messages
+    out = da.map_blocks(
+        _bin_block, src, first, f, dtype=np.float32, chunks=((1,) * n, (y // f,), (x // f,)),
+        meta=np.empty((0, 0, 0), np.float32), name=f"bin:{tomogram}-{tokenize(src.name, f)}",
+    )
+    return Plan("bin", TILT_SERIES, out, ("tilt", "y", "x"), inputs, attrs={"bin_factor": f})
+
+
+# ---------------------------------------------------------------------------- reconstruct
+def plan_reconstruct(store: object, tomogram: str, params: Any) -> Plan:
+    """Back-project into a ``(thickness, Y, X)`` volume with the contract's ``backproject``."""
+    try:
+        from cryoflow.api import backproject
+    except ImportError as exc:
+        raise ConfigError(
+            f"step 'reconstruct' is not available in this build (cryoflow.api: {exc})"
+        ) from exc
+    images, inputs = tilt_series_input(store, tomogram, params.source)
+    _, y, x = images.shape
+    shape = (int(params.thickness), int(y), int(x))
+    chunks = tuple(min(int(params.chunk), s) for s in shape)
+    vol = backproject(images, images.coords["angle"].values, shape, chunks=chunks)
+    data = getattr(vol, "data", vol)
+    if not isinstance(data, da.Array):
+        data = da.from_array(np.asarray(data), chunks=chunks)
+    data = data.rechunk(chunks)  # no-op when the builder honoured ``chunks``
+    return Plan("reconstruct", "volume", data, ("z", "y", "x"), inputs,
+                attrs={"source": params.source})
+
+
+ADAPTERS: dict[str, Adapter] = {
+    "bin": plan_bin,
+    "reconstruct": plan_reconstruct,
+}
+
+
+def get_adapter(step: str) -> Adapter:
+    """The adapter of ``step`` (ConfigError naming the runnable steps when there is none)."""
+    if step not in ADAPTERS:
+        raise ConfigError(
+            f"step {step!r} is valid configuration but not yet runnable by `cryoflow run`; "
+            f"runnable steps: {', '.join(ADAPTERS)}"
+        )
+    return ADAPTERS[step]
