@@ -161,7 +161,9 @@ def project(
         vol, geometry, (vol.shape[1], width), mode=mode, interpolation=interpolation
     )
     return xr.DataArray(
-        out, dims=TILT_DIMS, coords={"angle": ("tilt", list(geometry.angles_deg))},
+        out,
+        dims=TILT_DIMS,
+        coords={"angle": ("tilt", list(geometry.angles_deg))},
         name=f"projection_{mode}",
     )
 
@@ -199,9 +201,7 @@ def select_threshold(
     stack = _as_dask(masks, "masks", TILT_DIMS, (-1, 64, -1))
     geometry = _geometry(angles, stack.shape[0], "masks")
     if not isinstance(angles, TiltGeometry) and stack.shape[1] != vol.shape[1]:
-        raise GeometryError(
-            f"masks have {stack.shape[1]} rows but votes have Y={vol.shape[1]}"
-        )
+        raise GeometryError(f"masks have {stack.shape[1]} rows but votes have Y={vol.shape[1]}")
     cands = parse_candidates(candidates, geometry.n_tilts)
     counts = threshold_counts_graph(vol, stack, geometry, cands, interpolation=interpolation)
     (values,) = dask.compute(counts)

@@ -108,8 +108,9 @@ def test_binary_linear_is_any_tap_vote():
     geometry = TiltGeometry.single_axis([0.0], shifts_px=[[0.0, 0.5]])
     images = np.zeros((1, 1, 4), bool)
     images[0, 0, 2] = True
-    out = backproject_block(images, geometry, (1, 1, 4), (1, 4), whole((1, 1, 4)),
-                            interpolation="linear")
+    out = backproject_block(
+        images, geometry, (1, 1, 4), (1, 4), whole((1, 1, 4)), interpolation="linear"
+    )
     np.testing.assert_array_equal(out.ravel(), [0, 1, 1, 0])
 
 
@@ -119,8 +120,9 @@ def test_kernel_refuses_dask_and_missing_footprint():
     with pytest.raises(TypeError, match="Dask"):
         backproject_block(da.from_array(images), geometry, (9, 8, 11), (8, 13), whole((9, 8, 11)))
     with pytest.raises(ValueError, match="crop"):
-        backproject_block(images[:, :, 4:6], geometry, (9, 8, 11), (8, 13), whole((9, 8, 11)),
-                          (0, 4))
+        backproject_block(
+            images[:, :, 4:6], geometry, (9, 8, 11), (8, 13), whole((9, 8, 11)), (0, 4)
+        )
 
 
 @pytest.mark.parametrize("chunks", [(3, 4, 5), (9, 8, 11), (2, 8, 3), (9, 1, 11)])
@@ -184,8 +186,12 @@ def test_xarray_input_and_local_cluster():
     images = phantom(rng, (7, 8, 13), np.float32)
     stack = xr.DataArray(images.transpose(1, 0, 2), dims=("y", "tilt", "x"))
     ref = backproject_reference(images, TiltGeometry.single_axis(ANGLES), (9, 8, 11))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         out = cryoflow.backproject(stack, ANGLES, (9, 8, 11), chunks=(5, 4, 6))
         values = client.compute(out.data).result()
     np.testing.assert_allclose(values, ref, rtol=1e-5, atol=1e-4)

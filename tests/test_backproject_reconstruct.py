@@ -36,8 +36,12 @@ def corr(a, b):
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -45,8 +49,15 @@ def client():
 def dataset(tmp_path):
     vol = phantom()
     geometry = TiltGeometry.single_axis(ANGLES)
-    tilts = project_block(vol, geometry, SHAPE, SHAPE[1:], tuple(slice(0, s) for s in SHAPE),
-                          mode="sum", interpolation="linear")
+    tilts = project_block(
+        vol,
+        geometry,
+        SHAPE,
+        SHAPE[1:],
+        tuple(slice(0, s) for s in SHAPE),
+        mode="sum",
+        interpolation="linear",
+    )
     store = tmp_path / "data.zarr"
     S.create_dataset(store)
     for name in ("a", "b"):
@@ -65,16 +76,20 @@ def test_ramp_filter_has_no_dc_and_keeps_shape():
 
 def test_weighted_beats_plain_backprojection(dataset, client):
     store, vol = dataset
-    reconstruct_dataset(client, store, ["a", "b"], ReconstructConfig(thickness=SHAPE[0]),
-                        quiet=True)
+    reconstruct_dataset(
+        client, store, ["a", "b"], ReconstructConfig(thickness=SHAPE[0]), quiet=True
+    )
     out = S.open_volume(store, "a", "tomogram")
     assert out.shape == SHAPE and out.dtype == np.float32
     assert out.attrs["pixel_size_angstrom"] == pytest.approx(2.5)
     weighted = out.values
     assert S.open_volume(store, "b", "tomogram").shape == SHAPE
     tilts = S.open_tilt_series(store, "a")
-    plain, _ = reconstruction(tilts.data, S.read_geometry(store, "a"),
-                              ReconstructConfig(thickness=SHAPE[0], filter="none"))
+    plain, _ = reconstruction(
+        tilts.data,
+        S.read_geometry(store, "a"),
+        ReconstructConfig(thickness=SHAPE[0], filter="none"),
+    )
     plain = client.compute(plain).result()
     assert corr(weighted, vol) > 0.8
     assert corr(weighted, vol) > corr(plain, vol) + 0.05

@@ -23,8 +23,13 @@ def whole(shape):
 
 def fp_sum(volume, geometry, detector, interpolation="nearest"):
     return project_block(
-        volume, geometry, volume.shape, detector, whole(volume.shape),
-        mode="sum", interpolation=interpolation,
+        volume,
+        geometry,
+        volume.shape,
+        detector,
+        whole(volume.shape),
+        mode="sum",
+        interpolation=interpolation,
     )
 
 

@@ -35,7 +35,7 @@ ANGLES = np.round(np.linspace(-45.0, 45.0, 8), 2)
 def client():
     distributed = pytest.importorskip("distributed")
     with distributed.Client(
-        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as c:
         yield c
 
@@ -69,7 +69,13 @@ def test_single_file_with_companion_tlt(tmp_path, rng, client) -> None:
 def test_mdoc_gives_pixel_size_and_tilt_axis(tmp_path, rng, client) -> None:
     data = tilt_stack(rng, n=4).astype(np.int16)
     path = write_mrc(tmp_path / "TS_02.mrc", data, voxel_size=1.0)
-    write_mdoc(tmp_path / "TS_02.mrc.mdoc", [2.0, -2.0, 4.0, -4.0], pixel=3.1, tilt_axis=85.3, order=[1, 0, 3, 2])
+    write_mdoc(
+        tmp_path / "TS_02.mrc.mdoc",
+        [2.0, -2.0, 4.0, -4.0],
+        pixel=3.1,
+        tilt_axis=85.3,
+        order=[1, 0, 3, 2],
+    )
     write_tlt(tmp_path / "TS_02.tlt", [9, 9, 9, 9])  # the mdoc comes first
     out = str(tmp_path / "s.zarr")
     with pytest.warns(NonStandardInputWarning, match="differs from the mdoc's"):
@@ -95,7 +101,9 @@ def test_directory_and_glob_in_parallel(tmp_path, rng, client) -> None:
         assert ts.dtype == data.dtype and ts.data.chunksize == (1, 16, 16)
         np.testing.assert_array_equal(ts.values, data)
     out2 = str(tmp_path / "g.zarr")
-    assert ingest(client, IngestConfig(inputs=(str(src / "TS_[12].mrc"),), out=out2), quiet=True) == ["TS_1", "TS_2"]
+    assert ingest(
+        client, IngestConfig(inputs=(str(src / "TS_[12].mrc"),), out=out2), quiet=True
+    ) == ["TS_1", "TS_2"]
 
 
 def test_old_file_and_extended_header_ingest_with_warning(tmp_path, rng, client) -> None:
@@ -143,7 +151,11 @@ def test_failure_while_writing_leaves_store_unchanged(tmp_path, rng, client, mon
     with pytest.raises(OSError, match="disk went away"):
         ingest(client, IngestConfig(inputs=(str(path),), out=out, name="lost"), quiet=True)
     with pytest.raises(OSError, match="disk went away"):
-        ingest(client, IngestConfig(inputs=(str(path),), out=out, name="keep", overwrite=True), quiet=True)
+        ingest(
+            client,
+            IngestConfig(inputs=(str(path),), out=out, name="keep", overwrite=True),
+            quiet=True,
+        )
     assert snapshot(tmp_path / "s.zarr") == before
     assert store.list_tomograms(out) == ["keep"]
 
@@ -164,7 +176,11 @@ def _bad_count(tmp_path, rng):
 def _bad_nan(tmp_path, rng):
     path, _ = _series(tmp_path, rng, name="nan")
     write_tlt(tmp_path / "other.tlt", [*ANGLES[:7], np.nan])
-    return [str(path), "--angles", str(tmp_path / "other.tlt")], "line 8: tilt angle 'nan' is not finite"
+    return [
+        str(path),
+        "--angles",
+        str(tmp_path / "other.tlt"),
+    ], "line 8: tilt angle 'nan' is not finite"
 
 
 def _bad_absurd(tmp_path, rng):
@@ -211,8 +227,18 @@ def _bad_missing(tmp_path, rng):
 
 @pytest.mark.parametrize(
     "case",
-    [_bad_truncated, _bad_count, _bad_nan, _bad_absurd, _bad_name, _bad_bomb, _bad_no_angles,
-     _bad_exists, _bad_mode, _bad_missing],
+    [
+        _bad_truncated,
+        _bad_count,
+        _bad_nan,
+        _bad_absurd,
+        _bad_name,
+        _bad_bomb,
+        _bad_no_angles,
+        _bad_exists,
+        _bad_mode,
+        _bad_missing,
+    ],
 )
 def test_bad_input_one_line_exit_2_store_unchanged(tmp_path, rng, client, capsys, case) -> None:
     keep, _ = _series(tmp_path, rng, name="keep")
@@ -239,7 +265,9 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path, rng) -> None:
     out = tmp_path / "new.zarr"
     proc = subprocess.run(
         [sys.executable, "-m", "cryoflow.cli.main", "ingest", str(path), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -14,12 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 import pytest
 from io_files import tilt_stack, write_mdoc, write_mrc, write_tlt
 
 import cryoflow
 from cryoflow.cli.main import main
+from cryoflow.io import store
 from cryoflow.pipelines.ingest import IngestConfig, ingest
 
 distributed = pytest.importorskip("distributed")
@@ -37,9 +39,20 @@ def tcp_cluster(tmp_path):
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     procs = [
         subprocess.Popen(
-            _dask_cli("scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
-                      "--scheduler-file", str(sched_file)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            _dask_cli(
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(sched_file),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
     ]
     try:
@@ -50,11 +63,28 @@ def tcp_cluster(tmp_path):
             time.sleep(0.2)
         address = json.loads(sched_file.read_text())["address"]
         for i in range(2):
-            procs.append(subprocess.Popen(
-                _dask_cli("worker", address, "--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1",
-                          "--memory-limit", "1GiB", "--no-dashboard", "--name", f"w{i}"),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    _dask_cli(
+                        "worker",
+                        address,
+                        "--host",
+                        "127.0.0.1",
+                        "--nworkers",
+                        "1",
+                        "--nthreads",
+                        "1",
+                        "--memory-limit",
+                        "1GiB",
+                        "--no-dashboard",
+                        "--name",
+                        f"w{i}",
+                    ),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
         with distributed.Client(address, timeout=30) as c:
             c.wait_for_workers(2, timeout=45)
         yield address
@@ -72,7 +102,8 @@ def _chunk_hashes(root: Path) -> dict[str, str]:
     """Hashes of every chunk file (metadata holds timestamps, so it is compared separately)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file() and p.name != "zarr.json"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "zarr.json"
     }
 
 
@@ -82,7 +113,11 @@ def test_tcp_cluster_ingest_matches_local(tmp_path, tcp_cluster) -> None:
     src = tmp_path / "raw"
     src.mkdir()
     for i, dtype in enumerate([np.float32, np.int16, np.uint16]):
-        write_mrc(src / f"TS_{i}.mrc", (tilt_stack(rng, n=8, ny=32, nx=32) * 50).astype(dtype), voxel_size=2.0 + i)
+        write_mrc(
+            src / f"TS_{i}.mrc",
+            (tilt_stack(rng, n=8, ny=32, nx=32) * 50).astype(dtype),
+            voxel_size=2.0 + i,
+        )
         write_tlt(src / f"TS_{i}.tlt", np.arange(-21.0, 22.0, 6.0))
     write_mdoc(src / "TS_2.mdoc", list(np.arange(-21.0, 22.0, 6.0)), pixel=4.0, tilt_axis=86.0)
 
@@ -92,12 +127,17 @@ def test_tcp_cluster_ingest_matches_local(tmp_path, tcp_cluster) -> None:
         names = ingest(client, IngestConfig(out=str(remote), **config), quiet=True)
     workers = {t["worker"] for t in stream.data if "ingest" in str(t.get("key", ""))}
     assert len(workers) == 2, workers
-    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+    ) as c:
         assert ingest(c, IngestConfig(out=str(local), **config), quiet=True) == names
 
     assert _chunk_hashes(remote) == _chunk_hashes(local)
     for name in names:
-        a, b = cryoflow.open_tilt_series(str(remote), name), cryoflow.open_tilt_series(str(local), name)
+        a, b = (
+            cryoflow.open_tilt_series(str(remote), name),
+            cryoflow.open_tilt_series(str(local), name),
+        )
         assert a.dtype == b.dtype and a.data.chunks == b.data.chunks
         np.testing.assert_array_equal(a.values, b.values)
         np.testing.assert_array_equal(a["angle"].values, b["angle"].values)
@@ -107,10 +147,48 @@ def test_tcp_cluster_ingest_matches_local(tmp_path, tcp_cluster) -> None:
 
     # the command line (in-process: no second interpreter start-up), attached to the same scheduler
     with pytest.raises(SystemExit) as exit_info:
-        main(["ingest", str(src / "TS_0.mrc"), "--out", str(tmp_path / "cli.zarr"), "--name", "cli",
-              "--scheduler", tcp_cluster])
+        main(
+            [
+                "ingest",
+                str(src / "TS_0.mrc"),
+                "--out",
+                str(tmp_path / "cli.zarr"),
+                "--name",
+                "cli",
+                "--scheduler",
+                tcp_cluster,
+            ]
+        )
     assert exit_info.value.code in (0, None)
     np.testing.assert_array_equal(
         cryoflow.open_tilt_series(str(tmp_path / "cli.zarr"), "cli").values,
         cryoflow.open_tilt_series(str(local), "TS_0").values,
     )
+
+    # export through the same scheduler, and verify, from the command line
+    vol = rng.normal(size=(6, 10, 8)).astype(np.float32)
+    store.write_volume(
+        tmp_path / "cli.zarr", "cli", "tomogram", vol, pixel_size_angstrom=5.0, provenance={}
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "export",
+                str(tmp_path / "cli.zarr"),
+                "--name",
+                "cli",
+                "--key",
+                "tomogram",
+                "--out",
+                str(tmp_path / "cli.mrc"),
+                "--scheduler",
+                tcp_cluster,
+            ]
+        )
+    assert exit_info.value.code in (0, None)
+    with mrcfile.open(tmp_path / "cli.mrc") as m:
+        np.testing.assert_array_equal(m.data, vol)
+        assert float(m.voxel_size.x) == 5.0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", str(tmp_path / "cli.zarr")])
+    assert exit_info.value.code in (0, None)

@@ -63,7 +63,9 @@ def test_mdoc_non_finite_angle_names_line(tmp_path) -> None:
 
 def test_mdoc_section_without_angle(tmp_path) -> None:
     path = tmp_path / "x.mdoc"
-    path.write_text("PixelSpacing = 1.0\n\n[ZValue = 0]\nTiltAngle = 1.0\n\n[ZValue = 1]\nExposureTime = 1\n")
+    path.write_text(
+        "PixelSpacing = 1.0\n\n[ZValue = 0]\nTiltAngle = 1.0\n\n[ZValue = 1]\nExposureTime = 1\n"
+    )
     with pytest.raises(AngleFileError, match="ZValue = 1 has no TiltAngle"):
         read_angles(path)
 

@@ -144,7 +144,9 @@ def test_compressed_bomb_is_refused(tmp_path) -> None:
     with gzip.open(packed, "wb") as f:
         f.write(raw.read_bytes())
     assert packed.stat().st_size < 20_000
-    with pytest.raises(InputFileError, match=r"would expand to 2098176 bytes, past the limit of 1048576"):
+    with pytest.raises(
+        InputFileError, match=r"would expand to 2098176 bytes, past the limit of 1048576"
+    ):
         mrc.decompress_mrc(packed, tmp_path / "o.mrc", max_expanded_bytes=2**20)
     assert not (tmp_path / "o.mrc").exists()
 

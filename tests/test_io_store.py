@@ -17,6 +17,7 @@ from cryoflow.errors import (
     GeometryError,
     InvalidNameError,
     NodeNotFoundError,
+    StoreError,
     UnsafeStoreError,
 )
 from cryoflow.geometry import TiltGeometry
@@ -46,7 +47,21 @@ def test_valid_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "../x", "a/b", "a\\b", "..", "a..b", ".hidden", "-x", "a b", "x;rm", "A" * 129, "é", "a\n"],
+    [
+        "",
+        "../x",
+        "a/b",
+        "a\\b",
+        "..",
+        "a..b",
+        ".hidden",
+        "-x",
+        "a b",
+        "x;rm",
+        "A" * 129,
+        "é",
+        "a\n",
+    ],
 )
 def test_invalid_names_are_refused_with_the_rule(name: str, tmp_path, images) -> None:
     with pytest.raises(InvalidNameError, match=r"A-Za-z0-9") as info:
@@ -58,7 +73,9 @@ def test_invalid_names_are_refused_with_the_rule(name: str, tmp_path, images) ->
 # ---------------------------------------------------------------------------- tilt series
 def test_tilt_series_round_trip(tmp_path, images) -> None:
     path = tmp_path / "s.zarr"
-    geom = TiltGeometry.single_axis(ANGLES, tilt_axis_deg=85.3, shifts_px=np.arange(12.0).reshape(6, 2))
+    geom = TiltGeometry.single_axis(
+        ANGLES, tilt_axis_deg=85.3, shifts_px=np.arange(12.0).reshape(6, 2)
+    )
     store.write_tilt_series(path, "TS_01", images, geom, 3.25, provenance={"step": "ingest"})
     ts = cryoflow.open_tilt_series(str(path), "TS_01")
     assert ts.dims == ("tilt", "y", "x")
@@ -130,12 +147,16 @@ def test_pending_write_is_invisible_until_committed(tmp_path, images) -> None:
 def test_incomplete_result_is_refused_and_cleaned(tmp_path, images) -> None:
     path = tmp_path / "s.zarr"
     store.write_tilt_series(path, "a", images, ANGLES, 1.0)
-    store.write_result(path, "a", "edges", "map", images > 0, dims=("tilt", "y", "x"), provenance={})
+    store.write_result(
+        path, "a", "edges", "map", images > 0, dims=("tilt", "y", "x"), provenance={}
+    )
     meta_file = path / "tomograms/a/results/edges/map/zarr.json"
     meta = json.loads(meta_file.read_text())
     meta["attributes"]["cryoflow"]["complete"] = False  # as if the writer died before the flag
     meta_file.write_text(json.dumps(meta))
-    with pytest.raises(NodeNotFoundError, match=r"s\.zarr.*'tomograms/a/results/edges/map' is incomplete"):
+    with pytest.raises(
+        NodeNotFoundError, match=r"s\.zarr.*'tomograms/a/results/edges/map' is incomplete"
+    ):
         store.open_result(path, "a", "edges", "map")
     [leftover] = verify_store(path, clean=True)
     assert leftover.path == "tomograms/a/results/edges/map"
@@ -170,8 +191,16 @@ def test_volume_is_ome_zarr_v05_multiscale(tmp_path, rng, kind) -> None:
     vol = rng.normal(size=(10, 24, 17)).astype(np.float32)
     if kind == "label":
         vol = (vol > 0.5).astype(np.uint8)
-    store.write_volume(path, "t", "v", vol, pixel_size_angstrom=7.5, provenance={"step": "recon"},
-                       kind=kind, chunk=8)
+    store.write_volume(
+        path,
+        "t",
+        "v",
+        vol,
+        pixel_size_angstrom=7.5,
+        provenance={"step": "recon"},
+        kind=kind,
+        chunk=8,
+    )
     section = "volumes" if kind == "image" else "labels"
     group = zarr.open_group(str(path / f"tomograms/t/{section}/v"), mode="r")
     ome = group.attrs["ome"]
@@ -184,16 +213,26 @@ def test_volume_is_ome_zarr_v05_multiscale(tmp_path, rng, kind) -> None:
     np.testing.assert_array_equal(np.asarray(ms.images[0].data), vol)
     lvl1 = store.open_volume(path, "t", "v", level=1)
     assert lvl1.dims == ("z", "y", "x") and lvl1.attrs["pixel_size_angstrom"] == 15.0
-    expected = vol[::2, ::2, ::2][:5, :12, :8] if kind == "label" else vol[:10, :24, :16].reshape(
-        5, 2, 12, 2, 8, 2).mean(axis=(1, 3, 5))
+    expected = (
+        vol[::2, ::2, ::2][:5, :12, :8]
+        if kind == "label"
+        else vol[:10, :24, :16].reshape(5, 2, 12, 2, 8, 2).mean(axis=(1, 3, 5))
+    )
     np.testing.assert_allclose(lvl1.values, expected, rtol=1e-5)
     assert zarr.open_array(str(path / f"tomograms/t/{section}/v/0"), mode="r").chunks == (8, 8, 8)
 
 
 def test_volume_without_tilt_series_and_missing_level(tmp_path, rng) -> None:
     path = tmp_path / "s.zarr"
-    store.write_volume(path, "t", "tomogram", rng.random((4, 4, 4)), pixel_size_angstrom=2.0,
-                       provenance=None, multiscale=False)
+    store.write_volume(
+        path,
+        "t",
+        "tomogram",
+        rng.random((4, 4, 4)),
+        pixel_size_angstrom=2.0,
+        provenance=None,
+        multiscale=False,
+    )
     assert store.list_tomograms(path) == ["t"]
     with pytest.raises(NodeNotFoundError, match="levels 0..0"):
         store.open_volume(path, "t", "tomogram", level=1)
@@ -205,15 +244,29 @@ def test_volume_without_tilt_series_and_missing_level(tmp_path, rng) -> None:
 def test_result_and_table_round_trip(tmp_path, rng) -> None:
     path = tmp_path / "s.zarr"
     curve = rng.random(7)
-    store.write_result(path, "t", "threshold", "scores", curve, dims=("threshold",),
-                       provenance={"parameters": {"n": 7}, "inputs": {"votes": "x"}}, attrs={"best": 3})
+    store.write_result(
+        path,
+        "t",
+        "threshold",
+        "scores",
+        curve,
+        dims=("threshold",),
+        provenance={"parameters": {"n": 7}, "inputs": {"votes": "x"}},
+        attrs={"best": 3},
+    )
     res = store.open_result(path, "t", "threshold", "scores")
     np.testing.assert_array_equal(res.values, curve)
     assert res.dims == ("threshold",) and res.attrs["best"] == 3
     prov = res.attrs["provenance"]
     assert prov["step"] == "threshold" and prov["parameters"] == {"n": 7} and "created" in prov
-    table = pd.DataFrame({"z": [1.5, 2.5, 3.5], "cls": ["ribosome", "rubisco", "ribosome"],
-                          "id": np.array([4, 5, 6], np.int32), "ok": [True, False, True]})
+    table = pd.DataFrame(
+        {
+            "z": [1.5, 2.5, 3.5],
+            "cls": ["ribosome", "rubisco", "ribosome"],
+            "id": np.array([4, 5, 6], np.int32),
+            "ok": [True, False, True],
+        }
+    )
     store.write_table(path, "t", "localize", "particles", table, provenance={"parameters": {}})
     pd.testing.assert_frame_equal(store.read_table(path, "t", "localize", "particles"), table)
     with pytest.raises(AlreadyExistsError):
@@ -222,12 +275,16 @@ def test_result_and_table_round_trip(tmp_path, rng) -> None:
 
 # ---------------------------------------------------------------------------- chunk alignment
 def test_misaligned_region_is_refused(tmp_path) -> None:
-    target = zarr.create_array(str(tmp_path / "a.zarr"), shape=(4, 16, 16), chunks=(1, 8, 8), dtype="f4")
+    target = zarr.create_array(
+        str(tmp_path / "a.zarr"), shape=(4, 16, 16), chunks=(1, 8, 8), dtype="f4"
+    )
     src = da.ones((2, 8, 8), chunks=(1, 8, 8), dtype="f4")
     with pytest.raises(ChunkAlignmentError, match="boundary 4 on axis 1 .* chunk size 8"):
         store_blocks(src, target, region_start=(0, 4, 0))
     with pytest.raises(ChunkAlignmentError, match="axis 2"):
-        store_blocks(da.ones((1, 8, 12), chunks=(1, 8, 6), dtype="f4"), target, region_start=(0, 0, 0))
+        store_blocks(
+            da.ones((1, 8, 12), chunks=(1, 8, 6), dtype="f4"), target, region_start=(0, 0, 0)
+        )
     check_aligned(((1, 1), (8,), (8,)), (4, 16, 16), (1, 8, 8), (2, 8, 8))  # aligned: no error
     tasks = store_blocks(src * 3, target, region_start=(2, 8, 8), name="t")
     assert len(tasks) == 2 and tasks[0].key.startswith("t-")
@@ -250,3 +307,44 @@ def test_memory_store_publishes_by_copy(images) -> None:
     np.testing.assert_array_equal(store.open_tilt_series(root, "m").values, images + 1)
     assert store.list_tomograms(root) == ["m"]
     assert [k for k in root["tomograms"].group_keys()] == ["m"]
+
+
+def test_foreign_zarr_group_is_not_written_into(tmp_path, images) -> None:
+    foreign = zarr.open_group(str(tmp_path / "f.zarr"), mode="w")
+    foreign.create_array("data", shape=(2,), dtype="i4")
+    with pytest.raises(StoreError, match="not a cryoflow dataset"):
+        store.write_tilt_series(tmp_path / "f.zarr", "a", images, ANGLES, 1.0)
+    assert "cryoflow" not in zarr.open_group(str(tmp_path / "f.zarr"), mode="r").attrs
+
+
+def test_numpy_values_in_provenance_and_attrs(tmp_path, images) -> None:
+    path = tmp_path / "s.zarr"
+    store.write_result(
+        path,
+        "a",
+        "s",
+        "k",
+        images,
+        dims=("tilt", "y", "x"),
+        provenance={
+            "parameters": {"t": np.float32(0.5), "ids": np.arange(3)},
+            "inputs": {"file": tmp_path / "x.mrc"},
+        },
+        attrs={"threshold": np.int64(4)},
+    )
+    res = store.open_result(path, "a", "s", "k")
+    assert res.attrs["threshold"] == 4
+    assert res.attrs["provenance"]["parameters"] == {"t": 0.5, "ids": [0, 1, 2]}
+    assert res.attrs["provenance"]["inputs"]["file"] == str(tmp_path / "x.mrc")
+    with pytest.raises(StoreError, match="JSON-serialisable"):
+        store.write_result(
+            path,
+            "brand-new",
+            "s",
+            "k2",
+            images,
+            dims=("tilt", "y", "x"),
+            provenance={"parameters": {"f": object()}},
+        )
+    assert find_leftovers(path) == []
+    assert store.list_tomograms(path) == ["a"]

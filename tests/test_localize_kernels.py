@@ -110,6 +110,10 @@ def test_box_masks_paint_half_open_boxes() -> None:
     assert other[1, 4:, 4:].all() and other.sum() == 2 * 3  # clipped to the image
     with pytest.raises(ValueError, match="tilt 1"):
         box_masks(boxes, 1, (6, 7))
+    from cryoflow.pipelines.localize import lazy_box_masks
+
+    lazy = lazy_box_masks(boxes, 2, (6, 7), class_name="mito", min_score=0.5)
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), m)
 
 
 def test_boxes_from_masks_roundtrip() -> None:

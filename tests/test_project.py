@@ -87,8 +87,9 @@ def test_any_is_binarised_sum(name, interpolation):
 def test_max_projection_is_per_ray_maximum():
     vol = np.zeros((5, 1, 5), np.int16)
     vol[:, 0, 2] = [1, 7, 3, 0, 2]
-    out = project_block(vol, TiltGeometry.single_axis([0.0]), vol.shape, (1, 7), whole(vol.shape),
-                        mode="max")
+    out = project_block(
+        vol, TiltGeometry.single_axis([0.0]), vol.shape, (1, 7), whole(vol.shape), mode="max"
+    )
     np.testing.assert_array_equal(out[0, 0], [-np.inf, 0, 0, 7, 0, 0, -np.inf])
 
 
@@ -112,8 +113,14 @@ def test_tree_reduction_with_small_fan_in():
     geometry = GEOMETRIES["single"]
     vol = volume_of(np.random.default_rng(8), np.float32)
     expected = project_block(vol, geometry, SHAPE, DETECTOR, whole(SHAPE), mode="sum")
-    graph = project_graph(da.from_array(vol, chunks=(2, 8, 2)), geometry, DETECTOR, mode="sum",
-                          split_every=2, row_chunks=3)
+    graph = project_graph(
+        da.from_array(vol, chunks=(2, 8, 2)),
+        geometry,
+        DETECTOR,
+        mode="sum",
+        split_every=2,
+        row_chunks=3,
+    )
     assert graph.chunks == ((7,), (3, 3, 2), (13,))
     with dask.config.set(scheduler="sync"):
         np.testing.assert_allclose(graph.compute(), expected, rtol=1e-5, atol=1e-5)

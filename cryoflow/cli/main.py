@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "ingest", "export", "verify",
     "reconstruct", "lift", "edges", "localize",
     "run", "check", "certs",
+    "train", "annotate", "detect",
 ]
 
 app = typer.Typer(

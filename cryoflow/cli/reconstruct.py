@@ -31,8 +31,12 @@ def register(app: typer.Typer) -> None:
         )
 
         config = ReconstructConfig(
-            thickness=thickness, filter=filter_, bin=bin_, interpolation=interpolation,
-            key=key, overwrite=overwrite,
+            thickness=thickness,
+            filter=filter_,
+            bin=bin_,
+            interpolation=interpolation,
+            key=key,
+            overwrite=overwrite,
         )
         names = select_tomograms(store, name, all_)
         with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:

@@ -9,7 +9,9 @@ def register(app: typer.Typer) -> None:
     @app.command("verify")
     def verify(
         store: str = typer.Argument(..., help="Dataset store (STORE.zarr)."),
-        clean: bool = typer.Option(False, "--clean", help="Delete the leftovers found (never while writing)."),
+        clean: bool = typer.Option(
+            False, "--clean", help="Delete the leftovers found (never while writing)."
+        ),
     ) -> None:
         """Report temporary nodes (.tmp-*, .trash-*) and results never marked complete.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from functools import partial
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -23,17 +24,19 @@ from cryoflow.errors import GeometryError
 from cryoflow.geometry import TiltGeometry, chunk_footprint
 from cryoflow.kernels.backproject import backproject_block, backproject_dtypes, parse_interpolation
 
-DEFAULT_CHUNKS = (64, 128, 256)
+DEFAULT_CHUNKS = (128, 128, 128)  # the store's volume chunks: results write without rechunking
+SLAB_BYTES = 64 * 2**20  # most bytes of one row slab of the tilt series (all tilts, all columns)
 
 
 def iter_blocks(
     chunks: tuple[tuple[int, ...], ...],
-) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+) -> Iterator[tuple[tuple[int, ...], Any]]:
     """Yield ``(block index, block slices)`` for every block of a Dask ``chunks`` tuple."""
     bounds = [np.concatenate([[0], np.cumsum(c)]).astype(int) for c in chunks]
     for index in itertools.product(*(range(len(c)) for c in chunks)):
-        yield index, tuple(
-            slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, index, strict=True)
+        yield (
+            index,
+            tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, index, strict=True)),
         )
 
 
@@ -61,7 +64,8 @@ def backproject_graph(
     Parameters
     ----------
     images : dask.array.Array of shape (n_tilts, V, U)
-        Any chunking (a block gathers the chunks its footprint touches).
+        Any chunking; it is rechunked into row slabs (all tilts, all columns, at most
+        ``SLAB_BYTES``), and each block reads the slabs its footprint touches.
     geometry : TiltGeometry
         n_tilts projections.
     shape : (Z, Y, X)
@@ -88,10 +92,20 @@ def backproject_graph(
     detector = (int(images.shape[1]), int(images.shape[2]))
     out_chunks = da.core.normalize_chunks(chunks or DEFAULT_CHUNKS, shape)
     _, dtype = backproject_dtypes(images.dtype, geometry.n_tilts, interpolation)
+    # 1. tilt series as row slabs (every tilt and column, rows of one output chunk at most), so
+    #    each stored tile is read once and a block reads only the slabs its footprint touches
+    rows = max(
+        1,
+        min(
+            out_chunks[1][0], SLAB_BYTES // (images.shape[0] * detector[1] * images.dtype.itemsize)
+        ),
+    )
+    images = images.rechunk({0: -1, 1: rows, 2: -1})
     token = tokenize(images, geometry.to_dict(), shape, out_chunks, interpolation, n_threads)
     name = f"{prefix}-{token}"
     dsk: dict = {}
-    deps = []
+    deps: list[Any] = []
+    # 2. one task per output block, on the crop of its footprint
     for index, block in iter_blocks(out_chunks):
         fp = chunk_footprint(geometry, shape, detector, block)  # type: ignore[arg-type]
         (v0, v1), (u0, u1) = fp.v, fp.u_union
@@ -102,9 +116,14 @@ def backproject_graph(
         crop = images[:, v0:v1, u0:u1]
         deps.append(crop)
         kernel = partial(
-            _backproject_task, geometry=geometry, volume_shape=shape,
-            detector_shape=detector, block=block, crop_origin=(v0, u0),
-            interpolation=interpolation, n_threads=n_threads,
+            _backproject_task,
+            geometry=geometry,
+            volume_shape=shape,
+            detector_shape=detector,
+            block=block,
+            crop_origin=(v0, u0),
+            interpolation=interpolation,
+            n_threads=n_threads,
         )
         dsk[(name, *index)] = (kernel, crop.__dask_keys__())
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -47,8 +48,8 @@ def combine_partials(
         lo, hi = max(u0, c0), min(u0 + Uc, c0 + C)
         if b <= a or hi <= lo:
             continue
-        src = part[:, a - v0:b - v0, lo - u0:hi - u0]
-        dst = out[:, a - r0:b - r0, lo - c0:hi - c0]
+        src = part[:, a - v0 : b - v0, lo - u0 : hi - u0]
+        dst = out[:, a - r0 : b - r0, lo - c0 : hi - c0]
         if mode == "sum":
             dst += src
         elif mode == "any":
@@ -98,7 +99,8 @@ def project_graph(
         raise GeometryError(f"volume must be (Z, Y, X), got shape {volume.shape}")
     if split_every < 2:
         raise ValueError(f"split_every must be >= 2, got {split_every}")
-    shape = tuple(int(s) for s in volume.shape)
+    Z, Y, X = (int(s) for s in volume.shape)
+    shape = (Z, Y, X)
     V, U = (int(d) for d in detector_shape)
     n = geometry.n_tilts
     _, dtype = project_dtypes(volume.dtype, mode, interpolation)
@@ -117,8 +119,15 @@ def project_graph(
             continue
         crop = (v0, u0, v1 - v0, u1 - u0)
         kernel = partial(
-            project_block, geometry=geometry, volume_shape=shape, detector_shape=(V, U),
-            block=block, crop=crop, mode=mode, interpolation=interpolation, n_threads=n_threads,
+            project_block,
+            geometry=geometry,
+            volume_shape=shape,
+            detector_shape=(V, U),
+            block=block,
+            crop=crop,
+            mode=mode,
+            interpolation=interpolation,
+            n_threads=n_threads,
         )
         dsk[(pname, *index)] = (kernel, (volume.name, *index))
         partials.append(((pname, *index), crop))
@@ -131,14 +140,15 @@ def project_graph(
         while len(level) > split_every:
             nxt = []
             for g in range(0, len(level), split_every):
-                group = level[g:g + split_every]
+                group = level[g : g + split_every]
                 key = (cname, r, depth, g)
                 dsk[key] = _combine_task(group, region, n, mode, dtype)
                 nxt.append((key, region))
             level, depth = nxt, depth + 1
         dsk[(name, 0, r, 0)] = _combine_task(level, region, n, mode, dtype)
         r0 += R
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[volume])
+    deps: list[Any] = [volume]
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
     return da.Array(graph, name, chunks=out_chunks, dtype=dtype, meta=np.empty((0, 0, 0), dtype))
 
 
@@ -146,7 +156,11 @@ def _combine_task(
     group: list[tuple[tuple, Crop]], region: Crop, n: int, mode: str, dtype: np.dtype
 ) -> tuple:
     fn = partial(
-        combine_partials, crops=[c for _, c in group], region=region,
-        n_tilts=n, mode=mode, dtype=dtype,
+        combine_partials,
+        crops=[c for _, c in group],
+        region=region,
+        n_tilts=n,
+        mode=mode,
+        dtype=dtype,
     )
     return (fn, [k for k, _ in group])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -59,28 +60,37 @@ def threshold_counts_graph(
     n, V, U = (int(s) for s in masks.shape)
     k = int(candidates.size)
     maxproj = project_graph(
-        votes, geometry, (V, U), mode="max", interpolation=interpolation,
-        n_threads=n_threads, prefix=f"{prefix}-maxproj",
+        votes,
+        geometry,
+        (V, U),
+        mode="max",
+        interpolation=interpolation,
+        n_threads=n_threads,
+        prefix=f"{prefix}-maxproj",
     )
     masks = masks.rechunk(maxproj.chunks)
     token = tokenize(maxproj, masks, candidates)
     name = f"{prefix}-counts-{token}"
     fn = partial(_counts_task, candidates=candidates)
-    dsk = {
+    dsk: dict[Any, Any] = {
         (name, r, 0, 0): (fn, (maxproj.name, 0, r, 0), (masks.name, 0, r, 0))
         for r in range(len(maxproj.chunks[1]))
     }
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[maxproj, masks])
+    deps: list[Any] = [maxproj, masks]
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
     per_chunk = da.Array(
-        graph, name, chunks=((1,) * len(maxproj.chunks[1]), (n,), (2 * k + 1,)),
-        dtype=np.int64, meta=np.empty((0, 0, 0), np.int64),
+        graph,
+        name,
+        chunks=((1,) * len(maxproj.chunks[1]), (n,), (2 * k + 1,)),
+        dtype=np.int64,
+        meta=np.empty((0, 0, 0), np.int64),
     )
     return per_chunk.sum(axis=0, split_every=8)
 
 
 def counts_split(counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inter (n, K), proj (n, K), mask (n,)) from a computed counts array (n, 2K+1)."""
-    return counts[:, :k], counts[:, k:2 * k], counts[:, 2 * k]
+    return counts[:, :k], counts[:, k : 2 * k], counts[:, 2 * k]
 
 
 __all__: Sequence[str] = ["threshold_counts_graph", "counts_split"]

@@ -54,7 +54,9 @@ def read_angles(path: str | os.PathLike[str]) -> AngleRecord:
         return read_tlt(p)
     if suffix == ".mdoc":
         return read_mdoc(p)
-    raise AngleFileError(p, f"unknown angle file type {suffix!r}; expected one of {', '.join(ANGLE_SUFFIXES)}")
+    raise AngleFileError(
+        p, f"unknown angle file type {suffix!r}; expected one of {', '.join(ANGLE_SUFFIXES)}"
+    )
 
 
 def find_companion(mrc_path: str | os.PathLike[str]) -> Path | None:
@@ -182,4 +184,6 @@ def _cross_check(p: Path, n_sections: int) -> None:
     except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         raise AngleFileError(p, f"malformed mdoc: {str(exc).splitlines()[0]}") from exc
     if len(df) != n_sections or not np.all(np.isfinite(df["TiltAngle"].to_numpy(dtype=float))):
-        raise AngleFileError(p, f"malformed mdoc: mdocfile reads {len(df)} sections, expected {n_sections}")
+        raise AngleFileError(
+            p, f"malformed mdoc: mdocfile reads {len(df)} sections, expected {n_sections}"
+        )

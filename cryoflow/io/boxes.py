@@ -71,9 +71,7 @@ def read_boxes(path: str | Path, ndim: int = 2) -> pd.DataFrame:
             if not isinstance(records, list):
                 raise InputFileError(path, "JSON must be a list of boxes or have a 'boxes' list")
             if isinstance(doc, dict) and doc.get("kind") not in (None, _KINDS[ndim]):
-                raise InputFileError(
-                    path, f"holds {doc.get('kind')!r}, expected {_KINDS[ndim]!r}"
-                )
+                raise InputFileError(path, f"holds {doc.get('kind')!r}, expected {_KINDS[ndim]!r}")
             table = pd.DataFrame.from_records(records, columns=None if records else cols)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         if isinstance(exc, InputFileError):
@@ -81,9 +79,7 @@ def read_boxes(path: str | Path, ndim: int = 2) -> pd.DataFrame:
         raise InputFileError(path, f"cannot parse box table: {exc}") from exc
     missing = [c for c in cols if c not in table.columns]
     if missing:
-        raise InputFileError(
-            path, f"missing column(s) {missing}; a {ndim}D box table needs {cols}"
-        )
+        raise InputFileError(path, f"missing column(s) {missing}; a {ndim}D box table needs {cols}")
     numeric = [c for c in cols if c != "class"]
     try:
         values = table[numeric].astype(float)
@@ -96,7 +92,9 @@ def read_boxes(path: str | Path, ndim: int = 2) -> pd.DataFrame:
     hi = ["z1", "y1", "x1"][3 - d :]
     bad = (values[hi].to_numpy() < values[lo].to_numpy()).any(axis=1)
     if bad.any():
-        raise InputFileError(path, f"box row {int(np.argmax(bad))} has an upper bound below its lower bound")
+        raise InputFileError(
+            path, f"box row {int(np.argmax(bad))} has an upper bound below its lower bound"
+        )
     out = table.copy()
     out[numeric] = values
     out["class"] = table["class"].astype(str)

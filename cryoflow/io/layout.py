@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 import zarr
 from dask.base import tokenize
+from zarr.codecs import BloscCodec
 
 from cryoflow.errors import GeometryError, NodeNotFoundError, StoreError
 from cryoflow.io import nodes
@@ -28,7 +29,7 @@ RESULTS = "results"
 TILE_PX = 1024
 VOLUME_CHUNK = 128
 PYRAMID_LEVELS = 3
-COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 DATASET_VERSION = 1
 
 
@@ -36,6 +37,11 @@ DATASET_VERSION = 1
 def create_dataset(store: object) -> zarr.Group:
     """Create (or open, when it already is one) a dataset at ``store``; returns its root group."""
     root = nodes.open_root(store, mode="a")
+    if ATTR not in root.attrs and any(True for _ in root.keys()):
+        raise StoreError(
+            f"{nodes.store_label(store)}: a Zarr group that is not a cryoflow dataset; "
+            "refusing to write into it"
+        )
     if ATTR not in root.attrs:
         root.attrs[ATTR] = {"kind": "dataset", "version": DATASET_VERSION}
     if TOMOGRAMS not in root:
@@ -54,9 +60,11 @@ def open_dataset(store: object, mode: str = "r") -> zarr.Group:
     if mode not in ("r", "r+"):
         raise StoreError(f"open_dataset mode must be 'r' or 'r+', got {mode!r}")
     root = nodes.open_root(store, mode=mode)
-    kind = (root.attrs.get(ATTR, {}) or {}).get("kind")
+    kind = nodes.cryoflow_attrs(root).get("kind")
     if kind != "dataset":
-        raise NodeNotFoundError(f"{nodes.store_label(store)}: not a cryoflow dataset (kind={kind!r})")
+        raise NodeNotFoundError(
+            f"{nodes.store_label(store)}: not a cryoflow dataset (kind={kind!r})"
+        )
     return root
 
 
@@ -65,7 +73,7 @@ def list_tomograms(store: object) -> list[str]:
     root = open_dataset(store)
     if TOMOGRAMS not in root:
         return []
-    return sorted(n for n in root[TOMOGRAMS].group_keys() if is_valid_name(n))
+    return sorted(n for n in nodes.child_group(root, TOMOGRAMS).group_keys() if is_valid_name(n))
 
 
 def tomogram_group(root: zarr.Group, name: str) -> zarr.Group:
@@ -89,10 +97,10 @@ def begin(
     for p in parts:
         validate_name(p, "result name")
     root = create_dataset(store)
-    tomos = root[TOMOGRAMS]
+    tomos = nodes.child_group(root, TOMOGRAMS)
     *dirs, last = parts
     if name in tomos.group_keys():
-        parent = tomos[name]
+        parent = nodes.child_group(tomos, name)
         for d in dirs:
             parent = parent.require_group(d)
         nodes.check_writable(parent, last, overwrite, what)
@@ -134,9 +142,13 @@ def check_pixel_size(pixel_size_angstrom: Any, what: str) -> float:
     try:
         pixel = float(pixel_size_angstrom)
     except (TypeError, ValueError) as exc:
-        raise GeometryError(f"{what}: pixel size must be a number, got {pixel_size_angstrom!r}") from exc
+        raise GeometryError(
+            f"{what}: pixel size must be a number, got {pixel_size_angstrom!r}"
+        ) from exc
     if not (np.isfinite(pixel) and pixel > 0):
-        raise GeometryError(f"{what}: pixel size must be finite and > 0 Å, got {pixel_size_angstrom!r}")
+        raise GeometryError(
+            f"{what}: pixel size must be finite and > 0 Å, got {pixel_size_angstrom!r}"
+        )
     return pixel
 
 
@@ -152,6 +164,8 @@ def volume_chunks(shape: Sequence[int], chunk: int = VOLUME_CHUNK) -> tuple[int,
 
 def lazy(arr: zarr.Array, label: str) -> da.Array:
     """A Dask view of a stored array; the task name changes whenever the node is rewritten."""
-    write_id = (arr.attrs.get(ATTR, {}) or {}).get("write_id", "")
+    write_id = nodes.cryoflow_attrs(arr).get("write_id", "")
     token = tokenize(str(arr.store), arr.path, write_id, arr.shape, str(arr.dtype))
-    return da.from_array(arr, chunks=arr.chunks, name=f"open-{label}-{token}", asarray=True, lock=False)
+    return da.from_array(
+        arr, chunks=arr.chunks, name=f"open-{label}-{token}", asarray=True, lock=False
+    )

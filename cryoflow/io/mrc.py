@@ -19,6 +19,7 @@ import bz2
 import gzip
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float1
 MAX_SIDE = 65536
 MAX_DATA_BYTES = 2**40
 MAX_EXPANDED_BYTES = 64 * 2**30
-COMPRESSED_SUFFIXES = {".gz": gzip.open, ".bz2": bz2.open}
+COMPRESSED_SUFFIXES: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open}
 _VALID_MACHST = {(0x44, 0x44), (0x44, 0x41), (0x11, 0x11)}
 
 
@@ -94,17 +95,22 @@ def read_mrc_header(
         raise InputFileError(p, "no such file")
     file_size = p.stat().st_size
     if file_size < HEADER_BYTES:
-        raise InputFileError(p, f"truncated: {file_size} bytes, shorter than the {HEADER_BYTES}-byte MRC header")
+        raise InputFileError(
+            p, f"truncated: {file_size} bytes, shorter than the {HEADER_BYTES}-byte MRC header"
+        )
     with open(p, "rb") as f:
         head = f.read(HEADER_BYTES)
-    mode, (nz, ny, nx), dtype, nsymbt = _check_raw_header(p, head, max_side=max_side, max_bytes=max_bytes)
+    mode, (nz, ny, nx), dtype, nsymbt = _check_raw_header(
+        p, head, max_side=max_side, max_bytes=max_bytes
+    )
     nbytes = nx * ny * nz * dtype.itemsize
     offset = HEADER_BYTES + nsymbt
     expected = offset + nbytes
     if file_size < expected:
         raise InputFileError(
-            p, f"truncated: header ({nz} x {ny} x {nx}, mode {mode}, extended header {nsymbt} bytes) "
-            f"needs {expected} bytes, the file has {file_size} bytes"
+            p,
+            f"truncated: header ({nz} x {ny} x {nx}, mode {mode}, extended header {nsymbt} bytes) "
+            f"needs {expected} bytes, the file has {file_size} bytes",
         )
     # sizes are sane and the file is long enough: now let mrcfile parse the rest
     with warnings.catch_warnings(record=True):
@@ -115,16 +121,26 @@ def read_mrc_header(
         except (ValueError, OSError, EOFError) as exc:
             raise InputFileError(p, f"not a readable MRC file: {exc}") from exc
     if data_dtype_from_header(header) != dtype:
-        raise InputFileError(p, f"ambiguous byte order: mrcfile reads {data_dtype_from_header(header)}, expected {dtype}")
+        raise InputFileError(
+            p,
+            f"ambiguous byte order: mrcfile reads {data_dtype_from_header(header)}, expected {dtype}",
+        )
     notes = _non_standard(header, file_size, expected)
     if warn:
         for note in notes:
             warnings.warn(f"{p}: {note}", NonStandardInputWarning, stacklevel=2)
     cella = (float(header.cella.z), float(header.cella.y), float(header.cella.x))
     grid = (int(header.mz), int(header.my), int(header.mx))
-    vs = tuple(c / g if g > 0 and np.isfinite(c) and c > 0 else 0.0 for c, g in zip(cella, grid, strict=True))
+    vs = tuple(
+        c / g if g > 0 and np.isfinite(c) and c > 0 else 0.0
+        for c, g in zip(cella, grid, strict=True)
+    )
     return MrcInfo(
-        path=str(p.resolve()), shape=(nz, ny, nx), dtype=dtype.str, mode=mode, data_offset=offset,
+        path=str(p.resolve()),
+        shape=(nz, ny, nx),
+        dtype=dtype.str,
+        mode=mode,
+        data_offset=offset,
         voxel_size_angstrom=vs,  # type: ignore[arg-type]
         notes=tuple(notes),
     )
@@ -158,7 +174,9 @@ def read_mrc_block(info: MrcInfo, index: tuple[slice, slice, slice]) -> np.ndarr
     -------
     ndarray of the region's shape, native byte order.
     """
-    mm = np.memmap(info.path, dtype=np.dtype(info.dtype), mode="r", offset=info.data_offset, shape=info.shape)
+    mm = np.memmap(
+        info.path, dtype=np.dtype(info.dtype), mode="r", offset=info.data_offset, shape=info.shape
+    )
     try:
         block = np.array(mm[index])
     finally:
@@ -166,7 +184,7 @@ def read_mrc_block(info: MrcInfo, index: tuple[slice, slice, slice]) -> np.ndarr
     return block.astype(block.dtype.newbyteorder("="), copy=False)
 
 
-def mrc_dask_array(info: MrcInfo, chunks: tuple[int, int, int], *, name: str = "read-mrc") -> da.Array:
+def mrc_dask_array(info: MrcInfo, chunks: Sequence[int], *, name: str = "read-mrc") -> da.Array:
     """A lazy ``(nz, ny, nx)`` Dask array over an MRC file, one memory-mapped read per chunk.
 
     The task names are ``<name>-<token>`` with the token from the path, file size, modification
@@ -181,7 +199,11 @@ def mrc_dask_array(info: MrcInfo, chunks: tuple[int, int, int], *, name: str = "
     for i, (zs, zc) in enumerate(zip(starts[0], norm[0], strict=True)):
         for j, (ys, yc) in enumerate(zip(starts[1], norm[1], strict=True)):
             for k, (xs, xc) in enumerate(zip(starts[2], norm[2], strict=True)):
-                index = (slice(int(zs), int(zs + zc)), slice(int(ys), int(ys + yc)), slice(int(xs), int(xs + xc)))
+                index = (
+                    slice(int(zs), int(zs + zc)),
+                    slice(int(ys), int(ys + yc)),
+                    slice(int(xs), int(xs + xc)),
+                )
                 dsk[(full, i, j, k)] = (read_mrc_block, info, index)
     dtype = np.dtype(info.dtype).newbyteorder("=")
     return da.Array(dsk, full, norm, dtype=dtype)
@@ -206,17 +228,22 @@ def decompress_mrc(
     src = Path(path)
     opener = COMPRESSED_SUFFIXES.get(src.suffix.lower())
     if opener is None:
-        raise InputFileError(src, f"not a compressed MRC (suffix {src.suffix!r}); expected .gz or .bz2")
+        raise InputFileError(
+            src, f"not a compressed MRC (suffix {src.suffix!r}); expected .gz or .bz2"
+        )
     out = Path(dest)
     try:
         with opener(src, "rb") as fin:
             head = fin.read(HEADER_BYTES)
             if len(head) < HEADER_BYTES:
-                raise InputFileError(src, f"compressed stream holds only {len(head)} bytes, less than an MRC header")
+                raise InputFileError(
+                    src, f"compressed stream holds only {len(head)} bytes, less than an MRC header"
+                )
             declared = _declared_size(src, head, max_side=max_side, max_bytes=max_bytes)
             if declared > max_expanded_bytes:
                 raise InputFileError(
-                    src, f"would expand to {declared} bytes, past the limit of {max_expanded_bytes} bytes"
+                    src,
+                    f"would expand to {declared} bytes, past the limit of {max_expanded_bytes} bytes",
                 )
             written = len(head)
             with open(out, "wb") as fout:
@@ -225,8 +252,9 @@ def decompress_mrc(
                     written += len(chunk)
                     if written > declared:
                         raise InputFileError(
-                            src, f"decompressed stream exceeds the {declared} bytes its header declares; "
-                            "refusing (possible decompression bomb)"
+                            src,
+                            f"decompressed stream exceeds the {declared} bytes its header declares; "
+                            "refusing (possible decompression bomb)",
                         )
                     fout.write(chunk)
     except (OSError, EOFError, ValueError) as exc:
@@ -255,16 +283,28 @@ def _check_raw_header(
     plausible header. Checks happen here, before any library allocates anything.
     """
     if len(head) < HEADER_BYTES:
-        raise InputFileError(p, f"truncated: {len(head)} bytes, shorter than the {HEADER_BYTES}-byte MRC header")
+        raise InputFileError(
+            p, f"truncated: {len(head)} bytes, shorter than the {HEADER_BYTES}-byte MRC header"
+        )
     stamp = head[212:214]
-    orders = [">"] if stamp == b"\x11\x11" else ["<"] if stamp in (b"\x44\x44", b"\x44\x41") else ["<", ">"]
+    orders = (
+        [">"]
+        if stamp == b"\x11\x11"
+        else ["<"]
+        if stamp in (b"\x44\x44", b"\x44\x41")
+        else ["<", ">"]
+    )
 
     def fields(order: str) -> tuple[int, int, int, int, int]:
         h = np.frombuffer(head, dtype=HEADER_DTYPE.newbyteorder(order), count=1)[0]
         return int(h["mode"]), int(h["nx"]), int(h["ny"]), int(h["nz"]), int(h["nsymbt"])
 
     order = next(
-        (o for o in orders if fields(o)[0] in SUPPORTED_MODES and all(0 < n <= max_side for n in fields(o)[1:4])),
+        (
+            o
+            for o in orders
+            if fields(o)[0] in SUPPORTED_MODES and all(0 < n <= max_side for n in fields(o)[1:4])
+        ),
         orders[0],
     )
     mode, nx, ny, nz, nsymbt = fields(order)
@@ -274,20 +314,22 @@ def _check_raw_header(
     for axis, n in (("nx", nx), ("ny", ny), ("nz", nz)):
         if not 0 < n <= max_side:
             raise InputFileError(p, f"header claims {axis} = {n}; allowed 1..{max_side}")
-    dtype = np.dtype(SUPPORTED_MODES[mode]).newbyteorder(order)
+    dtype = np.dtype(SUPPORTED_MODES[mode]).newbyteorder("<" if order == "<" else ">")
     nbytes = nx * ny * nz * dtype.itemsize
     if nbytes > max_bytes:
         raise InputFileError(
-            p, f"header claims {nz} x {ny} x {nx} values of {dtype.itemsize} bytes = {nbytes} bytes; "
-            f"the limit is {max_bytes} bytes"
+            p,
+            f"header claims {nz} x {ny} x {nx} values of {dtype.itemsize} bytes = {nbytes} bytes; "
+            f"the limit is {max_bytes} bytes",
         )
     if nsymbt < 0:
         raise InputFileError(p, f"header claims a negative extended header size ({nsymbt} bytes)")
     return mode, (nz, ny, nx), dtype, nsymbt
 
 
-def write_mrc_header_only(path: Path, shape: tuple[int, int, int], dtype: np.dtype,
-                          voxel_size_angstrom: float) -> Any:
+def write_mrc_header_only(
+    path: Path, shape: tuple[int, int, int], dtype: np.dtype, voxel_size_angstrom: float
+) -> Any:
     """Create ``path`` as a memory-mapped MRC of ``shape`` (z, y, x); returns the open mrcfile."""
     mrc = mrcfile.new_mmap(path, shape=shape, mrc_mode=_mode_for(dtype), overwrite=True)
     mrc.voxel_size = voxel_size_angstrom

@@ -16,11 +16,12 @@ type or codecs could execute code or produce Python objects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,8 +46,23 @@ TRASH_PREFIX = ".trash-"
 # Data types and codecs a reader accepts. Anything else (object / variable-length types,
 # pickle or other code-carrying codecs) is refused with UnsafeStoreError.
 SAFE_DATA_TYPES = frozenset(
-    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-     "float16", "float32", "float64", "complex64", "complex128", "fixed_length_utf32"}
+    {
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+        "fixed_length_utf32",
+    }
 )
 SAFE_CODECS = frozenset(
     {"bytes", "blosc", "zstd", "gzip", "crc32c", "transpose", "sharding_indexed"}
@@ -129,7 +145,9 @@ def check_safe_metadata(meta: dict[str, Any], where: str) -> None:
     if meta.get("node_type") != "array":
         return
     if meta.get("zarr_format") != 3:
-        raise UnsafeStoreError(f"{where}: only Zarr v3 arrays are read, got {meta.get('zarr_format')}")
+        raise UnsafeStoreError(
+            f"{where}: only Zarr v3 arrays are read, got {meta.get('zarr_format')}"
+        )
     dtype = meta.get("data_type")
     dname = dtype.get("name") if isinstance(dtype, dict) else dtype
     if dname not in SAFE_DATA_TYPES:
@@ -179,7 +197,9 @@ def open_node(
     check_safe_metadata(meta, where)
     attrs = meta.get("attributes", {}) or {}
     if require_complete and not (attrs.get(ATTR, {}) or {}).get("complete", False):
-        raise NodeNotFoundError(f"{where} is incomplete (never marked complete; an interrupted write?)")
+        raise NodeNotFoundError(
+            f"{where} is incomplete (never marked complete; an interrupted write?)"
+        )
     if deep and meta.get("node_type") == "group":
         _check_children(group, full, where)
     return group[path]
@@ -200,7 +220,29 @@ def _check_children(group: zarr.Group, prefix: str, where: str) -> None:
 
 
 def is_complete(node: zarr.Array | zarr.Group) -> bool:
-    return bool((node.attrs.get(ATTR, {}) or {}).get("complete", False))
+    return bool(cryoflow_attrs(node).get("complete", False))
+
+
+def cryoflow_attrs(node: zarr.Array | zarr.Group) -> dict[str, Any]:
+    """The node's ``cryoflow`` attribute as a dict (empty when absent or malformed)."""
+    value = node.attrs.get(ATTR)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def child_group(parent: zarr.Group, name: str) -> zarr.Group:
+    """The sub-group ``name`` of ``parent`` (StoreError when it is an array)."""
+    node = parent[name]
+    if not isinstance(node, zarr.Group):
+        raise StoreError(f"{store_label(parent)}: {node_path(parent, name)!r} is not a group")
+    return node
+
+
+def child_array(parent: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``parent`` (StoreError when it is a group)."""
+    node = parent[name]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"{store_label(parent)}: {node_path(parent, name)!r} is not an array")
+    return node
 
 
 def exists(group: zarr.Group, path: str) -> bool:
@@ -217,12 +259,18 @@ def make_provenance(
     from cryoflow import __version__
 
     return normalise_provenance(
-        {"step": step, "parameters": dict(parameters or {}), "inputs": inputs or {},
-         "cryoflow_version": __version__}
+        {
+            "step": step,
+            "parameters": dict(parameters or {}),
+            "inputs": inputs or {},
+            "cryoflow_version": __version__,
+        }
     )
 
 
-def normalise_provenance(provenance: dict[str, Any] | None, default_step: str = "unknown") -> dict[str, Any]:
+def normalise_provenance(
+    provenance: dict[str, Any] | None, default_step: str = "unknown"
+) -> dict[str, Any]:
     """Fill the required provenance fields; values must be JSON-serialisable."""
     from cryoflow import __version__
 
@@ -233,9 +281,22 @@ def normalise_provenance(provenance: dict[str, Any] | None, default_step: str = 
     prov.setdefault("cryoflow_version", __version__)
     prov.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
     try:
-        return json.loads(json.dumps(prov))
+        return json.loads(json.dumps(prov, default=_jsonable, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise StoreError(f"provenance must be JSON-serialisable: {exc}") from exc
+        raise StoreError(f"provenance and attributes must be JSON-serialisable: {exc}") from exc
+
+
+def _jsonable(value: Any) -> Any:
+    """NumPy scalars/arrays and paths as plain JSON values (json.dumps ``default``)."""
+    import numpy as np
+
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} {value!r:.80} is not JSON-serialisable")
 
 
 # ---------------------------------------------------------------------------- temp + publish
@@ -276,7 +337,7 @@ class PendingWrite:
 
     def commit(self) -> None:
         """Mark the node complete and publish it under its final name."""
-        attrs = dict(self.node.attrs.get(ATTR, {}) or {})
+        attrs = cryoflow_attrs(self.node)
         attrs.update(self.final_attrs)
         attrs["complete"] = True
         self.node.attrs[ATTR] = attrs
@@ -302,6 +363,16 @@ def check_writable(parent: zarr.Group, leaf: str, overwrite: bool, what: str) ->
         )
 
 
+@contextlib.contextmanager
+def removed_on_error(parent: zarr.Group, tmp_leaf: str) -> Iterator[None]:
+    """Delete the temporary node ``tmp_leaf`` if the body raises (then re-raise)."""
+    try:
+        yield
+    except BaseException:
+        delete_node(parent, tmp_leaf)
+        raise
+
+
 def delete_node(parent: zarr.Group, leaf: str) -> None:
     """Remove the node ``leaf`` below ``parent`` and everything in it."""
     root = _local_root(parent)
@@ -320,7 +391,9 @@ def publish(parent: zarr.Group, tmp_leaf: str, leaf: str, *, overwrite: bool) ->
     replaced = exists(parent, leaf)
     if replaced and not overwrite:
         delete_node(parent, tmp_leaf)
-        raise AlreadyExistsError(f"{store_label(parent)}: {dst!r} appeared while writing; not replaced")
+        raise AlreadyExistsError(
+            f"{store_label(parent)}: {dst!r} appeared while writing; not replaced"
+        )
     if root is not None:
         trash = root / node_path(parent, f"{TRASH_PREFIX}{leaf}-{uuid.uuid4().hex[:12]}")
         if (root / dst).exists():
@@ -347,4 +420,4 @@ def _copy_prefix(store: Any, src: str, dst: str) -> None:
     for k in chunks + meta:
         buf = sync(store.get(k, prototype=proto))
         if buf is not None:
-            sync(store.set(dst + k[len(src):], buf))
+            sync(store.set(dst + k[len(src) :], buf))

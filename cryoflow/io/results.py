@@ -77,16 +77,25 @@ def write_result(
     source = as_dask(data, chunk_shape).astype(dtype)
     prov = dict(provenance or {})
     prov.setdefault("step", step)
+    meta = node_attrs("result", prov, step)
+    meta["attrs"] = nodes.normalise_provenance({"attrs": attrs or {}})["attrs"]
     parent, leaf, tmp, holder, node_name = begin(
         store, name, [RESULTS, step, key], overwrite=overwrite, what="result"
     )
-    meta = node_attrs("result", prov, step)
-    meta["attrs"] = nodes.normalise_provenance({"attrs": attrs or {}})["attrs"]
-    arr = holder.create_array(
-        node_name, shape=shape, dtype=dtype, chunks=chunk_shape, compressors=COMPRESSOR,
-        dimension_names=dims, attributes={ATTR: meta}, fill_value=0,
+    with nodes.removed_on_error(parent, tmp):
+        arr = holder.create_array(
+            node_name,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunk_shape,
+            compressors=COMPRESSOR,
+            dimension_names=dims,
+            attributes={ATTR: meta},
+            fill_value=0,
+        )
+    pending = PendingWrite(
+        parent, leaf, tmp, overwrite, arr, description=f"write {name}/{step}/{key}"
     )
-    pending = PendingWrite(parent, leaf, tmp, overwrite, arr, description=f"write {name}/{step}/{key}")
     pending.stages.append(lambda: store_blocks(source, arr, name=f"{step}-{name}-{key}"))
     return finish(pending, compute)
 
@@ -106,11 +115,15 @@ def open_result(store: object, name: str, step: str, key: str) -> xr.DataArray:
     arr = nodes.open_node(root, path, what="result")
     meta = arr.attrs[ATTR]
     if meta.get("kind") != "result":
-        raise StoreError(f"{nodes.store_label(store)}: {path!r} is a {meta.get('kind')}, not an array result")
+        raise StoreError(
+            f"{nodes.store_label(store)}: {path!r} is a {meta.get('kind')}, not an array result"
+        )
     attrs = dict(meta.get("attrs", {}))
     attrs["provenance"] = meta.get("provenance", {})
     return xr.DataArray(
-        lazy(arr, f"{step}-{name}-{key}"), dims=tuple(arr.metadata.dimension_names), name=key,
+        lazy(arr, f"{step}-{name}-{key}"),
+        dims=tuple(arr.metadata.dimension_names),
+        name=key,
         attrs=attrs,
     )
 
@@ -138,21 +151,29 @@ def write_table(
     Columns may be boolean, integer, float or text (text is stored as categories).
     """
     if not isinstance(table, pd.DataFrame):
-        raise StoreError(f"table {name}/{step}/{key} must be a pandas.DataFrame, got {type(table).__name__}")
+        raise StoreError(
+            f"table {name}/{step}/{key} must be a pandas.DataFrame, got {type(table).__name__}"
+        )
     prov = dict(provenance or {})
     prov.setdefault("step", step)
+    columns: list[dict[str, Any]] = []
+    meta = node_attrs("table", prov, step)
     parent, leaf, tmp, holder, node_name = begin(
         store, name, [RESULTS, step, key], overwrite=overwrite, what="table"
     )
-    columns: list[dict[str, Any]] = []
-    meta = node_attrs("table", prov, step)
-    group = holder.create_group(node_name, attributes={ATTR: meta})
-    pending = PendingWrite(parent, leaf, tmp, overwrite, group, description=f"write {name}/{step}/{key}")
+    with nodes.removed_on_error(parent, tmp):
+        group = holder.create_group(node_name, attributes={ATTR: meta})
+    pending = PendingWrite(
+        parent, leaf, tmp, overwrite, group, description=f"write {name}/{step}/{key}"
+    )
     try:
         for i, col in enumerate(table.columns):
             values, info = _encode_column(table[col], str(col))
             group.create_array(
-                f"c{i}", data=values, chunks=(max(1, len(values)),), compressors=COMPRESSOR,
+                f"c{i}",
+                data=values,
+                chunks=(max(1, len(values)),),
+                compressors=COMPRESSOR,
                 dimension_names=("row",),
             )
             columns.append(info)
@@ -167,7 +188,10 @@ def write_table(
 def _encode_column(series: pd.Series, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     values = series.to_numpy()
     if values.dtype.kind in "biuf":
-        return values.astype(values.dtype.newbyteorder("=")), {"name": name, "dtype": values.dtype.str}
+        return values.astype(values.dtype.newbyteorder("=")), {
+            "name": name,
+            "dtype": values.dtype.str,
+        }
     text = series.astype(str)
     codes, cats = pd.factorize(text, sort=True)
     return codes.astype(np.int64), {"name": name, "dtype": "category", "categories": list(cats)}
@@ -181,7 +205,9 @@ def read_table(store: object, name: str, step: str, key: str) -> pd.DataFrame:
     group = nodes.open_node(root, path, what="table")
     meta = group.attrs[ATTR]
     if meta.get("kind") != "table":
-        raise StoreError(f"{nodes.store_label(store)}: {path!r} is a {meta.get('kind')}, not a table")
+        raise StoreError(
+            f"{nodes.store_label(store)}: {path!r} is a {meta.get('kind')}, not a table"
+        )
     data: dict[str, Any] = {}
     for i, info in enumerate(meta["columns"]):
         values = np.asarray(group[f"c{i}"][...])

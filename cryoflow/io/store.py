@@ -17,6 +17,7 @@ volumes 3D chunks of 128^3 (clipped to the shape).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from cryoflow.errors import GeometryError, NodeNotFoundError, StoreError
 from cryoflow.geometry import TiltGeometry, as_geometry
 from cryoflow.io import nodes, ome
 from cryoflow.io.layout import (
+    COMPRESSOR,
     LABELS,
     PYRAMID_LEVELS,
     TILE_PX,
@@ -34,7 +36,6 @@ from cryoflow.io.layout import (
     TOMOGRAMS,
     VOLUME_CHUNK,
     VOLUMES,
-    COMPRESSOR,
     begin,
     check_dtype,
     check_pixel_size,
@@ -54,9 +55,21 @@ from cryoflow.io.results import open_result, read_table, write_result, write_tab
 from cryoflow.io.writer import as_dask, store_blocks
 
 __all__ = [
-    "PendingWrite", "create_dataset", "open_dataset", "list_tomograms", "write_tilt_series",
-    "open_tilt_series", "read_geometry", "write_volume", "open_volume", "write_result",
-    "open_result", "write_table", "read_table", "tilt_series_chunks", "volume_chunks",
+    "PendingWrite",
+    "create_dataset",
+    "open_dataset",
+    "list_tomograms",
+    "write_tilt_series",
+    "open_tilt_series",
+    "read_geometry",
+    "write_volume",
+    "open_volume",
+    "write_result",
+    "open_result",
+    "write_table",
+    "read_table",
+    "tilt_series_chunks",
+    "volume_chunks",
 ]
 
 
@@ -100,18 +113,25 @@ def write_tilt_series(
     dtype = check_dtype(images.dtype, f"tilt series {name!r}")
     chunks = tilt_series_chunks(shape, tile_px)
     source = as_dask(images, chunks).astype(dtype)
-    parent, leaf, tmp, holder, node_name = begin(
-        store, name, [TILT_SERIES], overwrite=overwrite, what="tilt series"
-    )
-    attrs = {
+    attrs: dict[str, Any] = {
         ATTR: node_attrs("tilt_series", provenance, "ingest"),
         "pixel_size_angstrom": pixel,
         "geometry": geom.to_dict(),
     }
-    arr = holder.create_array(
-        node_name, shape=shape, dtype=dtype, chunks=chunks, compressors=COMPRESSOR,
-        dimension_names=("tilt", "y", "x"), attributes=attrs, fill_value=0,
+    parent, leaf, tmp, holder, node_name = begin(
+        store, name, [TILT_SERIES], overwrite=overwrite, what="tilt series"
     )
+    with nodes.removed_on_error(parent, tmp):
+        arr = holder.create_array(
+            node_name,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            compressors=COMPRESSOR,
+            dimension_names=("tilt", "y", "x"),
+            attributes=attrs,
+            fill_value=0,
+        )
     pending = PendingWrite(parent, leaf, tmp, overwrite, arr, description=f"ingest {name}")
     pending.stages.append(lambda: store_blocks(source, arr, name=f"ingest-{name}"))
     return finish(pending, compute)
@@ -146,8 +166,11 @@ def open_tilt_series(store: object, name: str) -> xr.DataArray:
 def read_geometry(store: object, name: str) -> TiltGeometry:
     """The :class:`TiltGeometry` stored with tomogram ``name``'s tilt series."""
     root = open_dataset(store)
-    arr = nodes.open_node(root, f"{TOMOGRAMS}/{validate_name(name, 'tomogram name')}/{TILT_SERIES}",
-                          what="tilt series")
+    arr = nodes.open_node(
+        root,
+        f"{TOMOGRAMS}/{validate_name(name, 'tomogram name')}/{TILT_SERIES}",
+        what="tilt series",
+    )
     return TiltGeometry.from_dict(arr.attrs["geometry"])
 
 
@@ -187,29 +210,37 @@ def write_volume(
     section = LABELS if label else VOLUMES
     n_levels = PYRAMID_LEVELS if multiscale else 1
     source = as_dask(volume, volume_chunks(shape, chunk)).astype(dtype)
+    group_attrs = {
+        "ome": ome.multiscales_metadata(key, shape, pixel, n_levels, label=label),
+        ATTR: node_attrs(kind, provenance, "volume"),
+    }
     parent, leaf, tmp, holder, node_name = begin(
         store, name, [section, key], overwrite=overwrite, what=f"{kind} volume"
     )
-    group = holder.create_group(
-        node_name,
-        attributes={
-            "ome": ome.multiscales_metadata(key, shape, pixel, n_levels, label=label),
-            ATTR: node_attrs(kind, provenance, "volume"),
-        },
-    )
+    with nodes.removed_on_error(parent, tmp):
+        group = holder.create_group(node_name, attributes=group_attrs)
     pending = PendingWrite(parent, leaf, tmp, overwrite, group, description=f"write {name}/{key}")
 
     def stage(level: int) -> list[Any]:
-        src = source if level == 0 else ome.downsample(lazy(group[str(level - 1)], "level"), label)
+        src = (
+            source
+            if level == 0
+            else ome.downsample(lazy(nodes.child_array(group, str(level - 1)), "level"), label)
+        )
         arr = group.create_array(
-            str(level), shape=src.shape, dtype=src.dtype, chunks=volume_chunks(src.shape, chunk),
-            compressors=COMPRESSOR, dimension_names=ome.AXES, fill_value=0,
+            str(level),
+            shape=src.shape,
+            dtype=src.dtype,
+            chunks=volume_chunks(src.shape, chunk),
+            compressors=COMPRESSOR,
+            dimension_names=ome.AXES,
+            fill_value=0,
         )
         aligned = src.rechunk(arr.chunks)
         return store_blocks(aligned, arr, name=f"volume-{name}-{key}-{level}")
 
     for level in range(n_levels):
-        pending.stages.append(lambda level=level: stage(level))
+        pending.stages.append(functools.partial(stage, level))
     return finish(pending, compute)
 
 
@@ -226,7 +257,14 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
     tomogram_group(root, name)
     validate_name(key, "volume key")
     base = f"{TOMOGRAMS}/{name}"
-    section = VOLUMES if nodes.exists(root, f"{base}/{VOLUMES}/{key}") else LABELS
+    if nodes.exists(root, f"{base}/{VOLUMES}/{key}"):
+        section = VOLUMES
+    elif nodes.exists(root, f"{base}/{LABELS}/{key}"):
+        section = LABELS
+    else:
+        raise NodeNotFoundError(
+            f"{nodes.store_label(store)}: tomogram {name!r} has no volume or label image {key!r}"
+        )
     group = nodes.open_node(root, f"{base}/{section}/{key}", what="volume")
     meta = group.attrs["ome"]
     n_levels = len(meta["multiscales"][0]["datasets"])
@@ -234,7 +272,7 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
         raise NodeNotFoundError(
             f"{nodes.store_label(store)}: volume {name}/{key} has levels 0..{n_levels - 1}, got {level}"
         )
-    arr = group[str(level)]
+    arr = nodes.child_array(group, str(level))
     return xr.DataArray(
         lazy(arr, f"volume-{name}-{key}-{level}"),
         dims=ome.AXES,
@@ -245,5 +283,3 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
             "provenance": group.attrs[ATTR].get("provenance", {}),
         },
     )
-
-

@@ -100,7 +100,9 @@ def store_blocks(
         One task per block, each returning the bytes it wrote; deterministic keys.
     """
     start = tuple(region_start or (0,) * source.ndim)
-    check_aligned(source.chunks, target.shape, target.chunks, start, where=f"zarr array {target.path!r}")
+    check_aligned(
+        source.chunks, target.shape, target.chunks, start, where=f"zarr array {target.path!r}"
+    )
     token = tokenize(source.name, str(target.store), target.path, start)
     offsets = [np.cumsum([s, *c[:-1]]) for s, c in zip(start, source.chunks, strict=True)]
     blocks = source.to_delayed(optimize_graph=True)
@@ -111,7 +113,9 @@ def store_blocks(
             for a, i in enumerate(idx)
         )
         key = f"{name}-{token}-" + "-".join(str(i) for i in idx)
-        tasks.append(delayed(_write_block, pure=True)(blocks[idx], target, index, dask_key_name=key))
+        tasks.append(
+            delayed(_write_block, pure=True)(blocks[idx], target, index, dask_key_name=key)
+        )
     return tasks
 
 

@@ -122,9 +122,7 @@ def detector_positions(
     return pv + (V - 1) / 2, pu + (U - 1) / 2
 
 
-def axis_taps(
-    p: np.ndarray, size: int, interpolation: str
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def axis_taps(p: np.ndarray, size: int, interpolation: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """Taps of positions ``p`` along one detector axis of ``size`` pixels.
 
     Returns a list of ``(index, weight)`` pairs shaped like ``p`` (int64, float64); taps off the
@@ -225,13 +223,28 @@ def backproject_block(
         offset = simple_row_offset(geometry, volume_shape, detector_shape)
         if offset is not None:
             out = _backproject_rows(
-                images, geometry, volume_shape, detector_shape, block, crop_origin,
-                offset, interpolation, work, any_rule,
+                images,
+                geometry,
+                volume_shape,
+                detector_shape,
+                block,
+                crop_origin,
+                offset,
+                interpolation,
+                work,
+                any_rule,
             )
         else:
             out = _backproject_pixels(
-                images, geometry, volume_shape, detector_shape, block, crop_origin,
-                interpolation, work, any_rule,
+                images,
+                geometry,
+                volume_shape,
+                detector_shape,
+                block,
+                crop_origin,
+                interpolation,
+                work,
+                any_rule,
             )
     return out.astype(out_dtype, copy=False)  # integer sums are exact in ``work``
 
@@ -268,8 +281,13 @@ def _any_taps(
 
 def _or_pairs(table: np.ndarray, axis: int) -> np.ndarray:
     """``table[..., i] | table[..., i+1]`` along ``axis`` (last entry: itself)."""
-    nxt = np.concatenate([np.take(table, np.arange(1, table.shape[axis]), axis=axis),
-                          np.zeros_like(np.take(table, [0], axis=axis))], axis=axis)
+    nxt = np.concatenate(
+        [
+            np.take(table, np.arange(1, table.shape[axis]), axis=axis),
+            np.zeros_like(np.take(table, [0], axis=axis)),
+        ],
+        axis=axis,
+    )
     return table | nxt
 
 
@@ -381,12 +399,12 @@ def row_table(
     k = 2 if any_rule else 1
     table = torch.zeros(k * n * Uc + 1, by, dtype=work)
     view = table[:-1].view(k, n, Uc, by)
-    src = torch.from_numpy(np.ascontiguousarray(images[:, rows[0]:rows[1]])).transpose(1, 2)
-    view[0, :, :, block_rows[0]:block_rows[1]] = src
+    src = torch.from_numpy(np.ascontiguousarray(images[:, rows[0] : rows[1]])).transpose(1, 2)
+    view[0, :, :, block_rows[0] : block_rows[1]] = src
     if any_rule:
         pair = src.clone()
         pair[:, :-1] |= src[:, 1:]
-        view[1, :, :, block_rows[0]:block_rows[1]] = pair
+        view[1, :, :, block_rows[0] : block_rows[1]] = pair
     return table
 
 
@@ -417,7 +435,11 @@ def _backproject_rows(
         )
     b0 = r0 - row_offset - block[1].start
     table = row_table(
-        images, (r0 - v0, max(r1, r0) - v0), (b0, b0 + max(r1 - r0, 0)), by, work,
+        images,
+        (r0 - v0, max(r1, r0) - v0),
+        (b0, b0 + max(r1 - r0, 0)),
+        by,
+        work,
         any_rule=any_rule,
     )
     # 2. one bag of taps per (z, x) column
@@ -425,7 +447,9 @@ def _backproject_rows(
         geometry, volume_shape, U, block, (u0, Uc), interpolation, any_rule=any_rule
     )
     out = torch.nn.functional.embedding_bag(
-        index, table, mode="sum",
+        index,
+        table,
+        mode="sum",
         per_sample_weights=None if weight is None else weight.to(work),
     )  # (bz*bx, by)
     return out.view(bz, bx, by).permute(0, 2, 1).contiguous().numpy()
@@ -471,13 +495,13 @@ def _backproject_pixels(
             tv, var_v = _any_taps(tv)
             tu, var_u = _any_taps(tu)
             variant = (2 * var_v + var_u) * (n * Vc * Uc)
-        taps = [
-            ((iv - v0) * Uc + (iu - u0) + variant, wv * wu) for iv, wv in tv for iu, wu in tu
-        ]
+        taps = [((iv - v0) * Uc + (iu - u0) + variant, wv * wu) for iv, wv in tv for iu, wu in tu]
         index, tap_w = _bag(taps, Vc * Uc, pad)
         use_w = interpolation == "linear" and not any_rule
         res = torch.nn.functional.embedding_bag(
-            index, weight_table, mode="sum",
+            index,
+            weight_table,
+            mode="sum",
             per_sample_weights=tap_w.to(work) if use_w else None,
         )
         out[k] = res.numpy().reshape(by, bx)

@@ -52,7 +52,9 @@ def project_dtypes(dtype: np.dtype, mode: str, interpolation: str) -> tuple[torc
         return torch.float32, np.dtype(bool)
     if mode == "max":
         wide = dtype.itemsize > 2 and not (dtype.kind == "f" and dtype.itemsize == 4)
-        return (torch.float64, np.dtype(np.float64)) if wide else (torch.float32, np.dtype(np.float32))
+        return (
+            (torch.float64, np.dtype(np.float64)) if wide else (torch.float32, np.dtype(np.float32))
+        )
     if dtype.kind in "biu" and interpolation == "nearest":
         if dtype.itemsize == 1:
             return torch.float32, np.dtype(np.int32)
@@ -114,13 +116,28 @@ def project_block(
         offset = simple_row_offset(geometry, volume_shape, detector_shape)
         if offset is not None:
             out = _project_rows(
-                volume, geometry, volume_shape, detector_shape, block, (v0, u0, Vc, Uc),
-                offset, mode, interpolation, work,
+                volume,
+                geometry,
+                volume_shape,
+                detector_shape,
+                block,
+                (v0, u0, Vc, Uc),
+                offset,
+                mode,
+                interpolation,
+                work,
             )
         else:
             out = _project_pixels(
-                volume, geometry, volume_shape, detector_shape, block, (v0, u0, Vc, Uc),
-                mode, interpolation, work,
+                volume,
+                geometry,
+                volume_shape,
+                detector_shape,
+                block,
+                (v0, u0, Vc, Uc),
+                mode,
+                interpolation,
+                work,
             )
     if mode == "any":
         return out > 0
@@ -134,9 +151,7 @@ def _source(volume: torch.Tensor, mode: str, work: torch.dtype) -> torch.Tensor:
     return volume.to(work)
 
 
-def _scatter(
-    out: torch.Tensor, index: torch.Tensor, src: torch.Tensor, mode: str
-) -> None:
+def _scatter(out: torch.Tensor, index: torch.Tensor, src: torch.Tensor, mode: str) -> None:
     """``out[index[i]] (+)= src[i]`` along dim 0: add for sum/any, max for max."""
     if mode == "max":
         idx = index.to(torch.int64)[:, None].expand(-1, src.shape[1])
@@ -184,8 +199,8 @@ def _project_rows(
                 f"the detector crop along y ({v0}:{v0 + Vc}) misses rows {r0}..{r1 - 1}"
             )
         b0 = r0 - row_offset - block[1].start
-        rows = table[:-1].view(n, Uc, by)[:, :, b0:b0 + (r1 - r0)].permute(0, 2, 1)
-        out[:, r0 - v0:r1 - v0] = rows.numpy()
+        rows = table[:-1].view(n, Uc, by)[:, :, b0 : b0 + (r1 - r0)].permute(0, 2, 1)
+        out[:, r0 - v0 : r1 - v0] = rows.numpy()
     return out
 
 
@@ -227,8 +242,10 @@ def _project_pixels(
                 if mode == "sum" and interpolation == "linear":
                     values = values * torch.from_numpy(w).to(work)
                 _scatter(
-                    table, torch.from_numpy(flat.reshape(-1)),
-                    values.reshape(-1, 1).contiguous(), mode,
+                    table,
+                    torch.from_numpy(flat.reshape(-1)),
+                    values.reshape(-1, 1).contiguous(),
+                    mode,
                 )
     return table[:-1].view(n, Vc, Uc).numpy()
 

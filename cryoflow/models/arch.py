@@ -55,7 +55,9 @@ class ModelSpec:
         known = {"arch", "channels", "kernel_size", "base_channels", "depth"}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"unknown model spec fields {sorted(unknown)}; allowed {sorted(known)}")
+            raise ConfigError(
+                f"unknown model spec fields {sorted(unknown)}; allowed {sorted(known)}"
+            )
         try:
             return cls(
                 arch=str(data.get("arch", "tomoseg")),

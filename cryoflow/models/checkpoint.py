@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -148,9 +147,13 @@ def load_checkpoint(
         raise CheckpointError(f"{weights}: weights file is missing")
     digest = _sha256(weights)
     if digest != recorded:
-        raise CheckpointError(f"{weights}: SHA-256 {digest[:12]}... differs from model.json's {recorded[:12]}...")
+        raise CheckpointError(
+            f"{weights}: SHA-256 {digest[:12]}... differs from model.json's {recorded[:12]}..."
+        )
     if expected_hash is not None and digest != expected_hash:
-        raise CheckpointError(f"{weights}: SHA-256 {digest[:12]}... is not the expected {expected_hash[:12]}...")
+        raise CheckpointError(
+            f"{weights}: SHA-256 {digest[:12]}... is not the expected {expected_hash[:12]}..."
+        )
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
@@ -167,8 +170,3 @@ def load_checkpoint(
         raise CheckpointError(f"{weights}: weights do not fit {config.spec.arch}: {exc}") from exc
     model.eval()
     return model.to(device), config, digest
-
-
-def finite_or_nan(x: float) -> float:
-    """``x`` as a float, NaN when not finite (JSON-safe metrics)."""
-    return float(x) if math.isfinite(x) else float("nan")

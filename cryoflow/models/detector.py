@@ -47,7 +47,9 @@ class DetectorParams:
 
     def __post_init__(self) -> None:
         if self.arch not in DETECTOR_ARCHS:
-            raise ConfigError(f"detector arch must be one of {list(DETECTOR_ARCHS)}, got {self.arch!r}")
+            raise ConfigError(
+                f"detector arch must be one of {list(DETECTOR_ARCHS)}, got {self.arch!r}"
+            )
         if self.image_size < 32 or self.steps < 1 or self.lr <= 0:
             raise ConfigError(
                 f"image_size >= 32, steps >= 1 and lr > 0 needed, got {self.image_size}, {self.steps}, {self.lr}"
@@ -112,9 +114,12 @@ def _build_small(params: DetectorParams, n_classes: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
         backbone = nn.Sequential(  # (B, 3, H, W) -> (B, 64, H/4, W/4)
-            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(inplace=True),
         )
         backbone.out_channels = 64  # type: ignore[assignment]
         return FasterRCNN(
@@ -192,7 +197,12 @@ def train_detector(
     for b in boxes:
         yx = torch.as_tensor(np.asarray(b, dtype=np.float32).reshape(-1, 4))
         xyxy = yx[:, [1, 0, 3, 2]]  # torchvision wants (x0, y0, x1, y1)
-        targets.append({"boxes": xyxy.to(device), "labels": torch.ones(len(yx), dtype=torch.int64, device=device)})
+        targets.append(
+            {
+                "boxes": xyxy.to(device),
+                "labels": torch.ones(len(yx), dtype=torch.int64, device=device),
+            }
+        )
     rng = np.random.default_rng(params.seed)
     opt = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9, weight_decay=1e-4)
     model.train()
@@ -243,9 +253,21 @@ def detect(
     rows = []
     for i, img in enumerate(_as_tensors(np.asarray(images), device)):
         out = model([img])[0]
-        for (x0, y0, x1, y1), s in zip(out["boxes"].cpu().numpy(), out["scores"].cpu().numpy(), strict=True):
+        for (x0, y0, x1, y1), s in zip(
+            out["boxes"].cpu().numpy(), out["scores"].cpu().numpy(), strict=True
+        ):
             if s >= min_score:
-                rows.append([first_index + i, class_name, float(s), float(y0), float(x0), float(y1), float(x1)])
+                rows.append(
+                    [
+                        first_index + i,
+                        class_name,
+                        float(s),
+                        float(y0),
+                        float(x0),
+                        float(y1),
+                        float(x1),
+                    ]
+                )
     return pd.DataFrame(rows, columns=BOX_COLUMNS)
 
 
@@ -282,12 +304,23 @@ def boxes_from_probabilities(
         means = ndimage.mean(img, lab, np.arange(1, n + 1))
         for k, sl in enumerate(ndimage.find_objects(lab), start=1):
             if sl is not None and sizes[k] >= min_pixels:
-                rows.append([first_index + i, class_name, float(means[k - 1]),
-                             float(sl[0].start), float(sl[1].start), float(sl[0].stop), float(sl[1].stop)])
+                rows.append(
+                    [
+                        first_index + i,
+                        class_name,
+                        float(means[k - 1]),
+                        float(sl[0].start),
+                        float(sl[1].start),
+                        float(sl[0].stop),
+                        float(sl[1].stop),
+                    ]
+                )
     return pd.DataFrame(rows, columns=BOX_COLUMNS)
 
 
-def average_precision(pred: pd.DataFrame, truth: pd.DataFrame, *, iou_threshold: float = 0.5) -> float:
+def average_precision(
+    pred: pd.DataFrame, truth: pd.DataFrame, *, iou_threshold: float = 0.5
+) -> float:
     """Average precision (all-point interpolated) of per-tilt boxes at an IoU threshold.
 
     Parameters

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distributed.diagnostics.plugin import WorkerPlugin
 from torch import nn
 
 from cryoflow.models.checkpoint import ModelConfig, checkpoint_hash, load_checkpoint
@@ -48,7 +49,7 @@ class ModelHandle:
         object.__setattr__(self, "_cache", {})
 
 
-class ModelPlugin:
+class ModelPlugin(WorkerPlugin):
     """Worker plugin that loads one checkpoint per worker in ``setup``.
 
     Register with ``client.register_plugin(ModelPlugin(handle))``. ``n_loads`` counts loads on
@@ -87,7 +88,11 @@ def get_model(handle: ModelHandle) -> tuple[nn.Module, ModelConfig]:
         worker = None
     if worker is not None:
         plugin = worker.plugins.get(handle.plugin_name)
-        if plugin is not None and plugin.model is not None:
+        if (
+            isinstance(plugin, ModelPlugin)
+            and plugin.model is not None
+            and plugin.config is not None
+        ):
             return plugin.model, plugin.config
         warnings.warn(
             f"model {handle.sha256[:12]} is not registered on this worker; loading it inside the "

@@ -56,7 +56,9 @@ class TrainParams:
         return d
 
 
-def _split(ts: TrainingSet, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    ts: TrainingSet, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     pos = np.flatnonzero(ts.positive)
     neg = np.flatnonzero(~ts.positive)
     n_val_pos = int(round(fraction * len(pos))) if len(pos) > 1 else 0

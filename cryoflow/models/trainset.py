@@ -138,7 +138,9 @@ def boxes_from_masks(
             f"images and masks must share shape (N, Y, X); got {imgs.shape} and {fm.shape}"
         )
     if not 1 <= n_positive <= 200 or not 0 <= n_negative <= 200:
-        raise ConfigError(f"n_positive must be 1..200 and n_negative 0..200, got {n_positive}, {n_negative}")
+        raise ConfigError(
+            f"n_positive must be 1..200 and n_negative 0..200, got {n_positive}, {n_negative}"
+        )
     if not 4 <= box_size <= min(imgs.shape[1:]):
         raise ConfigError(f"box_size must be 4..{min(imgs.shape[1:])}, got {box_size}")
     std = standardize(imgs)
@@ -154,7 +156,9 @@ def boxes_from_masks(
     if not centres:
         raise ConfigError(f"no {feature!r} pixels found to cut positive boxes from")
     order = rng.permutation(len(centres))[:n_positive]
-    picks = [(centres[j][0], *_box_at(centres[j][1], centres[j][2], box_size, shape2)) for j in order]
+    picks = [
+        (centres[j][0], *_box_at(centres[j][1], centres[j][2], box_size, shape2)) for j in order
+    ]
     positive = [True] * len(picks)
 
     # 2. negative boxes: on painted background, else random boxes with the fewest feature pixels
@@ -163,6 +167,7 @@ def boxes_from_masks(
             idx = np.argwhere(np.asarray(negative_mask))
             i, cy, cx = idx[int(rng.integers(len(idx)))]
             picks.append((int(i), *_box_at(cy, cx, box_size, shape2)))
+            positive.append(False)
         else:
             best: tuple[int, int, int, int, int] | None = None
             best_count = None
@@ -175,9 +180,9 @@ def boxes_from_masks(
                     best, best_count = (i, y0, x0, y0 + box_size, x0 + box_size), count
                 if count == 0:
                     break
-            assert best is not None  # the loop runs at least once
-            picks.append(best)
-        positive.append(False)
+            if best is not None:  # always set: the loop runs at least once
+                picks.append(best)
+                positive.append(False)
 
     # 3. cut the boxes
     boxes = np.asarray(picks, dtype=np.int64)
@@ -243,7 +248,7 @@ def read_labels(path: str | Path) -> np.ndarray:
             node = zarr.open(str(p), mode="r")
         except (OSError, ValueError, KeyError) as exc:
             raise InputFileError(p, f"not a readable Zarr array: {exc}") from exc
-        if not hasattr(node, "shape"):
+        if not isinstance(node, zarr.Array):
             raise InputFileError(p, "a Zarr group, not an array; point at the labels array itself")
         data = np.asarray(node[...])
     elif suffix in (".mrc", ".mrcs", ".rec"):
@@ -266,7 +271,9 @@ def read_labels(path: str | Path) -> np.ndarray:
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3 or data.dtype.kind not in "iub":
-        raise InputFileError(p, f"labels must be an integer array (N, Y, X), got {data.dtype} {data.shape}")
+        raise InputFileError(
+            p, f"labels must be an integer array (N, Y, X), got {data.dtype} {data.shape}"
+        )
     return data
 
 
@@ -300,9 +307,11 @@ def read_box_file(path: str | Path) -> list[dict[str, Any]]:
     out = []
     for k, row in enumerate(rows):
         try:
-            b = {key: int(row[key]) for key in ("index", "y0", "x0", "y1", "x1")}
+            b: dict[str, Any] = {key: int(row[key]) for key in ("index", "y0", "x0", "y1", "x1")}
             pos = row.get("positive", True)
-            b["positive"] = pos if isinstance(pos, bool) else str(pos).strip().lower() in ("1", "true", "yes")
+            b["positive"] = (
+                pos if isinstance(pos, bool) else str(pos).strip().lower() in ("1", "true", "yes")
+            )
             h, w = b["y1"] - b["y0"], b["x1"] - b["x0"]
             raw = row["mask"]
             if isinstance(raw, str):
@@ -334,14 +343,22 @@ def from_box_file(
     cuts = []
     for r in rows:
         i, y0, x0, y1, x1 = r["index"], r["y0"], r["x0"], r["y1"], r["x1"]
-        if not (0 <= i < imgs.shape[0] and 0 <= y0 < y1 <= imgs.shape[1] and 0 <= x0 < x1 <= imgs.shape[2]):
-            raise InputFileError(path, f"box {(i, y0, x0, y1, x1)} lies outside images of shape {imgs.shape}")
+        if not (
+            0 <= i < imgs.shape[0]
+            and 0 <= y0 < y1 <= imgs.shape[1]
+            and 0 <= x0 < x1 <= imgs.shape[2]
+        ):
+            raise InputFileError(
+                path, f"box {(i, y0, x0, y1, x1)} lies outside images of shape {imgs.shape}"
+            )
         cuts.append(std[i, y0:y1, x0:x1])
     return TrainingSet(
         feature=feature,
         images=np.stack(cuts).astype(np.float32),
         masks=np.stack([r["mask"] for r in rows]),
         positive=np.asarray([r["positive"] for r in rows], dtype=bool),
-        boxes=np.asarray([[r[k] for k in ("index", "y0", "x0", "y1", "x1")] for r in rows], dtype=np.int64),
+        boxes=np.asarray(
+            [[r[k] for k in ("index", "y0", "x0", "y1", "x1")] for r in rows], dtype=np.int64
+        ),
         source={"kind": "box_file", "path": str(path), **(source or {})},
     )

@@ -37,7 +37,10 @@ class UNet2D(nn.Module):
             + [_double_conv(chans[i], chans[i + 1]) for i in range(depth)]
         )
         self.up = nn.ModuleList(
-            [nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))]
+            [
+                nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2)
+                for i in reversed(range(depth))
+            ]
         )
         self.merge = nn.ModuleList(
             [_double_conv(2 * chans[i], chans[i]) for i in reversed(range(depth))]

@@ -20,7 +20,12 @@ import mrcfile
 import numpy as np
 import xarray as xr
 
-from cryoflow.errors import AlreadyExistsError, ConfigError, NodeNotFoundError, NonStandardInputWarning
+from cryoflow.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    NodeNotFoundError,
+    NonStandardInputWarning,
+)
 from cryoflow.io.store import open_result, open_tilt_series, open_volume
 
 
@@ -56,7 +61,9 @@ def open_exportable(config: ExportConfig) -> xr.DataArray:
     else:
         arr = open_volume(config.store, config.name, config.key, level=config.level)
     if arr.ndim != 3:
-        raise ConfigError(f"{config.store}: {config.name}/{config.key} has dims {arr.dims}; MRC export needs 3-D")
+        raise ConfigError(
+            f"{config.store}: {config.name}/{config.key} has dims {arr.dims}; MRC export needs 3-D"
+        )
     return arr
 
 
@@ -66,11 +73,14 @@ def _tomogram_pixel_size(config: ExportConfig) -> float:
     except NodeNotFoundError:
         pass
     try:
-        return float(open_volume(config.store, config.name, "tomogram").attrs["pixel_size_angstrom"])
+        return float(
+            open_volume(config.store, config.name, "tomogram").attrs["pixel_size_angstrom"]
+        )
     except NodeNotFoundError:
         warnings.warn(
             f"{config.store}: no pixel size known for {config.name}/{config.key}; writing 1 Å",
-            NonStandardInputWarning, stacklevel=3,
+            NonStandardInputWarning,
+            stacklevel=3,
         )
         return 1.0
 
@@ -80,8 +90,13 @@ def mrc_dtype(dtype: np.dtype, lo: float, hi: float) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.kind == "b":
         return np.dtype(np.int8)
-    if dtype in (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint16), np.dtype(np.float16),
-                 np.dtype(np.float32)):
+    if dtype in (
+        np.dtype(np.int8),
+        np.dtype(np.int16),
+        np.dtype(np.uint16),
+        np.dtype(np.float16),
+        np.dtype(np.float32),
+    ):
         return dtype
     if dtype.kind in "iu":
         for cand in (np.int8, np.int16, np.uint16):
@@ -95,10 +110,14 @@ def export_mrc(client: Any, config: ExportConfig, *, in_flight: int = 4) -> Path
     """Write the array named by ``config`` to ``config.out`` as MRC; returns the path."""
     arr = open_exportable(config)
     data: da.Array = arr.data if isinstance(arr.data, da.Array) else da.asarray(arr.data)
-    stats = da.stack([data.min(), data.max(), data.astype(np.float64).mean(), data.astype(np.float64).std()])
+    stats = da.stack(
+        [data.min(), data.max(), data.astype(np.float64).mean(), data.astype(np.float64).std()]
+    )
     lo, hi, mean, rms = (float(v) for v in client.compute(stats).result())
     dtype = mrc_dtype(data.dtype, lo, hi)
-    slabs = data.rechunk({0: data.chunks[0][0] if data.chunks[0] else 1, 1: -1, 2: -1}).astype(dtype)
+    slabs = data.rechunk({0: data.chunks[0][0] if data.chunks[0] else 1, 1: -1, 2: -1}).astype(
+        dtype
+    )
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:12]}")
@@ -130,5 +149,10 @@ def _drain_one(mrc: Any, pending: deque[tuple[int, Any]]) -> None:
     fut.release()
 
 
-_MODES = {np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.float32): 2,
-          np.dtype(np.uint16): 6, np.dtype(np.float16): 12}
+_MODES = {
+    np.dtype(np.int8): 0,
+    np.dtype(np.int16): 1,
+    np.dtype(np.float32): 2,
+    np.dtype(np.uint16): 6,
+    np.dtype(np.float16): 12,
+}

@@ -140,7 +140,9 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
         for f in files:
             item = _plan_one(f, config, plan)
             if item.name in seen:
-                raise ConfigError(f"{f}: tomogram name {item.name!r} is also the name of {seen[item.name]}")
+                raise ConfigError(
+                    f"{f}: tomogram name {item.name!r} is also the name of {seen[item.name]}"
+                )
             seen[item.name] = f
             if item.name in existing and not config.overwrite:
                 what = "tomogram volume" if config.tomogram else "tilt series"
@@ -162,17 +164,25 @@ def _existing_names(out: str, *, tomogram: bool) -> set[str]:
     if TOMOGRAMS not in root:
         return set()
     leaf = f"{VOLUMES}/{TOMOGRAM_KEY}" if tomogram else TILT_SERIES
-    return {n for n in root[TOMOGRAMS].group_keys() if nodes.exists(root, f"{TOMOGRAMS}/{n}/{leaf}")}
+    return {
+        n
+        for n in nodes.child_group(root, TOMOGRAMS).group_keys()
+        if nodes.exists(root, f"{TOMOGRAMS}/{n}/{leaf}")
+    }
 
 
 def _plan_one(path: Path, config: IngestConfig, plan: IngestPlan) -> IngestItem:
-    name = validate_name(config.name if config.name is not None else angle_io._stem(path), "tomogram name")
+    name = validate_name(
+        config.name if config.name is not None else angle_io._stem(path), "tomogram name"
+    )
     readable = path
     if path.suffix.lower() in mrc.COMPRESSED_SUFFIXES:
         if plan.tempdir is None:
             plan.tempdir = tempfile.TemporaryDirectory(prefix="cryoflow-ingest-")
         readable = mrc.decompress_mrc(
-            path, Path(plan.tempdir.name) / f"{name}.mrc", max_expanded_bytes=config.max_expanded_bytes
+            path,
+            Path(plan.tempdir.name) / f"{name}.mrc",
+            max_expanded_bytes=config.max_expanded_bytes,
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonStandardInputWarning)
@@ -186,7 +196,8 @@ def _plan_one(path: Path, config: IngestConfig, plan: IngestPlan) -> IngestItem:
     angle_path = Path(config.angles) if config.angles else angle_io.find_companion(path)
     if angle_path is None:
         raise InputFileError(
-            path, "no tilt angles: pass --angles FILE or put a .mdoc, .rawtlt or .tlt with the same stem beside it"
+            path,
+            "no tilt angles: pass --angles FILE or put a .mdoc, .rawtlt or .tlt with the same stem beside it",
         )
     record = angle_io.read_angles(angle_path)
     n_images = info.shape[0]
@@ -194,7 +205,9 @@ def _plan_one(path: Path, config: IngestConfig, plan: IngestPlan) -> IngestItem:
         raise InputFileError(
             path, f"holds {n_images} images but {angle_path} lists {record.n_tilts} tilt angles"
         )
-    geometry = TiltGeometry.single_axis(record.angles_deg, tilt_axis_deg=record.tilt_axis_deg or 0.0)
+    geometry = TiltGeometry.single_axis(
+        record.angles_deg, tilt_axis_deg=record.tilt_axis_deg or 0.0
+    )
     pixel = _pixel(path, header_px, record.pixel_size_angstrom)
     return IngestItem(str(path), info, name, pixel, geometry, str(angle_path), notes)
 
@@ -205,12 +218,16 @@ def _pixel(path: Path, header_px: float, mdoc_px: float | None) -> float:
         if header_px > 0 and abs(header_px - mdoc_px) > 0.01 * mdoc_px:
             warnings.warn(
                 f"{path}: header pixel size {header_px:.4g} Å differs from the mdoc's {mdoc_px:.4g} Å; "
-                "using the mdoc's", NonStandardInputWarning, stacklevel=3,
+                "using the mdoc's",
+                NonStandardInputWarning,
+                stacklevel=3,
             )
         return mdoc_px
     if header_px > 0:
         return header_px
-    warnings.warn(f"{path}: no pixel size in the header; assuming 1 Å", NonStandardInputWarning, stacklevel=3)
+    warnings.warn(
+        f"{path}: no pixel size in the header; assuming 1 Å", NonStandardInputWarning, stacklevel=3
+    )
     return 1.0
 
 
@@ -218,8 +235,13 @@ def _pixel(path: Path, header_px: float, mdoc_px: float | None) -> float:
 def _provenance(item: IngestItem, config: IngestConfig) -> dict[str, Any]:
     st = os.stat(item.source)
     inputs: dict[str, Any] = {
-        "mrc": {"path": item.source, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                "mode": item.info.mode, "shape": list(item.info.shape)},
+        "mrc": {
+            "path": item.source,
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "mode": item.info.mode,
+            "shape": list(item.info.shape),
+        },
     }
     if item.angles_file:
         inputs["angles"] = {"path": item.angles_file, "bytes": os.stat(item.angles_file).st_size}
@@ -234,18 +256,34 @@ def _provenance(item: IngestItem, config: IngestConfig) -> dict[str, Any]:
 def _pending(item: IngestItem, config: IngestConfig) -> PendingWrite:
     prov = _provenance(item, config)
     if config.tomogram:
-        source = mrc.mrc_dask_array(item.info, volume_chunks(item.info.shape), name=f"ingest-read-{item.name}")
+        source = mrc.mrc_dask_array(
+            item.info, volume_chunks(item.info.shape), name=f"ingest-read-{item.name}"
+        )
         return write_volume(
-            config.out, item.name, TOMOGRAM_KEY, source, pixel_size_angstrom=item.pixel_size_angstrom,
-            provenance=prov, kind="image", overwrite=config.overwrite, compute=False,
+            config.out,
+            item.name,
+            TOMOGRAM_KEY,
+            source,
+            pixel_size_angstrom=item.pixel_size_angstrom,
+            provenance=prov,
+            kind="image",
+            overwrite=config.overwrite,
+            compute=False,
         )
     chunks = tilt_series_chunks(item.info.shape, config.tile_px)
     source = mrc.mrc_dask_array(item.info, chunks, name=f"ingest-read-{item.name}")
     if item.geometry is None:
         raise ConfigError(f"{item.source}: no geometry planned for a tilt series")
     return write_tilt_series(
-        config.out, item.name, source, item.geometry, item.pixel_size_angstrom,
-        overwrite=config.overwrite, provenance=prov, compute=False, tile_px=config.tile_px,
+        config.out,
+        item.name,
+        source,
+        item.geometry,
+        item.pixel_size_angstrom,
+        overwrite=config.overwrite,
+        provenance=prov,
+        compute=False,
+        tile_px=config.tile_px,
     )
 
 
@@ -268,11 +306,17 @@ def run_pending(pendings: Sequence[PendingWrite], compute: Callable[[list[Any]],
         raise
 
 
-def ingest(client: Any, config: IngestConfig, *, quiet: bool = False) -> list[str]:
-    """Ingest every input of ``config`` through ``client``; returns the tomogram names written."""
+def ingest(
+    client: Any, config: IngestConfig, *, plan: IngestPlan | None = None, quiet: bool = False
+) -> list[str]:
+    """Ingest every input of ``config`` through ``client``; returns the tomogram names written.
+
+    ``plan`` (from :func:`plan_ingest`, e.g. made before starting a cluster) is used and
+    cleaned up; without it the inputs are planned here.
+    """
     from cryoflow.pipelines.cluster import compute_with_progress
 
-    plan = plan_ingest(config)
+    plan = plan if plan is not None else plan_ingest(config)
     try:
         pendings = []
         try:
@@ -285,7 +329,9 @@ def ingest(client: Any, config: IngestConfig, *, quiet: bool = False) -> list[st
         what = "tomograms" if config.tomogram else "tilt series"
         run_pending(
             pendings,
-            lambda tasks: compute_with_progress(client, tasks, f"ingest {len(pendings)} {what}", quiet=quiet),
+            lambda tasks: compute_with_progress(
+                client, tasks, f"ingest {len(pendings)} {what}", quiet=quiet
+            ),
         )
     finally:
         plan.cleanup()

@@ -26,6 +26,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
+from dask.base import tokenize
 
 from cryoflow.errors import ConfigError
 from cryoflow.graph.labels import label
@@ -101,6 +102,33 @@ def truth_boxes2d(
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
+def _tilt_mask(boxes: pd.DataFrame, shape: tuple[int, int], class_name: str,
+               min_score: float) -> np.ndarray:
+    return box_masks(boxes.assign(tilt=0), 1, shape, class_name=class_name, min_score=min_score)
+
+
+def lazy_box_masks(
+    boxes: pd.DataFrame, n_tilts: int, image_shape: tuple[int, int], *, class_name: str,
+    min_score: float = 0.0, name: str = "boxmasks",
+) -> da.Array:
+    """:func:`cryoflow.kernels.boxes.box_masks` as a lazy ``(n_tilts, Y, U)`` array, one task
+    per tilt (each holds only its tilt's boxes)."""
+    bad = boxes[(boxes["tilt"] < 0) | (boxes["tilt"] >= n_tilts)]
+    if len(bad):
+        raise ConfigError(
+            f"box on tilt {int(bad['tilt'].iloc[0])} but the series has tilts 0..{n_tilts - 1}"
+        )
+    per_tilt = []
+    for t in range(n_tilts):
+        rows = boxes[boxes["tilt"] == t]
+        key = f"{name}-{tokenize(rows, image_shape, class_name, min_score)}-{t}"
+        task = dask.delayed(_tilt_mask, pure=True)(rows, image_shape, class_name, min_score,
+                                                   dask_key_name=key)
+        per_tilt.append(da.from_delayed(task, shape=(1, *image_shape), dtype=bool,
+                                        meta=np.zeros((0, 0, 0), bool)))
+    return da.concatenate(per_tilt, axis=0)
+
+
 def _stats(labels: np.ndarray, votes: np.ndarray, offset: tuple[int, int, int]) -> pd.DataFrame:
     return block_stats(labels, votes, offset)
 
@@ -161,7 +189,8 @@ def localize_tomogram(
     run = runner(client, f"localize {name}", quiet)
     tables = []
     for c in classes:
-        masks = box_masks(boxes2d, n, (Y, U), class_name=c, min_score=config.min_score)
+        masks = lazy_box_masks(boxes2d, n, (Y, U), class_name=c, min_score=config.min_score,
+                               name=f"boxmasks-{name}-{c}")
         lifted = lift_masks(client, masks, geometry, shape, name=c, threshold=config.threshold,
                             chunks=config.chunks)
         labels, _ = label(lifted.votes > lifted.threshold, connectivity=config.connectivity,

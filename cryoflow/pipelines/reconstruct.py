@@ -28,7 +28,10 @@ from cryoflow.kernels.ramp import FILTERS, ramp_filter
 from cryoflow.pipelines.cluster import compute_with_progress
 
 __all__ = [
-    "ReconstructConfig", "reconstruct_dataset", "reconstruct_tomogram", "reconstruction",
+    "ReconstructConfig",
+    "reconstruct_dataset",
+    "reconstruct_tomogram",
+    "reconstruction",
     "select_tomograms",
 ]
 
@@ -83,7 +86,11 @@ def binned_geometry(geometry: TiltGeometry, detector: tuple[int, int], factor: i
 
 
 def reconstruction(
-    images: da.Array, geometry: TiltGeometry, config: ReconstructConfig, *, prefix: str = "reconstruct"
+    images: da.Array,
+    geometry: TiltGeometry,
+    config: ReconstructConfig,
+    *,
+    prefix: str = "reconstruct",
 ) -> tuple[da.Array, TiltGeometry]:
     """Lazy weighted back-projection of a tilt series.
 
@@ -110,14 +117,20 @@ def reconstruction(
     if config.filter == "ramp":
         stack = stack.rechunk({0: 1, 1: min(Vb, 256), 2: -1})
         stack = stack.map_blocks(
-            ramp_filter, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+            ramp_filter,
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0), np.float32),
             name=f"ramp-{tokenize(stack.name)}",
         )
     Z = int(config.thickness) if config.thickness is not None else Ub
     c = int(config.chunk)
     volume = backproject_graph(
-        stack, geometry, (Z, Vb, Ub), chunks=(min(c, Z), min(c, Vb), min(c, Ub)),
-        interpolation=config.interpolation, prefix=f"backproject-{prefix}",
+        stack,
+        geometry,
+        (Z, Vb, Ub),
+        chunks=(min(c, Z), min(c, Vb), min(c, Ub)),
+        interpolation=config.interpolation,
+        prefix=f"backproject-{prefix}",
     )
     if config.filter == "ramp":
         volume = volume * np.float32(np.pi / n)
@@ -133,16 +146,28 @@ def reconstruct_tomogram(
     volume, _ = reconstruction(tilts.data, geometry, config, prefix=name)
     pixel = float(tilts.attrs["pixel_size_angstrom"]) * int(config.bin)
     provenance = make_provenance(
-        "reconstruct", parameters=asdict(config),
-        inputs={"tilt_series": f"tomograms/{name}/tilt_series",
-                "tilt_series_provenance": tilts.attrs.get("provenance", {})},
+        "reconstruct",
+        parameters=asdict(config),
+        inputs={
+            "tilt_series": f"tomograms/{name}/tilt_series",
+            "tilt_series_provenance": tilts.attrs.get("provenance", {}),
+        },
     )
     S.write_volume(
-        store, name, config.key, volume, pixel_size_angstrom=pixel, provenance=provenance,
-        overwrite=config.overwrite, compute=False,
+        store,
+        name,
+        config.key,
+        volume,
+        pixel_size_angstrom=pixel,
+        provenance=provenance,
+        overwrite=config.overwrite,
+        compute=False,
     ).run(lambda tasks: compute_with_progress(client, tasks, f"reconstruct {name}", quiet=quiet))
-    return {"shape": tuple(int(s) for s in volume.shape), "pixel_size_angstrom": pixel,
-            "key": config.key}
+    return {
+        "shape": tuple(int(s) for s in volume.shape),
+        "pixel_size_angstrom": pixel,
+        "key": config.key,
+    }
 
 
 def select_tomograms(store: Any, name: str | None, all_: bool) -> list[str]:

@@ -35,8 +35,13 @@ def test_fast_search_equals_naive(case, interpolation):
     geometry, votes, masks = case
     shape = votes.shape
     maxproj = project_block(
-        votes, geometry, shape, masks.shape[1:], tuple(slice(0, s) for s in shape),
-        mode="max", interpolation=interpolation,
+        votes,
+        geometry,
+        shape,
+        masks.shape[1:],
+        tuple(slice(0, s) for s in shape),
+        mode="max",
+        interpolation=interpolation,
     )
     cands = parse_candidates(None, geometry.n_tilts)
     fast = select_threshold_block(maxproj, masks, cands)

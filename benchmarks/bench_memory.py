@@ -1,0 +1,110 @@
+"""Peak memory per worker while back-projecting volumes up to 8x the worker's memory limit.
+
+For each size (a multiple of the worker memory limit, counted as the bytes of the int16 vote
+map), a fresh local cluster of 2 single-threaded workers back-projects sparse binary masks
+from a cryoflow store into a vote map written to the store, chunk by chunk. Reported per
+size: whether it completed, the wall time, and the peak resident memory of each worker
+process (``ru_maxrss``), minus the worker's resident memory after start-up and imports.
+Target: the largest volume (8x the limit) completes and the peak stays flat as volumes grow.
+
+Usage: ``python benchmarks/bench_memory.py [--small] [--limit-mib N]``.
+Default: 1024 MiB limit, volumes of 1, 2, 4 and 8 x the limit (Z = 256, 16 tilts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cryoflow.geometry import TiltGeometry
+from cryoflow.graph.backproject import backproject_graph
+
+
+def rss_mib() -> float:
+    """Resident memory of this process now, MiB (from /proc, Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process, MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def masks_for(n: int, Y: int, X: int, seed: int) -> np.ndarray:
+    """Sparse binary masks (n, Y, X): a few hundred random discs per tilt."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, Y, X), bool)
+    for t in range(n):
+        for cy, cx, r in zip(rng.integers(0, Y, 300), rng.integers(0, X, 300),
+                             rng.integers(2, 9, 300), strict=True):
+            masks[t, max(cy - r, 0):cy + r, max(cx - r, 0):cx + r] = True
+    return masks
+
+
+def run_size(store: Path, name: str, shape, geometry, limit_mib: int) -> dict:
+    from distributed import Client, LocalCluster
+
+    from cryoflow.io import store as S
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=":0", memory_limit=f"{limit_mib}MiB", silence_logs=50,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(lambda: __import__("cryoflow.kernels.backproject"))
+        base = client.run(rss_mib)
+        t0 = time.perf_counter()
+        images = S.open_tilt_series(store, name).data
+        votes = backproject_graph(images, geometry, shape)
+        S.write_volume(
+            store, name, "votes", votes, pixel_size_angstrom=1.0, provenance={"step": "bench"},
+            multiscale=False, overwrite=True, compute=False,
+        ).run(lambda tasks: client.gather(client.compute(tasks)))
+        wall = time.perf_counter() - t0
+        peak = client.run(peak_rss_mib)
+    return {"wall": wall, "peak": list(peak.values()), "base": list(base.values())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="factors 1/8, 1/4, 1/2, 1 only")
+    parser.add_argument("--limit-mib", type=int, default=1024, help="worker memory limit")
+    args = parser.parse_args()
+    from cryoflow.io import store as S
+
+    n, Z = 16, 256
+    factors = (0.125, 0.25, 0.5, 1.0) if args.small else (1.0, 2.0, 4.0, 8.0)
+    geometry = TiltGeometry.single_axis(np.linspace(-60, 60, n))
+    print(f"memory: worker limit {args.limit_mib} MiB, 2 workers x 1 thread, {n} tilts, "
+          f"int16 vote maps of Z = {Z}; load average {os.getloadavg()[0]:.2f}")
+    print(f"  {'volume':>22}  {'x limit':>7}  {'wall s':>7}  {'peak RSS MiB (per worker)':>26}"
+          f"  {'peak - start MiB':>17}")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "mem.zarr"
+        S.create_dataset(store)
+        for i, f in enumerate(factors):
+            side = int(np.sqrt(f * args.limit_mib * 2**20 / (2 * Z)) // 64 * 64)
+            shape = (Z, side, side)
+            name = f"size{i}"
+            S.write_tilt_series(store, name, masks_for(n, side, side, i), geometry, 1.0)
+            try:
+                r = run_size(store, name, shape, geometry, args.limit_mib)
+            except Exception as exc:  # noqa: BLE001 - a benchmark reports the failure and goes on
+                print(f"  {str(shape):>22}  {f:7.3g}  FAILED: {type(exc).__name__}: {exc}")
+                continue
+            peaks = " / ".join(f"{p:.0f}" for p in r["peak"])
+            grew = " / ".join(f"{p - b:.0f}" for p, b in zip(r["peak"], r["base"], strict=True))
+            print(f"  {str(shape):>22}  {f:7.3g}  {r['wall']:7.1f}  {peaks:>26}  {grew:>17}")
+
+
+if __name__ == "__main__":
+    main()
