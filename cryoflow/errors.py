@@ -66,3 +66,7 @@ class CryoflowWarning(UserWarning):
 
 class NonStandardInputWarning(CryoflowWarning):
     """An input file is non-standard (no MAP stamp, odd machine stamp, ...) but still usable."""
+
+
+class StaleResultError(NodeNotFoundError):
+    """A stored result was computed from an input that has since been replaced."""

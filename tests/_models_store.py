@@ -31,10 +31,32 @@ def write_simulated(
     S.write_tilt_series(store, name, images, angles, 30.0, provenance={"step": "simulate"})
     for c in CLASSES:
         m = np.asarray(cryoflow.project(ph.labels == CLASS_IDS[c], angles, shape[2], mode="any"))
-        S.write_result(store, name, "truth", f"masks2d_{c}", m.astype(np.uint8),
-                       dims=("tilt", "y", "x"), provenance={"step": "simulate"})
-    S.write_volume(store, name, "truth_labels", ph.labels, pixel_size_angstrom=30.0,
-                   provenance={"step": "simulate"}, kind="label", multiscale=False)
+        S.write_result(
+            store,
+            name,
+            "truth",
+            f"masks2d_{c}",
+            m.astype(np.uint8),
+            dims=("tilt", "y", "x"),
+            provenance={"step": "simulate"},
+        )
+    S.write_volume(
+        store,
+        name,
+        "truth_labels",
+        ph.labels,
+        pixel_size_angstrom=30.0,
+        provenance={"step": "simulate"},
+        kind="label",
+        multiscale=False,
+    )
     tomo = np.asarray(cryoflow.backproject(images - images.mean(), angles, shape), dtype=np.float32)
-    S.write_volume(store, name, "tomogram", tomo, pixel_size_angstrom=30.0,
-                   provenance={"step": "simulate"}, multiscale=False)
+    S.write_volume(
+        store,
+        name,
+        "tomogram",
+        tomo,
+        pixel_size_angstrom=30.0,
+        provenance={"step": "simulate"},
+        multiscale=False,
+    )

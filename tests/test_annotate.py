@@ -24,8 +24,17 @@ def dataset(tmp_path_factory):
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=40) as c, Client(c) as cl:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=40,
+        ) as c,
+        Client(c) as cl,
+    ):
         yield cl
 
 
@@ -39,33 +48,73 @@ def test_cli_train_then_annotate_and_detect(dataset, client, tmp_path, monkeypat
     monkeypatch.setenv("CRYOFLOW_WORKERS", "1")
     m1 = tmp_path / "granule"
     with pytest.raises(SystemExit) as done:
-        main(["train", str(dataset), "--name", "train", "--feature", "granule", "--from-truth",
-              "--n-boxes", "6", "--box-size", "24", "--arch", "unet", "--steps", "15",
-              "--out", str(m1)])
+        main(
+            [
+                "train",
+                str(dataset),
+                "--name",
+                "train",
+                "--feature",
+                "granule",
+                "--from-truth",
+                "--n-boxes",
+                "6",
+                "--box-size",
+                "24",
+                "--arch",
+                "unet",
+                "--steps",
+                "15",
+                "--out",
+                str(m1),
+            ]
+        )
     assert done.value.code in (0, None)
     cfg = read_config(m1)
     assert cfg.feature == "granule" and cfg.training_set["n_positive"] == 6
     assert cfg.training_set["source"]["tomogram"] == "train"
     # 2. a second feature through the Python API on the shared cluster
     m2 = tmp_path / "mito"
-    train(client, dataset, "train", TrainConfig(
-        feature="mito_membrane", out=m2, n_boxes=6, box_size=24,
-        params=TrainParams(spec=ModelSpec(arch="unet", base_channels=4), steps=10)))
+    train(
+        client,
+        dataset,
+        "train",
+        TrainConfig(
+            feature="mito_membrane",
+            out=m2,
+            n_boxes=6,
+            box_size=24,
+            params=TrainParams(spec=ModelSpec(arch="unet", base_channels=4), steps=10),
+        ),
+    )
     # 3. annotate every tomogram with both; maps are uint8 with the model's threshold recorded
-    out = annotate_dataset(client, dataset, ["train", "test"], AnnotateConfig(models=(m1, m2), batch_size=4))
-    assert out["test"]["keys"] == {"granule": "granule", "mito_membrane": "mito_membrane", "combined": "combined"}
+    out = annotate_dataset(
+        client, dataset, ["train", "test"], AnnotateConfig(models=(m1, m2), batch_size=4)
+    )
+    assert out["test"]["keys"] == {
+        "granule": "granule",
+        "mito_membrane": "mito_membrane",
+        "combined": "combined",
+    }
     g = S.open_result(dataset, "test", "annotate", "granule")
     tilts = S.open_tilt_series(dataset, "test")
     assert g.dtype == np.uint8 and g.shape == tilts.shape and g.dims == ("tilt", "y", "x")
     assert g.attrs["threshold"] == pytest.approx(cfg.threshold)
     comb = S.open_result(dataset, "test", "annotate", "combined")
-    assert set(np.unique(comb.values)) <= {0, 1, 2} and comb.attrs["labels"] == {"1": "granule", "2": "mito_membrane"}
+    assert set(np.unique(comb.values)) <= {0, 1, 2} and comb.attrs["labels"] == {
+        "1": "granule",
+        "2": "mito_membrane",
+    }
     # 4. slices of the reconstruction
     annotate_dataset(client, dataset, ["test"], AnnotateConfig(models=(m1,), slices=True))
     sl = S.open_result(dataset, "test", "annotate", "granule_slices")
-    assert sl.dims == ("z", "y", "x") and sl.shape == S.open_volume(dataset, "test", "tomogram").shape
+    assert (
+        sl.dims == ("z", "y", "x") and sl.shape == S.open_volume(dataset, "test", "tomogram").shape
+    )
     # 5. light detector from the maps: a box table per tomogram for Algorithm 3
-    tables = detect_dataset(client, dataset, ["test"], DetectConfig(feature="granule", threshold=0.5))
+    tables = detect_dataset(
+        client, dataset, ["test"], DetectConfig(feature="granule", threshold=0.5)
+    )
     table = S.read_table(dataset, "test", "detect", "granule")
     assert list(table.columns) == ["tilt", "class", "score", "y0", "x0", "y1", "x1"]
     assert len(table) == len(tables["test"])
@@ -80,8 +129,14 @@ def test_cli_train_then_annotate_and_detect(dataset, client, tmp_path, monkeypat
 def test_compare_reports_every_figure(dataset, client) -> None:
     from cryoflow.pipelines.compare import CompareConfig, compare_metrics_names, compare_routes
 
-    cfg = CompareConfig(features=("granule", "mito_membrane"), n_boxes=6, box_size=24,
-                        spec=ModelSpec(arch="unet", base_channels=4), steps=10, time_budget_s=60)
+    cfg = CompareConfig(
+        features=("granule", "mito_membrane"),
+        n_boxes=6,
+        box_size=24,
+        spec=ModelSpec(arch="unet", base_channels=4),
+        steps=10,
+        time_budget_s=60,
+    )
     metrics = compare_routes(client, dataset, "train", "test", cfg)
     for key in compare_metrics_names(cfg.features):
         assert 0.0 <= metrics[key] <= 1.0, key

@@ -125,7 +125,7 @@ def run_cli(args: list[str]) -> str:
     return result.output
 
 
-def test_cli_lift_edges_localize_over_a_dataset(tmp_path, scheduler) -> None:
+def test_cli_lift_edges_localize_over_a_dataset(tmp_path, scheduler, capsys) -> None:
     from cryoflow.io import store as S
     from cryoflow.io.boxes import read_boxes, write_boxes
     from cryoflow.kernels.boxes import boxes_from_masks
@@ -147,14 +147,15 @@ def test_cli_lift_edges_localize_over_a_dataset(tmp_path, scheduler) -> None:
         assert curve.shape[0] > 1 and "threshold" in curve.attrs
         assert np.asarray(S.open_result(store, name, "lift", "votes_granule")).max() == 16
     # a second run refuses to overwrite, with one clean error line
-    from typer.testing import CliRunner
-
     from cryoflow.cli.main import main
 
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         main(["lift", store, "--name", "t0", "--maps", "truth/masks2d", "--classes",
               "granule", "--thickness", "16", *sched])
     assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cryoflow: error:") and "already exists" in err  # before any cluster
     # Algorithm 2
     out = run_cli(["edges", store, "--name", "t0", "--thickness", "16", "-m", "1", *sched])
     assert "edges t0" in out
@@ -187,8 +188,7 @@ def test_cli_lift_edges_localize_over_a_dataset(tmp_path, scheduler) -> None:
     assert len(table) >= 1 and (table["class"] == "membrane").all()
     bad = tmp_path / "bad.csv"
     bad.write_text("tilt,class\n0,a\n")
-    result = CliRunner().invoke(
-        __import__("cryoflow.cli.main", fromlist=["app"]).app,
-        ["localize", store, "--name", "t0", "--boxes", str(bad), *sched],
-    )
-    assert result.exit_code != 0
+    with pytest.raises(SystemExit) as exc:
+        main(["localize", store, "--name", "t0", "--boxes", str(bad), *sched])
+    assert exc.value.code == 2
+    assert "missing column" in capsys.readouterr().err

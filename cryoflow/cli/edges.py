@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         """DoG edges per tilt, per-tilt back-projections refined by adjacent tilts, summed."""
         from cryoflow.pipelines.cluster import ClusterConfig, connect
         from cryoflow.pipelines.edges import EdgesConfig, edges_tomogram
-        from cryoflow.pipelines.lift import select_tomograms
+        from cryoflow.pipelines.lift import refuse_existing, select_tomograms
 
         names = select_tomograms(store, name, all_)
         config = EdgesConfig(
@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
             invert=invert, iterations=iterations, window=window, min_support=min_support,
             threshold=threshold, thickness=thickness, out=out, overwrite=overwrite,
         )
+        refuse_existing(store, names, out, ["edges2d", "sums"], overwrite)
         with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:
             for tomo in names:
                 done = edges_tomogram(client, store, tomo, config)

@@ -23,7 +23,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Back-project 2D masks into votes, pick the threshold, write 3D masks and score curves."""
         from cryoflow.pipelines.cluster import ClusterConfig, connect
-        from cryoflow.pipelines.lift import LiftConfig, lift_dataset, parse_maps, select_tomograms
+        from cryoflow.pipelines.lift import (
+            LiftConfig,
+            lift_dataset,
+            lift_outputs,
+            parse_maps,
+            refuse_existing,
+            select_tomograms,
+        )
 
         names = select_tomograms(store, name, all_)
         config = LiftConfig(
@@ -31,6 +38,7 @@ def register(app: typer.Typer) -> None:
             classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else (),
             out=out, thickness=thickness, overwrite=overwrite,
         )
+        refuse_existing(store, names, config.out, lift_outputs(config), overwrite)
         with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:
             done = lift_dataset(client, store, names, config)
         for tomo, summary in done.items():

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         """Back-project box masks, threshold, label 3D components across chunks, box them."""
         from cryoflow.io.boxes import read_boxes
         from cryoflow.pipelines.cluster import ClusterConfig, connect
-        from cryoflow.pipelines.lift import select_tomograms
+        from cryoflow.pipelines.lift import refuse_existing, select_tomograms
         from cryoflow.pipelines.localize import LocalizeConfig, localize_dataset
 
         names = select_tomograms(store, name, all_)
@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
         )
         if boxes is not None:
             read_boxes(boxes, ndim=2)  # refuse a bad file before starting a cluster
+        refuse_existing(store, names, out, ["boxes3d"], overwrite)
         with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:
             table = localize_dataset(client, store, names, config, export=export)
         for tomo in names:

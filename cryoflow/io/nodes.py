@@ -1,4 +1,4 @@
-"""Low-level store mechanics: opening, temporary nodes, publishing, completeness, safety.
+"""Low-level store mechanics: opening nodes, temporary nodes, publishing, completeness.
 
 Every node cryoflow writes (a tilt series, a volume, a result, a table) follows one protocol:
 
@@ -10,8 +10,10 @@ Every node cryoflow writes (a tilt series, a volume, a result, a table) follows 
    store-level copy (chunks first, each ``zarr.json`` last, the node's own one very last)
    followed by deleting the temporary prefix on any other Zarr store.
 
-Readers (:func:`open_node`) refuse temporary and incomplete nodes and any array whose data
-type or codecs could execute code or produce Python objects.
+Readers (:func:`open_node`) refuse temporary, incomplete and stale nodes (see
+:mod:`cryoflow.io.lineage`) and any array whose data type or codecs could execute code or
+produce Python objects (:mod:`cryoflow.io.safety`). Provenance records are built in
+:mod:`cryoflow.io.provenance`; both are re-exported here for existing callers.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,41 +33,47 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from cryoflow.errors import (
-    AlreadyExistsError,
-    NodeNotFoundError,
-    StoreError,
-    UnsafeStoreError,
-)
+from cryoflow.errors import AlreadyExistsError, NodeNotFoundError, StaleResultError, StoreError
+from cryoflow.io.provenance import make_provenance, normalise_provenance
+from cryoflow.io.safety import SAFE_CODECS, SAFE_DATA_TYPES, check_safe_metadata
+
+__all__ = [
+    "ATTR",
+    "SAFE_CODECS",
+    "SAFE_DATA_TYPES",
+    "STALE",
+    "TMP_PREFIX",
+    "TRASH_PREFIX",
+    "PendingWrite",
+    "check_safe_metadata",
+    "check_writable",
+    "child_array",
+    "child_group",
+    "cryoflow_attrs",
+    "delete_node",
+    "describe_stale",
+    "exists",
+    "is_complete",
+    "is_stale",
+    "list_dir",
+    "local_root",
+    "make_provenance",
+    "node_path",
+    "normalise_provenance",
+    "open_node",
+    "open_root",
+    "publish",
+    "read_raw_metadata",
+    "removed_on_error",
+    "stale_record",
+    "store_label",
+    "temp_leaf",
+]
 
 ATTR = "cryoflow"  # namespace of cryoflow's own attributes on every node
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
-
-# Data types and codecs a reader accepts. Anything else (object / variable-length types,
-# pickle or other code-carrying codecs) is refused with UnsafeStoreError.
-SAFE_DATA_TYPES = frozenset(
-    {
-        "bool",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "float16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-        "fixed_length_utf32",
-    }
-)
-SAFE_CODECS = frozenset(
-    {"bytes", "blosc", "zstd", "gzip", "crc32c", "transpose", "sharding_indexed"}
-)
+STALE = "stale"  # key of the stale record in a node's ``cryoflow`` attribute
 
 
 # ---------------------------------------------------------------------------- opening
@@ -103,7 +110,7 @@ def node_path(group: zarr.Group, *parts: str) -> str:
     return "/".join(p for p in (group.path, *parts) if p)
 
 
-def _local_root(group: zarr.Group) -> Path | None:
+def local_root(group: zarr.Group) -> Path | None:
     store = group.store
     if isinstance(store, LocalStore):
         return Path(store.root)
@@ -134,56 +141,17 @@ def list_dir(group: zarr.Group, prefix: str) -> list[str]:
     return sorted(sync(collect()))
 
 
-def check_safe_metadata(meta: dict[str, Any], where: str) -> None:
-    """Refuse array metadata whose data type or codecs cryoflow will not load.
-
-    Raises
-    ------
-    UnsafeStoreError
-        Naming the node, the offending data type or codec and the allowed ones.
-    """
-    if meta.get("node_type") != "array":
-        return
-    if meta.get("zarr_format") != 3:
-        raise UnsafeStoreError(
-            f"{where}: only Zarr v3 arrays are read, got {meta.get('zarr_format')}"
-        )
-    dtype = meta.get("data_type")
-    dname = dtype.get("name") if isinstance(dtype, dict) else dtype
-    if dname not in SAFE_DATA_TYPES:
-        raise UnsafeStoreError(
-            f"{where}: refusing data type {dname!r}; allowed: {', '.join(sorted(SAFE_DATA_TYPES))}"
-        )
-    for codec in _codec_names(meta.get("codecs", [])):
-        if codec not in SAFE_CODECS:
-            raise UnsafeStoreError(
-                f"{where}: refusing codec {codec!r}; allowed: {', '.join(sorted(SAFE_CODECS))}"
-            )
-
-
-def _codec_names(codecs: object) -> list[str]:
-    names: list[str] = []
-    if not isinstance(codecs, list):
-        return ["<malformed codecs>"]
-    for c in codecs:
-        name = c.get("name") if isinstance(c, dict) else c
-        names.append(str(name))
-        if isinstance(c, dict) and name == "sharding_indexed":
-            conf = c.get("configuration", {})
-            names += _codec_names(conf.get("codecs", []))
-            names += _codec_names(conf.get("index_codecs", []))
-    return names
-
-
 def open_node(
     group: zarr.Group, path: str, *, what: str, require_complete: bool = True, deep: bool = True
 ) -> Any:
-    """Open a complete, safe node at ``path`` below ``group``.
+    """Open a complete, current, safe node at ``path`` below ``group``.
 
     Raises
     ------
     NodeNotFoundError
         The node is missing, temporary, or not marked complete (message names store and key).
+    StaleResultError
+        The node is marked stale: an input it was computed from has been replaced.
     UnsafeStoreError
         An array in it uses a refused data type or codec.
     """
@@ -195,11 +163,13 @@ def open_node(
     if meta is None:
         raise NodeNotFoundError(f"{where} does not exist")
     check_safe_metadata(meta, where)
-    attrs = meta.get("attributes", {}) or {}
-    if require_complete and not (attrs.get(ATTR, {}) or {}).get("complete", False):
+    info = _info(meta)
+    if require_complete and not info.get("complete", False):
         raise NodeNotFoundError(
             f"{where} is incomplete (never marked complete; an interrupted write?)"
         )
+    if require_complete and info.get(STALE):
+        raise StaleResultError(f"{where} is stale: {describe_stale(info[STALE])}")
     if deep and meta.get("node_type") == "group":
         _check_children(group, full, where)
     return group[path]
@@ -217,6 +187,37 @@ def _check_children(group: zarr.Group, prefix: str, where: str) -> None:
         check_safe_metadata(meta, f"{where}/{child}")
         if meta.get("node_type") == "group":
             _check_children(group, path, f"{where}/{child}")
+
+
+def _info(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``cryoflow`` attribute of raw node metadata (empty when absent or malformed)."""
+    attrs = meta.get("attributes", {})
+    info = attrs.get(ATTR, {}) if isinstance(attrs, dict) else {}
+    return info if isinstance(info, dict) else {}
+
+
+def stale_record(group: zarr.Group, path: str) -> dict[str, Any] | None:
+    """The stale record of the node at ``path`` below ``group`` (``None`` when current/absent)."""
+    meta = read_raw_metadata(group, node_path(group, path))
+    record = _info(meta).get(STALE) if meta is not None else None
+    return dict(record) if isinstance(record, dict) else ({"input": "?"} if record else None)
+
+
+def is_stale(group: zarr.Group, path: str) -> bool:
+    """Whether the node at ``path`` is marked stale (an input of it was replaced)."""
+    return stale_record(group, path) is not None
+
+
+def describe_stale(record: object) -> str:
+    """One sentence saying why a node is stale, from its stale record."""
+    if not isinstance(record, dict):
+        return "an input it was computed from has been replaced; recompute it"
+    via = record.get("via")
+    chain = f" (through {via!r})" if via and via != record.get("input") else ""
+    return (
+        f"its input {record.get('input', '?')!r}{chain} was replaced at "
+        f"{record.get('at', '?')}; recompute it (or remove it with `cryoflow verify --clean`)"
+    )
 
 
 def is_complete(node: zarr.Array | zarr.Group) -> bool:
@@ -249,56 +250,6 @@ def exists(group: zarr.Group, path: str) -> bool:
     return read_raw_metadata(group, node_path(group, path)) is not None
 
 
-# ---------------------------------------------------------------------------- provenance
-def make_provenance(
-    step: str,
-    parameters: dict[str, Any] | None = None,
-    inputs: dict[str, Any] | Sequence[Any] | None = None,
-) -> dict[str, Any]:
-    """A provenance record: step, parameters, cryoflow version, input identity, created time."""
-    from cryoflow import __version__
-
-    return normalise_provenance(
-        {
-            "step": step,
-            "parameters": dict(parameters or {}),
-            "inputs": inputs or {},
-            "cryoflow_version": __version__,
-        }
-    )
-
-
-def normalise_provenance(
-    provenance: dict[str, Any] | None, default_step: str = "unknown"
-) -> dict[str, Any]:
-    """Fill the required provenance fields; values must be JSON-serialisable."""
-    from cryoflow import __version__
-
-    prov = dict(provenance or {})
-    prov.setdefault("step", default_step)
-    prov.setdefault("parameters", {})
-    prov.setdefault("inputs", {})
-    prov.setdefault("cryoflow_version", __version__)
-    prov.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
-    try:
-        return json.loads(json.dumps(prov, default=_jsonable, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"provenance and attributes must be JSON-serialisable: {exc}") from exc
-
-
-def _jsonable(value: Any) -> Any:
-    """NumPy scalars/arrays and paths as plain JSON values (json.dumps ``default``)."""
-    import numpy as np
-
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} {value!r:.80} is not JSON-serialisable")
-
-
 # ---------------------------------------------------------------------------- temp + publish
 @dataclass
 class PendingWrite:
@@ -319,6 +270,7 @@ class PendingWrite:
     final_attrs: dict[str, Any] = field(default_factory=dict)
     description: str = "write"
     done: bool = False
+    before_publish: list[Callable[[], Any]] = field(default_factory=list)
 
     def run(self, compute: Callable[[list[Any]], Any] | None = None) -> None:
         """Compute every stage with ``compute`` (default ``dask.compute``) then commit."""
@@ -336,11 +288,17 @@ class PendingWrite:
         self.commit()
 
     def commit(self) -> None:
-        """Mark the node complete and publish it under its final name."""
+        """Mark the node complete, run the ``before_publish`` hooks, publish under the final name.
+
+        The hooks run while the new node is still invisible (e.g. marking the results derived
+        from the node being replaced stale, see :mod:`cryoflow.io.lineage`).
+        """
         attrs = cryoflow_attrs(self.node)
         attrs.update(self.final_attrs)
         attrs["complete"] = True
         self.node.attrs[ATTR] = attrs
+        for hook in self.before_publish:
+            hook()
         publish(self.parent, self.tmp_leaf, self.leaf, overwrite=self.overwrite)
         self.done = True
 
@@ -356,7 +314,13 @@ def temp_leaf(leaf: str) -> str:
 
 
 def check_writable(parent: zarr.Group, leaf: str, overwrite: bool, what: str) -> None:
-    if exists(parent, leaf) and not overwrite:
+    """Refuse to replace an existing node unless ``overwrite`` (stale nodes are always replaced).
+
+    Raises
+    ------
+    AlreadyExistsError
+    """
+    if exists(parent, leaf) and not overwrite and not is_stale(parent, leaf):
         raise AlreadyExistsError(
             f"{store_label(parent)}: {what} {node_path(parent, leaf)!r} already exists; "
             "pass overwrite=True (--overwrite) to replace it"
@@ -375,7 +339,7 @@ def removed_on_error(parent: zarr.Group, tmp_leaf: str) -> Iterator[None]:
 
 def delete_node(parent: zarr.Group, leaf: str) -> None:
     """Remove the node ``leaf`` below ``parent`` and everything in it."""
-    root = _local_root(parent)
+    root = local_root(parent)
     path = node_path(parent, leaf)
     if root is not None:
         shutil.rmtree(root / path, ignore_errors=True)
@@ -387,9 +351,9 @@ def publish(parent: zarr.Group, tmp_leaf: str, leaf: str, *, overwrite: bool) ->
     """Move the finished node ``tmp_leaf`` to ``leaf`` (both children of ``parent``)."""
     src = node_path(parent, tmp_leaf)
     dst = node_path(parent, leaf)
-    root = _local_root(parent)
+    root = local_root(parent)
     replaced = exists(parent, leaf)
-    if replaced and not overwrite:
+    if replaced and not overwrite and not is_stale(parent, leaf):
         delete_node(parent, tmp_leaf)
         raise AlreadyExistsError(
             f"{store_label(parent)}: {dst!r} appeared while writing; not replaced"

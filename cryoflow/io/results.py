@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from cryoflow.errors import StoreError
-from cryoflow.io import nodes
+from cryoflow.io import lineage, nodes
 from cryoflow.io.layout import (
     COMPRESSOR,
     RESULTS,
@@ -96,6 +96,7 @@ def write_result(
     pending = PendingWrite(
         parent, leaf, tmp, overwrite, arr, description=f"write {name}/{step}/{key}"
     )
+    lineage.stale_on_replace(pending, store, name, f"{RESULTS}/{step}/{key}")
     pending.stages.append(lambda: store_blocks(source, arr, name=f"{step}-{name}-{key}"))
     return finish(pending, compute)
 
@@ -166,6 +167,7 @@ def write_table(
     pending = PendingWrite(
         parent, leaf, tmp, overwrite, group, description=f"write {name}/{step}/{key}"
     )
+    lineage.stale_on_replace(pending, store, name, f"{RESULTS}/{step}/{key}")
     try:
         for i, col in enumerate(table.columns):
             values, info = _encode_column(table[col], str(col))

@@ -26,7 +26,7 @@ import xarray as xr
 
 from cryoflow.errors import GeometryError, NodeNotFoundError, StoreError
 from cryoflow.geometry import TiltGeometry, as_geometry
-from cryoflow.io import nodes, ome
+from cryoflow.io import lineage, nodes, ome
 from cryoflow.io.layout import (
     COMPRESSOR,
     LABELS,
@@ -133,6 +133,7 @@ def write_tilt_series(
             fill_value=0,
         )
     pending = PendingWrite(parent, leaf, tmp, overwrite, arr, description=f"ingest {name}")
+    lineage.stale_on_replace(pending, store, name, TILT_SERIES)
     pending.stages.append(lambda: store_blocks(source, arr, name=f"ingest-{name}"))
     return finish(pending, compute)
 
@@ -220,6 +221,7 @@ def write_volume(
     with nodes.removed_on_error(parent, tmp):
         group = holder.create_group(node_name, attributes=group_attrs)
     pending = PendingWrite(parent, leaf, tmp, overwrite, group, description=f"write {name}/{key}")
+    lineage.stale_on_replace(pending, store, name, f"{section}/{key}")
 
     def stage(level: int) -> list[Any]:
         src = (

@@ -1,8 +1,9 @@
-"""Find and remove leftovers of interrupted writes in a dataset store.
+"""Find and remove leftovers of interrupted writes, and stale results, in a dataset store.
 
 A leftover is a temporary node (``.tmp-*``: a write that never published; ``.trash-*``: an
-overwritten node whose deletion was interrupted) or a cryoflow node that was never marked
-complete. Do not clean a store while another process writes to it: an in-progress write looks
+overwritten node whose deletion was interrupted), a cryoflow node that was never marked
+complete, or a node marked stale because an input it was computed from was replaced
+(:mod:`cryoflow.io.lineage`). Do not clean a store while another process writes to it: an in-progress write looks
 exactly like an interrupted one.
 """
 
@@ -15,7 +16,7 @@ from zarr.core.sync import sync
 
 from cryoflow.io import nodes
 from cryoflow.io.layout import open_dataset
-from cryoflow.io.nodes import ATTR, TMP_PREFIX, TRASH_PREFIX
+from cryoflow.io.nodes import ATTR, STALE, TMP_PREFIX, TRASH_PREFIX
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Leftover:
 
 
 def find_leftovers(store: object) -> list[Leftover]:
-    """Every temporary or incomplete node in the dataset at ``store`` (outermost only)."""
+    """Every temporary, incomplete or stale node in the dataset at ``store`` (outermost only)."""
     root = open_dataset(store, mode="r")
     found: list[Leftover] = []
 
@@ -46,6 +47,10 @@ def find_leftovers(store: object) -> list[Leftover]:
             info = (meta.get("attributes", {}) or {}).get(ATTR, {}) or {}
             if "complete" in info and not info["complete"]:
                 found.append(Leftover(path, f"{info.get('kind', 'node')} never marked complete"))
+                continue
+            if info.get(STALE):
+                why = nodes.describe_stale(info[STALE]).split(";")[0]
+                found.append(Leftover(path, f"stale {info.get('kind', 'node')}: {why}"))
                 continue
             if meta.get("node_type") == "group":
                 walk(path)

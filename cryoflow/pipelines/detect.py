@@ -12,11 +12,14 @@ Two detectors, both writing the table ``results/detect/<feature>`` with columns
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
 import numpy as np
 import pandas as pd
+from dask.base import tokenize
 
 from cryoflow.errors import ConfigError
 from cryoflow.io import store as S
@@ -119,41 +122,37 @@ def detect_tomogram(
             else float(probs.attrs.get("threshold", 0.5))
         )
         data = probs.data
-        futures = [
-            client.submit(
-                _components_task,
+        tasks = [
+            dask.delayed(_components_task, pure=True)(
                 data[a:b],
                 a,
                 config.feature,
                 threshold,
                 config.min_pixels,
-                pure=False,
+                dask_key_name=f"detect-{name}-{tokenize(data.name, a, b, threshold)}",
             )
             for a, b in _batches(int(data.shape[0]), config.batch_size)
         ]
         params: dict[str, Any] = {"method": "components", "threshold": threshold}
+        resources = None
     else:
         if model is None:
             model = train_fasterrcnn(client, store, config)
         data = S.open_tilt_series(store, name).data
         [model_future] = client.scatter([model], broadcast=True)
-        futures = [
-            client.submit(
-                _detect_task,
-                model_future,
-                data[a:b],
-                a,
-                config.feature,
-                resources=gpu_resources(config.detector.device),
-                pure=False,
-            )
-            for a, b in _batches(int(data.shape[0]), config.batch_size)
-        ]
+        resources = gpu_resources(config.detector.device)
+        ctx = dask.annotate(resources=resources) if resources else contextlib.nullcontext()
+        with ctx:
+            tasks = [
+                dask.delayed(_detect_task, pure=False)(model_future, data[a:b], a, config.feature)
+                for a, b in _batches(int(data.shape[0]), config.batch_size)
+            ]
         params = {
             "method": "fasterrcnn",
             "train_name": config.train_name,
             **config.detector.to_dict(),
         }
+    futures = client.compute(tasks, optimize_graph=resources is None)
     tables = wait_with_progress(client, futures, f"detect {name}", quiet=quiet)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BOX_COLUMNS)
     table = table.astype(

@@ -28,7 +28,7 @@ from cryoflow.io import store as S
 from cryoflow.io.names import validate_name
 from cryoflow.kernels.iou import surface_scores
 from cryoflow.kernels.project import project_block
-from cryoflow.pipelines.lift import runner, volume_shape
+from cryoflow.pipelines.lift import refuse_existing, runner, volume_shape
 
 __all__ = ["EdgesConfig", "edges_tomogram", "hollow_sphere", "sphere_metrics"]
 
@@ -89,6 +89,7 @@ def edges_tomogram(
     client: Any, store: Any, name: str, config: EdgesConfig, *, quiet: bool = False
 ) -> dict[str, Any]:
     """Algorithm 2 on one tomogram of the store; returns ``{"n_edge_voxels": int}``."""
+    refuse_existing(store, [name], config.out, ["edges2d", "sums"], config.overwrite)
     tilts = S.open_tilt_series(store, name)
     geometry = S.read_geometry(store, name)
     shape = volume_shape(tilts, config.thickness)

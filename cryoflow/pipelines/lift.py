@@ -29,7 +29,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from cryoflow.errors import ConfigError
+from cryoflow.errors import AlreadyExistsError, ConfigError, NodeNotFoundError, StoreError
 from cryoflow.geometry import TiltGeometry
 from cryoflow.io import store as S
 from cryoflow.io.names import validate_name
@@ -42,6 +42,8 @@ __all__ = [
     "class_ids",
     "lift_dataset",
     "lift_masks",
+    "lift_outputs",
+    "refuse_existing",
     "lift_tomogram",
     "parse_maps",
     "seg3d_metrics",
@@ -128,6 +130,30 @@ def runner(client: Any, description: str, quiet: bool) -> Callable[[list[Any]], 
     return lambda tasks: compute_with_progress(client, tasks, description, quiet=quiet)
 
 
+def refuse_existing(store: Any, names: Sequence[str], step: str, keys: Sequence[str],
+                    overwrite: bool) -> None:
+    """Raise :class:`AlreadyExistsError` before any work when an output result exists."""
+    if overwrite:
+        return
+    for name in names:
+        for key in keys:
+            try:
+                S.open_result(store, name, step, key)
+            except NodeNotFoundError:
+                continue
+            except StoreError:
+                pass  # it exists, as a table
+            raise AlreadyExistsError(
+                f"{store}: result {name}/{step}/{key} already exists; pass --overwrite to replace it"
+            )
+
+
+def lift_outputs(config: LiftConfig) -> list[str]:
+    """Result keys :func:`lift_tomogram` writes under ``config.out``."""
+    classes = config.classes or (config.maps[1],)
+    return [f"{w}_{c}" for c in classes for w in ("votes", "thresholds", "scores")]
+
+
 # ---------------------------------------------------------------------------- core
 @dataclass(frozen=True)
 class LiftedClass:
@@ -176,7 +202,7 @@ def lift_masks(
     """
     import cryoflow
 
-    m = client.persist(binarise(masks).rechunk({0: -1}))
+    m = client.persist(binarise(masks))
     with dask.config.set(scheduler=client):
         votes = cryoflow.backproject(m, geometry, shape, chunks=(chunks,) * 3)
         v = client.persist(da.asarray(getattr(votes, "data", votes)))
@@ -199,6 +225,7 @@ def lift_tomogram(
     volume (Z, Y, X) as a lazy Dask array read back from the store.
     """
     step, key = config.maps
+    refuse_existing(store, [name], config.out, lift_outputs(config), config.overwrite)
     tilts = S.open_tilt_series(store, name)
     geometry = S.read_geometry(store, name)
     shape = volume_shape(tilts, config.thickness)
@@ -243,6 +270,7 @@ def lift_dataset(
     client: Any, store: Any, names: Sequence[str], config: LiftConfig, *, quiet: bool = False
 ) -> dict[str, dict[str, Any]]:
     """:func:`lift_tomogram` for each of ``names``; returns their summaries by name."""
+    refuse_existing(store, names, config.out, lift_outputs(config), config.overwrite)
     return {n: lift_tomogram(client, store, n, config, quiet=quiet) for n in names}
 
 
@@ -267,7 +295,8 @@ def seg3d_metrics(
     Returns
     -------
     dict
-        ``seg3d_iou`` (3D IoU with the truth), ``seg3d_iou_2d_input`` (mean per-tilt IoU of
+        ``seg3d_iou`` (3D IoU with the truth; NaN when the truth has no voxel of the class),
+        ``seg3d_n_truth_voxels``, ``seg3d_iou_2d_input`` (mean per-tilt IoU of
         the corrupted vs true 2D masks), ``seg3d_threshold``, ``seg3d_thresholds`` and
         ``seg3d_scores`` (the score curve, 1-D arrays), ``seg3d_slice_z`` and
         ``seg3d_slice`` = ``{"truth", "pred", "votes"}``: 2-D ``(Y, X)`` arrays at the z slice
@@ -294,8 +323,11 @@ def seg3d_metrics(
     z = int(np.argmax(truth_np.sum(axis=(1, 2))))
     curve_t = np.asarray(S.open_result(store, name, "seg3d", f"thresholds_{class_name}"))
     curve_s = np.asarray(S.open_result(store, name, "seg3d", f"scores_{class_name}"))
+    n_truth = int(truth_np.sum())
     return {
-        "seg3d_iou": mask_iou(pred_np, truth_np),
+        # no true voxel: nothing to measure (mask_iou of two empty masks would say 1.0)
+        "seg3d_iou": mask_iou(pred_np, truth_np) if n_truth else float("nan"),
+        "seg3d_n_truth_voxels": n_truth,
         "seg3d_iou_2d_input": float(
             np.mean([mask_iou(a, b) for a, b in zip(bad2d, true2d, strict=True)])
         ),

@@ -36,7 +36,7 @@ from cryoflow.io.names import validate_name
 from cryoflow.kernels.boxes import box_masks, boxes_from_masks
 from cryoflow.kernels.components import block_stats, bounding_boxes, merge_stats
 from cryoflow.kernels.iou import match_boxes
-from cryoflow.pipelines.lift import lift_masks, runner, volume_shape
+from cryoflow.pipelines.lift import lift_masks, refuse_existing, runner, volume_shape
 
 __all__ = [
     "LocalizeConfig",
@@ -173,6 +173,7 @@ def localize_tomogram(
     pandas.DataFrame of 3D boxes: ``tomogram``, :data:`BOX3D_COLUMNS`, ``label``,
     ``n_voxels``, ``threshold``.
     """
+    refuse_existing(store, [name], config.out, ["boxes3d"], config.overwrite)
     tilts = S.open_tilt_series(store, name)
     geometry = S.read_geometry(store, name)
     shape = volume_shape(tilts, config.thickness)
@@ -224,6 +225,7 @@ def localize_dataset(
     export: Path | None = None, quiet: bool = False,
 ) -> pd.DataFrame:
     """:func:`localize_tomogram` for each tomogram; optionally export all 3D boxes (CSV/JSON)."""
+    refuse_existing(store, names, config.out, ["boxes3d"], config.overwrite)
     file_boxes = read_boxes(config.boxes, ndim=2) if config.boxes is not None else None
     tables = []
     for name in names:
@@ -243,13 +245,22 @@ def localize_dataset(
 # ---------------------------------------------------------------------------- demo figure
 def truth_boxes3d(client: Any, store: Any, name: str, class_name: str, *,
                   min_voxels: int = 8) -> pd.DataFrame:
-    """3D boxes of the connected components (26-connected) of ``truth_labels == class``."""
+    """3D boxes of the objects of class ``class_name`` in the simulator's ``truth_labels``.
+
+    Objects are the 26-connected components of ``truth_labels == class``; a component whose
+    box lies inside another's is part of that object (the inner membrane of a mitochondrion
+    inside its outer membrane) and is dropped.
+    """
     from cryoflow.simulate.classes import CLASS_IDS
 
     truth = S.open_volume(store, name, "truth_labels").data == CLASS_IDS[class_name]
     labels, _ = label(truth, connectivity=3, name=f"label-truth-{name}")
-    return client.compute(components_boxes(labels, None, class_name, min_voxels=min_voxels),
-                          sync=True)
+    boxes = client.compute(components_boxes(labels, None, class_name, min_voxels=min_voxels),
+                           sync=True)
+    b = boxes[["z0", "y0", "x0", "z1", "y1", "x1"]].to_numpy()
+    inside = (b[:, None, :3] >= b[None, :, :3]).all(-1) & (b[:, None, 3:] <= b[None, :, 3:]).all(-1)
+    np.fill_diagonal(inside, False)
+    return boxes[~inside.any(axis=1)].reset_index(drop=True)
 
 
 def box_metrics(
