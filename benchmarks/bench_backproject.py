@@ -115,8 +115,13 @@ def end_to_end(store: Path, geometry, shape, n_workers: int, repeat: int) -> flo
 
     with (
         LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=":0", memory_limit="4GiB", silence_logs=40,
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            memory_limit="4GiB",
+            silence_logs=40,
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -126,8 +131,15 @@ def end_to_end(store: Path, geometry, shape, n_workers: int, repeat: int) -> flo
             images = S.open_tilt_series(store, "bench").data
             volume = backproject_graph(images, geometry, shape)
             S.write_volume(
-                store, "bench", f"bp{n_workers}", volume, pixel_size_angstrom=1.0,
-                provenance={"step": "bench"}, multiscale=False, overwrite=True, compute=False,
+                store,
+                "bench",
+                f"bp{n_workers}",
+                volume,
+                pixel_size_angstrom=1.0,
+                provenance={"step": "bench"},
+                multiscale=False,
+                overwrite=True,
+                compute=False,
             ).run(lambda tasks: client.gather(client.compute(tasks)))
 
         return best_of(once, repeat)
@@ -147,14 +159,18 @@ def main() -> None:
     images = rng.random((n, V, U), dtype=np.float32)
     shape = (Z, V, U)
     updates = n * Z * V * U
-    print(f"back-projection: {n} tilts of {V} x {U} into {Z} x {V} x {U} "
-          f"({updates / 1e9:.2f} G voxel-updates); load average {os.getloadavg()[0]:.2f} "
-          f"on {os.cpu_count()} cores (shared machine)")
+    print(
+        f"back-projection: {n} tilts of {V} x {U} into {Z} x {V} x {U} "
+        f"({updates / 1e9:.2f} G voxel-updates); load average {os.getloadavg()[0]:.2f} "
+        f"on {os.cpu_count()} cores (shared machine)"
+    )
     rates: dict[str, float] = {}
     rates["kernel, whole volume, 1 core"] = updates / best_of(
-        lambda: kernel_whole(images, geometry, shape), repeat)
+        lambda: kernel_whole(images, geometry, shape), repeat
+    )
     rates["kernel, block by block, 1 core"] = updates / best_of(
-        lambda: kernel_blocks(images, geometry, shape), repeat)
+        lambda: kernel_blocks(images, geometry, shape), repeat
+    )
     n_slices = V if args.small else 4
     rates["skimage iradon(filter_name=None), 1 core"] = skimage_rate(images, angles, n_slices)
     astra = astra_rate(images, angles, n_slices if args.small else 16)
@@ -169,7 +185,8 @@ def main() -> None:
             S.write_tilt_series(store, "bench", images, geometry, 1.0)
             for w in (1, 2):
                 rates[f"end to end, Dask + Zarr, {w} worker(s)"] = updates / end_to_end(
-                    store, geometry, shape, w, repeat)
+                    store, geometry, shape, w, repeat
+                )
     width = max(len(k) for k in rates)
     for k, v in rates.items():
         print(f"  {k:<{width}}  {v / 1e9:8.3f} G voxel-updates/s")

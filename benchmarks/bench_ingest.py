@@ -5,7 +5,8 @@ scratch directory; a fresh local cluster of 2 single-threaded worker processes w
 limit ingests it with :func:`cryoflow.pipelines.ingest.ingest` (one memory-mapped read and one
 Zarr chunk write per task). While it runs, a thread polls every worker's resident memory
 (``/proc/self/status``: ``VmRSS``, anonymous and file-backed parts); at the end each worker's
-kernel-tracked peak (``ru_maxrss``) is read too. Reported per size and worker: the resident
+kernel-tracked peak (``VmHWM``, which unlike ``ru_maxrss`` does not inherit the parent's peak
+across fork and exec) is read too. Reported per size and worker: the resident
 memory after start-up and imports (``base``), the peak, and ``(peak - base) / chunk``: the
 working memory in units of one stored chunk (``1 x min(Y,1024) x min(X,1024)`` float32). Flat
 memory means that ratio stays the same while the stack grows 64x. One tilt is checked against
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import tempfile
 import threading
@@ -38,8 +38,8 @@ MIB = 2**20
 
 # ---------------------------------------------------------------------------- worker probes
 def memory_now() -> dict[str, int]:
-    """This process's resident memory in bytes: ``rss``, ``anon``, ``file`` (Linux /proc)."""
-    fields = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
+    """This process's resident memory in bytes: ``rss``, ``anon``, ``file``, peak ``hwm``."""
+    fields = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "VmHWM": "hwm"}
     out = {v: 0 for v in fields.values()}
     with open("/proc/self/status") as f:
         for line in f:
@@ -47,11 +47,6 @@ def memory_now() -> dict[str, int]:
             if key in fields:
                 out[fields[key]] = int(rest.split()[0]) * 1024
     return out
-
-
-def peak_rss() -> int:
-    """Kernel-tracked peak resident memory of this process in bytes (``ru_maxrss`` is KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def warm_up() -> dict[str, int]:
@@ -142,7 +137,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
             with Sampler(client) as sampler:
                 ingest(client, IngestConfig(inputs=(str(mrc),), out=str(out)), quiet=True)
             seconds = time.perf_counter() - t0
-            maxrss = client.run(peak_rss)
+            maxrss = {a: m["hwm"] for a, m in client.run(memory_now).items()}
             workers_after = set(client.scheduler_info()["workers"])
         k = n // 2
         stored = cryoflow.open_tilt_series(out, mrc.stem)[k].values
@@ -174,18 +169,19 @@ def report(r: dict) -> None:
     print(
         f"\n{Y}x{X}x{n} float32 = {r['bytes'] / MIB:.0f} MiB, {r['n_chunks']} chunks of "
         f"{r['chunk_bytes'] / MIB:.0f} MiB; ingest {r['seconds']:.1f} s "
-        f"({r['bytes'] / MIB / r['seconds']:.0f} MiB/s), {r['samples']} samples, "
+        f"({r['bytes'] / MIB / r['seconds']:.0f} MiB/s; stack written in {r['write_s']:.0f} s), "
+        f"{r['samples']} samples, "
         f"tilt check {'ok' if r['correct'] else 'FAILED'}, "
         f"workers {'kept' if r['workers_kept'] else 'RESTARTED'}"
     )
-    print("  worker             base MiB  peak MiB (anon/file)  ru_maxrss MiB  (peak-base)/chunk")
+    print("  worker                  base MiB  peak MiB (anon/file)  VmHWM MiB  (peak-base)/chunk")
     for i, addr in enumerate(sorted(r["base"])):
         base, peak, maxrss = r["base"][addr], r["peak"].get(addr, {}), r["maxrss"][addr]
         top = max(peak.get("rss", 0), maxrss)
         print(
             f"  {i}  {addr[-22:]:>22}  {base['rss'] / MIB:7.0f}  {peak.get('rss', 0) / MIB:7.0f} "
             f"({peak.get('anon', 0) / MIB:.0f}/{peak.get('file', 0) / MIB:.0f})"
-            f"  {maxrss / MIB:12.0f}  {(top - base['rss']) / r['chunk_bytes']:10.1f}"
+            f"  {maxrss / MIB:9.0f}  {(top - base['rss']) / r['chunk_bytes']:10.1f}"
         )
 
 
@@ -193,6 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="up to 4k x 4k x 120 (7.5 GiB)")
     parser.add_argument("--limit-mib", type=int, default=2048, help="worker memory limit")
+    parser.add_argument("--sizes", default=None, help="e.g. 4096x4096x120,2048x2048x60")
     parser.add_argument("--scratch", default=tempfile.gettempdir(), help="where data is written")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="cryoflow-bench-ingest-", dir=args.scratch))
@@ -201,7 +198,11 @@ def main() -> None:
         f"scratch {scratch}, {os.cpu_count()} CPUs"
     )
     try:
-        for i, shape in enumerate(FULL if args.full else SMALL):
+        sizes = FULL if args.full else SMALL
+        if args.sizes:
+            yxn = [[int(v) for v in s.split("x")] for s in args.sizes.split(",")]
+            sizes = [(n, y, x) for y, x, n in yxn]
+        for i, shape in enumerate(sizes):
             report(run_size(scratch, shape, args.limit_mib, seed=i))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -74,15 +74,28 @@ def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
 
     store = tmp / f"d-{n}-{workers}.zarr"
     make_dataset(store, n, args.tilts, args.px)
-    cfg = parse_pipeline({
-        "dataset": {"store": str(store)},
-        "cluster": {"max_in_flight": args.in_flight},
-        "steps": [{"bin": {"factor": 2}},
-                  {"reconstruct": {"source": "bin", "thickness": args.px // 2, "chunk": 32}}],
-    })
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit=args.memory_limit,
-                      silence_logs=50) as cluster, Client(cluster, set_as_default=False) as client:
+    cfg = parse_pipeline(
+        {
+            "dataset": {"store": str(store)},
+            "cluster": {"max_in_flight": args.in_flight},
+            "steps": [
+                {"bin": {"factor": 2}},
+                {"reconstruct": {"source": "bin", "thickness": args.px // 2, "chunk": 32}},
+            ],
+        }
+    )
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=args.memory_limit,
+            silence_logs=50,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         with MemoryWatch(client) as watch, get_task_stream(client=client) as stream:
             t0 = time.perf_counter()
             summary = run_pipeline(cfg, client, quiet=True)
@@ -108,11 +121,18 @@ def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 25, 50],
-                        help="dataset sizes for the overhead curve (on the largest worker count)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[10, 25, 50],
+        help="dataset sizes for the overhead curve (on the largest worker count)",
+    )
     parser.add_argument("--tilts", type=int, default=32)
     parser.add_argument("--px", type=int, default=64)
     parser.add_argument("--in-flight", type=int, default=4)

@@ -60,10 +60,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with dask.config.set(scheduler="synchronous"):
         angles, masks, votes = make_case(n, V, U, Z, rng)
-        print(f"threshold search: {n} tilts of {V} x {U}, votes {Z} x {V} x {U}, "
-              f"{n} candidates; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-        fp = min(timed(lambda: cryoflow.project(votes, angles, U, "any").values)[0]
-                 for _ in range(2))
+        print(
+            f"threshold search: {n} tilts of {V} x {U}, votes {Z} x {V} x {U}, "
+            f"{n} candidates; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        )
+        fp = min(
+            timed(lambda: cryoflow.project(votes, angles, U, "any").values)[0] for _ in range(2)
+        )
         search, result = min(
             (timed(lambda: cryoflow.select_threshold(votes, masks, angles)) for _ in range(2)),
             key=lambda r: r[0],
@@ -74,8 +77,10 @@ def main() -> None:
             naive += timed(lambda t=t: cryoflow.project(votes > t, angles, U, "any").values)[0]
         naive *= n / n_naive
     print(f"  one forward projection (any)     {fp:8.2f} s")
-    print(f"  fast search, all candidates      {search:8.2f} s   (threshold {result.threshold:g}, "
-          f"score {result.score:.3f})")
+    print(
+        f"  fast search, all candidates      {search:8.2f} s   (threshold {result.threshold:g}, "
+        f"score {result.score:.3f})"
+    )
     how = "measured" if n_naive == n else f"estimated from {n_naive}"
     print(f"  naive search ({how})  {naive:8.2f} s")
     print("ratios (targets in brackets):")

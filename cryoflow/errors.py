@@ -70,3 +70,18 @@ class NonStandardInputWarning(CryoflowWarning):
 
 class StaleResultError(NodeNotFoundError):
     """A stored result was computed from an input that has since been replaced."""
+
+
+class InputFilesError(InputFileError):
+    """Several input files cannot be used; ``errors`` holds one error per file, in input order."""
+
+    def __init__(self, errors: list[CryoflowError], n_inputs: int) -> None:
+        self.errors = list(errors)
+        self.n_inputs = n_inputs
+        CryoflowError.__init__(
+            self,
+            f"{len(self.errors)} of {n_inputs} input files cannot be used, nothing was written: "
+            + " | ".join(f"[{i + 1}] {e}" for i, e in enumerate(self.errors)),
+        )
+        self.path = ", ".join(getattr(e, "path", "?") for e in self.errors)
+        self.problem = str(self)

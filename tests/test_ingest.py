@@ -22,11 +22,11 @@ from io_files import (
 
 import cryoflow
 from cryoflow.cli.main import main
-from cryoflow.errors import NonStandardInputWarning
+from cryoflow.errors import InputFileError, InputFilesError, NonStandardInputWarning
 from cryoflow.io import mrc as mrc_io
 from cryoflow.io import store
 from cryoflow.io.verify import find_leftovers
-from cryoflow.pipelines.ingest import IngestConfig, ingest
+from cryoflow.pipelines.ingest import IngestConfig, ingest, plan_ingest
 
 ANGLES = np.round(np.linspace(-45.0, 45.0, 8), 2)
 
@@ -275,4 +275,29 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path, rng) -> None:
         f"cryoflow: error: {path}: truncated: header (8 x 32 x 24, mode 2, extended header 0 bytes) "
         f"needs {1024 + 8 * 32 * 24 * 4} bytes, the file has 2000 bytes"
     ]
+    assert not out.exists()
+
+
+def test_directory_with_bad_files_names_each_and_writes_nothing(tmp_path, rng, capsys) -> None:
+    src = tmp_path / "raw"
+    src.mkdir()
+    for i in range(3):
+        _series(src, rng, name=f"good_{i}")
+    cut, _ = _series(src, rng, name="bad_cut")
+    cut.write_bytes(cut.read_bytes()[:-10])
+    count, _ = _series(src, rng, name="bad_count")
+    write_tlt(src / "bad_count.tlt", ANGLES[:5])
+    out = tmp_path / "s.zarr"
+    with pytest.raises(InputFilesError) as info:
+        plan_ingest(IngestConfig(inputs=(str(src),), out=str(out)))
+    assert [e.path for e in info.value.errors] == [str(count), str(cut)]
+    assert isinstance(info.value, InputFileError)  # still the single-file error's family
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", str(src), "--out", str(out)])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        "cryoflow: error: 2 of 5 input files cannot be used, nothing was written: [1] "
+    )
+    assert f"[1] {count}: holds 8 images but" in line and f"[2] {cut}: truncated" in line
     assert not out.exists()

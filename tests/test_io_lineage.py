@@ -144,9 +144,7 @@ def test_stale_results_can_be_rewritten_or_cleaned(tmp_path, images) -> None:
     store.write_tilt_series(path, "a", images, ANGLES, 1.0, overwrite=True)
     fresh = images < 0
     # a stale node is replaced without overwrite=True; a current one still needs it
-    store.write_result(
-        path, "a", "edges", "edges2d", fresh, dims=("tilt", "y", "x"), provenance={}
-    )
+    store.write_result(path, "a", "edges", "edges2d", fresh, dims=("tilt", "y", "x"), provenance={})
     np.testing.assert_array_equal(store.open_result(path, "a", "edges", "edges2d").values, fresh)
     with pytest.raises(AlreadyExistsError):
         store.write_result(

@@ -325,3 +325,20 @@ def test_training_and_inference_on_cuda(tmp_path) -> None:
     gpu = predict_images(loaded, images)
     cpu = predict_images(loaded.to("cpu"), images)
     assert np.abs(gpu.astype(int) - cpu.astype(int)).max() <= 2
+
+
+def test_context_margin_cuts_surroundings_and_masks_the_loss() -> None:
+    rng = np.random.default_rng(2)
+    images, masks = blob_images(2, rng, size=40)
+    ts = boxes_from_masks(
+        images, masks, feature="granule", n_positive=3, n_negative=1, box_size=16, margin=4, rng=rng
+    )
+    assert ts.images.shape == (4, 24, 24) and ts.describe()["box_shape"] == [16, 16]
+    w = ts.loss_weights()
+    assert w.sum() == 16 * 16 and w[4:20, 4:20].all()
+    std = standardize(images)
+    for (i, y0, x0, y1, x1), img, m in zip(ts.boxes, ts.images, ts.masks, strict=True):
+        np.testing.assert_allclose(img[4:20, 4:20], std[i, y0:y1, x0:x1])
+        np.testing.assert_array_equal(m[4:20, 4:20], masks[i, y0:y1, x0:x1])
+    model, config = train_model(ts, TrainParams(spec=SMALL_UNET, steps=2, batch_size=2))
+    assert config.training_set["margin"] == 4

@@ -43,7 +43,7 @@ def client():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit="1GiB", silence_logs=50) as cluster:
+                      dashboard_address=None, memory_limit="2GiB", silence_logs=50) as cluster:
         with Client(cluster, set_as_default=False) as c:
             yield c
 

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
         n_boxes: int = typer.Option(10, "--n-boxes", help="Positive boxes (5-20 is typical)."),
         n_negative: int = typer.Option(4, "--n-negative", help="Negative boxes."),
         box_size: int = typer.Option(32, "--box-size", help="Box edge in pixels."),
-        arch: str = typer.Option("tomoseg", "--arch", help="tomoseg or unet."),
+        margin: int = typer.Option(0, "--margin", help="Context pixels around each box."),
+        arch: str = typer.Option("unet", "--arch", help="unet or tomoseg (EMAN2-style)."),
         slices: bool = typer.Option(
             False, "--slices", help="Train on tomogram z slices, not tilts."
         ),
@@ -56,6 +57,7 @@ def register(app: typer.Typer) -> None:
             n_boxes=n_boxes,
             n_negative=n_negative,
             box_size=box_size,
+            margin=margin,
             slices=slices,
             params=TrainParams(spec=ModelSpec(arch=arch), steps=steps, seed=seed, device=device),
         )

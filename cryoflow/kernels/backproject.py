@@ -324,7 +324,9 @@ def row_taps(
     xc = torch.from_numpy(centred(block[2].start, block[2].stop, X))[None, None, :]
     # 1. positions, (n, bz, bx), in the module docstring's order (the y term is exactly 0)
     pu = zc * m[:, 1, 0, None, None] + xc * m[:, 1, 2, None, None]
-    pu += torch.from_numpy(geometry.shift_array[:, 1, None, None])
+    du = geometry.shift_array[:, 1]
+    if np.any(du != 0):  # adding 0.0 changes nothing: skip the pass
+        pu += torch.from_numpy(du[:, None, None])
     pu += (U - 1) / 2
     pu = pu.reshape(n, -1)
     base = (torch.arange(n, dtype=torch.int32) * Uc - u0)[:, None]

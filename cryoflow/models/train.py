@@ -77,12 +77,17 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(p, t).sum() / union)
 
 
-def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    frac = target.mean().clamp(0.01, 0.99)
+def _loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Class-balanced logistic loss + soft Dice over the pixels where ``weight`` is 1."""
+    n = weight.expand_as(target).sum().clamp(min=1.0)
+    frac = ((target * weight).sum() / n).clamp(0.01, 0.99)
     pos_weight = ((1 - frac) / frac).clamp(max=20.0)
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
-    prob = torch.sigmoid(logits)
-    dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
+    bce = F.binary_cross_entropy_with_logits(
+        logits, target, pos_weight=pos_weight, reduction="none"
+    )
+    bce = (bce * weight).sum() / n
+    prob = torch.sigmoid(logits) * weight
+    dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + (target * weight).sum() + 1)
     return bce + dice
 
 
@@ -114,6 +119,7 @@ def train_model(ts: TrainingSet, params: TrainParams) -> tuple[nn.Module, ModelC
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=torch_gen)))
         model = build_model(params.spec).to(device)
     train_idx, val_idx = _split(ts, params.val_fraction, rng)
+    weight = torch.from_numpy(ts.loss_weights())[None, None].to(device)  # (1, 1, h, w)
     opt = torch.optim.Adam(model.parameters(), lr=params.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.steps)
     # 2. optimise on augmented batches
@@ -126,7 +132,7 @@ def train_model(ts: TrainingSet, params: TrainParams) -> tuple[nn.Module, ModelC
         x, m = augment(ts.images[pick], ts.masks[pick], rng)
         xt = torch.from_numpy(x)[:, None].to(device)
         mt = torch.from_numpy(m.astype(np.float32))[:, None].to(device)
-        loss = _loss(model(xt), mt)
+        loss = _loss(model(xt), mt, weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -136,17 +142,20 @@ def train_model(ts: TrainingSet, params: TrainParams) -> tuple[nn.Module, ModelC
         if params.max_seconds is not None and time.perf_counter() - t0 > params.max_seconds:
             break
     # 3. pick the threshold on held-out boxes (training boxes when none are held out)
-    check = val_idx if len(val_idx) and ts.masks[val_idx].any() else train_idx
-    prob = _probabilities(model, ts.images[check], device)
-    truth = ts.masks[check].astype(bool)
+    inner = ts.loss_weights() > 0
+    check = val_idx if len(val_idx) and ts.masks[val_idx][:, inner].any() else train_idx
+    prob = _probabilities(model, ts.images[check], device)[:, inner]
+    truth = ts.masks[check][:, inner].astype(bool)
     candidates = np.round(np.arange(0.1, 0.91, 0.05), 2)
     scores = [iou(prob > t, truth) for t in candidates]
     best = int(np.argmax(scores))
-    train_prob = _probabilities(model, ts.images[train_idx], device)
+    train_prob = _probabilities(model, ts.images[train_idx], device)[:, inner]
     metrics = {
         "val_iou": float(scores[best]),
         "val_iou_at_0.5": float(iou(prob > 0.5, truth)),
-        "train_iou": float(iou(train_prob > candidates[best], ts.masks[train_idx].astype(bool))),
+        "train_iou": float(
+            iou(train_prob > candidates[best], ts.masks[train_idx][:, inner].astype(bool))
+        ),
         "final_loss": float(np.mean(losses[-10:])),
         "n_val_boxes": float(len(val_idx)),
         "steps_done": float(steps_done),

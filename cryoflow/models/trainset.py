@@ -45,6 +45,10 @@ class TrainingSet:
         ``(index, y0, x0, y1, x1)`` of every box in the source stack (end exclusive).
     source : dict
         Where the boxes came from (kind, store, tomogram, ...), recorded in checkpoints.
+    margin : int
+        Context pixels around each box in ``images``/``masks`` (so ``h = box_h + 2*margin``):
+        the network sees the surroundings, the loss counts only the box itself. Without it a
+        network whose receptive field exceeds the box learns the box's zero-padded border.
     """
 
     feature: str
@@ -53,6 +57,7 @@ class TrainingSet:
     positive: np.ndarray
     boxes: np.ndarray
     source: dict[str, Any] = field(default_factory=dict)
+    margin: int = 0
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -75,6 +80,13 @@ class TrainingSet:
         h.update(self.feature.encode())
         return h.hexdigest()
 
+    def loss_weights(self) -> np.ndarray:
+        """ndarray of shape (h, w), float32: 1 inside the box, 0 on the context margin."""
+        w = np.zeros(self.images.shape[1:], dtype=np.float32)
+        m = self.margin
+        w[m : w.shape[0] - m, m : w.shape[1] - m] = 1.0
+        return w
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready record of this training set (without pixels)."""
         return {
@@ -82,7 +94,8 @@ class TrainingSet:
             "identity": self.identity,
             "n_positive": int(self.positive.sum()),
             "n_negative": int((~self.positive).sum()),
-            "box_shape": list(self.images.shape[1:]),
+            "box_shape": [int(n) - 2 * self.margin for n in self.images.shape[1:]],
+            "margin": self.margin,
             "boxes": self.boxes.tolist(),
             "source": self.source,
         }
@@ -94,6 +107,21 @@ def _box_at(cy: float, cx: float, size: int, shape: tuple[int, int]) -> tuple[in
     return y0, x0, y0 + size, x0 + size
 
 
+def _cut(
+    std: np.ndarray, fm: np.ndarray, boxes: np.ndarray, margin: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(index, y0, x0, y1, x1)`` of ``std``/``fm`` ``(N, Y, X)`` plus ``margin`` around."""
+    m = int(margin)
+    if m < 0 or m >= min(std.shape[1:]):
+        raise ConfigError(f"margin must be 0..{min(std.shape[1:]) - 1}, got {margin}")
+    pad = ((0, 0), (m, m), (m, m))
+    std_p = np.pad(std, pad, mode="reflect") if m else std
+    fm_p = np.pad(fm, pad) if m else fm
+    images = np.stack([std_p[i, y0 : y1 + 2 * m, x0 : x1 + 2 * m] for i, y0, x0, y1, x1 in boxes])
+    masks = np.stack([fm_p[i, y0 : y1 + 2 * m, x0 : x1 + 2 * m] for i, y0, x0, y1, x1 in boxes])
+    return images.astype(np.float32), masks.astype(np.uint8)
+
+
 def boxes_from_masks(
     images: np.ndarray,
     feature_mask: np.ndarray,
@@ -103,6 +131,7 @@ def boxes_from_masks(
     n_negative: int = 4,
     box_size: int = 32,
     negative_mask: np.ndarray | None = None,
+    margin: int = 0,
     rng: np.random.Generator,
     source: dict[str, Any] | None = None,
 ) -> TrainingSet:
@@ -124,12 +153,15 @@ def boxes_from_masks(
         Painted background: negative boxes are centred there. Without it they are placed at
         random where the box holds no feature pixel (or the fewest).
     rng : numpy.random.Generator
+    margin : int
+        Context pixels cut around each box (mirrored at the image border); see
+        :class:`TrainingSet`.
     source : dict, optional
         Recorded as the training set's provenance.
 
     Returns
     -------
-    TrainingSet
+    TrainingSet with images and masks of shape (n, box_size + 2*margin, box_size + 2*margin)
     """
     imgs = np.asarray(images)
     fm = np.asarray(feature_mask).astype(bool)
@@ -184,10 +216,9 @@ def boxes_from_masks(
                 picks.append(best)
                 positive.append(False)
 
-    # 3. cut the boxes
+    # 3. cut the boxes with their context margin
     boxes = np.asarray(picks, dtype=np.int64)
-    cut_images = np.stack([std[i, y0:y1, x0:x1] for i, y0, x0, y1, x1 in boxes])
-    cut_masks = np.stack([fm[i, y0:y1, x0:x1] for i, y0, x0, y1, x1 in boxes]).astype(np.uint8)
+    cut_images, cut_masks = _cut(std, fm, boxes, margin)
     return TrainingSet(
         feature=feature,
         images=cut_images.astype(np.float32),
@@ -195,6 +226,7 @@ def boxes_from_masks(
         positive=np.asarray(positive, dtype=bool),
         boxes=boxes,
         source=dict(source or {}),
+        margin=int(margin),
     )
 
 
@@ -207,6 +239,7 @@ def from_labels(
     n_positive: int = 10,
     n_negative: int = 4,
     box_size: int = 32,
+    margin: int = 0,
     rng: np.random.Generator,
     source: dict[str, Any] | None = None,
 ) -> TrainingSet:
@@ -230,6 +263,7 @@ def from_labels(
         n_negative=n_negative,
         box_size=box_size,
         negative_mask=neg if neg.any() else None,
+        margin=margin,
         rng=rng,
         source={"kind": "labels", "feature_value": int(feature_value), **(source or {})},
     )
@@ -329,7 +363,12 @@ def read_box_file(path: str | Path) -> list[dict[str, Any]]:
 
 
 def from_box_file(
-    images: np.ndarray, path: str | Path, *, feature: str, source: dict[str, Any] | None = None
+    images: np.ndarray,
+    path: str | Path,
+    *,
+    feature: str,
+    margin: int = 0,
+    source: dict[str, Any] | None = None,
 ) -> TrainingSet:
     """Training set from boxes with masks listed in a JSON/CSV file (see :func:`read_box_file`)."""
     imgs = np.asarray(images)
@@ -340,7 +379,6 @@ def from_box_file(
     shapes = {r["mask"].shape for r in rows}
     if len(shapes) != 1:
         raise InputFileError(path, f"all boxes must have the same size, got {sorted(shapes)}")
-    cuts = []
     for r in rows:
         i, y0, x0, y1, x1 = r["index"], r["y0"], r["x0"], r["y1"], r["x1"]
         if not (
@@ -351,14 +389,18 @@ def from_box_file(
             raise InputFileError(
                 path, f"box {(i, y0, x0, y1, x1)} lies outside images of shape {imgs.shape}"
             )
-        cuts.append(std[i, y0:y1, x0:x1])
+    boxes = np.asarray(
+        [[r[k] for k in ("index", "y0", "x0", "y1", "x1")] for r in rows], dtype=np.int64
+    )
+    cut_images, _ = _cut(std, np.zeros(std.shape, bool), boxes, margin)
+    m = int(margin)
+    masks = np.stack([np.pad(r["mask"], m) for r in rows]).astype(np.uint8)
     return TrainingSet(
         feature=feature,
-        images=np.stack(cuts).astype(np.float32),
-        masks=np.stack([r["mask"] for r in rows]),
+        images=cut_images,
+        masks=masks,
+        margin=m,
         positive=np.asarray([r["positive"] for r in rows], dtype=bool),
-        boxes=np.asarray(
-            [[r[k] for k in ("index", "y0", "x0", "y1", "x1")] for r in rows], dtype=np.int64
-        ),
+        boxes=boxes,
         source={"kind": "box_file", "path": str(path), **(source or {})},
     )

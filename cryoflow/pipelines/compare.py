@@ -70,10 +70,11 @@ class CompareConfig:
     feature: str = "granule"
     features: tuple[str, ...] = ("granule", "mito_membrane", "membrane")
     n_boxes: int = 12
-    n_negative: int = 4
+    n_negative: int = 8
     box_size: int = 32
-    spec: ModelSpec = ModelSpec(arch="tomoseg", channels=(12, 12))
-    steps: int = 250
+    margin: int = 0
+    spec: ModelSpec = ModelSpec(arch="unet", base_channels=8)
+    steps: int = 200
     batch_size: int = 12
     time_budget_s: float = 180.0
     fasterrcnn: bool = False
@@ -162,6 +163,7 @@ def compare_routes(
                 n_positive=cfg.n_boxes,
                 n_negative=cfg.n_negative,
                 box_size=cfg.box_size,
+                margin=cfg.margin,
                 rng=rng,
                 source={"kind": "truth", "tomogram": train_name, "images": "tilts"},
             )
@@ -173,6 +175,7 @@ def compare_routes(
             n_positive=cfg.n_boxes,
             n_negative=cfg.n_negative,
             box_size=cfg.box_size,
+            margin=cfg.margin,
             rng=rng,
             source={"kind": "truth", "tomogram": train_name, "images": "slices"},
         )

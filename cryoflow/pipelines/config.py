@@ -77,7 +77,9 @@ class ClusterSection(_Frozen):
     @classmethod
     def _address(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-            raise ValueError(f"scheduler must look like tcp://HOST:PORT or tls://HOST:PORT, got {v!r}")
+            raise ValueError(
+                f"scheduler must look like tcp://HOST:PORT or tls://HOST:PORT, got {v!r}"
+            )
         return v
 
 
@@ -85,8 +87,10 @@ class ClusterSection(_Frozen):
 class IngestParams(_Frozen):
     """Read tilt series (MRC + angle files) into the store; files already ingested are skipped."""
 
-    inputs: str = Field(description="glob of MRC files relative to the pipeline file, e.g. raw/*.mrc; "
-                        "angles come from the .mdoc/.rawtlt/.tlt beside each file")
+    inputs: str = Field(
+        description="glob of MRC files relative to the pipeline file, e.g. raw/*.mrc; "
+        "angles come from the .mdoc/.rawtlt/.tlt beside each file"
+    )
 
 
 class SimulateParams(_Frozen):
@@ -203,7 +207,9 @@ def _explain(exc: ValidationError, model: type[BaseModel]) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r}; allowed: {_allowed(_model_at(model, err['loc'][:-1]))}")
+            parts.append(
+                f"unknown key {loc!r}; allowed: {_allowed(_model_at(model, err['loc'][:-1]))}"
+            )
         elif err["type"] == "missing":
             parts.append(f"missing required key {loc!r}")
         else:

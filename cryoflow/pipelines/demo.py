@@ -80,8 +80,9 @@ def run_demo(config: DemoConfig, cluster: ClusterConfig) -> bool:
                 status = f"FAILED: {type(exc).__name__}: {exc}"
                 failures.append(name)
                 (out / f"error-{name}.txt").write_text(traceback.format_exc())
-            timings.append({"stage": name, "seconds": round(time.perf_counter() - t0, 1),
-                            "status": status})
+            timings.append(
+                {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "status": status}
+            )
             console.print(f"      {status} ({timings[-1]['seconds']} s)")
     total = time.perf_counter() - t_all
     ctx.metrics["demo_seconds"] = round(total, 1)

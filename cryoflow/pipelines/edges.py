@@ -77,12 +77,20 @@ class EdgesConfig:
             raise ConfigError(f"chunks must be >= 1, got {self.chunks}")
 
     def detector(self) -> dict[str, Any]:
-        return {"sigma1": self.sigma1, "sigma2": self.sigma2, "alpha": self.alpha,
-                "denoise": self.denoise, "denoise_size": self.denoise_size}
+        return {
+            "sigma1": self.sigma1,
+            "sigma2": self.sigma2,
+            "alpha": self.alpha,
+            "denoise": self.denoise,
+            "denoise_size": self.denoise_size,
+        }
 
     def refinement(self) -> dict[str, Any]:
-        return {"iterations": self.iterations, "window": self.window,
-                "min_support": self.min_support}
+        return {
+            "iterations": self.iterations,
+            "window": self.window,
+            "min_support": self.min_support,
+        }
 
 
 def edges_tomogram(
@@ -95,29 +103,60 @@ def edges_tomogram(
     shape = volume_shape(tilts, config.thickness)
     images = -tilts.data if config.invert else tilts.data
     e2d = G.edge_maps(images, **config.detector(), name=f"edges2d-{name}")
-    prov = {"step": config.out, "parameters": {**asdict(config), "volume_shape": list(shape)},
-            "inputs": {"tilt_series": name}}
+    prov = {
+        "step": config.out,
+        "parameters": {**asdict(config), "volume_shape": list(shape)},
+        "inputs": {"tilt_series": name},
+    }
     run = runner(client, f"edges {name}", quiet)
-    S.write_result(store, name, config.out, "edges2d", e2d, dims=("tilt", "y", "x"),
-                   provenance=prov, overwrite=config.overwrite, compute=False).run(run)
+    S.write_result(
+        store,
+        name,
+        config.out,
+        "edges2d",
+        e2d,
+        dims=("tilt", "y", "x"),
+        provenance=prov,
+        overwrite=config.overwrite,
+        compute=False,
+    ).run(run)
     stored = S.open_result(store, name, config.out, "edges2d").data
-    sums = G.edge_sums(stored, geometry, shape, chunks=config.chunks, **config.refinement(),
-                       name=f"edges3d-{name}")
-    S.write_result(store, name, config.out, "sums", sums, dims=("z", "y", "x"), provenance=prov,
-                   attrs={"threshold": config.threshold}, overwrite=config.overwrite,
-                   compute=False).run(run)
+    sums = G.edge_sums(
+        stored, geometry, shape, chunks=config.chunks, **config.refinement(), name=f"edges3d-{name}"
+    )
+    S.write_result(
+        store,
+        name,
+        config.out,
+        "sums",
+        sums,
+        dims=("z", "y", "x"),
+        provenance=prov,
+        attrs={"threshold": config.threshold},
+        overwrite=config.overwrite,
+        compute=False,
+    ).run(run)
     saved = S.open_result(store, name, config.out, "sums").data
     mask = (saved > config.threshold).astype(np.uint8)
-    S.write_volume(store, name, config.out, mask, kind="label",
-                   pixel_size_angstrom=tilts.attrs["pixel_size_angstrom"], provenance=prov,
-                   overwrite=config.overwrite, compute=False).run(run)
+    S.write_volume(
+        store,
+        name,
+        config.out,
+        mask,
+        kind="label",
+        pixel_size_angstrom=tilts.attrs["pixel_size_angstrom"],
+        provenance=prov,
+        overwrite=config.overwrite,
+        compute=False,
+    ).run(run)
     n = client.compute(mask.sum(), sync=True)
     return {"n_edge_voxels": int(n)}
 
 
 # ---------------------------------------------------------------------------- experiment 3.2
-def hollow_sphere(size: int, radius: float, thickness: float,
-                  centre: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+def hollow_sphere(
+    size: int, radius: float, thickness: float, centre: Sequence[float] = (0.0, 0.0, 0.0)
+) -> np.ndarray:
     """Boolean ``(size, size, size)`` shell ``radius - thickness < r <= radius`` (voxels)."""
     g = np.indices((size,) * 3, dtype=np.float64) - (size - 1) / 2
     r = np.sqrt(sum((g[i] - centre[i]) ** 2 for i in range(3)))
@@ -171,8 +210,9 @@ def sphere_metrics(
         np.arange(-max_tilt_deg, max_tilt_deg + 1e-9, tilt_step_deg)
     )
     whole = (slice(0, size), slice(0, size), slice(0, size))
-    proj = project_block(truth.astype(np.float32), geometry, (size, size, size), (size, size),
-                         whole)
+    proj = project_block(
+        truth.astype(np.float32), geometry, (size, size, size), (size, size), whole
+    )
     rng = np.random.default_rng(seed)
     proj = ndimage.gaussian_filter(proj.astype(np.float64), (0, psf_sigma_px, psf_sigma_px))
     proj += rng.normal(0.0, noise * proj.max(), proj.shape)
@@ -183,8 +223,9 @@ def sphere_metrics(
     dist_truth = ndimage.distance_transform_edt(~truth)
     for label, m in (("before", 0), ("after", cfg.iterations)):
         refinement = {**cfg.refinement(), "iterations": m}
-        sums = G.edge_sums(e2d, geometry, truth.shape, chunks=cfg.chunks, **refinement,
-                           name=f"edges3d-sphere-{m}")
+        sums = G.edge_sums(
+            e2d, geometry, truth.shape, chunks=cfg.chunks, **refinement, name=f"edges3d-sphere-{m}"
+        )
         s = client.compute(sums, sync=True)
         curve = []
         for t in range(geometry.n_tilts):
@@ -204,8 +245,14 @@ def sphere_metrics(
         out[f"edges_f1_curve_{label}"] = f1
         slices[label] = s[:, size // 2, :] > best
     out["edges_slice"] = slices
-    out["edges_params"] = {"size": size, "radius_px": radius_frac * size, "shell_px": shell_px,
-                           "tilts_deg": [-max_tilt_deg, max_tilt_deg, tilt_step_deg],
-                           "noise": noise, "psf_sigma_px": psf_sigma_px,
-                           "tolerance_px": tolerance_px, **asdict(cfg)}
+    out["edges_params"] = {
+        "size": size,
+        "radius_px": radius_frac * size,
+        "shell_px": shell_px,
+        "tilts_deg": [-max_tilt_deg, max_tilt_deg, tilt_step_deg],
+        "noise": noise,
+        "psf_sigma_px": psf_sigma_px,
+        "tolerance_px": tolerance_px,
+        **asdict(cfg),
+    }
     return out

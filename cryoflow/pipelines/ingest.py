@@ -4,7 +4,9 @@ Two phases, so that bad input never changes the store:
 
 1. :func:`plan_ingest` (client side, no store writes): expand the inputs, read and check every
    MRC header and angle file, resolve names, pixel sizes and geometry, refuse existing names
-   unless overwriting. Any problem raises a typed error naming the file.
+   unless overwriting. All or nothing: every file is checked, and if any is unusable nothing
+   is written; one bad file raises its own typed error naming the file, several raise one
+   :class:`~cryoflow.errors.InputFilesError` naming each file and its problem.
 2. :func:`ingest` (on a Client): every file becomes a pending store write whose tasks each
    memory-map and read one tilt (or tile, or 3D chunk) and write it to its own Zarr chunk;
    all files run together under one progress bar; each node is published when complete.
@@ -21,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryoflow.errors import AlreadyExistsError, ConfigError, InputFileError, NonStandardInputWarning
+from cryoflow.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    CryoflowError,
+    InputFileError,
+    InputFilesError,
+    NonStandardInputWarning,
+)
 from cryoflow.geometry import TiltGeometry
 from cryoflow.io import angles as angle_io
 from cryoflow.io import mrc, nodes
@@ -126,6 +135,8 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
     ------
     InputFileError, AngleFileError
         A file is missing, malformed, truncated, absurd, or its angles do not match.
+    InputFilesError
+        More than one input file has a problem; ``.errors`` holds each file's error.
     InvalidNameError, ConfigError, AlreadyExistsError, NodeNotFoundError
     """
     files = expand_inputs(config.inputs)
@@ -135,25 +146,39 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
         raise ConfigError(f"--angles applies to one input file, got {len(files)} files")
     existing = _existing_names(config.out, tomogram=config.tomogram)
     plan = IngestPlan(config, [])
+    problems: list[CryoflowError] = []
     try:
         seen: dict[str, Path] = {}
         for f in files:
-            item = _plan_one(f, config, plan)
-            if item.name in seen:
-                raise ConfigError(
-                    f"{f}: tomogram name {item.name!r} is also the name of {seen[item.name]}"
-                )
-            seen[item.name] = f
-            if item.name in existing and not config.overwrite:
-                what = "tomogram volume" if config.tomogram else "tilt series"
-                raise AlreadyExistsError(
-                    f"{config.out}: {what} {item.name!r} already exists; pass --overwrite to replace it"
-                )
-            plan.items.append(item)
+            try:
+                plan.items.append(_check_one(f, config, plan, seen, existing))
+            except CryoflowError as exc:  # go on, so that every bad file is named at once
+                problems.append(exc)
     except BaseException:
         plan.cleanup()
         raise
+    if problems:
+        plan.cleanup()
+        if len(problems) == 1:
+            raise problems[0]
+        raise InputFilesError(problems, len(files))
     return plan
+
+
+def _check_one(
+    f: Path, config: IngestConfig, plan: IngestPlan, seen: dict[str, Path], existing: set[str]
+) -> IngestItem:
+    """Plan one file and check its name against the other inputs and the store."""
+    item = _plan_one(f, config, plan)
+    if item.name in seen:
+        raise ConfigError(f"{f}: tomogram name {item.name!r} is also the name of {seen[item.name]}")
+    seen[item.name] = f
+    if item.name in existing and not config.overwrite:
+        what = "tomogram volume" if config.tomogram else "tilt series"
+        raise AlreadyExistsError(
+            f"{config.out}: {what} {item.name!r} already exists; pass --overwrite to replace it"
+        )
+    return item
 
 
 def _existing_names(out: str, *, tomogram: bool) -> set[str]:

@@ -130,8 +130,9 @@ def runner(client: Any, description: str, quiet: bool) -> Callable[[list[Any]], 
     return lambda tasks: compute_with_progress(client, tasks, description, quiet=quiet)
 
 
-def refuse_existing(store: Any, names: Sequence[str], step: str, keys: Sequence[str],
-                    overwrite: bool) -> None:
+def refuse_existing(
+    store: Any, names: Sequence[str], step: str, keys: Sequence[str], overwrite: bool
+) -> None:
     """Raise :class:`AlreadyExistsError` before any work when an output result exists."""
     if overwrite:
         return
@@ -240,30 +241,69 @@ def lift_tomogram(
                 f"the tilt series {tuple(tilts.shape)}"
             )
         lifted.append(lift_masks(client, maps, geometry, shape, name=c, chunks=config.chunks))
-    params = {"maps": f"{step}/{key}", "classes": list(classes), "class_ids": ids,
-              "volume_shape": list(shape), "thresholds": {lc.name: lc.threshold for lc in lifted},
-              "support": "votes / n_tilts", **config.extra}
+    params = {
+        "maps": f"{step}/{key}",
+        "classes": list(classes),
+        "class_ids": ids,
+        "volume_shape": list(shape),
+        "thresholds": {lc.name: lc.threshold for lc in lifted},
+        "support": "votes / n_tilts",
+        **config.extra,
+    }
     inputs = {"tilt_series": name, "maps": f"{step}/{key}"}
     prov = {"step": config.out, "parameters": params, "inputs": inputs}
     run = runner(client, f"lift {name}", quiet)
     for lc in lifted:
-        S.write_result(store, name, config.out, f"votes_{lc.name}", lc.votes, dims=("z", "y", "x"),
-                       provenance=prov, overwrite=config.overwrite, compute=False).run(run)
+        S.write_result(
+            store,
+            name,
+            config.out,
+            f"votes_{lc.name}",
+            lc.votes,
+            dims=("z", "y", "x"),
+            provenance=prov,
+            overwrite=config.overwrite,
+            compute=False,
+        ).run(run)
         for what, arr in (("thresholds", lc.thresholds), ("scores", lc.scores)):
-            S.write_result(store, name, config.out, f"{what}_{lc.name}", arr, dims=("candidate",),
-                           provenance=prov, attrs={"threshold": lc.threshold},
-                           overwrite=config.overwrite, compute=False).run(run)
+            S.write_result(
+                store,
+                name,
+                config.out,
+                f"{what}_{lc.name}",
+                arr,
+                dims=("candidate",),
+                provenance=prov,
+                attrs={"threshold": lc.threshold},
+                overwrite=config.overwrite,
+                compute=False,
+            ).run(run)
     stack = da.stack([lc.votes for lc in lifted])
     labels = stack.map_blocks(
-        assign_classes, [lc.threshold for lc in lifted], [lc.n_tilts for lc in lifted],
-        [ids[lc.name] for lc in lifted], drop_axis=0, dtype=np.uint8,
+        assign_classes,
+        [lc.threshold for lc in lifted],
+        [lc.n_tilts for lc in lifted],
+        [ids[lc.name] for lc in lifted],
+        drop_axis=0,
+        dtype=np.uint8,
         meta=np.zeros((0, 0, 0), np.uint8),
     )
-    S.write_volume(store, name, config.out, labels, kind="label",
-                   pixel_size_angstrom=tilts.attrs["pixel_size_angstrom"], provenance=prov,
-                   overwrite=config.overwrite, compute=False).run(run)
-    return {"thresholds": {lc.name: lc.threshold for lc in lifted}, "class_ids": ids,
-            "labels": S.open_volume(store, name, config.out).data}
+    S.write_volume(
+        store,
+        name,
+        config.out,
+        labels,
+        kind="label",
+        pixel_size_angstrom=tilts.attrs["pixel_size_angstrom"],
+        provenance=prov,
+        overwrite=config.overwrite,
+        compute=False,
+    ).run(run)
+    return {
+        "thresholds": {lc.name: lc.threshold for lc in lifted},
+        "class_ids": ids,
+        "labels": S.open_volume(store, name, config.out).data,
+    }
 
 
 def lift_dataset(
@@ -309,13 +349,30 @@ def seg3d_metrics(
     key = f"masks2d_{class_name}"
     true2d = client.compute(S.open_result(store, name, "truth", key).data).result().astype(bool)
     bad2d = corrupt_masks(true2d, seed=seed)
-    prov = {"step": "corrupt", "parameters": {"seed": seed, "class": class_name},
-            "inputs": {"maps": f"truth/{key}"}}
-    S.write_result(store, name, "corrupt", key, bad2d, dims=("tilt", "y", "x"), provenance=prov,
-                   overwrite=overwrite, compute=False).run(runner(client, "corrupt", quiet))
+    prov = {
+        "step": "corrupt",
+        "parameters": {"seed": seed, "class": class_name},
+        "inputs": {"maps": f"truth/{key}"},
+    }
+    S.write_result(
+        store,
+        name,
+        "corrupt",
+        key,
+        bad2d,
+        dims=("tilt", "y", "x"),
+        provenance=prov,
+        overwrite=overwrite,
+        compute=False,
+    ).run(runner(client, "corrupt", quiet))
     truth3d = S.open_volume(store, name, "truth_labels").data == CLASS_IDS[class_name]
-    config = LiftConfig(maps=("corrupt", "masks2d"), classes=(class_name,), out="seg3d",
-                        thickness=int(truth3d.shape[0]), overwrite=overwrite)
+    config = LiftConfig(
+        maps=("corrupt", "masks2d"),
+        classes=(class_name,),
+        out="seg3d",
+        thickness=int(truth3d.shape[0]),
+        overwrite=overwrite,
+    )
     res = lift_tomogram(client, store, name, config, quiet=quiet)
     pred = res["labels"] == res["class_ids"][class_name]
     truth_np, pred_np = client.compute([truth3d, pred], sync=True)
@@ -335,6 +392,9 @@ def seg3d_metrics(
         "seg3d_thresholds": curve_t,
         "seg3d_scores": curve_s,
         "seg3d_slice_z": z,
-        "seg3d_slice": {"truth": truth_np[z], "pred": pred_np[z],
-                        "votes": client.compute(votes[z], sync=True)},
+        "seg3d_slice": {
+            "truth": truth_np[z],
+            "pred": pred_np[z],
+            "votes": client.compute(votes[z], sync=True),
+        },
     }

@@ -83,33 +83,46 @@ class LocalizeConfig:
         if self.connectivity not in (1, 2, 3):
             raise ConfigError(f"connectivity must be 1, 2 or 3, got {self.connectivity}")
         if self.min_voxels < 1 or self.chunks < 1:
-            raise ConfigError(f"min_voxels and chunks must be >= 1, got {self.min_voxels}, {self.chunks}")
+            raise ConfigError(
+                f"min_voxels and chunks must be >= 1, got {self.min_voxels}, {self.chunks}"
+            )
         for c in self.classes:
             validate_name(f"votes_{c}", "class name")
 
 
 def truth_boxes2d(
-    client: Any, store: Any, name: str, classes: Sequence[str], *, jitter_px: float = 0.0,
+    client: Any,
+    store: Any,
+    name: str,
+    classes: Sequence[str],
+    *,
+    jitter_px: float = 0.0,
     seed: int = 0,
 ) -> pd.DataFrame:
     """2D boxes around the components of the simulator's ``truth/masks2d_<class>`` maps."""
     tables = []
     for i, c in enumerate(classes):
-        masks = client.compute(S.open_result(store, name, "truth", f"masks2d_{c}").data,
-                               sync=True)
-        tables.append(boxes_from_masks(np.asarray(masks) != 0, c, jitter_px=jitter_px,
-                                       seed=seed + i))
+        masks = client.compute(S.open_result(store, name, "truth", f"masks2d_{c}").data, sync=True)
+        tables.append(
+            boxes_from_masks(np.asarray(masks) != 0, c, jitter_px=jitter_px, seed=seed + i)
+        )
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-def _tilt_mask(boxes: pd.DataFrame, shape: tuple[int, int], class_name: str,
-               min_score: float) -> np.ndarray:
+def _tilt_mask(
+    boxes: pd.DataFrame, shape: tuple[int, int], class_name: str, min_score: float
+) -> np.ndarray:
     return box_masks(boxes.assign(tilt=0), 1, shape, class_name=class_name, min_score=min_score)
 
 
 def lazy_box_masks(
-    boxes: pd.DataFrame, n_tilts: int, image_shape: tuple[int, int], *, class_name: str,
-    min_score: float = 0.0, name: str = "boxmasks",
+    boxes: pd.DataFrame,
+    n_tilts: int,
+    image_shape: tuple[int, int],
+    *,
+    class_name: str,
+    min_score: float = 0.0,
+    name: str = "boxmasks",
 ) -> da.Array:
     """:func:`cryoflow.kernels.boxes.box_masks` as a lazy ``(n_tilts, Y, U)`` array, one task
     per tilt (each holds only its tilt's boxes)."""
@@ -122,10 +135,14 @@ def lazy_box_masks(
     for t in range(n_tilts):
         rows = boxes[boxes["tilt"] == t]
         key = f"{name}-{tokenize(rows, image_shape, class_name, min_score)}-{t}"
-        task = dask.delayed(_tilt_mask, pure=True)(rows, image_shape, class_name, min_score,
-                                                   dask_key_name=key)
-        per_tilt.append(da.from_delayed(task, shape=(1, *image_shape), dtype=bool,
-                                        meta=np.zeros((0, 0, 0), bool)))
+        task = dask.delayed(_tilt_mask, pure=True)(
+            rows, image_shape, class_name, min_score, dask_key_name=key
+        )
+        per_tilt.append(
+            da.from_delayed(
+                task, shape=(1, *image_shape), dtype=bool, meta=np.zeros((0, 0, 0), bool)
+            )
+        )
     return da.concatenate(per_tilt, axis=0)
 
 
@@ -134,7 +151,11 @@ def _stats(labels: np.ndarray, votes: np.ndarray, offset: tuple[int, int, int]) 
 
 
 def components_boxes(
-    labels: da.Array, votes: da.Array | None, class_name: str, *, min_voxels: int = 1,
+    labels: da.Array,
+    votes: da.Array | None,
+    class_name: str,
+    *,
+    min_voxels: int = 1,
     name: str = "boxes",
 ) -> Any:
     """Lazy 3D boxes of a chunked label volume (per-chunk statistics, merged in one task).
@@ -155,15 +176,20 @@ def components_boxes(
     parts = []
     for idx in itertools.product(*(range(n) for n in lab.shape)):
         offset = tuple(int(starts[a][i]) for a, i in enumerate(idx))
-        parts.append(dask.delayed(_stats, pure=True)(
-            lab[idx], None if vot is None else vot[idx], offset
-        ))
+        parts.append(
+            dask.delayed(_stats, pure=True)(lab[idx], None if vot is None else vot[idx], offset)
+        )
     merged = dask.delayed(merge_stats, pure=True)(parts)
     return dask.delayed(bounding_boxes, pure=True)(merged, class_name, min_voxels=min_voxels)
 
 
 def localize_tomogram(
-    client: Any, store: Any, name: str, boxes2d: pd.DataFrame, config: LocalizeConfig, *,
+    client: Any,
+    store: Any,
+    name: str,
+    boxes2d: pd.DataFrame,
+    config: LocalizeConfig,
+    *,
     quiet: bool = False,
 ) -> pd.DataFrame:
     """Algorithm 3 on one tomogram; writes votes, labels, curves and ``boxes3d``.
@@ -181,32 +207,77 @@ def localize_tomogram(
     if "tomogram" in boxes2d.columns:
         boxes2d = boxes2d[boxes2d["tomogram"].astype(str) == name]
     classes = config.classes or tuple(sorted(set(boxes2d["class"].astype(str))))
-    prov = {"step": config.out, "inputs": {"tilt_series": name,
-                                           "boxes": str(config.boxes) if config.boxes else "truth"},
-            "parameters": {"classes": list(classes), "threshold": config.threshold,
-                           "min_score": config.min_score, "connectivity": config.connectivity,
-                           "min_voxels": config.min_voxels, "volume_shape": list(shape),
-                           "jitter_px": config.jitter_px, "seed": config.seed}}
+    prov = {
+        "step": config.out,
+        "inputs": {"tilt_series": name, "boxes": str(config.boxes) if config.boxes else "truth"},
+        "parameters": {
+            "classes": list(classes),
+            "threshold": config.threshold,
+            "min_score": config.min_score,
+            "connectivity": config.connectivity,
+            "min_voxels": config.min_voxels,
+            "volume_shape": list(shape),
+            "jitter_px": config.jitter_px,
+            "seed": config.seed,
+        },
+    }
     run = runner(client, f"localize {name}", quiet)
     tables = []
     for c in classes:
-        masks = lazy_box_masks(boxes2d, n, (Y, U), class_name=c, min_score=config.min_score,
-                               name=f"boxmasks-{name}-{c}")
-        lifted = lift_masks(client, masks, geometry, shape, name=c, threshold=config.threshold,
-                            chunks=config.chunks)
-        labels, _ = label(lifted.votes > lifted.threshold, connectivity=config.connectivity,
-                          name=f"label-{name}-{c}")
+        masks = lazy_box_masks(
+            boxes2d,
+            n,
+            (Y, U),
+            class_name=c,
+            min_score=config.min_score,
+            name=f"boxmasks-{name}-{c}",
+        )
+        lifted = lift_masks(
+            client, masks, geometry, shape, name=c, threshold=config.threshold, chunks=config.chunks
+        )
+        labels, _ = label(
+            lifted.votes > lifted.threshold,
+            connectivity=config.connectivity,
+            name=f"label-{name}-{c}",
+        )
         labels = client.persist(labels)
-        S.write_result(store, name, config.out, f"votes_{c}", lifted.votes, dims=("z", "y", "x"),
-                       provenance=prov, attrs={"threshold": lifted.threshold},
-                       overwrite=config.overwrite, compute=False).run(run)
-        S.write_result(store, name, config.out, f"labels_{c}", labels, dims=("z", "y", "x"),
-                       provenance=prov, overwrite=config.overwrite, compute=False).run(run)
+        S.write_result(
+            store,
+            name,
+            config.out,
+            f"votes_{c}",
+            lifted.votes,
+            dims=("z", "y", "x"),
+            provenance=prov,
+            attrs={"threshold": lifted.threshold},
+            overwrite=config.overwrite,
+            compute=False,
+        ).run(run)
+        S.write_result(
+            store,
+            name,
+            config.out,
+            f"labels_{c}",
+            labels,
+            dims=("z", "y", "x"),
+            provenance=prov,
+            overwrite=config.overwrite,
+            compute=False,
+        ).run(run)
         if lifted.thresholds.size:
             for what, arr in (("thresholds", lifted.thresholds), ("scores", lifted.scores)):
-                S.write_result(store, name, config.out, f"{what}_{c}", arr, dims=("candidate",),
-                               provenance=prov, attrs={"threshold": lifted.threshold},
-                               overwrite=config.overwrite, compute=False).run(run)
+                S.write_result(
+                    store,
+                    name,
+                    config.out,
+                    f"{what}_{c}",
+                    arr,
+                    dims=("candidate",),
+                    provenance=prov,
+                    attrs={"threshold": lifted.threshold},
+                    overwrite=config.overwrite,
+                    compute=False,
+                ).run(run)
         boxes = client.compute(
             components_boxes(labels, lifted.votes, c, min_voxels=config.min_voxels), sync=True
         )
@@ -214,15 +285,21 @@ def localize_tomogram(
         tables.append(boxes)
     cols = BOX3D_COLUMNS + ["label", "n_voxels", "threshold"]
     table = pd.concat(tables, ignore_index=True)[cols] if tables else pd.DataFrame(columns=cols)
-    S.write_table(store, name, config.out, "boxes3d", table, provenance=prov,
-                  overwrite=config.overwrite)
+    S.write_table(
+        store, name, config.out, "boxes3d", table, provenance=prov, overwrite=config.overwrite
+    )
     table.insert(0, "tomogram", name)
     return table
 
 
 def localize_dataset(
-    client: Any, store: Any, names: Sequence[str], config: LocalizeConfig, *,
-    export: Path | None = None, quiet: bool = False,
+    client: Any,
+    store: Any,
+    names: Sequence[str],
+    config: LocalizeConfig,
+    *,
+    export: Path | None = None,
+    quiet: bool = False,
 ) -> pd.DataFrame:
     """:func:`localize_tomogram` for each tomogram; optionally export all 3D boxes (CSV/JSON)."""
     refuse_existing(store, names, config.out, ["boxes3d"], config.overwrite)
@@ -231,8 +308,9 @@ def localize_dataset(
     for name in names:
         if file_boxes is None:
             classes = config.classes or ("mito_membrane",)
-            b2d = truth_boxes2d(client, store, name, classes, jitter_px=config.jitter_px,
-                                seed=config.seed)
+            b2d = truth_boxes2d(
+                client, store, name, classes, jitter_px=config.jitter_px, seed=config.seed
+            )
         else:
             b2d = file_boxes
         tables.append(localize_tomogram(client, store, name, b2d, config, quiet=quiet))
@@ -243,8 +321,9 @@ def localize_dataset(
 
 
 # ---------------------------------------------------------------------------- demo figure
-def truth_boxes3d(client: Any, store: Any, name: str, class_name: str, *,
-                  min_voxels: int = 8) -> pd.DataFrame:
+def truth_boxes3d(
+    client: Any, store: Any, name: str, class_name: str, *, min_voxels: int = 8
+) -> pd.DataFrame:
     """3D boxes of the objects of class ``class_name`` in the simulator's ``truth_labels``.
 
     Objects are the 26-connected components of ``truth_labels == class``; a component whose
@@ -255,8 +334,9 @@ def truth_boxes3d(client: Any, store: Any, name: str, class_name: str, *,
 
     truth = S.open_volume(store, name, "truth_labels").data == CLASS_IDS[class_name]
     labels, _ = label(truth, connectivity=3, name=f"label-truth-{name}")
-    boxes = client.compute(components_boxes(labels, None, class_name, min_voxels=min_voxels),
-                           sync=True)
+    boxes = client.compute(
+        components_boxes(labels, None, class_name, min_voxels=min_voxels), sync=True
+    )
     b = boxes[["z0", "y0", "x0", "z1", "y1", "x1"]].to_numpy()
     inside = (b[:, None, :3] >= b[None, :, :3]).all(-1) & (b[:, None, 3:] <= b[None, :, 3:]).all(-1)
     np.fill_diagonal(inside, False)
@@ -264,8 +344,15 @@ def truth_boxes3d(client: Any, store: Any, name: str, class_name: str, *,
 
 
 def box_metrics(
-    client: Any, store: Any, name: str, *, class_name: str = "mito_membrane",
-    jitter_px: float = 1.0, seed: int = 0, overwrite: bool = True, quiet: bool = True,
+    client: Any,
+    store: Any,
+    name: str,
+    *,
+    class_name: str = "mito_membrane",
+    jitter_px: float = 1.0,
+    seed: int = 0,
+    overwrite: bool = True,
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Algorithm 3 from jittered truth 2D boxes, scored against the truth 3D boxes.
 
@@ -281,8 +368,15 @@ def box_metrics(
         the first true box (for drawing boxes over a slice).
     """
     depth = int(S.open_volume(store, name, "truth_labels").shape[0])
-    config = LocalizeConfig(from_truth=True, classes=(class_name,), jitter_px=jitter_px,
-                            seed=seed, overwrite=overwrite, out="localize", thickness=depth)
+    config = LocalizeConfig(
+        from_truth=True,
+        classes=(class_name,),
+        jitter_px=jitter_px,
+        seed=seed,
+        overwrite=overwrite,
+        out="localize",
+        thickness=depth,
+    )
     truth = truth_boxes3d(client, store, name, class_name)
     pred = localize_dataset(client, store, [name], config, quiet=quiet)
     cols = ["z0", "y0", "x0", "z1", "y1", "x1"]

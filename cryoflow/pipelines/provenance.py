@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 DEPENDENCIES: tuple[str, ...] = (
-    "numpy", "scipy", "dask", "distributed", "zarr", "xarray", "numcodecs", "torch", "mrcfile",
+    "numpy",
+    "scipy",
+    "dask",
+    "distributed",
+    "zarr",
+    "xarray",
+    "numcodecs",
+    "torch",
+    "mrcfile",
 )
 
 

@@ -110,8 +110,14 @@ def slice_overlay(image: np.ndarray, masks: dict[str, np.ndarray], title: str) -
     return fig
 
 
-def curve(x: np.ndarray, ys: dict[str, np.ndarray], title: str, xlabel: str, ylabel: str,
-          mark_x: float | None = None) -> Any:
+def curve(
+    x: np.ndarray,
+    ys: dict[str, np.ndarray],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    mark_x: float | None = None,
+) -> Any:
     """Line plot of one or more curves over ``x`` (ndarray of shape (n,))."""
     import matplotlib
 

@@ -37,7 +37,14 @@ from dask.delayed import delayed
 
 from cryoflow.errors import ConfigError, CryoflowError, NodeNotFoundError
 from cryoflow.io import nodes
-from cryoflow.io.layout import COMPRESSOR, RESULTS, TOMOGRAMS, check_dtype, list_tomograms, open_dataset
+from cryoflow.io.layout import (
+    COMPRESSOR,
+    RESULTS,
+    TOMOGRAMS,
+    check_dtype,
+    list_tomograms,
+    open_dataset,
+)
 from cryoflow.io.nodes import ATTR
 from cryoflow.pipelines.config import PipelineConfig, StepConfig
 from cryoflow.pipelines.provenance import make_record, run_token
@@ -55,12 +62,16 @@ def write_chunk(block: np.ndarray, target: zarr.Array, index: tuple[slice, ...])
     return int(value.nbytes)
 
 
-def chunk_indices(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
+def chunk_indices(
+    chunks: tuple[tuple[int, ...], ...],
+) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
     """``(block index, slices)`` of every block of a Dask chunking, in C order."""
     offsets = [np.cumsum((0, *c[:-1])) for c in chunks]
     out = []
     for idx in product(*(range(len(c)) for c in chunks)):
-        sl = tuple(slice(int(offsets[a][i]), int(offsets[a][i]) + chunks[a][i]) for a, i in enumerate(idx))
+        sl = tuple(
+            slice(int(offsets[a][i]), int(offsets[a][i]) + chunks[a][i]) for a, i in enumerate(idx)
+        )
         out.append((idx, sl))
     return out
 
@@ -94,7 +105,9 @@ class RunSummary:
             "run_id": self.run_id,
             "tomograms": self.tomograms,
             "seconds": round(self.seconds, 3),
-            "steps": {k: {**vars(v), "seconds": round(v.seconds, 3)} for k, v in self.steps.items()},
+            "steps": {
+                k: {**vars(v), "seconds": round(v.seconds, 3)} for k, v in self.steps.items()
+            },
             "failures": dict(self.failures),
             "ok": self.ok,
         }
@@ -118,8 +131,9 @@ class _Unit:
 
 
 class _Engine:
-    def __init__(self, config: PipelineConfig, client: Any, *, quiet: bool, log: Any,
-                 on_chunk: Any = None) -> None:
+    def __init__(
+        self, config: PipelineConfig, client: Any, *, quiet: bool, log: Any, on_chunk: Any = None
+    ) -> None:
         self.config = config
         self.on_chunk = on_chunk
         self.recorded = 0
@@ -152,40 +166,68 @@ class _Engine:
         dtype = check_dtype(plan.data.dtype, f"{step.name} result of {tomogram!r}")
         shape = tuple(int(s) for s in plan.data.shape)
         chunk_shape = tuple(int(c[0]) for c in plan.data.chunks)
-        target, reused = self._open_or_create(parent, leaf, shape, dtype, chunk_shape, plan, token,
-                                              params)
+        target, reused = self._open_or_create(
+            parent, leaf, shape, dtype, chunk_shape, plan, token, params
+        )
         n_chunks = int(np.prod([len(c) for c in plan.data.chunks]))
         # recorded progress only counts for the staging node it was recorded against
         progress = self._progress(tomogram, plan, token, n_chunks, fresh=not reused)
         return _Unit(tomogram, step, plan, token, parent, leaf, target, progress)
 
-    def _open_or_create(self, parent: zarr.Group, leaf: str, shape: tuple[int, ...], dtype: Any,
-                        chunk_shape: tuple[int, ...], plan: Plan, token: str,
-                        params: dict[str, Any]) -> tuple[zarr.Array, bool]:
+    def _open_or_create(
+        self,
+        parent: zarr.Group,
+        leaf: str,
+        shape: tuple[int, ...],
+        dtype: Any,
+        chunk_shape: tuple[int, ...],
+        plan: Plan,
+        token: str,
+        params: dict[str, Any],
+    ) -> tuple[zarr.Array, bool]:
         """The staging array (reused when a run with this token left it) and whether reused."""
         if leaf in parent:
             arr = parent[leaf]
-            if isinstance(arr, zarr.Array) and arr.shape == shape and arr.dtype == dtype \
-                    and arr.chunks == chunk_shape:
+            if (
+                isinstance(arr, zarr.Array)
+                and arr.shape == shape
+                and arr.dtype == dtype
+                and arr.chunks == chunk_shape
+            ):
                 return arr, True  # resume: same token, same layout
         nodes.delete_node(parent, leaf)  # a half-created node (no metadata) or a stale one
-        record = make_record(plan.step, params, plan.inputs, checkpoints=plan.checkpoints, token=token)
-        meta = {"kind": "result", "complete": False, "write_id": token, "provenance": record,
-                "attrs": dict(plan.attrs)}
+        record = make_record(
+            plan.step, params, plan.inputs, checkpoints=plan.checkpoints, token=token
+        )
+        meta = {
+            "kind": "result",
+            "complete": False,
+            "write_id": token,
+            "provenance": record,
+            "attrs": dict(plan.attrs),
+        }
         arr = parent.create_array(
-            leaf, shape=shape, dtype=dtype, chunks=chunk_shape, compressors=COMPRESSOR,
-            dimension_names=plan.dims, attributes={ATTR: meta}, fill_value=0,
+            leaf,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunk_shape,
+            compressors=COMPRESSOR,
+            dimension_names=plan.dims,
+            attributes={ATTR: meta},
+            fill_value=0,
         )
         return arr, False
 
-    def _progress(self, tomogram: str, plan: Plan, token: str, n_chunks: int, *,
-                  fresh: bool) -> zarr.Array:
+    def _progress(
+        self, tomogram: str, plan: Plan, token: str, n_chunks: int, *, fresh: bool
+    ) -> zarr.Array:
         group = self.root.require_group(f"{RUNS}/{PROGRESS}/{tomogram}")
         name = f"{plan.step}.{plan.key}.{token[:16]}"
         if not fresh and name in group and group[name].shape == (n_chunks,):
             return group[name]
-        return group.create_array(name, shape=(n_chunks,), dtype="uint8", chunks=(1,),
-                                  fill_value=0, overwrite=True)
+        return group.create_array(
+            name, shape=(n_chunks,), dtype="uint8", chunks=(1,), fill_value=0, overwrite=True
+        )
 
     # -- submitting ----------------------------------------------------------------------
     def _submit(self, unit: _Unit) -> None:
@@ -198,15 +240,19 @@ class _Engine:
                 continue
             # "<step>:<tomogram>" is one word for Dask's key_split: grouped per tomogram
             key = f"{unit.plan.step}:{unit.tomogram}-{unit.token[:8]}-{number}"
-            tasks.append(delayed(write_chunk, pure=True)(blocks[idx], unit.target, index,
-                                                         dask_key_name=key))
+            tasks.append(
+                delayed(write_chunk, pure=True)(blocks[idx], unit.target, index, dask_key_name=key)
+            )
             numbers.append(number)
         skipped = len(done) - len(tasks)
         if skipped and not self.quiet:
-            self.log(f"cryoflow: {unit.step.name} {unit.tomogram}: resuming, {skipped}/{len(done)} "
-                     "chunks already written")
-        futures = self.client.compute(tasks, retries=self.config.cluster.retries,
-                                      resources=unit.plan.resources)
+            self.log(
+                f"cryoflow: {unit.step.name} {unit.tomogram}: resuming, {skipped}/{len(done)} "
+                "chunks already written"
+            )
+        futures = self.client.compute(
+            tasks, retries=self.config.cluster.retries, resources=unit.plan.resources
+        )
         for fut, number in zip(futures, numbers, strict=True):
             unit.pending[fut.key] = number
             self.futures[fut.key] = (unit, fut)
@@ -317,7 +363,9 @@ class _Engine:
 def store_summary(root: zarr.Group, summary: RunSummary) -> None:
     """Record ``summary`` under ``runs/<run_id>`` and as ``runs``' ``latest``."""
     runs = root.require_group(RUNS)
-    runs.create_group(summary.run_id, attributes={ATTR: {"kind": "run", "summary": summary.to_dict()}})
+    runs.create_group(
+        summary.run_id, attributes={ATTR: {"kind": "run", "summary": summary.to_dict()}}
+    )
     runs.attrs[ATTR] = {"kind": "runs", "latest": summary.run_id}
 
 
@@ -340,8 +388,14 @@ def select_tomograms(config: PipelineConfig) -> list[str]:
     return list_tomograms(config.dataset.store)
 
 
-def run_pipeline(config: PipelineConfig, client: Any, *, quiet: bool = False,
-                 log: Any = None, on_chunk: Any = None) -> RunSummary:
+def run_pipeline(
+    config: PipelineConfig,
+    client: Any,
+    *,
+    quiet: bool = False,
+    log: Any = None,
+    on_chunk: Any = None,
+) -> RunSummary:
     """Run ``config``'s steps over its tomograms on ``client``; return (and store) the summary.
 
     Parameters
@@ -376,8 +430,9 @@ def run_pipeline(config: PipelineConfig, client: Any, *, quiet: bool = False,
     return engine.run(names)
 
 
-def run_ingest(config: PipelineConfig, step: StepConfig, client: Any, *, quiet: bool,
-               log: Any) -> tuple[dict[str, str], StepStats]:
+def run_ingest(
+    config: PipelineConfig, step: StepConfig, client: Any, *, quiet: bool, log: Any
+) -> tuple[dict[str, str], StepStats]:
     """Ingest every input file whose tomogram is not in the store yet (one file at a time).
 
     A file that cannot be ingested is recorded as failed (keyed by its tomogram name, the
@@ -416,7 +471,6 @@ def run_ingest(config: PipelineConfig, step: StepConfig, client: Any, *, quiet: 
     return failures, stats
 
 
-
 # ---------------------------------------------------------------------------- check
 def check_pipeline(config: PipelineConfig) -> list[str]:
     """Validate everything a run needs without computing; return one line per checked item.
@@ -447,10 +501,13 @@ def check_pipeline(config: PipelineConfig) -> list[str]:
         n, y, x = ts.shape
         for step in config.steps:
             if step.name == "bin" and min(y, x) < step.params.factor:
-                raise ConfigError(f"{tomogram}: images {y} x {x} are smaller than bin factor "
-                                  f"{step.params.factor}")
-        lines.append(f"{tomogram}: tilt series {n} x {y} x {x} {ts.dtype}, "
-                     f"{ts.attrs['pixel_size_angstrom']:.3g} Å/px")
+                raise ConfigError(
+                    f"{tomogram}: images {y} x {x} are smaller than bin factor {step.params.factor}"
+                )
+        lines.append(
+            f"{tomogram}: tilt series {n} x {y} x {x} {ts.dtype}, "
+            f"{ts.attrs['pixel_size_angstrom']:.3g} Å/px"
+        )
     return lines
 
 

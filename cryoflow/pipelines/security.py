@@ -123,7 +123,9 @@ def make_certificates(
     _write_key(out / "ca-key.pem", ca_key)
     _write_cert(out / "ca.pem", ca_cert)
     # 2. one leaf per role, usable as TLS server and client (workers and the scheduler are both)
-    usage = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+    usage = x509.ExtendedKeyUsage(
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
     for role in ROLES:
         key = _new_key()
         cert = (

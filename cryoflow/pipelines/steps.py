@@ -125,12 +125,20 @@ def plan_bin(store: object, tomogram: str, params: Any) -> Plan:
     n, y, x = images.shape
     f = int(params.factor)
     if y < f or x < f:
-        raise ConfigError(f"bin factor {f} is larger than tomogram {tomogram!r}'s images ({y} x {x})")
+        raise ConfigError(
+            f"bin factor {f} is larger than tomogram {tomogram!r}'s images ({y} x {x})"
+        )
     src = images.data.rechunk((1, y, x))
     first = da.arange(n, chunks=1).reshape(n, 1, 1)  # each block's tilt number, for messages
     out = da.map_blocks(
-        _bin_block, src, first, f, dtype=np.float32, chunks=((1,) * n, (y // f,), (x // f,)),
-        meta=np.empty((0, 0, 0), np.float32), name=f"bin:{tomogram}-{tokenize(src.name, f)}",
+        _bin_block,
+        src,
+        first,
+        f,
+        dtype=np.float32,
+        chunks=((1,) * n, (y // f,), (x // f,)),
+        meta=np.empty((0, 0, 0), np.float32),
+        name=f"bin:{tomogram}-{tokenize(src.name, f)}",
     )
     return Plan("bin", TILT_SERIES, out, ("tilt", "y", "x"), inputs, attrs={"bin_factor": f})
 
@@ -153,8 +161,9 @@ def plan_reconstruct(store: object, tomogram: str, params: Any) -> Plan:
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=chunks)
     data = data.rechunk(chunks)  # no-op when the builder honoured ``chunks``
-    return Plan("reconstruct", "volume", data, ("z", "y", "x"), inputs,
-                attrs={"source": params.source})
+    return Plan(
+        "reconstruct", "volume", data, ("z", "y", "x"), inputs, attrs={"source": params.source}
+    )
 
 
 ADAPTERS: dict[str, Adapter] = {

@@ -51,6 +51,7 @@ class TrainConfig:
     n_boxes: int = 10
     n_negative: int = 4
     box_size: int = 32
+    margin: int = 0
     slices: bool = False
     volume_key: str = "tomogram"
     params: TrainParams = field(default_factory=TrainParams)
@@ -62,6 +63,8 @@ class TrainConfig:
             raise ConfigError("source 'labels' needs --labels FILE")
         if self.source == "boxes" and self.boxes is None:
             raise ConfigError("source 'boxes' needs --boxes FILE")
+        if self.margin < 0:
+            raise ConfigError(f"margin must be >= 0 pixels, got {self.margin}")
         if not 1 <= self.n_boxes <= 200:
             raise ConfigError(f"n_boxes must be 1..200, got {self.n_boxes}")
 
@@ -106,11 +109,14 @@ def training_set(client: Any, store: Any, name: str, config: TrainConfig) -> Tra
             n_positive=config.n_boxes,
             n_negative=config.n_negative,
             box_size=config.box_size,
+            margin=config.margin,
             rng=rng,
             source={**where, "path": str(config.labels)},
         )
     if config.source == "boxes" and config.boxes is not None:
-        return from_box_file(images, config.boxes, feature=config.feature, source=where)
+        return from_box_file(
+            images, config.boxes, feature=config.feature, margin=config.margin, source=where
+        )
     masks = truth_masks(client, store, name, config.feature, config.slices)
     return boxes_from_masks(
         images,
@@ -119,6 +125,7 @@ def training_set(client: Any, store: Any, name: str, config: TrainConfig) -> Tra
         n_positive=config.n_boxes,
         n_negative=config.n_negative,
         box_size=config.box_size,
+        margin=config.margin,
         rng=rng,
         source={"kind": "truth", **where},
     )

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from cryoflow.errors import ConfigError
-from cryoflow.simulate.shapes import Slices, box_coords, ellipsoid_distance
+from cryoflow.simulate.shapes import Slices, box_coords
 
 #: number of conformations per particle class
 CONFORMATIONS: dict[str, int] = {"ribosome": 2, "rubisco": 1}
@@ -75,6 +76,7 @@ def _rubisco() -> Template:
     return Template("rubisco", 0, tuple(blobs))
 
 
+@lru_cache(maxsize=16)
 def template(name: str, conformation: int = 0) -> Template:
     """The template of particle class ``name`` in ``conformation``.
 
@@ -139,5 +141,6 @@ def render(
     mask = np.zeros(tuple(s.stop - s.start for s in slices), dtype=bool)
     for b in tmpl.blobs:
         cz, cy, cx = b.center_angstrom
-        mask |= ellipsoid_distance((bz - cz, by - cy, bx - cx), b.radii_angstrom) <= 0
+        rz, ry, rx = b.radii_angstrom
+        mask |= ((bz - cz) / rz) ** 2 + ((by - cy) / ry) ** 2 + ((bx - cx) / rx) ** 2 <= 1.0
     return slices, mask

@@ -139,6 +139,8 @@ class _Builder:
         paint(self.density, sl, solid, DENSITY_MATRIX)
         matrix = np.zeros(self.shape, dtype=bool)
         matrix[sl] = solid
+        if with_granules:
+            self._granules(center, inner_radii, rot, matrix)
         # cristae: thin disks across the short axes, cut to the matrix
         n_cristae = self.rng.integers(1, 4)
         for k in range(n_cristae):
@@ -155,8 +157,6 @@ class _Builder:
             ssl, shell = ellipsoid_shell(self.shape, center, r, t, rotation=rot)
             paint(self.density, ssl, shell, DENSITY_MEMBRANE)
             paint(self.labels, ssl, shell, C.MITO_MEMBRANE)
-        if with_granules:
-            self._granules(center, inner_radii, rot, matrix)
         osl, outer = ellipsoid(self.shape, center, radii, rotation=rot, grow=t / 2)
         idx = np.nonzero(outer)
         lo = [int(i.min()) + s.start for i, s in zip(idx, osl, strict=True)]
@@ -247,6 +247,8 @@ class _Builder:
             center = np.rint(self.rng.uniform(lo, hi))
             conformation = int(self.rng.integers(CONFORMATIONS[name]))
             rot_zyx, euler = random_rotation(self.rng)
+            if self.occupied[tuple(center.astype(int))]:
+                continue
             tmpl = template(name, conformation)
             sl, m = render(tmpl, self.shape, center, self.px, rot_zyx)
             if not self.free(sl, m):
@@ -297,10 +299,10 @@ def make_phantom(
         b.plasma_membrane()
     if "mito_membrane" in wanted:
         b.mitochondria(with_granules="granule" in wanted)
-    if "membrane" in wanted:
-        b.vesicles()
     if "filament" in wanted:
         b.filaments()
+    if "membrane" in wanted:
+        b.vesicles()
     for name in C.PARTICLE_CLASSES:
         if name in wanted:
             b.particles_of(name)

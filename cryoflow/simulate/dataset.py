@@ -1,0 +1,212 @@
+"""Simulation settings (:class:`SimulationConfig`, with presets) and whole simulated tomograms.
+
+Randomness: tomogram ``i`` of a dataset with seed ``s`` draws its phantom from
+``SeedSequence(s, spawn_key=(i, 0))`` and the noise of tilt ``k`` from
+``SeedSequence(s, spawn_key=(i, 1, k))``. A tomogram therefore depends only on ``(s, i)`` and
+the settings, not on how many tomograms are made or how the tilts are split into tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from cryoflow.errors import ConfigError
+from cryoflow.simulate.classes import CLASS_IDS, FOREGROUND_CLASSES, parse_classes
+from cryoflow.simulate.phantom import Phantom, make_phantom
+from cryoflow.simulate.recon import fbp
+from cryoflow.simulate.tilts import add_noise, apply_blur, class_masks2d, project_sum
+
+BLURS = ("none", "gaussian", "ctf")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # unit tests: < 1 s per tomogram
+    "tiny": {"shape": (32, 64, 64), "tilt_step_deg": 6.0, "pixel_size_angstrom": 20.0,
+             "snr": 1.0, "blur": "none"},
+    # the demo and examples
+    "demo": {"shape": (64, 128, 128), "tilt_step_deg": 3.0, "pixel_size_angstrom": 14.0,
+             "snr": 0.5, "blur": "gaussian"},
+    # benchmarks: 61 tilts of 512 x 512, 200 x 512 x 512 volumes
+    "realistic": {"shape": (200, 512, 512), "tilt_step_deg": 2.0, "pixel_size_angstrom": 10.0,
+                  "snr": 0.2, "blur": "ctf"},
+}
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """What to simulate. Frozen; validated on construction (``ConfigError``).
+
+    Attributes
+    ----------
+    n_tomograms : int
+        Tomograms in the dataset, named ``sim_000``, ``sim_001``, ...
+    shape : (Z, Y, X)
+        Volume shape in voxels; tilt images are ``(Y, X)``.
+    tilt_min_deg, tilt_max_deg, tilt_step_deg : float
+        Tilt angles ``min, min+step, ... <= max`` (the missing wedge lies outside).
+    snr : float or None
+        Per-tilt variance ratio signal/noise; ``None`` for noise-free images.
+    blur : {"none", "gaussian", "ctf"}
+        Blur applied to the projections before noise.
+    defocus_um : float
+        Underfocus of the ``"ctf"`` blur, micrometres.
+    blur_sigma_px : float
+        Standard deviation of the ``"gaussian"`` blur, pixels.
+    seed : int
+        Root seed of the dataset.
+    classes : tuple of str
+        Foreground classes present (see :mod:`cryoflow.simulate.classes`).
+    pixel_size_angstrom : float
+    """
+
+    n_tomograms: int = 1
+    shape: tuple[int, int, int] = (32, 64, 64)
+    tilt_min_deg: float = -60.0
+    tilt_max_deg: float = 60.0
+    tilt_step_deg: float = 6.0
+    snr: float | None = 1.0
+    blur: str = "none"
+    defocus_um: float = 3.0
+    blur_sigma_px: float = 1.0
+    seed: int = 0
+    classes: tuple[str, ...] = field(default=FOREGROUND_CLASSES)
+    pixel_size_angstrom: float = 20.0
+
+    def __post_init__(self) -> None:
+        if int(self.n_tomograms) < 1:
+            raise ConfigError(f"n_tomograms must be >= 1, got {self.n_tomograms}")
+        shape = tuple(int(s) for s in self.shape)
+        if len(shape) != 3 or min(shape) < 8:
+            raise ConfigError(f"shape must be (Z, Y, X) with every size >= 8, got {self.shape}")
+        object.__setattr__(self, "shape", shape)
+        if not self.tilt_step_deg > 0:
+            raise ConfigError(f"tilt step must be > 0 degrees, got {self.tilt_step_deg}")
+        if not -90 < self.tilt_min_deg <= self.tilt_max_deg < 90:
+            raise ConfigError(
+                "tilt range must satisfy -90 < min <= max < 90 degrees, "
+                f"got {self.tilt_min_deg} to {self.tilt_max_deg}"
+            )
+        if self.snr is not None and not (self.snr > 0 and np.isfinite(self.snr)):
+            raise ConfigError(f"snr must be a finite number > 0 (or None), got {self.snr}")
+        if self.blur not in BLURS:
+            raise ConfigError(f"blur must be one of {', '.join(BLURS)}, got {self.blur!r}")
+        if not self.pixel_size_angstrom > 0:
+            raise ConfigError(f"pixel_size_angstrom must be > 0, got {self.pixel_size_angstrom}")
+        if not self.blur_sigma_px > 0 or not self.defocus_um > 0:
+            raise ConfigError("blur_sigma_px and defocus_um must be > 0")
+        if int(self.seed) < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        object.__setattr__(self, "classes", parse_classes(self.classes))
+        object.__setattr__(self, "n_tomograms", int(self.n_tomograms))
+        object.__setattr__(self, "seed", int(self.seed))
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> SimulationConfig:
+        """A preset (``tiny``, ``demo``, ``realistic``) with ``overrides`` applied."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def with_(self, **changes: Any) -> SimulationConfig:
+        """A copy with ``changes`` (validated again)."""
+        return replace(self, **changes)
+
+    @property
+    def angles_deg(self) -> np.ndarray:
+        """ndarray of shape (n_tilts,): tilt angles in degrees, ascending."""
+        n = int(np.floor((self.tilt_max_deg - self.tilt_min_deg) / self.tilt_step_deg + 1e-9)) + 1
+        return np.round(self.tilt_min_deg + self.tilt_step_deg * np.arange(n), 6)
+
+    @property
+    def class_ids(self) -> dict[str, int]:
+        """Present foreground classes -> label ids."""
+        return {c: CLASS_IDS[c] for c in self.classes}
+
+    def tomogram_name(self, index: int) -> str:
+        return f"sim_{int(index):03d}"
+
+    def phantom_seed(self, index: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence(self.seed, spawn_key=(int(index), 0))
+
+    def noise_seeds(self, index: int, tilts: Sequence[int]) -> list[np.random.SeedSequence]:
+        return [np.random.SeedSequence(self.seed, spawn_key=(int(index), 1, int(k))) for k in tilts]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable settings (for provenance)."""
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        d["classes"] = list(self.classes)
+        return d
+
+
+@dataclass(frozen=True)
+class SimulatedTomogram:
+    """One simulated tomogram in memory.
+
+    Attributes
+    ----------
+    name : str
+    phantom : Phantom
+        ``density``/``labels`` of shape (Z, Y, X), particle table, mitochondria boxes.
+    angles_deg : ndarray of shape (n_tilts,)
+    tilt_series : ndarray of float32, shape (n_tilts, Y, X)
+        Blurred, noisy projections.
+    masks2d : dict of class name -> ndarray of bool, shape (n_tilts, Y, X)
+    tomogram : ndarray of float32, shape (Z, Y, X)
+        Ramp-filtered back-projection of ``tilt_series``.
+    """
+
+    name: str
+    phantom: Phantom
+    angles_deg: np.ndarray
+    tilt_series: np.ndarray
+    masks2d: dict[str, np.ndarray]
+    tomogram: np.ndarray
+
+
+def simulate_phantom(config: SimulationConfig, index: int) -> Phantom:
+    """The phantom of tomogram ``index`` (``(Z, Y, X)`` density and labels, tables)."""
+    rng = np.random.default_rng(config.phantom_seed(index))
+    return make_phantom(config.shape, config.pixel_size_angstrom, config.classes, rng)
+
+
+def simulate_tilts(
+    config: SimulationConfig, index: int, phantom: Phantom, tilts: Sequence[int] | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Images and per-class 2D masks of some tilts of tomogram ``index``.
+
+    Parameters
+    ----------
+    tilts : sequence of int, optional
+        Indices into ``config.angles_deg`` (default: all).
+
+    Returns
+    -------
+    images : ndarray of float32, shape (n, Y, X)
+        Projection, blur, then noise at ``config.snr``.
+    masks2d : dict of class name -> ndarray of bool, shape (n, Y, X)
+    """
+    all_angles = config.angles_deg
+    idx = np.arange(all_angles.size) if tilts is None else np.asarray(tilts, dtype=int)
+    angles = all_angles[idx]
+    clean = project_sum(phantom.density, angles)
+    blurred = apply_blur(clean, kind=config.blur, pixel_size_angstrom=config.pixel_size_angstrom,
+                         defocus_um=config.defocus_um, sigma_px=config.blur_sigma_px)
+    images = add_noise(blurred, config.snr, config.noise_seeds(index, idx))
+    masks = class_masks2d(phantom.labels, angles, config.class_ids)
+    return images, masks
+
+
+def simulate_tomogram(config: SimulationConfig, index: int) -> SimulatedTomogram:
+    """Everything about tomogram ``index``, in memory (for tests and notebooks)."""
+    if not 0 <= int(index) < config.n_tomograms:
+        raise ConfigError(f"tomogram index must be in 0..{config.n_tomograms - 1}, got {index}")
+    phantom = simulate_phantom(config, index)
+    images, masks = simulate_tilts(config, index, phantom)
+    tomogram = fbp(images, config.angles_deg, config.shape)
+    return SimulatedTomogram(
+        config.tomogram_name(index), phantom, config.angles_deg, images, masks, tomogram
+    )

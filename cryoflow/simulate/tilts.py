@@ -1,0 +1,265 @@
+"""Tilt series from a phantom: projection, CTF-like blur, noise at a set SNR, per-tilt masks.
+
+Geometry is the contract's single-axis tilt about ``y`` (see ``cryoflow.geometry``): voxel
+``(z, y, x)`` falls on ``uc = xc*cos(t) + zc*sin(t)`` (plus the tilt's ``du`` shift).
+
+- :func:`project_sum` splats each voxel linearly onto its two nearest detector columns
+  (a linear-interpolation sum projector; its transpose is :func:`backproject_linear`).
+- :func:`project_any` is the binary forward projection with the nearest-neighbour rule
+  ``u = rint(uc + (U-1)/2)``; voxels with ``u`` outside ``[0, U)`` fall off the detector.
+
+All functions are eager kernels on NumPy arrays and raise ``TypeError`` for Dask input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from cryoflow.errors import ConfigError, GeometryError
+from cryoflow.geometry import TiltGeometry, as_geometry
+
+
+def require_numpy(x: object, name: str) -> np.ndarray:
+    """``numpy.asarray(x)``, refusing lazy (Dask) input with ``TypeError``."""
+    if hasattr(x, "dask") or type(x).__module__.startswith("dask"):
+        raise TypeError(f"{name}: simulate kernels take NumPy arrays, got a Dask array")
+    return np.asarray(x)
+
+
+def _single_axis(angles: object) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (deg) and per-tilt ``du`` shifts of a single-axis geometry."""
+    geom: TiltGeometry = as_geometry(angles)
+    m = geom.matrix_array
+    if not geom.is_simple or not np.allclose(m[:, 1, 1], 0.0):
+        raise GeometryError(
+            "the simulator projects single-axis tilt series about y only "
+            "(no tilt-axis rotation, no v shifts)"
+        )
+    return np.asarray(geom.angles_deg, dtype=float), geom.shift_array[:, 1]
+
+
+def _detector_positions(angle_deg: float, du: float, Z: int, X: int, U: int) -> np.ndarray:
+    """ndarray of shape (Z*X,): uncentred detector position ``u`` of every (z, x) voxel."""
+    t = np.deg2rad(angle_deg)
+    zc = np.arange(Z, dtype=np.float64) - (Z - 1) / 2
+    xc = np.arange(X, dtype=np.float64) - (X - 1) / 2
+    uc = xc[None, :] * np.cos(t) + zc[:, None] * np.sin(t) + du
+    return (uc + (U - 1) / 2).reshape(-1)
+
+
+def splat_matrix(angle_deg: float, du: float, Z: int, X: int, U: int,
+                 *, nearest: bool = False) -> sparse.csr_matrix:
+    """Sparse matrix of shape (U, Z*X) mapping a ``(z, x)`` plane to one detector row.
+
+    ``nearest=False``: linear splatting onto ``floor(u)`` and ``floor(u)+1``.
+    ``nearest=True``: weight 1 on ``rint(u)`` (the contract's nearest-neighbour rule).
+    """
+    u = _detector_positions(angle_deg, du, Z, X, U)
+    cols = np.arange(Z * X)
+    if nearest:
+        rows = np.rint(u).astype(np.int64)
+        keep = (rows >= 0) & (rows < U)
+        return sparse.csr_matrix(
+            (np.ones(int(keep.sum()), np.float32), (rows[keep], cols[keep])), shape=(U, Z * X)
+        )
+    lo = np.floor(u).astype(np.int64)
+    w_hi = (u - lo).astype(np.float32)
+    rows = np.concatenate([lo, lo + 1])
+    weights = np.concatenate([1.0 - w_hi, w_hi])
+    cc = np.concatenate([cols, cols])
+    keep = (rows >= 0) & (rows < U) & (weights > 0)
+    return sparse.csr_matrix((weights[keep], (rows[keep], cc[keep])), shape=(U, Z * X))
+
+
+def _planes(volume: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) -> (Z*X, Y), C-contiguous, so each tilt is one sparse product."""
+    Z, Y, X = volume.shape
+    return np.ascontiguousarray(volume.transpose(0, 2, 1).reshape(Z * X, Y))
+
+
+def project_sum(volume: np.ndarray, angles: object, width: int | None = None) -> np.ndarray:
+    """Linear-interpolation sum projection.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (Z, Y, X)
+    angles : ndarray of shape (n_tilts,) in degrees, or a single-axis TiltGeometry
+    width : int, optional
+        Detector width ``U`` (default ``X``).
+
+    Returns
+    -------
+    ndarray of float32, shape (n_tilts, Y, U)
+    """
+    vol = require_numpy(volume, "volume")
+    if vol.ndim != 3:
+        raise GeometryError(f"volume must be (Z, Y, X), got shape {vol.shape}")
+    ang, du = _single_axis(angles)
+    Z, Y, X = vol.shape
+    U = X if width is None else int(width)
+    planes = _planes(vol.astype(np.float32, copy=False))
+    out = np.empty((ang.size, Y, U), dtype=np.float32)
+    for i, (a, d) in enumerate(zip(ang, du, strict=True)):
+        out[i] = (splat_matrix(a, d, Z, X, U) @ planes).T
+    return out
+
+
+def backproject_linear(images: np.ndarray, angles: object, shape: Sequence[int]) -> np.ndarray:
+    """Adjoint of :func:`project_sum`: ``(n_tilts, Y, U)`` -> ``(Z, Y, X)`` float32."""
+    img = require_numpy(images, "images")
+    ang, du = _single_axis(angles)
+    Z, Y, X = (int(s) for s in shape)
+    if img.ndim != 3 or img.shape[0] != ang.size or img.shape[1] != Y:
+        raise GeometryError(
+            f"images must be ({ang.size}, {Y}, U) for {ang.size} angles and shape {tuple(shape)}, "
+            f"got {img.shape}"
+        )
+    U = img.shape[2]
+    acc = np.zeros((Z * X, Y), dtype=np.float32)
+    for i, (a, d) in enumerate(zip(ang, du, strict=True)):
+        acc += splat_matrix(a, d, Z, X, U).T @ np.ascontiguousarray(img[i].T, dtype=np.float32)
+    return np.ascontiguousarray(acc.reshape(Z, X, Y).transpose(0, 2, 1))
+
+
+def project_any(mask: np.ndarray, angles: object, width: int | None = None) -> np.ndarray:
+    """Binary forward projection (contract ``mode="any"``, nearest-neighbour rule).
+
+    Parameters
+    ----------
+    mask : ndarray of shape (Z, Y, X)
+        Non-zero voxels count as true.
+    angles : ndarray of shape (n_tilts,) in degrees, or a single-axis TiltGeometry
+    width : int, optional
+        Detector width ``U`` (default ``X``).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_tilts, Y, U)
+    """
+    m = require_numpy(mask, "mask")
+    return class_masks2d(m != 0, angles, {"mask": 1}, width)["mask"]
+
+
+def class_masks2d(labels: np.ndarray, angles: object, class_ids: Mapping[str, int],
+                  width: int | None = None) -> dict[str, np.ndarray]:
+    """Per-class binary forward projections of a label volume.
+
+    Parameters
+    ----------
+    labels : ndarray of int or bool, shape (Z, Y, X)
+    angles : ndarray of shape (n_tilts,) in degrees, or a single-axis TiltGeometry
+    class_ids : mapping of name -> label id
+    width : int, optional
+        Detector width ``U`` (default ``X``).
+
+    Returns
+    -------
+    dict of name -> ndarray of bool, shape (n_tilts, Y, U)
+        ``out[name][t, y, u]`` is true when any voxel labelled ``class_ids[name]`` in row ``y``
+        falls on detector column ``u`` at tilt ``t``.
+    """
+    lab = require_numpy(labels, "labels")
+    if lab.ndim != 3:
+        raise GeometryError(f"labels must be (Z, Y, X), got shape {lab.shape}")
+    ang, du = _single_axis(angles)
+    Z, Y, X = lab.shape
+    U = X if width is None else int(width)
+    names = list(class_ids)
+    # one-hot planes (Z*X, n_classes*Y): one sparse product per tilt covers every class
+    planes = np.concatenate(
+        [_planes((lab == class_ids[n]).astype(np.float32)) for n in names], axis=1
+    )
+    out = {n: np.empty((ang.size, Y, U), dtype=bool) for n in names}
+    for i, (a, d) in enumerate(zip(ang, du, strict=True)):
+        counts = splat_matrix(a, d, Z, X, U, nearest=True) @ planes  # (U, n_classes*Y)
+        for k, n in enumerate(names):
+            out[n][i] = counts[:, k * Y:(k + 1) * Y].T > 0
+    return out
+
+
+def electron_wavelength_angstrom(voltage_kv: float) -> float:
+    """Relativistic electron wavelength in Å for an acceleration voltage in kV."""
+    v = voltage_kv * 1e3
+    return float(12.2643 / np.sqrt(v * (1 + 0.978466e-6 * v)))
+
+
+def ctf_2d(shape: Sequence[int], pixel_size_angstrom: float, defocus_um: float, *,
+           voltage_kv: float = 300.0, amplitude_contrast: float = 0.07,
+           bfactor_angstrom2: float = 0.0) -> np.ndarray:
+    """Radially symmetric phase-contrast CTF (no astigmatism, no Cs) on an rfft2 grid.
+
+    ``CTF(k) = -(sqrt(1-A^2) sin(chi) + A cos(chi)) * exp(-B k^2 / 4)``,
+    ``chi = pi * lambda * defocus * k^2`` (underfocus positive).
+
+    Returns
+    -------
+    ndarray of shape (Y, U//2 + 1)
+    """
+    Y, U = (int(s) for s in shape)
+    ky = np.fft.fftfreq(Y, d=pixel_size_angstrom)[:, None]
+    ku = np.fft.rfftfreq(U, d=pixel_size_angstrom)[None, :]
+    k2 = ky**2 + ku**2
+    chi = np.pi * electron_wavelength_angstrom(voltage_kv) * defocus_um * 1e4 * k2
+    a = amplitude_contrast
+    return -(np.sqrt(1 - a**2) * np.sin(chi) + a * np.cos(chi)) * np.exp(-bfactor_angstrom2 * k2 / 4)
+
+
+def apply_blur(images: np.ndarray, *, kind: str, pixel_size_angstrom: float,
+               defocus_um: float = 3.0, sigma_px: float = 1.0) -> np.ndarray:
+    """Blur each tilt image: ``kind`` is ``"none"``, ``"gaussian"`` or ``"ctf"``.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_tilts, Y, U)
+
+    Returns
+    -------
+    ndarray of float32, shape (n_tilts, Y, U)
+    """
+    img = require_numpy(images, "images").astype(np.float32, copy=False)
+    if kind == "none":
+        return img
+    Y, U = img.shape[1:]
+    if kind == "ctf":
+        h = ctf_2d((Y, U), pixel_size_angstrom, defocus_um)
+    elif kind == "gaussian":
+        ky = np.fft.fftfreq(Y)[:, None]
+        ku = np.fft.rfftfreq(U)[None, :]
+        h = np.exp(-2 * np.pi**2 * sigma_px**2 * (ky**2 + ku**2))
+    else:
+        raise ConfigError(f"unknown blur {kind!r}; valid: none, gaussian, ctf")
+    out = np.fft.irfft2(np.fft.rfft2(img, axes=(1, 2)) * h, s=(Y, U), axes=(1, 2))
+    return out.astype(np.float32)
+
+
+def add_noise(images: np.ndarray, snr: float | None,
+              seeds: Sequence[np.random.SeedSequence]) -> np.ndarray:
+    """Add white Gaussian noise so that each tilt has ``var(signal) / var(noise) = snr``.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_tilts, Y, U)
+        Noise-free images.
+    snr : float or None
+        Variance ratio per tilt; ``None`` or ``inf`` adds nothing.
+    seeds : sequence of numpy.random.SeedSequence, length n_tilts
+        One per tilt, so a tilt's noise does not depend on how tilts are chunked.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_tilts, Y, U)
+    """
+    img = require_numpy(images, "images").astype(np.float32, copy=True)
+    if snr is None or np.isinf(snr):
+        return img
+    if not snr > 0:
+        raise ConfigError(f"snr must be > 0 (or None for no noise), got {snr}")
+    if len(seeds) != img.shape[0]:
+        raise ConfigError(f"need one seed per tilt ({img.shape[0]}), got {len(seeds)}")
+    for i, seed in enumerate(seeds):
+        sigma = float(np.sqrt(img[i].var(dtype=np.float64) / snr))
+        img[i] += np.random.default_rng(seed).normal(0.0, sigma, img[i].shape).astype(np.float32)
+    return img
