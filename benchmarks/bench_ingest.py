@@ -49,6 +49,14 @@ def memory_now() -> dict[str, int]:
     return out
 
 
+def probe(dask_worker: object = None) -> dict[str, int]:
+    """:func:`memory_now` plus ``managed``: bytes of task results the worker holds in memory."""
+    mem = memory_now()
+    state = getattr(dask_worker, "state", None)
+    mem["managed"] = int(getattr(state, "nbytes", 0))
+    return mem
+
+
 def warm_up() -> dict[str, int]:
     """Import what the ingest tasks use, so the baseline includes it; return memory now."""
     import cryoflow.io.mrc  # noqa: F401
@@ -65,18 +73,32 @@ class Sampler:
     client: object
     interval_s: float = 0.1
     peaks: dict[str, dict[str, int]] = field(default_factory=dict)
+    timeline: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # (t, rss)
     n_samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def _loop(self) -> None:
+        t0 = time.perf_counter()
         while not self._stop.is_set():
-            for addr, mem in self.client.run(memory_now).items():  # type: ignore[attr-defined]
+            for addr, mem in self.client.run(probe).items():  # type: ignore[attr-defined]
+                self.timeline.setdefault(addr, []).append((time.perf_counter() - t0, mem["rss"]))
                 peak = self.peaks.setdefault(addr, {k: 0 for k in mem})
                 for k, v in mem.items():
                     peak[k] = max(peak[k], v)
             self.n_samples += 1
             self._stop.wait(self.interval_s)
+
+    def quarters(self, addr: str) -> list[int]:
+        """Highest RSS in each quarter of the run (a plateau, or growth over time?)."""
+        samples = self.timeline.get(addr, [])
+        if not samples:
+            return [0, 0, 0, 0]
+        end = samples[-1][0] or 1.0
+        return [
+            max((r for t, r in samples if q / 4 <= t / end <= (q + 1) / 4), default=0)
+            for q in range(4)
+        ]
 
     def __enter__(self) -> Sampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -157,6 +179,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
         "write_s": t_write,
         "base": base,
         "peak": sampler.peaks,
+        "quarters": {a: sampler.quarters(a) for a in sampler.peaks},
         "maxrss": maxrss,
         "samples": sampler.n_samples,
         "workers_kept": workers_before == workers_after,
@@ -174,7 +197,10 @@ def report(r: dict) -> None:
         f"tilt check {'ok' if r['correct'] else 'FAILED'}, "
         f"workers {'kept' if r['workers_kept'] else 'RESTARTED'}"
     )
-    print("  worker                  base MiB  peak MiB (anon/file)  VmHWM MiB  (peak-base)/chunk")
+    print(
+        "  worker                  base MiB  peak MiB (anon/file)  VmHWM MiB  (peak-base)/chunk"
+        "  managed MiB  peak per quarter of the run"
+    )
     for i, addr in enumerate(sorted(r["base"])):
         base, peak, maxrss = r["base"][addr], r["peak"].get(addr, {}), r["maxrss"][addr]
         top = max(peak.get("rss", 0), maxrss)
@@ -182,6 +208,8 @@ def report(r: dict) -> None:
             f"  {i}  {addr[-22:]:>22}  {base['rss'] / MIB:7.0f}  {peak.get('rss', 0) / MIB:7.0f} "
             f"({peak.get('anon', 0) / MIB:.0f}/{peak.get('file', 0) / MIB:.0f})"
             f"  {maxrss / MIB:9.0f}  {(top - base['rss']) / r['chunk_bytes']:10.1f}"
+            f"  {peak.get('managed', 0) / MIB:11.0f}  "
+            + " ".join(f"{q / MIB:.0f}" for q in r["quarters"].get(addr, []))
         )
 
 

@@ -16,7 +16,7 @@ from cryoflow.errors import CryoflowError
 
 # Command modules, in the order ``cryoflow --help`` lists them.
 COMMAND_MODULES: list[str] = [
-    "demo",
+    "demo", "simulate",
     "ingest", "export", "verify",
     "reconstruct", "lift", "edges", "localize",
     "run", "check", "certs",

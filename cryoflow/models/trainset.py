@@ -82,9 +82,10 @@ class TrainingSet:
 
     def loss_weights(self) -> np.ndarray:
         """ndarray of shape (h, w), float32: 1 inside the box, 0 on the context margin."""
-        w = np.zeros(self.images.shape[1:], dtype=np.float32)
+        h, wd = int(self.images.shape[1]), int(self.images.shape[2])
+        w = np.zeros((h, wd), dtype=np.float32)
         m = self.margin
-        w[m : w.shape[0] - m, m : w.shape[1] - m] = 1.0
+        w[m : h - m, m : wd - m] = 1.0
         return w
 
     def describe(self) -> dict[str, Any]:

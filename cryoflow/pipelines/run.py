@@ -27,13 +27,10 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import product
 from typing import Any
 
 import numpy as np
 import zarr
-from dask.base import tokenize
-from dask.delayed import delayed
 
 from cryoflow.errors import ConfigError, CryoflowError, NodeNotFoundError
 from cryoflow.io import nodes
@@ -46,34 +43,13 @@ from cryoflow.io.layout import (
     open_dataset,
 )
 from cryoflow.io.nodes import ATTR
+from cryoflow.io.writer import store_blocks
 from cryoflow.pipelines.config import PipelineConfig, StepConfig
 from cryoflow.pipelines.provenance import make_record, run_token
 from cryoflow.pipelines.steps import Plan, get_adapter
 
 RUNS = "runs"
 PROGRESS = "progress"
-
-
-# ---------------------------------------------------------------------------- chunk writes
-def write_chunk(block: np.ndarray, target: zarr.Array, index: tuple[slice, ...]) -> int:
-    """Write one computed block into ``target[index]`` (idempotent); return its byte count."""
-    value = np.asarray(block)
-    target[index] = value
-    return int(value.nbytes)
-
-
-def chunk_indices(
-    chunks: tuple[tuple[int, ...], ...],
-) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
-    """``(block index, slices)`` of every block of a Dask chunking, in C order."""
-    offsets = [np.cumsum((0, *c[:-1])) for c in chunks]
-    out = []
-    for idx in product(*(range(len(c)) for c in chunks)):
-        sl = tuple(
-            slice(int(offsets[a][i]), int(offsets[a][i]) + chunks[a][i]) for a, i in enumerate(idx)
-        )
-        out.append((idx, sl))
-    return out
 
 
 # ---------------------------------------------------------------------------- summary
@@ -143,7 +119,7 @@ class _Engine:
         self.log = log
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.summary = RunSummary(self.run_id, {s.name: StepStats() for s in config.steps})
-        self.root = open_dataset(self.store, mode="r+")
+        self.root: Any = open_dataset(self.store, mode="r+")
         self.steps = [s for s in config.steps if s.name != "ingest"]  # ingest runs first, apart
         self.futures: dict[Any, tuple[_Unit, Any]] = {}
         self.active: dict[str, _Unit] = {}
@@ -159,7 +135,8 @@ class _Engine:
         meta = nodes.read_raw_metadata(self.root, final)
         if meta is not None:
             attrs = (meta.get("attributes", {}) or {}).get(ATTR, {}) or {}
-            if attrs.get("complete") and attrs.get("write_id") == token:
+            current = attrs.get("write_id") == token and not attrs.get(nodes.STALE)
+            if attrs.get("complete") and current:
                 return None
         parent = self.root.require_group(f"{TOMOGRAMS}/{tomogram}/{RESULTS}/{plan.step}")
         leaf = f"{nodes.TMP_PREFIX}{plan.key}-{token[:16]}"
@@ -187,7 +164,7 @@ class _Engine:
     ) -> tuple[zarr.Array, bool]:
         """The staging array (reused when a run with this token left it) and whether reused."""
         if leaf in parent:
-            arr = parent[leaf]
+            arr: Any = parent[leaf]
             if (
                 isinstance(arr, zarr.Array)
                 and arr.shape == shape
@@ -199,7 +176,7 @@ class _Engine:
         record = make_record(
             plan.step, params, plan.inputs, checkpoints=plan.checkpoints, token=token
         )
-        meta = {
+        meta: Any = {
             "kind": "result",
             "complete": False,
             "write_id": token,
@@ -221,7 +198,7 @@ class _Engine:
     def _progress(
         self, tomogram: str, plan: Plan, token: str, n_chunks: int, *, fresh: bool
     ) -> zarr.Array:
-        group = self.root.require_group(f"{RUNS}/{PROGRESS}/{tomogram}")
+        group: Any = self.root.require_group(f"{RUNS}/{PROGRESS}/{tomogram}")
         name = f"{plan.step}.{plan.key}.{token[:16]}"
         if not fresh and name in group and group[name].shape == (n_chunks,):
             return group[name]
@@ -232,18 +209,11 @@ class _Engine:
     # -- submitting ----------------------------------------------------------------------
     def _submit(self, unit: _Unit) -> None:
         done = np.asarray(unit.progress[...]) > 0
-        data = unit.plan.data
-        blocks = data.to_delayed(optimize_graph=True)
-        tasks, numbers = [], []
-        for number, (idx, index) in enumerate(chunk_indices(data.chunks)):
-            if done[number]:
-                continue
-            # "<step>:<tomogram>" is one word for Dask's key_split: grouped per tomogram
-            key = f"{unit.plan.step}:{unit.tomogram}-{unit.token[:8]}-{number}"
-            tasks.append(
-                delayed(write_chunk, pure=True)(blocks[idx], unit.target, index, dask_key_name=key)
-            )
-            numbers.append(number)
+        # one idempotent write task per chunk, numbered in C order like the progress array;
+        # "<step>:<tomogram>" is one word for Dask's key_split, so the dashboard groups per tomogram
+        writes = store_blocks(unit.plan.data, unit.target, name=f"{unit.plan.step}:{unit.tomogram}")
+        numbers = [n for n in range(len(writes)) if not done[n]]
+        tasks = [writes[n] for n in numbers]
         skipped = len(done) - len(tasks)
         if skipped and not self.quiet:
             self.log(
@@ -291,10 +261,16 @@ class _Engine:
     # -- results -------------------------------------------------------------------------
     def _complete(self, unit: _Unit) -> None:
         """Every chunk recorded: mark complete, publish, drop progress, go on."""
-        meta = dict(unit.target.attrs[ATTR])
+        meta: dict[str, Any] = dict(unit.target.attrs[ATTR])  # type: ignore[arg-type]
         meta["complete"] = True
         meta["provenance"] = {**meta["provenance"], "run_id": self.run_id}
         unit.target.attrs[ATTR] = meta
+        if nodes.exists(unit.parent, unit.plan.key):
+            # results derived from the node being replaced are refused by readers from now on
+            from cryoflow.io.lineage import mark_dependents_stale
+
+            rel = f"{RESULTS}/{unit.plan.step}/{unit.plan.key}"
+            mark_dependents_stale(self.store, unit.tomogram, rel)
         nodes.publish(unit.parent, unit.staging_leaf, unit.plan.key, overwrite=True)
         progress_group = self.root[f"{RUNS}/{PROGRESS}/{unit.tomogram}"]
         nodes.delete_node(progress_group, unit.progress.basename)
@@ -360,7 +336,7 @@ class _Engine:
         return self.summary
 
 
-def store_summary(root: zarr.Group, summary: RunSummary) -> None:
+def store_summary(root: Any, summary: RunSummary) -> None:
     """Record ``summary`` under ``runs/<run_id>`` and as ``runs``' ``latest``."""
     runs = root.require_group(RUNS)
     runs.create_group(
@@ -371,10 +347,10 @@ def store_summary(root: zarr.Group, summary: RunSummary) -> None:
 
 def read_summary(store: object, run_id: str | None = None) -> dict[str, Any]:
     """The stored summary of run ``run_id`` (default: the latest run)."""
-    root = open_dataset(store)
+    root: Any = open_dataset(store)
     if RUNS not in root:
         raise NodeNotFoundError(f"{nodes.store_label(store)}: no run recorded in this dataset")
-    runs = root[RUNS]
+    runs: Any = root[RUNS]
     rid = run_id or (runs.attrs.get(ATTR, {}) or {}).get("latest")
     if not rid or rid not in runs:
         raise NodeNotFoundError(f"{nodes.store_label(store)}: no run {rid!r} recorded")

@@ -60,12 +60,11 @@ Adapter = Callable[[object, str, Any], Plan]
 
 
 # ---------------------------------------------------------------------------- inputs
-def node_identity(store: object, path: str, what: str) -> tuple[Any, str]:
-    """Open the complete node at ``path`` and return ``(node, write_id)``."""
-    root = open_dataset(store)
-    node = open_node(root, path, what=what)
+def node_identity(store: object, path: str, what: str) -> str:
+    """The ``write_id`` of the complete, safe node at ``path`` (changes whenever it is rewritten)."""
+    node = open_node(open_dataset(store), path, what=what)
     meta = node.attrs.get(ATTR, {}) or {}
-    return node, str(meta.get("write_id") or meta.get("provenance", {}).get("created", ""))
+    return str(meta.get("write_id") or meta.get("provenance", {}).get("created", ""))
 
 
 def tilt_series_input(store: object, tomogram: str, source: str) -> tuple[Any, dict[str, str]]:
@@ -75,10 +74,10 @@ def tilt_series_input(store: object, tomogram: str, source: str) -> tuple[Any, d
     name = validate_name(tomogram, "tomogram name")
     if source == "tilt_series":
         path = f"{TOMOGRAMS}/{name}/{TILT_SERIES}"
-        _, ident = node_identity(store, path, "tilt series")
+        ident = node_identity(store, path, "tilt series")
         return open_tilt_series(store, name), {path: ident}
     path = f"{TOMOGRAMS}/{name}/{RESULTS}/{source}/tilt_series"
-    _, ident = node_identity(store, path, "result")
+    ident = node_identity(store, path, "result")
     images = open_result(store, name, source, "tilt_series")
     raw = open_tilt_series(store, name)
     images = images.assign_coords(angle=("tilt", raw.coords["angle"].values))

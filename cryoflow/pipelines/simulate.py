@@ -1,0 +1,237 @@
+"""``cryoflow simulate``: synthetic cellular tomograms with ground truth, written to a store.
+
+Per tomogram ``sim_NNN`` (same layout as ingest, see ``docs/design/store.md``):
+
+- ``tilt_series`` ``(tilt, y, x)`` with ``TiltGeometry.single_axis(angles)``;
+- ``volumes/truth_density`` and ``labels/truth_labels`` ``(z, y, x)`` (ids in
+  :mod:`cryoflow.simulate.classes`);
+- ``results/truth/masks2d_<class>`` ``(tilt, y, x)`` uint8, one per present class;
+- ``results/truth/particles`` and ``results/truth/mito_boxes`` tables;
+- ``volumes/tomogram``: the weighted back-projection of ``cryoflow reconstruct``
+  (:func:`cryoflow.pipelines.reconstruct.reconstruction`) of the simulated tilt series.
+
+Tomograms are simulated in parallel on the Client, a batch (one per worker) at a time: one
+phantom task per tomogram, its tilts split into tasks of ``tilts_per_task`` tilts (all tilts
+for small volumes), the reconstruction chunked in 3D. The batch is persisted on the cluster,
+then written with the store's chunk writers and released.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+from cryoflow.errors import AlreadyExistsError
+from cryoflow.geometry import TiltGeometry
+from cryoflow.io import store as S
+from cryoflow.io.provenance import make_provenance
+from cryoflow.pipelines.cluster import compute_with_progress, wait_with_progress
+from cryoflow.pipelines.reconstruct import ReconstructConfig, reconstruction
+from cryoflow.simulate.dataset import SimulationConfig, simulate_phantom, simulate_tilts
+
+__all__ = ["simulate_dataset", "tilts_per_task", "tomogram_graph"]
+
+TRUTH_STEP = "truth"
+
+
+def tilts_per_task(config: SimulationConfig) -> int:
+    """Tilts projected per task: all of them for small volumes, 8 for large ones."""
+    n = config.angles_deg.size
+    return n if int(np.prod(config.shape)) <= 2**21 else min(n, 8)
+
+
+def tomogram_graph(config: SimulationConfig, index: int) -> dict[str, Any]:
+    """Lazy simulation of tomogram ``index``.
+
+    Returns
+    -------
+    dict with
+        ``density`` (Z, Y, X) float32, ``labels`` (Z, Y, X) uint8, ``tilt_series``
+        (n_tilts, Y, X) float32, ``masks2d`` {class: (n_tilts, Y, X) uint8}, ``tomogram``
+        (Z, Y, X) float32 (Dask arrays), ``particles`` and ``mito_boxes`` (Delayed DataFrames).
+    """
+    name = config.tomogram_name(index)
+    tok = tokenize(config.to_dict(), index)
+    Z, Y, X = config.shape
+    angles = config.angles_deg
+    # 1. the phantom: one task
+    phantom = dask.delayed(simulate_phantom, pure=True)(
+        config, index, dask_key_name=f"simulate-phantom-{name}-{tok}"
+    )
+
+    def field(attr: str) -> Any:
+        return dask.delayed(getattr, pure=True)(
+            phantom, attr, dask_key_name=f"simulate-{attr}-{name}-{tok}"
+        )
+
+    density = da.from_delayed(field("density"), (Z, Y, X), dtype=np.float32,
+                              meta=np.empty((0, 0, 0), np.float32))
+    labels = da.from_delayed(field("labels"), (Z, Y, X), dtype=np.uint8,
+                             meta=np.empty((0, 0, 0), np.uint8))
+    # 2. tilt images and 2D masks, a block of tilts per task
+    step = tilts_per_task(config)
+    image_blocks: list[da.Array] = []
+    mask_blocks: dict[str, list[da.Array]] = {c: [] for c in config.classes}
+    for start in range(0, angles.size, step):
+        idx = list(range(start, min(start + step, angles.size)))
+        block = dask.delayed(simulate_tilts, pure=True, nout=2)(
+            config, index, phantom, idx, dask_key_name=f"simulate-tilts-{name}-{start}-{tok}"
+        )
+        image_blocks.append(da.from_delayed(block[0], (len(idx), Y, X), dtype=np.float32,
+                                            meta=np.empty((0, 0, 0), np.float32)))
+        for c in config.classes:
+            mask_blocks[c].append(da.from_delayed(block[1][c], (len(idx), Y, X), dtype=bool,
+                                                  meta=np.empty((0, 0, 0), bool)))
+    tilt_series = da.concatenate(image_blocks, axis=0)
+    masks2d = {c: da.concatenate(b, axis=0).astype(np.uint8) for c, b in mask_blocks.items()}
+    # 3. the reconstruction, exactly as ``cryoflow reconstruct`` makes it
+    tomogram, _ = reconstruction(
+        tilt_series, TiltGeometry.single_axis(angles),
+        ReconstructConfig(thickness=Z, chunk=128), prefix=f"simulate-{name}",
+    )
+    return {
+        "density": density,
+        "labels": labels,
+        "tilt_series": tilt_series,
+        "masks2d": masks2d,
+        "tomogram": tomogram,
+        "particles": field("particles"),
+        "mito_boxes": field("mito_boxes"),
+    }
+
+
+def _flatten(graph: dict[str, Any]) -> dict[str, Any]:
+    """``{"masks2d": {c: a}}`` -> ``{"masks2d/c": a}`` (Client.persist takes a flat list)."""
+    flat = {k: v for k, v in graph.items() if k != "masks2d"}
+    flat.update({f"masks2d/{c}": a for c, a in graph["masks2d"].items()})
+    return flat
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    graph = {k: v for k, v in flat.items() if not k.startswith("masks2d/")}
+    graph["masks2d"] = {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith("masks2d/")}
+    return graph
+
+
+def _check_free(store: Any, names: list[str], overwrite: bool) -> None:
+    if overwrite:
+        return
+    S.create_dataset(store)
+    taken = sorted(set(S.list_tomograms(store)) & set(names))
+    if taken:
+        raise AlreadyExistsError(
+            f"{store}: tomograms {', '.join(taken)} exist; pass --overwrite to replace them"
+        )
+
+
+def _run_together(client: Any, pendings: list[Any], description: str, quiet: bool) -> None:
+    """Run several store writes stage by stage, one cluster round per stage, then publish.
+
+    Stage ``k`` of every write is computed together (a pyramid level reads the level before,
+    so stages stay in order); any failure removes every unpublished temporary node.
+    """
+    try:
+        for k in range(max((len(p.stages) for p in pendings), default=0)):
+            tasks = [t for p in pendings if k < len(p.stages) for t in p.stages[k]()]
+            if tasks:
+                compute_with_progress(client, tasks, description, quiet=quiet)
+        for p in pendings:
+            p.commit()
+    except BaseException:
+        for p in pendings:
+            p.abort()
+        raise
+
+
+def _provenance(config: SimulationConfig) -> dict[str, Any]:
+    return make_provenance("simulate", parameters=config.to_dict(), inputs={"seed": config.seed})
+
+
+def _tilt_series_write(store: Any, name: str, g: dict[str, Any], config: SimulationConfig,
+                       overwrite: bool) -> Any:
+    geometry = TiltGeometry.single_axis(config.angles_deg)
+    return S.write_tilt_series(store, name, g["tilt_series"], geometry,
+                               config.pixel_size_angstrom, overwrite=overwrite,
+                               provenance=_provenance(config), compute=False)
+
+
+def _truth_writes(client: Any, store: Any, name: str, g: dict[str, Any],
+                  config: SimulationConfig, overwrite: bool) -> list[Any]:
+    """Pending writes of the truth and the tomogram (tables are written at once)."""
+    prov = _provenance(config)
+    px = config.pixel_size_angstrom
+    pendings = [
+        S.write_volume(store, name, "truth_density", g["density"], pixel_size_angstrom=px,
+                       provenance=prov, overwrite=overwrite, compute=False),
+        S.write_volume(store, name, "truth_labels", g["labels"], pixel_size_angstrom=px,
+                       provenance=prov, kind="label", overwrite=overwrite, compute=False),
+    ]
+    for c, mask in g["masks2d"].items():
+        pendings.append(S.write_result(
+            store, name, TRUTH_STEP, f"masks2d_{c}", mask, dims=("tilt", "y", "x"),
+            provenance=prov, attrs={"class": c, "rule": "any-projection, nearest neighbour"},
+            overwrite=overwrite, compute=False,
+        ))
+    particles, boxes = client.compute([g["particles"], g["mito_boxes"]], sync=True)
+    S.write_table(store, name, TRUTH_STEP, "particles", particles, provenance=prov,
+                  overwrite=overwrite)
+    S.write_table(store, name, TRUTH_STEP, "mito_boxes", boxes, provenance=prov,
+                  overwrite=overwrite)
+    recon_prov = make_provenance(
+        "reconstruct", parameters={"filter": "ramp", "thickness": config.shape[0]},
+        inputs={"tilt_series": f"tomograms/{name}/tilt_series", "simulate": config.to_dict()},
+    )
+    pendings.append(S.write_volume(store, name, "tomogram", g["tomogram"],
+                                   pixel_size_angstrom=px, provenance=recon_prov,
+                                   overwrite=overwrite, compute=False))
+    return pendings
+
+
+def simulate_dataset(
+    client: Any,
+    store: Any,
+    config: SimulationConfig,
+    *,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> list[str]:
+    """Simulate ``config.n_tomograms`` tomograms into ``store``; return their names.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    store : path, fsspec URL or zarr.Group of the dataset (created when missing)
+    config : SimulationConfig
+    overwrite : replace tomograms of the same names.
+
+    Raises
+    ------
+    AlreadyExistsError
+        A tomogram of the same name exists and ``overwrite`` is false (nothing is written).
+    """
+    from distributed import futures_of
+
+    names = [config.tomogram_name(i) for i in range(config.n_tomograms)]
+    _check_free(store, names, overwrite)
+    batch = max(1, len(client.scheduler_info().get("workers", {})))
+    for start in range(0, config.n_tomograms, batch):
+        idx = list(range(start, min(start + batch, config.n_tomograms)))
+        graphs = [_flatten(tomogram_graph(config, i)) for i in idx]
+        persisted = client.persist([c for g in graphs for c in g.values()])
+        label = ", ".join(names[i] for i in idx)
+        wait_with_progress(client, futures_of(persisted), f"simulate {label}", quiet=quiet)
+        it = iter(persisted)
+        held = [_unflatten({k: next(it) for k in g}) for g in graphs]
+        # the tilt series first: it publishes each new tomogram's group
+        pendings = [_tilt_series_write(store, names[i], h, config, overwrite)
+                    for i, h in zip(idx, held, strict=True)]
+        _run_together(client, pendings, f"write tilt series {label}", quiet)
+        pendings = [p for i, h in zip(idx, held, strict=True)
+                    for p in _truth_writes(client, store, names[i], h, config, overwrite)]
+        _run_together(client, pendings, f"write truth {label}", quiet)
+        del persisted, held
+    return names
