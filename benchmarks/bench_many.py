@@ -66,6 +66,11 @@ class MemoryWatch:
         self._thread.join()
 
 
+def _warm_up() -> None:
+    import cryoflow.api  # noqa: F401 - the back-projection stack the run uses
+    import cryoflow.pipelines.steps  # noqa: F401
+
+
 def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
     from distributed import Client, LocalCluster, get_task_stream
 
@@ -96,6 +101,7 @@ def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
         ) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):
+        client.run(_warm_up)  # imports (torch) happen before the clock starts
         with MemoryWatch(client) as watch, get_task_stream(client=client) as stream:
             t0 = time.perf_counter()
             summary = run_pipeline(cfg, client, quiet=True)

@@ -13,12 +13,12 @@ def register(app: typer.Typer) -> None:
         n_tomograms: int = typer.Option(None, "--n-tomograms", help="Tomograms to simulate."),
         seed: int = typer.Option(None, "--seed", help="Root seed (default 0)."),
         snr: float = typer.Option(None, "--snr", help="Per-tilt signal/noise variance ratio."),
-        tilt_range: tuple[float, float] = typer.Option(
-            (None, None), "--tilt-range", help="Lowest and highest tilt angle, degrees."
+        tilt_range: tuple[float, float] | None = typer.Option(
+            None, "--tilt-range", help="Lowest and highest tilt angle, degrees."
         ),
         tilt_step: float = typer.Option(None, "--tilt-step", help="Tilt increment, degrees."),
-        shape: tuple[int, int, int] = typer.Option(
-            (None, None, None), "--shape", help="Volume shape Z Y X in voxels."
+        shape: tuple[int, int, int] | None = typer.Option(
+            None, "--shape", help="Volume shape Z Y X in voxels."
         ),
         blur: str = typer.Option(None, "--blur", help="none, gaussian or ctf."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace tomograms of the same names."),
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Simulate cellular phantoms, their tilt series, 2D/3D truth and reconstructions."""
         from cryoflow.pipelines.cluster import ClusterConfig, connect
-        from cryoflow.pipelines.simulate import simulate_dataset
+        from cryoflow.pipelines.simulate import check_free, simulate_dataset
         from cryoflow.simulate.dataset import SimulationConfig
 
         overrides = {
@@ -35,14 +35,15 @@ def register(app: typer.Typer) -> None:
             "seed": seed,
             "snr": snr,
             "tilt_step_deg": tilt_step,
-            "tilt_min_deg": tilt_range[0],
-            "tilt_max_deg": tilt_range[1],
-            "shape": None if shape[0] is None else tuple(shape),
+            "tilt_min_deg": None if tilt_range is None else tilt_range[0],
+            "tilt_max_deg": None if tilt_range is None else tilt_range[1],
+            "shape": None if shape is None else tuple(shape),
             "blur": blur,
         }
         config = SimulationConfig.preset(
             preset, **{k: v for k, v in overrides.items() if v is not None}
         )
+        check_free(out, config, overwrite)
         with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:
             names = simulate_dataset(client, out, config, overwrite=overwrite)
         z, y, x = config.shape

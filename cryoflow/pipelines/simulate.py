@@ -33,7 +33,7 @@ from cryoflow.pipelines.cluster import compute_with_progress, wait_with_progress
 from cryoflow.pipelines.reconstruct import ReconstructConfig, reconstruction
 from cryoflow.simulate.dataset import SimulationConfig, simulate_phantom, simulate_tilts
 
-__all__ = ["simulate_dataset", "tilts_per_task", "tomogram_graph"]
+__all__ = ["check_free", "simulate_dataset", "tilts_per_task", "tomogram_graph"]
 
 TRUTH_STEP = "truth"
 
@@ -117,7 +117,9 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return graph
 
 
-def _check_free(store: Any, names: list[str], overwrite: bool) -> None:
+def check_free(store: Any, config: SimulationConfig, overwrite: bool) -> None:
+    """Refuse (``AlreadyExistsError``) when a tomogram to simulate exists and no overwrite."""
+    names = [config.tomogram_name(i) for i in range(config.n_tomograms)]
     if overwrite:
         return
     S.create_dataset(store)
@@ -216,7 +218,7 @@ def simulate_dataset(
     from distributed import futures_of
 
     names = [config.tomogram_name(i) for i in range(config.n_tomograms)]
-    _check_free(store, names, overwrite)
+    check_free(store, config, overwrite)
     batch = max(1, len(client.scheduler_info().get("workers", {})))
     for start in range(0, config.n_tomograms, batch):
         idx = list(range(start, min(start + batch, config.n_tomograms)))
