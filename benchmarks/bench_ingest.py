@@ -218,8 +218,21 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="up to 4k x 4k x 120 (7.5 GiB)")
     parser.add_argument("--limit-mib", type=int, default=2048, help="worker memory limit")
     parser.add_argument("--sizes", default=None, help="e.g. 4096x4096x120,2048x2048x60")
+    parser.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=None,
+        help="set MALLOC_MMAP_THRESHOLD_ in the workers (glibc: big buffers via mmap, no heap)",
+    )
     parser.add_argument("--scratch", default=tempfile.gettempdir(), help="where data is written")
     args = parser.parse_args()
+    if args.mmap_threshold is not None:
+        import dask
+        import distributed  # noqa: F401  (registers its config)
+
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+        environ["MALLOC_MMAP_THRESHOLD_"] = args.mmap_threshold
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
     scratch = Path(tempfile.mkdtemp(prefix="cryoflow-bench-ingest-", dir=args.scratch))
     print(
         f"bench_ingest: 2 workers x 1 thread, memory limit {args.limit_mib} MiB each, "

@@ -147,6 +147,12 @@ def recorded_chunks(store: Path, names) -> int:
     return sum(len(list((store / "runs" / "progress" / n).glob("bin.*/c/*"))) for n in names)
 
 
+def mid_tomogram(store: Path, data, n_published: int) -> bool:
+    """``n_published`` results published and chunks of an unpublished one already recorded."""
+    done = published(store, data)
+    return len(done) >= n_published and recorded_chunks(store, [n for n in data if n not in done]) > 0
+
+
 def _cli(*args: str, log: Path) -> subprocess.Popen:
     return _spawn([sys.executable, "-m", "cryoflow.cli.main", *args], log)
 
@@ -192,12 +198,8 @@ def test_sigkill_client_then_rerun_recomputes_only_incomplete(tmp_path, cluster)
     data = make_dataset(store, 6)
     pipe = _pipeline_file(tmp_path, store, cluster.address)
     client_proc = _cli("run", str(pipe), "--quiet", log=tmp_path / "client1.log")
-    def mid_tomogram() -> bool:
-        done = published(store, data)
-        return len(done) >= 2 and recorded_chunks(store, [n for n in data if n not in done]) > 0
-
     try:
-        _wait_for(mid_tomogram, what="two published results and a third under way")
+        _wait_for(lambda: mid_tomogram(store, data, 2), what="two results and a third under way")
     finally:
         _kill(client_proc)  # SIGKILL: no cleanup of any kind
     before = published(store, data)
@@ -229,7 +231,7 @@ def test_half_written_store_verify_cleans_and_rerun_is_identical(tmp_path, clust
     pipe = _pipeline_file(tmp_path, store, cluster.address)
     proc = _cli("run", str(pipe), "--quiet", log=tmp_path / "client1.log")
     try:
-        _wait_for(lambda: len(published(store, data)) >= 1, what="a published result")
+        _wait_for(lambda: mid_tomogram(store, data, 1), what="a result and a second under way")
     finally:
         _kill(proc)
     assert len(published(store, data)) < len(data)

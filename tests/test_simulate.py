@@ -46,7 +46,15 @@ def test_shapes_and_dtypes(tiny):
     # every class is present in the phantom
     assert set(np.unique(sim.phantom.labels)) == set(range(7))
     assert list(sim.phantom.particles.columns[:9]) == [
-        "x", "y", "z", "class", "class_id", "conformation", "rot", "tilt", "psi"
+        "x",
+        "y",
+        "z",
+        "class",
+        "class_id",
+        "conformation",
+        "rot",
+        "tilt",
+        "psi",
     ]
     assert set(sim.phantom.particles["class"]) == {"ribosome", "rubisco"}
 
@@ -103,7 +111,7 @@ def test_granules_lie_inside_mitochondria(tiny):
     assert granule.any() and len(sim.phantom.mito_boxes) >= 1
     in_box = np.zeros_like(granule)
     for b in sim.phantom.mito_boxes.itertuples():
-        in_box[b.z0:b.z1, b.y0:b.y1, b.x0:b.x1] = True
+        in_box[b.z0 : b.z1, b.y0 : b.y1, b.x0 : b.x1] = True
     assert not (granule & ~in_box).any()
     # walking out of a granule along y or x always crosses the mitochondrial membrane
     mito = labels == C.MITO_MEMBRANE
@@ -191,3 +199,19 @@ def test_class_subset_only_paints_those_classes():
     assert ph.particles.empty and ph.mito_boxes.empty
     masks = class_masks2d(ph.labels, [0.0], {"membrane": C.MEMBRANE})
     np.testing.assert_array_equal(masks["membrane"][0], (ph.labels == C.MEMBRANE).any(axis=0))
+
+
+def test_blurs_keep_shape_and_act_as_filters():
+    from cryoflow.simulate.tilts import apply_blur, ctf_2d
+
+    rng = np.random.default_rng(4)
+    img = rng.normal(size=(2, 32, 40)).astype(np.float32) + 3.0
+    gauss = apply_blur(img, kind="gaussian", pixel_size_angstrom=10.0, sigma_px=1.5)
+    assert gauss.shape == img.shape and gauss.var() < 0.3 * img.var()
+    np.testing.assert_allclose(gauss.mean(), img.mean(), rtol=1e-4)
+    ctf = ctf_2d((32, 40), 10.0, 3.0)
+    assert ctf[0, 0] == pytest.approx(-0.07)  # amplitude contrast at zero frequency
+    assert (np.diff(np.sign(ctf[0])) != 0).any()  # oscillates (zero crossings) at 10 A, 3 um
+    assert apply_blur(img, kind="ctf", pixel_size_angstrom=10.0).shape == img.shape
+    with pytest.raises(ConfigError, match="valid: none, gaussian, ctf"):
+        apply_blur(img, kind="airy", pixel_size_angstrom=10.0)

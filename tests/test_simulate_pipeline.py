@@ -11,8 +11,13 @@ from cryoflow.pipelines.simulate import simulate_dataset
 from cryoflow.simulate.dataset import SimulationConfig, simulate_tomogram
 
 CFG = SimulationConfig(
-    n_tomograms=2, shape=(16, 32, 40), tilt_min_deg=-45, tilt_max_deg=45, tilt_step_deg=9,
-    seed=11, pixel_size_angstrom=25.0,
+    n_tomograms=2,
+    shape=(16, 32, 40),
+    tilt_min_deg=-45,
+    tilt_max_deg=45,
+    tilt_step_deg=9,
+    seed=11,
+    pixel_size_angstrom=25.0,
 )
 
 
@@ -20,8 +25,14 @@ CFG = SimulationConfig(
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=40) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=40,
+    ) as cluster:
         with Client(cluster, set_as_default=False) as c:
             yield c
 
@@ -54,8 +65,10 @@ def test_store_holds_what_the_simulator_made(simulated):
             m = S.open_result(store, name, "truth", f"masks2d_{c}")
             np.testing.assert_array_equal(np.asarray(m) != 0, sim.masks2d[c])
         particles = S.read_table(store, name, "truth", "particles")
-        np.testing.assert_allclose(particles[["x", "y", "z", "rot", "tilt", "psi"]].to_numpy(),
-                                   sim.phantom.particles[["x", "y", "z", "rot", "tilt", "psi"]])
+        np.testing.assert_allclose(
+            particles[["x", "y", "z", "rot", "tilt", "psi"]].to_numpy(),
+            sim.phantom.particles[["x", "y", "z", "rot", "tilt", "psi"]],
+        )
         assert list(particles["class"].astype(str)) == list(sim.phantom.particles["class"])
         boxes = S.read_table(store, name, "truth", "mito_boxes")
         np.testing.assert_array_equal(boxes.to_numpy(), sim.phantom.mito_boxes.to_numpy())
@@ -82,9 +95,28 @@ def test_cli_simulate(client, tmp_path, capsys):
     from cryoflow.cli.main import main
 
     out = tmp_path / "cli.zarr"
-    argv = ["simulate", "--out", str(out), "--shape", "12", "24", "24", "--tilt-range", "-30",
-            "30", "--tilt-step", "10", "--seed", "3", "--snr", "2", "--n-tomograms", "1",
-            "--scheduler", client.scheduler.address]
+    argv = [
+        "simulate",
+        "--out",
+        str(out),
+        "--shape",
+        "12",
+        "24",
+        "24",
+        "--tilt-range",
+        "-30",
+        "30",
+        "--tilt-step",
+        "10",
+        "--seed",
+        "3",
+        "--snr",
+        "2",
+        "--n-tomograms",
+        "1",
+        "--scheduler",
+        client.scheduler.address,
+    ]
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0

@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
             None, "--shape", help="Volume shape Z Y X in voxels."
         ),
         blur: str = typer.Option(None, "--blur", help="none, gaussian or ctf."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace tomograms of the same names."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace tomograms of the same names."
+        ),
         scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler."),
         workers: int = typer.Option(None, "--workers", help="Local worker processes (default 2)."),
     ) -> None:

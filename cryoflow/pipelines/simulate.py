@@ -68,10 +68,12 @@ def tomogram_graph(config: SimulationConfig, index: int) -> dict[str, Any]:
             phantom, attr, dask_key_name=f"simulate-{attr}-{name}-{tok}"
         )
 
-    density = da.from_delayed(field("density"), (Z, Y, X), dtype=np.float32,
-                              meta=np.empty((0, 0, 0), np.float32))
-    labels = da.from_delayed(field("labels"), (Z, Y, X), dtype=np.uint8,
-                             meta=np.empty((0, 0, 0), np.uint8))
+    density = da.from_delayed(
+        field("density"), (Z, Y, X), dtype=np.float32, meta=np.empty((0, 0, 0), np.float32)
+    )
+    labels = da.from_delayed(
+        field("labels"), (Z, Y, X), dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8)
+    )
     # 2. tilt images and 2D masks, a block of tilts per task
     step = tilts_per_task(config)
     image_blocks: list[da.Array] = []
@@ -81,17 +83,25 @@ def tomogram_graph(config: SimulationConfig, index: int) -> dict[str, Any]:
         block = dask.delayed(simulate_tilts, pure=True, nout=2)(
             config, index, phantom, idx, dask_key_name=f"simulate-tilts-{name}-{start}-{tok}"
         )
-        image_blocks.append(da.from_delayed(block[0], (len(idx), Y, X), dtype=np.float32,
-                                            meta=np.empty((0, 0, 0), np.float32)))
+        image_blocks.append(
+            da.from_delayed(
+                block[0], (len(idx), Y, X), dtype=np.float32, meta=np.empty((0, 0, 0), np.float32)
+            )
+        )
         for c in config.classes:
-            mask_blocks[c].append(da.from_delayed(block[1][c], (len(idx), Y, X), dtype=bool,
-                                                  meta=np.empty((0, 0, 0), bool)))
+            mask_blocks[c].append(
+                da.from_delayed(
+                    block[1][c], (len(idx), Y, X), dtype=bool, meta=np.empty((0, 0, 0), bool)
+                )
+            )
     tilt_series = da.concatenate(image_blocks, axis=0)
     masks2d = {c: da.concatenate(b, axis=0).astype(np.uint8) for c, b in mask_blocks.items()}
     # 3. the reconstruction, exactly as ``cryoflow reconstruct`` makes it
     tomogram, _ = reconstruction(
-        tilt_series, TiltGeometry.single_axis(angles),
-        ReconstructConfig(thickness=Z, chunk=128), prefix=f"simulate-{name}",
+        tilt_series,
+        TiltGeometry.single_axis(angles),
+        ReconstructConfig(thickness=Z, chunk=128),
+        prefix=f"simulate-{name}",
     )
     return {
         "density": density,
@@ -153,43 +163,90 @@ def _provenance(config: SimulationConfig) -> dict[str, Any]:
     return make_provenance("simulate", parameters=config.to_dict(), inputs={"seed": config.seed})
 
 
-def _tilt_series_write(store: Any, name: str, g: dict[str, Any], config: SimulationConfig,
-                       overwrite: bool) -> Any:
+def _tilt_series_write(
+    store: Any, name: str, g: dict[str, Any], config: SimulationConfig, overwrite: bool
+) -> Any:
     geometry = TiltGeometry.single_axis(config.angles_deg)
-    return S.write_tilt_series(store, name, g["tilt_series"], geometry,
-                               config.pixel_size_angstrom, overwrite=overwrite,
-                               provenance=_provenance(config), compute=False)
+    return S.write_tilt_series(
+        store,
+        name,
+        g["tilt_series"],
+        geometry,
+        config.pixel_size_angstrom,
+        overwrite=overwrite,
+        provenance=_provenance(config),
+        compute=False,
+    )
 
 
-def _truth_writes(client: Any, store: Any, name: str, g: dict[str, Any],
-                  config: SimulationConfig, overwrite: bool) -> list[Any]:
+def _truth_writes(
+    client: Any, store: Any, name: str, g: dict[str, Any], config: SimulationConfig, overwrite: bool
+) -> list[Any]:
     """Pending writes of the truth and the tomogram (tables are written at once)."""
     prov = _provenance(config)
     px = config.pixel_size_angstrom
     pendings = [
-        S.write_volume(store, name, "truth_density", g["density"], pixel_size_angstrom=px,
-                       provenance=prov, overwrite=overwrite, compute=False),
-        S.write_volume(store, name, "truth_labels", g["labels"], pixel_size_angstrom=px,
-                       provenance=prov, kind="label", overwrite=overwrite, compute=False),
+        S.write_volume(
+            store,
+            name,
+            "truth_density",
+            g["density"],
+            pixel_size_angstrom=px,
+            provenance=prov,
+            overwrite=overwrite,
+            compute=False,
+        ),
+        S.write_volume(
+            store,
+            name,
+            "truth_labels",
+            g["labels"],
+            pixel_size_angstrom=px,
+            provenance=prov,
+            kind="label",
+            overwrite=overwrite,
+            compute=False,
+        ),
     ]
     for c, mask in g["masks2d"].items():
-        pendings.append(S.write_result(
-            store, name, TRUTH_STEP, f"masks2d_{c}", mask, dims=("tilt", "y", "x"),
-            provenance=prov, attrs={"class": c, "rule": "any-projection, nearest neighbour"},
-            overwrite=overwrite, compute=False,
-        ))
+        pendings.append(
+            S.write_result(
+                store,
+                name,
+                TRUTH_STEP,
+                f"masks2d_{c}",
+                mask,
+                dims=("tilt", "y", "x"),
+                provenance=prov,
+                attrs={"class": c, "rule": "any-projection, nearest neighbour"},
+                overwrite=overwrite,
+                compute=False,
+            )
+        )
     particles, boxes = client.compute([g["particles"], g["mito_boxes"]], sync=True)
-    S.write_table(store, name, TRUTH_STEP, "particles", particles, provenance=prov,
-                  overwrite=overwrite)
-    S.write_table(store, name, TRUTH_STEP, "mito_boxes", boxes, provenance=prov,
-                  overwrite=overwrite)
+    S.write_table(
+        store, name, TRUTH_STEP, "particles", particles, provenance=prov, overwrite=overwrite
+    )
+    S.write_table(
+        store, name, TRUTH_STEP, "mito_boxes", boxes, provenance=prov, overwrite=overwrite
+    )
     recon_prov = make_provenance(
-        "reconstruct", parameters={"filter": "ramp", "thickness": config.shape[0]},
+        "reconstruct",
+        parameters={"filter": "ramp", "thickness": config.shape[0]},
         inputs={"tilt_series": f"tomograms/{name}/tilt_series", "simulate": config.to_dict()},
     )
-    pendings.append(S.write_volume(store, name, "tomogram", g["tomogram"],
-                                   pixel_size_angstrom=px, provenance=recon_prov,
-                                   overwrite=overwrite, compute=False))
+    pendings.append(
+        S.write_volume(
+            store,
+            name,
+            "tomogram",
+            g["tomogram"],
+            pixel_size_angstrom=px,
+            provenance=recon_prov,
+            overwrite=overwrite,
+            compute=False,
+        )
+    )
     return pendings
 
 
@@ -229,11 +286,16 @@ def simulate_dataset(
         it = iter(persisted)
         held = [_unflatten({k: next(it) for k in g}) for g in graphs]
         # the tilt series first: it publishes each new tomogram's group
-        pendings = [_tilt_series_write(store, names[i], h, config, overwrite)
-                    for i, h in zip(idx, held, strict=True)]
+        pendings = [
+            _tilt_series_write(store, names[i], h, config, overwrite)
+            for i, h in zip(idx, held, strict=True)
+        ]
         _run_together(client, pendings, f"write tilt series {label}", quiet)
-        pendings = [p for i, h in zip(idx, held, strict=True)
-                    for p in _truth_writes(client, store, names[i], h, config, overwrite)]
+        pendings = [
+            p
+            for i, h in zip(idx, held, strict=True)
+            for p in _truth_writes(client, store, names[i], h, config, overwrite)
+        ]
         _run_together(client, pendings, f"write truth {label}", quiet)
         del persisted, held
     return names

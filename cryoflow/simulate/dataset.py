@@ -24,14 +24,29 @@ BLURS = ("none", "gaussian", "ctf")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # unit tests: < 1 s per tomogram
-    "tiny": {"shape": (32, 64, 64), "tilt_step_deg": 6.0, "pixel_size_angstrom": 20.0,
-             "snr": 1.0, "blur": "none"},
+    "tiny": {
+        "shape": (32, 64, 64),
+        "tilt_step_deg": 6.0,
+        "pixel_size_angstrom": 20.0,
+        "snr": 1.0,
+        "blur": "none",
+    },
     # the demo and examples
-    "demo": {"shape": (64, 128, 128), "tilt_step_deg": 3.0, "pixel_size_angstrom": 14.0,
-             "snr": 0.5, "blur": "gaussian"},
+    "demo": {
+        "shape": (64, 128, 128),
+        "tilt_step_deg": 3.0,
+        "pixel_size_angstrom": 14.0,
+        "snr": 0.5,
+        "blur": "gaussian",
+    },
     # benchmarks: 61 tilts of 512 x 512, 200 x 512 x 512 volumes
-    "realistic": {"shape": (200, 512, 512), "tilt_step_deg": 2.0, "pixel_size_angstrom": 10.0,
-                  "snr": 0.2, "blur": "ctf"},
+    "realistic": {
+        "shape": (200, 512, 512),
+        "tilt_step_deg": 2.0,
+        "pixel_size_angstrom": 10.0,
+        "snr": 0.2,
+        "blur": "ctf",
+    },
 }
 
 
@@ -131,7 +146,9 @@ class SimulationConfig:
     def phantom_seed(self, index: int) -> np.random.SeedSequence:
         return np.random.SeedSequence(self.seed, spawn_key=(int(index), 0))
 
-    def noise_seeds(self, index: int, tilts: Sequence[int]) -> list[np.random.SeedSequence]:
+    def noise_seeds(
+        self, index: int, tilts: Sequence[int] | np.ndarray
+    ) -> list[np.random.SeedSequence]:
         return [np.random.SeedSequence(self.seed, spawn_key=(int(index), 1, int(k))) for k in tilts]
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,8 +210,13 @@ def simulate_tilts(
     idx = np.arange(all_angles.size) if tilts is None else np.asarray(tilts, dtype=int)
     angles = all_angles[idx]
     clean = project_sum(phantom.density, angles)
-    blurred = apply_blur(clean, kind=config.blur, pixel_size_angstrom=config.pixel_size_angstrom,
-                         defocus_um=config.defocus_um, sigma_px=config.blur_sigma_px)
+    blurred = apply_blur(
+        clean,
+        kind=config.blur,
+        pixel_size_angstrom=config.pixel_size_angstrom,
+        defocus_um=config.defocus_um,
+        sigma_px=config.blur_sigma_px,
+    )
     images = add_noise(blurred, config.snr, config.noise_seeds(index, idx))
     masks = class_masks2d(phantom.labels, angles, config.class_ids)
     return images, masks

@@ -118,7 +118,7 @@ def rotation_zyx_from_euler(euler_zyz_deg: Sequence[float]) -> np.ndarray:
 def render(
     tmpl: Template,
     shape: Sequence[int],
-    center: Sequence[float],
+    center: Sequence[float] | np.ndarray,
     pixel_size_angstrom: float,
     rotation_zyx: np.ndarray,
 ) -> tuple[Slices, np.ndarray]:

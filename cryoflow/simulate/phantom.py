@@ -18,8 +18,13 @@ from scipy import ndimage
 
 from cryoflow.errors import ConfigError
 from cryoflow.simulate import classes as C
-from cryoflow.simulate.particles import CONFORMATIONS, random_rotation, render, template
-from cryoflow.simulate.particles import rotation_zyx_from_euler
+from cryoflow.simulate.particles import (
+    CONFORMATIONS,
+    random_rotation,
+    render,
+    rotation_zyx_from_euler,
+    template,
+)
 from cryoflow.simulate.shapes import ball, ellipsoid, ellipsoid_shell, paint, tube
 
 # density of each material (mass per voxel, arbitrary units)
@@ -34,7 +39,16 @@ DENSITY_GRANULE = 2.5
 PARTICLE_FRACTION = {"ribosome": 0.05, "rubisco": 0.03}
 
 PARTICLE_COLUMNS = [
-    "x", "y", "z", "class", "class_id", "conformation", "rot", "tilt", "psi", "radius_px",
+    "x",
+    "y",
+    "z",
+    "class",
+    "class_id",
+    "conformation",
+    "rot",
+    "tilt",
+    "psi",
+    "radius_px",
 ]
 BOX_COLUMNS = ["z0", "y0", "x0", "z1", "y1", "x1"]
 
@@ -72,8 +86,9 @@ def _in_plane_rotation(angle_rad: float) -> np.ndarray:
 class _Builder:
     """Mutable state while one phantom is assembled (private to :func:`make_phantom`)."""
 
-    def __init__(self, shape: tuple[int, int, int], pixel_size_angstrom: float,
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self, shape: tuple[int, int, int], pixel_size_angstrom: float, rng: np.random.Generator
+    ) -> None:
         self.shape = shape
         self.px = pixel_size_angstrom
         self.rng = rng
@@ -86,7 +101,7 @@ class _Builder:
         self.particles: list[dict[str, object]] = []
 
     def free(self, slices: tuple[slice, ...], mask: np.ndarray) -> bool:
-        return mask.any() and not bool((self.occupied[slices] & mask).any())
+        return bool(mask.any()) and not bool((self.occupied[slices] & mask).any())
 
     # 1. a plasma membrane: a section of a large sphere; beyond it is outside the cell
     def plasma_membrane(self) -> None:
@@ -96,8 +111,14 @@ class _Builder:
         reach = radius + 0.35 * self.side
         center = ((Z - 1) / 2, (Y - 1) / 2 + reach * np.sin(phi), (X - 1) / 2 + reach * np.cos(phi))
         whole = (slice(0, Z), slice(0, Y), slice(0, X))
-        zz, yy, xx = np.ogrid[0:Z, 0:Y, 0:X]
-        dist = np.sqrt((zz - center[0]) ** 2 + (yy - center[1]) ** 2 + (xx - center[2]) ** 2) - radius
+        # float32 open grids: the whole volume is evaluated once
+        zz, yy, xx = (
+            (np.arange(n, dtype=np.float32) - np.float32(c)).reshape(view) ** 2
+            for n, c, view in zip(
+                self.shape, center, ((-1, 1, 1), (1, -1, 1), (1, 1, -1)), strict=True
+            )
+        )
+        dist = np.sqrt(zz + yy + xx) - np.float32(radius)
         shell = np.abs(dist) <= self.membrane_px / 2
         outside = dist < -self.membrane_px / 2
         self.density[outside] = DENSITY_OUTSIDE
@@ -108,7 +129,8 @@ class _Builder:
     # 2. mitochondria: double membrane, matrix, cristae, dense granules
     def mitochondria(self, with_granules: bool) -> None:
         Z, Y, X = self.shape
-        n = max(1, int(round(0.5 * Y * X / 64**2 / (1 + 0.25 * (self.side / 64 - 1)))))
+        # about a quarter of the section's area (one per square section)
+        n = max(1, int(0.25 * Y * X / (0.159 * self.side**2)))
         gap = self.membrane_px + max(1.0, 60.0 / self.px)  # outer-to-inner membrane spacing
         for _ in range(n):
             for _attempt in range(40):
@@ -131,8 +153,14 @@ class _Builder:
             self._one_mitochondrion(center, radii, rot, gap, with_granules)
             self.occupied[sl] |= solid
 
-    def _one_mitochondrion(self, center: Sequence[float], radii: tuple[float, float, float],
-                           rot: np.ndarray, gap: float, with_granules: bool) -> None:
+    def _one_mitochondrion(
+        self,
+        center: Sequence[float],
+        radii: tuple[float, float, float],
+        rot: np.ndarray,
+        gap: float,
+        with_granules: bool,
+    ) -> None:
         t = self.membrane_px
         inner_radii = tuple(r - gap for r in radii)
         sl, solid = ellipsoid(self.shape, center, inner_radii, rotation=rot, grow=-t / 2 - 0.5)
@@ -163,8 +191,13 @@ class _Builder:
         hi = [int(i.max()) + 1 + s.start for i, s in zip(idx, osl, strict=True)]
         self.mito_boxes.append(lo + hi)
 
-    def _granules(self, center: Sequence[float], inner_radii: Sequence[float], rot: np.ndarray,
-                  matrix: np.ndarray) -> None:
+    def _granules(
+        self,
+        center: Sequence[float],
+        inner_radii: Sequence[float],
+        rot: np.ndarray,
+        matrix: np.ndarray,
+    ) -> None:
         n = int(self.rng.integers(2, 6))
         placed = 0
         for _ in range(20 * n):
@@ -207,8 +240,13 @@ class _Builder:
         n = max(2, int(round(3 * self.side / 64)))
         step = self.side / 6
         for _ in range(n):
-            p = np.array([self.rng.uniform(radius + 1, Z - 2 - radius),
-                          self.rng.uniform(0, Y - 1), self.rng.uniform(0, X - 1)])
+            p = np.array(
+                [
+                    self.rng.uniform(radius + 1, Z - 2 - radius),
+                    self.rng.uniform(0, Y - 1),
+                    self.rng.uniform(0, X - 1),
+                ]
+            )
             phi, elev = self.rng.uniform(0, 2 * np.pi), self.rng.normal(0, 0.1)
             pts = [p]
             for _k in range(8):
@@ -256,11 +294,20 @@ class _Builder:
             paint(self.density, sl, m, DENSITY_PROTEIN)
             paint(self.labels, sl, m, class_id)
             self.occupied[sl] |= ndimage.binary_dilation(m, iterations=1)
-            self.particles.append({
-                "x": float(center[2]), "y": float(center[1]), "z": float(center[0]),
-                "class": name, "class_id": class_id, "conformation": conformation,
-                "rot": euler[0], "tilt": euler[1], "psi": euler[2], "radius_px": radius_px,
-            })
+            self.particles.append(
+                {
+                    "x": float(center[2]),
+                    "y": float(center[1]),
+                    "z": float(center[0]),
+                    "class": name,
+                    "class_id": class_id,
+                    "conformation": conformation,
+                    "rot": euler[0],
+                    "tilt": euler[1],
+                    "psi": euler[2],
+                    "radius_px": radius_px,
+                }
+            )
             placed += 1
 
 
@@ -290,7 +337,9 @@ def make_phantom(
     """
     shp = tuple(int(s) for s in shape)
     if len(shp) != 3 or min(shp) < 8:
-        raise ConfigError(f"phantom shape must be (Z, Y, X) with every size >= 8, got {tuple(shape)}")
+        raise ConfigError(
+            f"phantom shape must be (Z, Y, X) with every size >= 8, got {tuple(shape)}"
+        )
     if not pixel_size_angstrom > 0:
         raise ConfigError(f"pixel_size_angstrom must be > 0, got {pixel_size_angstrom}")
     wanted = C.parse_classes(classes)
@@ -313,8 +362,9 @@ def make_phantom(
     return Phantom(b.density, b.labels, particles, boxes)
 
 
-def render_particle(row: pd.Series | dict, shape: Sequence[int],
-                    pixel_size_angstrom: float) -> tuple[tuple[slice, ...], np.ndarray]:
+def render_particle(
+    row: pd.Series | dict, shape: Sequence[int], pixel_size_angstrom: float
+) -> tuple[tuple[slice, ...], np.ndarray]:
     """Re-render one particle-table row: ``(slices, mask)`` in a ``(Z, Y, X)`` volume."""
     tmpl = template(str(row["class"]), int(row["conformation"]))
     rot = rotation_zyx_from_euler([row["rot"], row["tilt"], row["psi"]])

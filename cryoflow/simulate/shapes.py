@@ -18,7 +18,7 @@ Coords = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def box_coords(
-    shape: Sequence[int], center: Sequence[float], half_extent: float | Sequence[float]
+    shape: Sequence[int], center: Sequence[float] | np.ndarray, half_extent: float | Sequence[float]
 ) -> tuple[Slices, Coords]:
     """The voxel box around ``center`` and its coordinates relative to ``center``.
 
@@ -95,7 +95,7 @@ def ellipsoid_distance(coords: Coords, radii: Sequence[float]) -> np.ndarray:
 
 def ellipsoid(
     shape: Sequence[int],
-    center: Sequence[float],
+    center: Sequence[float] | np.ndarray,
     radii: Sequence[float],
     *,
     rotation: np.ndarray | None = None,
@@ -110,7 +110,7 @@ def ellipsoid(
 
 def ellipsoid_shell(
     shape: Sequence[int],
-    center: Sequence[float],
+    center: Sequence[float] | np.ndarray,
     radii: Sequence[float],
     thickness: float,
     *,
@@ -120,10 +120,14 @@ def ellipsoid_shell(
     half = thickness / 2.0
     slices, coords = box_coords(shape, center, max(radii) + half + 1)
     d = ellipsoid_distance(_body_coords(coords, rotation), radii)
-    return slices, np.broadcast_to(np.abs(d) <= half, tuple(s.stop - s.start for s in slices)).copy()
+    return slices, np.broadcast_to(
+        np.abs(d) <= half, tuple(s.stop - s.start for s in slices)
+    ).copy()
 
 
-def ball(shape: Sequence[int], center: Sequence[float], radius: float) -> tuple[Slices, np.ndarray]:
+def ball(
+    shape: Sequence[int], center: Sequence[float] | np.ndarray, radius: float
+) -> tuple[Slices, np.ndarray]:
     """Solid ball of ``radius`` voxels: ``(slices, mask)``."""
     slices, (dz, dy, dx) = box_coords(shape, center, radius + 1)
     return slices, (dz**2 + dy**2 + dx**2) <= radius**2
@@ -160,8 +164,12 @@ def tube(
 
 
 def paint(
-    target: np.ndarray, slices: Slices, mask: np.ndarray, value: float | int,
-    *, where: np.ndarray | None = None,
+    target: np.ndarray,
+    slices: Slices,
+    mask: np.ndarray,
+    value: float | int,
+    *,
+    where: np.ndarray | None = None,
 ) -> int:
     """Set ``target[slices][mask] = value`` (only where ``where[slices]`` is true, if given).
 

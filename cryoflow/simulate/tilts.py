@@ -50,8 +50,9 @@ def _detector_positions(angle_deg: float, du: float, Z: int, X: int, U: int) -> 
     return (uc + (U - 1) / 2).reshape(-1)
 
 
-def splat_matrix(angle_deg: float, du: float, Z: int, X: int, U: int,
-                 *, nearest: bool = False) -> sparse.csr_matrix:
+def splat_matrix(
+    angle_deg: float, du: float, Z: int, X: int, U: int, *, nearest: bool = False
+) -> sparse.csr_matrix:
     """Sparse matrix of shape (U, Z*X) mapping a ``(z, x)`` plane to one detector row.
 
     ``nearest=False``: linear splatting onto ``floor(u)`` and ``floor(u)+1``.
@@ -143,8 +144,9 @@ def project_any(mask: np.ndarray, angles: object, width: int | None = None) -> n
     return class_masks2d(m != 0, angles, {"mask": 1}, width)["mask"]
 
 
-def class_masks2d(labels: np.ndarray, angles: object, class_ids: Mapping[str, int],
-                  width: int | None = None) -> dict[str, np.ndarray]:
+def class_masks2d(
+    labels: np.ndarray, angles: object, class_ids: Mapping[str, int], width: int | None = None
+) -> dict[str, np.ndarray]:
     """Per-class binary forward projections of a label volume.
 
     Parameters
@@ -167,16 +169,14 @@ def class_masks2d(labels: np.ndarray, angles: object, class_ids: Mapping[str, in
     ang, du = _single_axis(angles)
     Z, Y, X = lab.shape
     U = X if width is None else int(width)
-    names = list(class_ids)
-    # one-hot planes (Z*X, n_classes*Y): one sparse product per tilt covers every class
-    planes = np.concatenate(
-        [_planes((lab == class_ids[n]).astype(np.float32)) for n in names], axis=1
-    )
-    out = {n: np.empty((ang.size, Y, U), dtype=bool) for n in names}
-    for i, (a, d) in enumerate(zip(ang, du, strict=True)):
-        counts = splat_matrix(a, d, Z, X, U, nearest=True) @ planes  # (U, n_classes*Y)
-        for k, n in enumerate(names):
-            out[n][i] = counts[:, k * Y:(k + 1) * Y].T > 0
+    mats = [splat_matrix(a, d, Z, X, U, nearest=True) for a, d in zip(ang, du, strict=True)]
+    out = {}
+    for name, class_id in class_ids.items():  # one class at a time bounds memory
+        planes = _planes((lab == class_id).astype(np.float32))  # (Z*X, Y)
+        masks = np.empty((ang.size, Y, U), dtype=bool)
+        for i, m in enumerate(mats):
+            masks[i] = (m @ planes).T > 0
+        out[name] = masks
     return out
 
 
@@ -186,9 +186,15 @@ def electron_wavelength_angstrom(voltage_kv: float) -> float:
     return float(12.2643 / np.sqrt(v * (1 + 0.978466e-6 * v)))
 
 
-def ctf_2d(shape: Sequence[int], pixel_size_angstrom: float, defocus_um: float, *,
-           voltage_kv: float = 300.0, amplitude_contrast: float = 0.07,
-           bfactor_angstrom2: float = 0.0) -> np.ndarray:
+def ctf_2d(
+    shape: Sequence[int],
+    pixel_size_angstrom: float,
+    defocus_um: float,
+    *,
+    voltage_kv: float = 300.0,
+    amplitude_contrast: float = 0.07,
+    bfactor_angstrom2: float = 0.0,
+) -> np.ndarray:
     """Radially symmetric phase-contrast CTF (no astigmatism, no Cs) on an rfft2 grid.
 
     ``CTF(k) = -(sqrt(1-A^2) sin(chi) + A cos(chi)) * exp(-B k^2 / 4)``,
@@ -204,11 +210,19 @@ def ctf_2d(shape: Sequence[int], pixel_size_angstrom: float, defocus_um: float, 
     k2 = ky**2 + ku**2
     chi = np.pi * electron_wavelength_angstrom(voltage_kv) * defocus_um * 1e4 * k2
     a = amplitude_contrast
-    return -(np.sqrt(1 - a**2) * np.sin(chi) + a * np.cos(chi)) * np.exp(-bfactor_angstrom2 * k2 / 4)
+    return -(np.sqrt(1 - a**2) * np.sin(chi) + a * np.cos(chi)) * np.exp(
+        -bfactor_angstrom2 * k2 / 4
+    )
 
 
-def apply_blur(images: np.ndarray, *, kind: str, pixel_size_angstrom: float,
-               defocus_um: float = 3.0, sigma_px: float = 1.0) -> np.ndarray:
+def apply_blur(
+    images: np.ndarray,
+    *,
+    kind: str,
+    pixel_size_angstrom: float,
+    defocus_um: float = 3.0,
+    sigma_px: float = 1.0,
+) -> np.ndarray:
     """Blur each tilt image: ``kind`` is ``"none"``, ``"gaussian"`` or ``"ctf"``.
 
     Parameters
@@ -235,8 +249,9 @@ def apply_blur(images: np.ndarray, *, kind: str, pixel_size_angstrom: float,
     return out.astype(np.float32)
 
 
-def add_noise(images: np.ndarray, snr: float | None,
-              seeds: Sequence[np.random.SeedSequence]) -> np.ndarray:
+def add_noise(
+    images: np.ndarray, snr: float | None, seeds: Sequence[np.random.SeedSequence]
+) -> np.ndarray:
     """Add white Gaussian noise so that each tilt has ``var(signal) / var(noise) = snr``.
 
     Parameters
