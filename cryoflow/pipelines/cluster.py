@@ -104,6 +104,8 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
             _say(f"cryoflow: dashboard {link}", quiet)
         if cfg.report is not None:
             Path(cfg.report).parent.mkdir(parents=True, exist_ok=True)
+            # performance_report needs a current client; ours is not the global default
+            stack.enter_context(client.as_current())
             stack.enter_context(performance_report(filename=str(cfg.report)))
         yield client
 
