@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,9 @@ def run(
         None, "--scheduler", help="Address of a running scheduler (tcp://HOST:PORT or tls://...)."
     ),
     report: Path | None = typer.Option(
-        None, "--report", help="Dask performance report (HTML); default: STORE.reports/run-TIME.html."
+        None,
+        "--report",
+        help="Dask performance report (HTML); default: STORE.reports/run-TIME.html.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
 ) -> None:
@@ -29,6 +30,8 @@ def run(
     config = load_pipeline(pipeline)
     c = config.cluster
     store = config.dataset.store
+    if report is None and c.report:
+        report = Path(c.report)
     if report is None and "://" not in store:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         report = Path(f"{store.rstrip('/')}.reports") / f"run-{stamp}.html"
@@ -38,25 +41,19 @@ def run(
         threads_per_worker=c.threads_per_worker,
         memory_limit=c.memory_limit,
         security=load_security(c.security) if c.security else None,
+        report=report,  # connect() writes the Dask performance report
         dashboard=c.dashboard,
     )
-    report = report if report is not None else (Path(c.report) if c.report else None)
-    with contextlib.ExitStack() as stack:
-        client = stack.enter_context(connect(cluster, quiet=quiet))
-        if report is not None:
-            # performance_report finds its client through Client.current()
-            from distributed import performance_report
-
-            report.parent.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(client.as_current())
-            stack.enter_context(performance_report(filename=str(report)))
+    with connect(cluster, quiet=quiet) as client:
         summary = run_pipeline(config, client, quiet=quiet)
     _print_summary(summary, quiet)
     if report is not None and not quiet:
         typer.echo(f"cryoflow: performance report {report}", err=True)
     if not summary.ok:
         failed = "; ".join(f"{t} ({why})" for t, why in summary.failures.items())
-        typer.echo(f"cryoflow: error: {len(summary.failures)} tomogram(s) failed: {failed}", err=True)
+        typer.echo(
+            f"cryoflow: error: {len(summary.failures)} tomogram(s) failed: {failed}", err=True
+        )
         raise typer.Exit(1)
 
 
@@ -68,8 +65,9 @@ def _print_summary(summary, quiet: bool) -> None:  # noqa: ANN001
     for col in ("step", "computed", "skipped", "failed", "chunks", "seconds"):
         table.add_column(col, justify="left" if col == "step" else "right")
     for name, s in summary.steps.items():
-        table.add_row(name, str(s.computed), str(s.skipped), str(s.failed), str(s.chunks),
-                      f"{s.seconds:.1f}")
+        table.add_row(
+            name, str(s.computed), str(s.skipped), str(s.failed), str(s.chunks), f"{s.seconds:.1f}"
+        )
     Console(file=sys.stdout).print(table)
 
 

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         feature_value: int = typer.Option(1, "--feature-value", help="Label value of the feature."),
         n_boxes: int = typer.Option(10, "--n-boxes", help="Positive boxes (5-20 is typical)."),
         n_negative: int = typer.Option(4, "--n-negative", help="Negative boxes."),
-        box_size: int = typer.Option(32, "--box-size", help="Box edge in pixels."),
+        box_size: int = typer.Option(64, "--box-size", help="Box edge in pixels (EMAN2: 64)."),
         margin: int = typer.Option(0, "--margin", help="Context pixels around each box."),
         arch: str = typer.Option("unet", "--arch", help="unet or tomoseg (EMAN2-style)."),
         slices: bool = typer.Option(

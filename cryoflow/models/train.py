@@ -146,7 +146,7 @@ def train_model(ts: TrainingSet, params: TrainParams) -> tuple[nn.Module, ModelC
     check = val_idx if len(val_idx) and ts.masks[val_idx][:, inner].any() else train_idx
     prob = _probabilities(model, ts.images[check], device)[:, inner]
     truth = ts.masks[check][:, inner].astype(bool)
-    candidates = np.round(np.arange(0.1, 0.91, 0.05), 2)
+    candidates = np.round(np.arange(0.1, 0.96, 0.05), 2)
     scores = [iou(prob > t, truth) for t in candidates]
     best = int(np.argmax(scores))
     train_prob = _probabilities(model, ts.images[train_idx], device)[:, inner]

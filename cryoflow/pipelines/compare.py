@@ -71,7 +71,7 @@ class CompareConfig:
     features: tuple[str, ...] = ("granule", "mito_membrane", "membrane")
     n_boxes: int = 12
     n_negative: int = 8
-    box_size: int = 32
+    box_size: int = 64
     margin: int = 0
     spec: ModelSpec = ModelSpec(arch="unet", base_channels=8)
     steps: int = 200

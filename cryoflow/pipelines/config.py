@@ -94,12 +94,53 @@ class IngestParams(_Frozen):
 
 
 class SimulateParams(_Frozen):
-    """Simulate synthetic cellular tilt series (names taken from ``dataset.tomograms``)."""
+    """Simulate synthetic cellular tomograms ``sim_000``, ``sim_001``, ... with ground truth.
 
-    shape: tuple[int, int, int] = (32, 64, 64)
-    n_tilts: int = Field(default=41, ge=2)
-    tilt_range_deg: float = Field(default=60.0, gt=0, le=90)
-    seed: int = 0
+    A preset of :mod:`cryoflow.simulate.dataset` with optional overrides (``None`` keeps the
+    preset's value). Rerunning with the same settings skips; other settings replace every
+    simulated tomogram (so everything computed from them is recomputed).
+    """
+
+    preset: Literal["tiny", "demo", "realistic"] = "tiny"
+    n_tomograms: int = Field(default=1, ge=1, le=10_000)
+    seed: int = Field(default=0, ge=0)
+    shape: tuple[int, int, int] | None = Field(default=None, description="(Z, Y, X) voxels")
+    tilt_range_deg: tuple[float, float] | None = Field(
+        default=None, description="lowest and highest tilt angle, degrees"
+    )
+    tilt_step_deg: float | None = Field(default=None, gt=0)
+    snr: float | None = Field(default=None, gt=0)
+    blur: Literal["none", "gaussian", "ctf"] | None = None
+    classes: tuple[str, ...] | None = Field(
+        default=None, description="foreground classes; default: all of them"
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> SimulateParams:
+        self.simulation()  # the simulator's own checks, as a ValueError naming the value
+        return self
+
+    def simulation(self) -> Any:
+        """The :class:`cryoflow.simulate.dataset.SimulationConfig` these settings describe."""
+        from cryoflow.simulate.dataset import SimulationConfig
+
+        overrides: dict[str, Any] = {
+            "n_tomograms": self.n_tomograms,
+            "seed": self.seed,
+            "shape": self.shape,
+            "tilt_step_deg": self.tilt_step_deg,
+            "snr": self.snr,
+            "blur": self.blur,
+            "classes": self.classes,
+        }
+        if self.tilt_range_deg is not None:
+            overrides["tilt_min_deg"], overrides["tilt_max_deg"] = self.tilt_range_deg
+        try:
+            return SimulationConfig.preset(
+                self.preset, **{k: v for k, v in overrides.items() if v is not None}
+            )
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class BinParams(_Frozen):
@@ -117,17 +158,85 @@ class ReconstructParams(_Frozen):
 
 
 class LiftParams(_Frozen):
-    """2D-to-3D lifting (the paper's Algorithm 1) of 2D masks into 3D."""
+    """2D-to-3D lifting (the paper's Algorithm 1) of 2D masks into a 3D label volume.
 
-    masks: str = Field(default="annotate", description="step whose 2D masks are lifted")
-    thresholds: tuple[int, ...] | None = None
+    Reads ``results/<STEP>/<KEY>`` (or ``<KEY>_<class>`` for each of ``classes``) and writes,
+    under ``results/lift/``: ``labels`` ``(z, y, x)`` uint8 and per class ``votes_<c>``,
+    ``threshold_<c>`` (the chosen ``T``) and, when searched, ``thresholds_<c>``/``scores_<c>``.
+    """
+
+    masks: str = Field(
+        default="truth/masks2d",
+        description="STEP/KEY of the 2D masks: truth/masks2d (simulator) or annotate/<feature>",
+    )
+    classes: tuple[str, ...] = Field(
+        default=(), description="classes: masks are read from KEY_<class>; empty: KEY itself"
+    )
+    threshold: float | None = Field(
+        default=None, ge=0, description="fixed T in votes > T; default: Algorithm 1's search"
+    )
+    thickness: int | None = Field(default=None, ge=1, description="Z of the volume in voxels")
+    chunk: int = Field(default=64, ge=8, description="output chunk edge in voxels")
+
+    @field_validator("masks")
+    @classmethod
+    def _maps(cls, v: str) -> str:
+        parts = v.split("/")
+        if len(parts) != 2 or not all(is_valid_name(p) for p in parts):
+            raise ValueError(f"masks must be STEP/KEY, e.g. truth/masks2d, got {v!r}")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for c in v:
+            _name(c, "class name")
+        if len(set(v)) != len(v):
+            raise ValueError("classes must be unique")
+        return v
+
+
+class EdgesParams(_Frozen):
+    """Edge lifting (the paper's Algorithm 2); see :mod:`cryoflow.kernels.edges`.
+
+    Writes, under ``results/edges/``: ``edges2d`` ``(tilt, y, x)``, ``sums`` ``(z, y, x)`` and
+    ``labels`` = ``sums > threshold`` (uint8).
+    """
+
+    sigma1: float = Field(default=1.0, ge=0)
+    sigma2: float = Field(default=2.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)
+    denoise: Literal["none", "gaussian", "median"] = "none"
+    denoise_size: float = Field(default=1.0, gt=0)
+    invert: bool = False
+    iterations: int = Field(default=4, ge=0)
+    window: int = Field(default=1, ge=1)
+    min_support: int = Field(default=2, ge=1)
+    threshold: float = 2.0
+    thickness: int | None = Field(default=None, ge=1)
+    chunk: int = Field(default=64, ge=8)
+
+    @model_validator(mode="after")
+    def _sigmas(self) -> EdgesParams:
+        if not self.sigma1 < self.sigma2:
+            raise ValueError(f"need sigma1 < sigma2, got {self.sigma1}, {self.sigma2}")
+        return self
 
 
 class AnnotateParams(_Frozen):
-    """Few-shot 2D annotation with a trained network checkpoint."""
+    """2D annotation of every tilt image with a trained network checkpoint.
 
-    checkpoint: str = Field(description="checkpoint file from `cryoflow train`")
-    device: Literal["cpu", "cuda", "auto"] = "auto"
+    Writes ``results/annotate/<feature>`` ``(tilt, y, x)``: uint8 probabilities 0..255, with
+    the model's ``threshold`` in the attributes. The checkpoint's weights hash is part of the
+    run token and the provenance, so a retrained model recomputes.
+    """
+
+    checkpoint: str = Field(
+        description="model directory from `cryoflow train` (relative to the pipeline file)"
+    )
+    device: Literal["cpu", "cuda"] = Field(
+        default="cpu", description="cuda: inference tasks ask for the Dask resource GPU=1"
+    )
     batch_size: int = Field(default=8, ge=1)
 
 
@@ -136,8 +245,9 @@ STEP_PARAMS: dict[str, type[_Frozen]] = {
     "simulate": SimulateParams,
     "bin": BinParams,
     "reconstruct": ReconstructParams,
-    "lift": LiftParams,
     "annotate": AnnotateParams,
+    "lift": LiftParams,
+    "edges": EdgesParams,
 }
 
 
@@ -194,6 +304,16 @@ class PipelineConfig(_Frozen):
         for i, s in enumerate(self.steps):
             if s.name == "reconstruct" and s.params.source == "bin" and "bin" not in names[:i]:
                 raise ValueError("reconstruct with source: bin needs a bin step before it")
+            if s.name == "lift":
+                source = s.params.masks.split("/")[0]
+                if source in names[i:]:
+                    raise ValueError(
+                        f"lift reads {s.params.masks}: the {source} step must come before it"
+                    )
+            if s.name in ("ingest", "simulate") and any(
+                n not in ("ingest", "simulate") for n in names[:i]
+            ):
+                raise ValueError(f"{s.name} makes the tomograms: it must come before other steps")
         return self
 
 
@@ -260,4 +380,16 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
         store = data["dataset"].get("store")
         if isinstance(store, str) and "://" not in store and not Path(store).is_absolute():
             data["dataset"] = {**data["dataset"], "store": str(path.parent / store)}
+    if isinstance(data, dict) and isinstance(data.get("steps"), list):
+        data["steps"] = [_resolve_checkpoint(item, path.parent) for item in data["steps"]]
     return parse_pipeline(data, source=str(path))
+
+
+def _resolve_checkpoint(item: Any, base: Path) -> Any:
+    """An ``annotate`` step's relative ``checkpoint`` made relative to the pipeline file."""
+    if not (isinstance(item, dict) and isinstance(item.get("annotate"), dict)):
+        return item
+    ckpt = item["annotate"].get("checkpoint")
+    if isinstance(ckpt, str) and not Path(ckpt).is_absolute():
+        return {"annotate": {**item["annotate"], "checkpoint": str(base / ckpt)}}
+    return item

@@ -45,17 +45,26 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def run_token(step: str, parameters: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
-    """SHA-256 (hex) of a step, its parameters and its inputs' identities.
+def run_token(
+    step: str,
+    parameters: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    checkpoints: Mapping[str, str] | None = None,
+) -> str:
+    """SHA-256 (hex) of a step, its parameters, its inputs' and its checkpoints' identities.
 
     Parameters
     ----------
     step : str
     parameters : mapping, JSON-serialisable
     inputs : mapping of input path -> identity (a ``write_id`` or a file hash)
+    checkpoints : mapping of checkpoint directory -> SHA-256 of its weights, optional
+        (left out of the hash when empty, so steps without a network keep their tokens)
     """
-    payload = canonical_json({"step": step, "parameters": dict(parameters), "inputs": dict(inputs)})
-    return hashlib.sha256(payload.encode()).hexdigest()
+    body: dict[str, Any] = {"step": step, "parameters": dict(parameters), "inputs": dict(inputs)}
+    if checkpoints:
+        body["checkpoints"] = dict(checkpoints)
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def file_sha256(path: str | Path, *, block: int = 1 << 20) -> str:
@@ -93,7 +102,7 @@ def make_record(
         "checkpoints": dict(checkpoints or {}),
         "cryoflow_version": __version__,
         "dependencies": dependency_versions(),
-        "run_token": token or run_token(step, parameters, inputs),
+        "run_token": token or run_token(step, parameters, inputs, checkpoints),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if extra:

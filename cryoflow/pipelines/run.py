@@ -46,7 +46,7 @@ from cryoflow.io.nodes import ATTR
 from cryoflow.io.writer import store_blocks
 from cryoflow.pipelines.config import PipelineConfig, StepConfig
 from cryoflow.pipelines.provenance import make_record, run_token
-from cryoflow.pipelines.steps import Plan, get_adapter
+from cryoflow.pipelines.steps import SOURCE_STEPS, Output, Plan, get_adapter
 
 RUNS = "runs"
 PROGRESS = "progress"
@@ -91,19 +91,32 @@ class RunSummary:
 
 # ---------------------------------------------------------------------------- one unit of work
 @dataclass
+class _Target:
+    """One result of a unit: its staging array and where its chunks start in the progress array."""
+
+    output: Output
+    staging_leaf: str
+    array: zarr.Array
+    first_chunk: int
+
+
+@dataclass
 class _Unit:
-    """One (tomogram, step) result in progress."""
+    """One (tomogram, step) in progress: every result of the step, one progress array."""
 
     tomogram: str
     step: StepConfig
     plan: Plan
     token: str
     parent: zarr.Group
-    staging_leaf: str
-    target: zarr.Array
+    targets: list[_Target]
     progress: zarr.Array
     pending: dict[Any, int] = field(default_factory=dict)  # future key -> chunk number
     started: float = field(default_factory=time.perf_counter)
+
+
+def _n_chunks(data: Any) -> int:
+    return int(np.prod([len(c) for c in data.chunks]))
 
 
 class _Engine:
@@ -120,49 +133,61 @@ class _Engine:
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.summary = RunSummary(self.run_id, {s.name: StepStats() for s in config.steps})
         self.root: Any = open_dataset(self.store, mode="r+")
-        self.steps = [s for s in config.steps if s.name != "ingest"]  # ingest runs first, apart
+        # ingest and simulate make the tomograms: they run first, apart from the stream
+        self.steps = [s for s in config.steps if s.name not in SOURCE_STEPS]
         self.futures: dict[Any, tuple[_Unit, Any]] = {}
         self.active: dict[str, _Unit] = {}
         self.next_step: dict[str, int] = {}
 
     # -- planning ----------------------------------------------------------------------
     def _stage(self, tomogram: str, step: StepConfig) -> _Unit | None:
-        """Plan ``step`` for ``tomogram``; None when its published result is already current."""
+        """Plan ``step`` for ``tomogram``; None when its published results are all current."""
         plan = get_adapter(step.name)(self.store, tomogram, step.params)
         params = step.param_dict()
-        token = run_token(step.name, params, plan.inputs)
-        final = f"{TOMOGRAMS}/{tomogram}/{RESULTS}/{plan.step}/{plan.key}"
-        meta = nodes.read_raw_metadata(self.root, final)
-        if meta is not None:
-            attrs = (meta.get("attributes", {}) or {}).get(ATTR, {}) or {}
-            current = attrs.get("write_id") == token and not attrs.get(nodes.STALE)
-            if attrs.get("complete") and current:
-                return None
-        parent = self.root.require_group(f"{TOMOGRAMS}/{tomogram}/{RESULTS}/{plan.step}")
-        leaf = f"{nodes.TMP_PREFIX}{plan.key}-{token[:16]}"
-        dtype = check_dtype(plan.data.dtype, f"{step.name} result of {tomogram!r}")
-        shape = tuple(int(s) for s in plan.data.shape)
-        chunk_shape = tuple(int(c[0]) for c in plan.data.chunks)
-        target, reused = self._open_or_create(
-            parent, leaf, shape, dtype, chunk_shape, plan, token, params
+        token = run_token(step.name, params, plan.inputs, plan.checkpoints)
+        base = f"{TOMOGRAMS}/{tomogram}/{RESULTS}/{plan.step}"
+        if all(self._current(f"{base}/{out.key}", token) for out in plan.outputs):
+            return None
+        parent = self.root.require_group(base)
+        targets: list[_Target] = []
+        all_reused = True
+        first = 0
+        for out in plan.outputs:
+            leaf = f"{nodes.TMP_PREFIX}{out.key}-{token[:16]}"
+            arr, reused = self._open_or_create(parent, leaf, out, plan, token, params, tomogram)
+            all_reused &= reused
+            targets.append(_Target(out, leaf, arr, first))
+            first += _n_chunks(out.data)
+        # recorded progress only counts for the staging nodes it was recorded against
+        progress = self._progress(tomogram, plan, token, first, fresh=not all_reused)
+        return _Unit(tomogram, step, plan, token, parent, targets, progress)
+
+    def _current(self, path: str, token: str) -> bool:
+        """Whether the node at ``path`` is published, complete, not stale and of run ``token``."""
+        meta = nodes.read_raw_metadata(self.root, path)
+        if meta is None:
+            return False
+        attrs = (meta.get("attributes", {}) or {}).get(ATTR, {}) or {}
+        return (
+            bool(attrs.get("complete"))
+            and attrs.get("write_id") == token
+            and not attrs.get(nodes.STALE)
         )
-        n_chunks = int(np.prod([len(c) for c in plan.data.chunks]))
-        # recorded progress only counts for the staging node it was recorded against
-        progress = self._progress(tomogram, plan, token, n_chunks, fresh=not reused)
-        return _Unit(tomogram, step, plan, token, parent, leaf, target, progress)
 
     def _open_or_create(
         self,
         parent: zarr.Group,
         leaf: str,
-        shape: tuple[int, ...],
-        dtype: Any,
-        chunk_shape: tuple[int, ...],
+        out: Output,
         plan: Plan,
         token: str,
         params: dict[str, Any],
+        tomogram: str,
     ) -> tuple[zarr.Array, bool]:
         """The staging array (reused when a run with this token left it) and whether reused."""
+        dtype = check_dtype(out.data.dtype, f"{plan.step} result {out.key!r} of {tomogram!r}")
+        shape = tuple(int(s) for s in out.data.shape)
+        chunk_shape = tuple(int(c[0]) if c else 1 for c in out.data.chunks)
         if leaf in parent:
             arr: Any = parent[leaf]
             if (
@@ -181,7 +206,7 @@ class _Engine:
             "complete": False,
             "write_id": token,
             "provenance": record,
-            "attrs": dict(plan.attrs),
+            "attrs": dict(out.attrs),
         }
         arr = parent.create_array(
             leaf,
@@ -189,7 +214,7 @@ class _Engine:
             dtype=dtype,
             chunks=chunk_shape,
             compressors=COMPRESSOR,
-            dimension_names=plan.dims,
+            dimension_names=out.dims,
             attributes={ATTR: meta},
             fill_value=0,
         )
@@ -209,9 +234,14 @@ class _Engine:
     # -- submitting ----------------------------------------------------------------------
     def _submit(self, unit: _Unit) -> None:
         done = np.asarray(unit.progress[...]) > 0
-        # one idempotent write task per chunk, numbered in C order like the progress array;
-        # "<step>:<tomogram>" is one word for Dask's key_split, so the dashboard groups per tomogram
-        writes = store_blocks(unit.plan.data, unit.target, name=f"{unit.plan.step}:{unit.tomogram}")
+        # one idempotent write task per chunk, numbered in C order per result, results in plan
+        # order, like the progress array; "<step>:<tomogram>" is one word for Dask's key_split,
+        # so the dashboard groups per tomogram
+        writes = [
+            w
+            for t in unit.targets
+            for w in store_blocks(t.output.data, t.array, name=f"{unit.plan.step}:{unit.tomogram}")
+        ]
         numbers = [n for n in range(len(writes)) if not done[n]]
         tasks = [writes[n] for n in numbers]
         skipped = len(done) - len(tasks)
@@ -220,6 +250,8 @@ class _Engine:
                 f"cryoflow: {unit.step.name} {unit.tomogram}: resuming, {skipped}/{len(done)} "
                 "chunks already written"
             )
+        if unit.plan.setup is not None and tasks:
+            unit.plan.setup(self.client)
         futures = self.client.compute(
             tasks, retries=self.config.cluster.retries, resources=unit.plan.resources
         )
@@ -246,7 +278,11 @@ class _Engine:
                 continue
             unit.started = t0
             self.active[tomogram] = unit
-            self._submit(unit)
+            try:
+                self._submit(unit)
+            except Exception as exc:  # a failing setup (e.g. a model that will not load)
+                self._fail(tomogram, step.name, exc)
+                return
             if not unit.pending:
                 self._complete(unit)
             return
@@ -260,18 +296,22 @@ class _Engine:
 
     # -- results -------------------------------------------------------------------------
     def _complete(self, unit: _Unit) -> None:
-        """Every chunk recorded: mark complete, publish, drop progress, go on."""
-        meta: dict[str, Any] = dict(unit.target.attrs[ATTR])  # type: ignore[arg-type]
-        meta["complete"] = True
-        meta["provenance"] = {**meta["provenance"], "run_id": self.run_id}
-        unit.target.attrs[ATTR] = meta
-        if nodes.exists(unit.parent, unit.plan.key):
-            # results derived from the node being replaced are refused by readers from now on
-            from cryoflow.io.lineage import mark_dependents_stale
+        """Every chunk recorded: mark complete, publish every result, drop progress, go on."""
+        from cryoflow.io.lineage import mark_dependents_stale
 
-            rel = f"{RESULTS}/{unit.plan.step}/{unit.plan.key}"
-            mark_dependents_stale(self.store, unit.tomogram, rel)
-        nodes.publish(unit.parent, unit.staging_leaf, unit.plan.key, overwrite=True)
+        for target in unit.targets:
+            meta: dict[str, Any] = dict(target.array.attrs[ATTR])  # type: ignore[arg-type]
+            meta["complete"] = True
+            meta["provenance"] = {**meta["provenance"], "run_id": self.run_id}
+            target.array.attrs[ATTR] = meta
+        for target in unit.targets:
+            key = target.output.key
+            if nodes.exists(unit.parent, key):
+                # results derived from the node being replaced are refused by readers from now on
+                mark_dependents_stale(
+                    self.store, unit.tomogram, f"{RESULTS}/{unit.plan.step}/{key}"
+                )
+            nodes.publish(unit.parent, target.staging_leaf, key, overwrite=True)
         progress_group = self.root[f"{RUNS}/{PROGRESS}/{unit.tomogram}"]
         nodes.delete_node(progress_group, unit.progress.basename)
         stats = self.summary.steps[unit.step.name]
@@ -393,17 +433,38 @@ def run_pipeline(
             print(msg, file=sys.stderr, flush=True)
 
     say = log or _log
-    ingest_step = next((s for s in config.steps if s.name == "ingest"), None)
     failures: dict[str, str] = {}
-    stats = StepStats()
-    if ingest_step is not None:
-        failures, stats = run_ingest(config, ingest_step, client, quiet=quiet, log=say)
+    source_stats: dict[str, StepStats] = {}
+    for step in config.steps:
+        if step.name == "ingest":
+            failed, source_stats["ingest"] = run_ingest(config, step, client, quiet=quiet, log=say)
+            failures.update(failed)
+        elif step.name == "simulate":
+            source_stats["simulate"] = run_simulate(config, step, client, quiet=quiet, log=say)
     engine = _Engine(config, client, quiet=quiet, log=say, on_chunk=on_chunk)
-    if ingest_step is not None:
-        engine.summary.steps["ingest"] = stats
-        engine.summary.failures.update(failures)
+    engine.summary.steps.update(source_stats)
+    engine.summary.failures.update(failures)
     names = [t for t in select_tomograms(config) if t not in failures]
     return engine.run(names)
+
+
+def run_simulate(
+    config: PipelineConfig, step: StepConfig, client: Any, *, quiet: bool, log: Any
+) -> StepStats:
+    """Simulate the dataset unless it is current (see :mod:`cryoflow.pipelines.steps_simulate`).
+
+    A simulation error is not one tomogram's failure: it propagates and stops the run.
+    """
+    from cryoflow.pipelines.steps_simulate import simulate_step
+
+    t0 = time.perf_counter()
+    made = simulate_step(client, config.dataset.store, step.params, quiet=True)
+    n = step.params.n_tomograms
+    stats = StepStats(computed=len(made), skipped=n - len(made))
+    stats.seconds = time.perf_counter() - t0 if made else 0.0
+    if made and not quiet:
+        log(f"cryoflow: simulated {len(made)} tomogram(s): {', '.join(made)}")
+    return stats
 
 
 def run_ingest(
@@ -465,11 +526,21 @@ def check_pipeline(config: PipelineConfig) -> list[str]:
     lines: list[str] = []
     names = [s.name for s in config.steps]
     for step in config.steps:
-        if step.name != "ingest":
+        if step.name not in SOURCE_STEPS:
             get_adapter(step.name)
+        if step.name == "annotate":
+            lines.append(check_checkpoint(step.params.checkpoint))
     if "ingest" in names:
         ingest = config.steps[names.index("ingest")].params
         lines += check_mrc_inputs(ingest.inputs, config.source)
+    if "simulate" in names:
+        sim = config.steps[names.index("simulate")].params.simulation()
+        z, y, x = sim.shape
+        lines.append(
+            f"simulate: {sim.n_tomograms} tomogram(s), {sim.angles_deg.size} tilts of {y} x {x}, "
+            f"volumes {z} x {y} x {x}"
+        )
+        return lines  # the tilt series do not exist before the run (or will be replaced)
     if "ingest" in names and not _store_exists(config.dataset.store):
         return lines + [f"{config.dataset.store}: will be created by ingest"]
     for tomogram in select_tomograms(config):
@@ -485,6 +556,17 @@ def check_pipeline(config: PipelineConfig) -> list[str]:
             f"{ts.attrs['pixel_size_angstrom']:.3g} Å/px"
         )
     return lines
+
+
+def check_checkpoint(directory: str) -> str:
+    """Read a checkpoint's ``model.json`` (no weights); one line naming its feature and hash."""
+    from cryoflow.models.checkpoint import checkpoint_hash, read_config
+
+    model = read_config(directory)
+    return (
+        f"{directory}: checkpoint for {model.feature!r} ({model.spec.arch}), "
+        f"weights {checkpoint_hash(directory)[:12]}"
+    )
 
 
 def _store_exists(store: str) -> bool:

@@ -5,15 +5,21 @@ An adapter turns ``(store, tomogram, params)`` into a :class:`Plan`: the step's 
 (``tomograms/<name>/results/<step>/<key>``) and the identity of every input it reads. The run
 engine (:mod:`cryoflow.pipelines.run`) owns execution: chunk-wise writes, progress, skipping.
 
-Wired now: ``bin`` (built in) and ``reconstruct`` (``cryoflow.api.backproject``, the
-contract's back-projection). Other steps of the config are accepted by ``cryoflow check`` and
-reported as not yet runnable by :func:`get_adapter` until their stage module lands.
+Wired here: ``bin`` (built in) and ``reconstruct`` (``cryoflow.api.backproject``, the
+contract's back-projection). ``lift`` (:mod:`.steps_lift`), ``edges`` (:mod:`.steps_edges`) and
+``annotate`` (:mod:`.steps_annotate`) live in modules of their own, imported on first use.
+``ingest`` and ``simulate`` make tomograms rather than results; the engine runs them before the
+stream (:mod:`.steps_simulate`).
+
+A step may write several results (``Plan.more``): they share the run token, are written as one
+unit of chunk tasks and are published together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
 import dask.array as da
@@ -27,13 +33,23 @@ from cryoflow.io.nodes import ATTR, open_node
 
 
 @dataclass(frozen=True)
+class Output:
+    """A further result of a step: ``results/<step>/<key>`` holding ``data`` (lazy, chunked as stored)."""
+
+    key: str
+    data: da.Array
+    dims: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Plan:
-    """One (tomogram, step) result to produce.
+    """One (tomogram, step) unit of work: its main result and any further ones.
 
     Attributes
     ----------
     step, key : str
-        The result lands at ``tomograms/<tomogram>/results/<step>/<key>``.
+        The main result lands at ``tomograms/<tomogram>/results/<step>/<key>``.
     data : dask.array.Array
         Lazy output, chunked exactly as stored (one write task per chunk).
     dims : tuple of str
@@ -42,8 +58,15 @@ class Plan:
         Store path (or file) -> identity (``write_id`` or SHA-256) of everything read.
     attrs : dict
         Extra JSON attributes stored with the result.
+    checkpoints : dict
+        Checkpoint directory -> SHA-256 of its weights; part of the run token and provenance.
     resources : dict or None
         Dask resources each chunk task needs (``{"GPU": 1}`` for network inference).
+    more : tuple of Output
+        Further results of the same step (same token, published together with the main one).
+    setup : callable or None
+        ``setup(client)`` before the chunks are submitted (e.g. registering a model plugin on
+        every worker); an error fails the tomogram like a planning error.
     """
 
     step: str
@@ -54,6 +77,13 @@ class Plan:
     attrs: dict[str, Any] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)
     resources: dict[str, float] | None = None
+    more: tuple[Output, ...] = ()
+    setup: Callable[[Any], None] | None = None
+
+    @property
+    def outputs(self) -> tuple[Output, ...]:
+        """Every result of the unit, the main one first."""
+        return (Output(self.key, self.data, self.dims, dict(self.attrs)), *self.more)
 
 
 Adapter = Callable[[object, str, Any], Plan]
@@ -169,13 +199,26 @@ ADAPTERS: dict[str, Adapter] = {
     "bin": plan_bin,
     "reconstruct": plan_reconstruct,
 }
+# adapters in modules of their own: "module:function", imported on first use
+LAZY_ADAPTERS: dict[str, str] = {
+    "lift": "cryoflow.pipelines.steps_lift:plan_lift",
+    "edges": "cryoflow.pipelines.steps_edges:plan_edges",
+    "annotate": "cryoflow.pipelines.steps_annotate:plan_annotate",
+}
+# steps that make tomograms (run before the stream) rather than results of one tomogram
+SOURCE_STEPS: tuple[str, ...] = ("ingest", "simulate")
 
 
 def get_adapter(step: str) -> Adapter:
     """The adapter of ``step`` (ConfigError naming the runnable steps when there is none)."""
-    if step not in ADAPTERS:
-        raise ConfigError(
-            f"step {step!r} is valid configuration but not yet runnable by `cryoflow run`; "
-            f"runnable steps: {', '.join(ADAPTERS)}"
-        )
-    return ADAPTERS[step]
+    if step in ADAPTERS:
+        return ADAPTERS[step]
+    if step in LAZY_ADAPTERS:
+        module, func = LAZY_ADAPTERS[step].split(":")
+        adapter: Adapter = getattr(import_module(module), func)
+        return adapter
+    runnable = [*SOURCE_STEPS, *ADAPTERS, *LAZY_ADAPTERS]
+    raise ConfigError(
+        f"step {step!r} is valid configuration but not runnable by `cryoflow run`; "
+        f"runnable steps: {', '.join(runnable)}"
+    )

@@ -50,7 +50,7 @@ class TrainConfig:
     feature_value: int = 1
     n_boxes: int = 10
     n_negative: int = 4
-    box_size: int = 32
+    box_size: int = 64
     margin: int = 0
     slices: bool = False
     volume_key: str = "tomogram"

@@ -18,7 +18,14 @@ from cryoflow.errors import ConfigError
 from cryoflow.simulate.classes import CLASS_IDS, FOREGROUND_CLASSES, parse_classes
 from cryoflow.simulate.phantom import Phantom, make_phantom
 from cryoflow.simulate.recon import fbp
-from cryoflow.simulate.tilts import add_noise, apply_blur, class_masks2d, project_sum
+from cryoflow.simulate.tilts import (
+    CONTRASTS,
+    add_noise,
+    apply_blur,
+    apply_contrast,
+    class_masks2d,
+    project_sum,
+)
 
 BLURS = ("none", "gaussian", "ctf")
 
@@ -30,6 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pixel_size_angstrom": 20.0,
         "snr": 1.0,
         "blur": "none",
+        "contrast": "em",
     },
     # the demo and examples
     "demo": {
@@ -38,6 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pixel_size_angstrom": 14.0,
         "snr": 0.5,
         "blur": "gaussian",
+        "contrast": "em",
     },
     # benchmarks: 61 tilts of 512 x 512, 200 x 512 x 512 volumes
     "realistic": {
@@ -46,6 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pixel_size_angstrom": 10.0,
         "snr": 0.2,
         "blur": "ctf",
+        "contrast": "em",
     },
 }
 
@@ -66,6 +76,10 @@ class SimulationConfig:
         Per-tilt variance ratio signal/noise; ``None`` for noise-free images.
     blur : {"none", "gaussian", "ctf"}
         Blur applied to the projections before noise.
+    contrast : {"em", "mass"}
+        Image polarity: ``"em"`` dense matter dark on a bright background, as microscopes
+        record it (``1 - k * projected mass``, see :mod:`cryoflow.simulate.tilts`); ``"mass"``
+        the projected mass itself (dense = bright). The truth density is mass either way.
     defocus_um : float
         Underfocus of the ``"ctf"`` blur, micrometres.
     blur_sigma_px : float
@@ -84,6 +98,7 @@ class SimulationConfig:
     tilt_step_deg: float = 6.0
     snr: float | None = 1.0
     blur: str = "none"
+    contrast: str = "em"
     defocus_um: float = 3.0
     blur_sigma_px: float = 1.0
     seed: int = 0
@@ -108,6 +123,10 @@ class SimulationConfig:
             raise ConfigError(f"snr must be a finite number > 0 (or None), got {self.snr}")
         if self.blur not in BLURS:
             raise ConfigError(f"blur must be one of {', '.join(BLURS)}, got {self.blur!r}")
+        if self.contrast not in CONTRASTS:
+            raise ConfigError(
+                f"contrast must be one of {', '.join(CONTRASTS)}, got {self.contrast!r}"
+            )
         if not self.pixel_size_angstrom > 0:
             raise ConfigError(f"pixel_size_angstrom must be > 0, got {self.pixel_size_angstrom}")
         if not self.blur_sigma_px > 0 or not self.defocus_um > 0:
@@ -170,10 +189,10 @@ class SimulatedTomogram:
         ``density``/``labels`` of shape (Z, Y, X), particle table, mitochondria boxes.
     angles_deg : ndarray of shape (n_tilts,)
     tilt_series : ndarray of float32, shape (n_tilts, Y, X)
-        Blurred, noisy projections.
+        Blurred, noisy projections in ``config.contrast`` polarity.
     masks2d : dict of class name -> ndarray of bool, shape (n_tilts, Y, X)
     tomogram : ndarray of float32, shape (Z, Y, X)
-        Ramp-filtered back-projection of ``tilt_series``.
+        Ramp-filtered back-projection of ``tilt_series`` (same polarity as the images).
     """
 
     name: str
@@ -203,7 +222,7 @@ def simulate_tilts(
     Returns
     -------
     images : ndarray of float32, shape (n, Y, X)
-        Projection, blur, then noise at ``config.snr``.
+        Projection, blur, contrast (``config.contrast``), then noise at ``config.snr``.
     masks2d : dict of class name -> ndarray of bool, shape (n, Y, X)
     """
     all_angles = config.angles_deg
@@ -217,7 +236,8 @@ def simulate_tilts(
         defocus_um=config.defocus_um,
         sigma_px=config.blur_sigma_px,
     )
-    images = add_noise(blurred, config.snr, config.noise_seeds(index, idx))
+    signal = apply_contrast(blurred, config.contrast, config.shape[0])
+    images = add_noise(signal, config.snr, config.noise_seeds(index, idx))
     masks = class_masks2d(phantom.labels, angles, config.class_ids)
     return images, masks
 

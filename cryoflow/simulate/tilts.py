@@ -1,4 +1,4 @@
-"""Tilt series from a phantom: projection, CTF-like blur, noise at a set SNR, per-tilt masks.
+"""Tilt series from a phantom: projection, CTF-like blur, contrast, noise at a set SNR, masks.
 
 Geometry is the contract's single-axis tilt about ``y`` (see ``cryoflow.geometry``): voxel
 ``(z, y, x)`` falls on ``uc = xc*cos(t) + zc*sin(t)`` (plus the tilt's ``du`` shift).
@@ -7,6 +7,14 @@ Geometry is the contract's single-axis tilt about ``y`` (see ``cryoflow.geometry
   (a linear-interpolation sum projector; its transpose is :func:`backproject_linear`).
 - :func:`project_any` is the binary forward projection with the nearest-neighbour rule
   ``u = rint(uc + (U-1)/2)``; voxels with ``u`` outside ``[0, U)`` fall off the detector.
+
+Image formation (:func:`apply_blur`, :func:`apply_contrast`, :func:`add_noise`): projected mass ``P`` is blurred by a transfer ``T`` that
+passes mass with a positive sign at zero frequency (``"none"``: 1, ``"gaussian"``: a Gaussian,
+``"ctf"``: minus the phase-contrast CTF, so the CTF's own sign makes dense matter dark). Contrast
+``"mass"`` keeps ``T * P`` (dense = bright); ``"em"`` gives ``1 - k (T * P)`` with
+``k = EM_ABSORPTION / Z`` (dense = dark on a bright background, as microscopes record it).
+Noise is added last; its SNR is measured on the signal part (the constant background has no
+variance).
 
 All functions are eager kernels on NumPy arrays and raise ``TypeError`` for Dask input.
 """
@@ -20,6 +28,14 @@ from scipy import sparse
 
 from cryoflow.errors import ConfigError, GeometryError
 from cryoflow.geometry import TiltGeometry, as_geometry
+
+#: image polarities: ``"em"`` dense = dark (microscope images), ``"mass"`` dense = bright
+CONTRASTS = ("em", "mass")
+#: ``"em"`` images: intensity of the unscattered beam (no specimen)
+EM_BACKGROUND = 1.0
+#: ``"em"`` images: fraction of the beam a column of unit mass density removes over the whole
+#: volume thickness (linearised Beer-Lambert law ``exp(-k P) ~ 1 - k P``, ``k = this / Z``)
+EM_ABSORPTION = 0.5
 
 
 def require_numpy(x: object, name: str) -> np.ndarray:
@@ -225,6 +241,10 @@ def apply_blur(
 ) -> np.ndarray:
     """Blur each tilt image: ``kind`` is ``"none"``, ``"gaussian"`` or ``"ctf"``.
 
+    Every kernel passes zero frequency with a positive sign: ``"ctf"`` multiplies by
+    ``-ctf_2d`` (``+A`` at zero frequency), so blurred mass stays mass-like and
+    :func:`apply_contrast` alone decides the polarity.
+
     Parameters
     ----------
     images : ndarray of shape (n_tilts, Y, U)
@@ -238,7 +258,8 @@ def apply_blur(
         return img
     Y, U = img.shape[1:]
     if kind == "ctf":
-        h = ctf_2d((Y, U), pixel_size_angstrom, defocus_um)
+        # minus the CTF: mass passes with a positive sign at low frequency (see the module doc)
+        h = -ctf_2d((Y, U), pixel_size_angstrom, defocus_um)
     elif kind == "gaussian":
         ky = np.fft.fftfreq(Y)[:, None]
         ku = np.fft.rfftfreq(U)[None, :]
@@ -247,6 +268,32 @@ def apply_blur(
         raise ConfigError(f"unknown blur {kind!r}; valid: none, gaussian, ctf")
     out = np.fft.irfft2(np.fft.rfft2(img, axes=(1, 2)) * h, s=(Y, U), axes=(1, 2))
     return out.astype(np.float32)
+
+
+def apply_contrast(images: np.ndarray, contrast: str, thickness_px: int) -> np.ndarray:
+    """Turn blurred projected mass into image intensities.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_tilts, Y, U)
+        Blurred projected mass (mass per voxel summed along the beam).
+    contrast : {"em", "mass"}
+        ``"mass"``: unchanged (dense = bright). ``"em"``: ``EM_BACKGROUND - k * images`` with
+        ``k = EM_ABSORPTION / thickness_px`` (dense = dark on a bright background).
+    thickness_px : int
+        Volume thickness ``Z`` in voxels.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_tilts, Y, U)
+    """
+    img = require_numpy(images, "images").astype(np.float32, copy=False)
+    if contrast == "mass":
+        return img
+    if contrast == "em":
+        k = np.float32(EM_ABSORPTION / int(thickness_px))
+        return (np.float32(EM_BACKGROUND) - k * img).astype(np.float32)
+    raise ConfigError(f"unknown contrast {contrast!r}; valid: {', '.join(CONTRASTS)}")
 
 
 def add_noise(
