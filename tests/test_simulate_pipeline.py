@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
 
-from cryoflow.errors import AlreadyExistsError
+from cryoflow.errors import AlreadyExistsError, NodeNotFoundError
 from cryoflow.io import store as S
+from cryoflow.io.verify import find_leftovers
 from cryoflow.pipelines.simulate import simulate_dataset
 from cryoflow.simulate.dataset import SimulationConfig, simulate_tomogram
 
@@ -74,9 +76,10 @@ def test_store_holds_what_the_simulator_made(simulated):
         np.testing.assert_array_equal(boxes.to_numpy(), sim.phantom.mito_boxes.to_numpy())
         tomo = S.open_volume(store, name, "tomogram")
         assert tomo.shape == CFG.shape
-        # the reconstruction resembles the truth density
+        # the reconstruction resembles the truth density, with the images' polarity (em: dense
+        # is dark, so the correlation with the mass density is negative)
         r = np.corrcoef(np.asarray(tomo).ravel(), sim.phantom.density.ravel())[0, 1]
-        assert r > 0.3
+        assert CFG.contrast == "em" and r < -0.25
         assert ts.attrs["provenance"]["step"] == "simulate"
         assert ts.attrs["provenance"]["parameters"]["seed"] == 11
 
@@ -114,6 +117,8 @@ def test_cli_simulate(client, tmp_path, capsys):
         "2",
         "--n-tomograms",
         "1",
+        "--contrast",
+        "mass",
         "--scheduler",
         client.scheduler.address,
     ]
@@ -123,7 +128,61 @@ def test_cli_simulate(client, tmp_path, capsys):
     assert "simulated 1 tomogram(s) (sim_000): 7 tilts of 24 x 24" in capsys.readouterr().out
     ts = S.open_tilt_series(out, "sim_000")
     np.testing.assert_allclose(ts["angle"].values, [-30, -20, -10, 0, 10, 20, 30])
+    assert ts.attrs["provenance"]["parameters"]["contrast"] == "mass"
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
     assert "sim_000 exist; pass --overwrite" in capsys.readouterr().err
+
+
+def test_a_failed_truth_write_publishes_nothing(client, tmp_path, monkeypatch):
+    """A tomogram appears (listed, readable) only once all of it is written."""
+    store = tmp_path / "fault.zarr"
+    small = CFG.with_(n_tomograms=1, shape=(8, 16, 16), tilt_step_deg=45.0)
+    assert simulate_dataset(client, store, small, quiet=True) == ["sim_000"]
+    before = np.asarray(S.open_tilt_series(store, "sim_000"))
+
+    # inject a fault: sim_001's 2D truth masks fail on a worker, after every tilt series
+    # (sim_000's replacement included) has been written
+    real_write_result = S.write_result
+
+    def failing_write_result(store, name, step, key, data, **kwargs):
+        pending = real_write_result(store, name, step, key, data, **kwargs)
+        if name == "sim_001" and key == "masks2d_granule":
+
+            def crash() -> None:
+                raise OSError("injected: disk full")
+
+            pending.stages.append(lambda: [dask.delayed(crash, pure=False)()])
+        return pending
+
+    monkeypatch.setattr(S, "write_result", failing_write_result)
+    # (the new settings also rotate the tilt axis: the stored geometry must say so)
+    again = small.with_(n_tomograms=2, seed=12, tilt_axis_deg=30.0)
+    with pytest.raises(OSError, match="injected"):
+        simulate_dataset(client, store, again, overwrite=True, quiet=True)
+    # sim_001 never appears; sim_000 is still the old, whole tomogram; no leftovers
+    assert S.list_tomograms(store) == ["sim_000"]
+    with pytest.raises(NodeNotFoundError):
+        S.open_tilt_series(store, "sim_001")
+    np.testing.assert_array_equal(np.asarray(S.open_tilt_series(store, "sim_000")), before)
+    old = simulate_tomogram(small, 0)
+    np.testing.assert_array_equal(
+        np.asarray(S.open_volume(store, "sim_000", "truth_labels")), old.phantom.labels
+    )
+    assert find_leftovers(store) == []
+
+    # without the fault the same call publishes both, whole
+    monkeypatch.setattr(S, "write_result", real_write_result)
+    assert simulate_dataset(client, store, again, overwrite=True, quiet=True) == [
+        "sim_000",
+        "sim_001",
+    ]
+    assert S.list_tomograms(store) == ["sim_000", "sim_001"]
+    new = simulate_tomogram(again, 0)
+    np.testing.assert_array_equal(np.asarray(S.open_tilt_series(store, "sim_000")), new.tilt_series)
+    assert S.read_geometry(store, "sim_000") == again.geometry
+    assert S.read_geometry(store, "sim_000").tilt_axis_deg == 30.0
+    for c in again.classes:
+        S.open_result(store, "sim_001", "truth", f"masks2d_{c}")
+    assert find_leftovers(store) == []

@@ -20,7 +20,16 @@ def register(app: typer.Typer) -> None:
         shape: tuple[int, int, int] | None = typer.Option(
             None, "--shape", help="Volume shape Z Y X in voxels."
         ),
+        tilt_axis: float = typer.Option(
+            None, "--tilt-axis", help="In-plane rotation of the tilt axis, degrees (default 0)."
+        ),
         blur: str = typer.Option(None, "--blur", help="none, gaussian or ctf."),
+        contrast: str = typer.Option(
+            None,
+            "--contrast",
+            help="em (dense matter dark on a bright background, as microscopes record it; "
+            "the presets' default) or mass (projected mass, dense = bright).",
+        ),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace tomograms of the same names."
         ),
@@ -37,10 +46,12 @@ def register(app: typer.Typer) -> None:
             "seed": seed,
             "snr": snr,
             "tilt_step_deg": tilt_step,
+            "tilt_axis_deg": tilt_axis,
             "tilt_min_deg": None if tilt_range is None else tilt_range[0],
             "tilt_max_deg": None if tilt_range is None else tilt_range[1],
             "shape": None if shape is None else tuple(shape),
             "blur": blur,
+            "contrast": contrast,
         }
         config = SimulationConfig.preset(
             preset, **{k: v for k, v in overrides.items() if v is not None}

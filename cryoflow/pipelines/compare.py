@@ -75,7 +75,7 @@ class CompareConfig:
     margin: int = 0
     spec: ModelSpec = ModelSpec(arch="unet", base_channels=8)
     steps: int = 200
-    batch_size: int = 12
+    batch_size: int = 8
     time_budget_s: float = 180.0
     fasterrcnn: bool = False
     device: str = "cpu"

@@ -162,7 +162,7 @@ class LiftParams(_Frozen):
 
     Reads ``results/<STEP>/<KEY>`` (or ``<KEY>_<class>`` for each of ``classes``) and writes,
     under ``results/lift/``: ``labels`` ``(z, y, x)`` uint8 and per class ``votes_<c>``,
-    ``threshold_<c>`` (the chosen ``T``) and, when searched, ``thresholds_<c>``/``scores_<c>``.
+    ``threshold_<c>`` (the chosen ``T``) and the score curve ``thresholds_<c>``/``scores_<c>``.
     """
 
     masks: str = Field(

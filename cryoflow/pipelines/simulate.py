@@ -2,7 +2,8 @@
 
 Per tomogram ``sim_NNN`` (same layout as ingest, see ``docs/design/store.md``):
 
-- ``tilt_series`` ``(tilt, y, x)`` with ``TiltGeometry.single_axis(angles)``;
+- ``tilt_series`` ``(tilt, y, x)`` with its geometry, ``config.geometry``
+  (``TiltGeometry.single_axis(angles, tilt_axis_deg=...)``);
 - ``volumes/truth_density`` and ``labels/truth_labels`` ``(z, y, x)`` (ids in
   :mod:`cryoflow.simulate.classes`);
 - ``results/truth/masks2d_<class>`` ``(tilt, y, x)`` uint8, one per present class;
@@ -14,20 +15,32 @@ Tomograms are simulated in parallel on the Client, a batch (one per worker) at a
 phantom task per tomogram, its tilts split into tasks of ``tilts_per_task`` tilts (all tilts
 for small volumes), the reconstruction chunked in 3D. The batch is persisted on the cluster,
 then written with the store's chunk writers and released.
+
+All or nothing per tomogram: a tomogram is first written whole, with the ordinary store
+writers, into a staging dataset ``tomograms/.tmp-<name>-<random>/`` (a temporary node, like
+the one the store makes for any first write of a tomogram), then published under
+``tomograms/<name>`` in one step by the store's own :func:`cryoflow.io.nodes.publish`
+(a directory rename on a local file system). A failure anywhere (truth, tables,
+reconstruction) removes the staging node and leaves the store as it was: no half-written
+tomogram is ever listed, and with ``overwrite`` the old tomogram stays whole. ``overwrite``
+replaces a tomogram whole, so results computed from the old one go with it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
+import zarr
 from dask.base import tokenize
 
 from cryoflow.errors import AlreadyExistsError
-from cryoflow.geometry import TiltGeometry
+from cryoflow.io import nodes
 from cryoflow.io import store as S
+from cryoflow.io.layout import TOMOGRAMS
 from cryoflow.io.provenance import make_provenance
 from cryoflow.pipelines.cluster import compute_with_progress, wait_with_progress
 from cryoflow.pipelines.reconstruct import ReconstructConfig, reconstruction
@@ -99,7 +112,7 @@ def tomogram_graph(config: SimulationConfig, index: int) -> dict[str, Any]:
     # 3. the reconstruction, exactly as ``cryoflow reconstruct`` makes it
     tomogram, _ = reconstruction(
         tilt_series,
-        TiltGeometry.single_axis(angles),
+        config.geometry,
         ReconstructConfig(thickness=Z, chunk=128),
         prefix=f"simulate-{name}",
     )
@@ -159,28 +172,60 @@ def _run_together(client: Any, pendings: list[Any], description: str, quiet: boo
         raise
 
 
+@dataclass(frozen=True)
+class _Staging:
+    """Tomogram ``name`` written whole into a staging dataset at ``tomograms/<leaf>``.
+
+    ``leaf`` is a temporary name (``.tmp-<name>-<random>``): readers never see it and
+    ``cryoflow verify`` reports it if a crash leaves it behind.
+    """
+
+    tomograms: zarr.Group
+    leaf: str
+    name: str
+
+    @classmethod
+    def begin(cls, store: Any, name: str, overwrite: bool) -> _Staging:
+        """An empty staging dataset (``AlreadyExistsError`` when ``name`` exists, no overwrite)."""
+        tomos = nodes.child_group(S.create_dataset(store), TOMOGRAMS)
+        nodes.check_writable(tomos, name, overwrite, "tomogram")
+        staging = cls(tomos, nodes.temp_leaf(name), name)
+        S.create_dataset(tomos.create_group(staging.leaf))
+        return staging
+
+    @property
+    def dataset(self) -> zarr.Group:
+        """The staging dataset: pass it as ``store`` to the store writers."""
+        return nodes.child_group(self.tomograms, self.leaf)
+
+    def publish(self, overwrite: bool) -> None:
+        """Move the staged ``tomograms/<name>`` to the real one in one step; drop the staging."""
+        staged = f"{self.leaf}/{TOMOGRAMS}/{self.name}"
+        nodes.publish(self.tomograms, staged, self.name, overwrite=overwrite)
+        self.discard()
+
+    def discard(self) -> None:
+        nodes.delete_node(self.tomograms, self.leaf)
+
+
 def _provenance(config: SimulationConfig) -> dict[str, Any]:
     return make_provenance("simulate", parameters=config.to_dict(), inputs={"seed": config.seed})
 
 
-def _tilt_series_write(
-    store: Any, name: str, g: dict[str, Any], config: SimulationConfig, overwrite: bool
-) -> Any:
-    geometry = TiltGeometry.single_axis(config.angles_deg)
+def _tilt_series_write(store: Any, name: str, g: dict[str, Any], config: SimulationConfig) -> Any:
     return S.write_tilt_series(
         store,
         name,
         g["tilt_series"],
-        geometry,
+        config.geometry,
         config.pixel_size_angstrom,
-        overwrite=overwrite,
         provenance=_provenance(config),
         compute=False,
     )
 
 
 def _truth_writes(
-    client: Any, store: Any, name: str, g: dict[str, Any], config: SimulationConfig, overwrite: bool
+    client: Any, store: Any, name: str, g: dict[str, Any], config: SimulationConfig
 ) -> list[Any]:
     """Pending writes of the truth and the tomogram (tables are written at once)."""
     prov = _provenance(config)
@@ -193,7 +238,6 @@ def _truth_writes(
             g["density"],
             pixel_size_angstrom=px,
             provenance=prov,
-            overwrite=overwrite,
             compute=False,
         ),
         S.write_volume(
@@ -204,7 +248,6 @@ def _truth_writes(
             pixel_size_angstrom=px,
             provenance=prov,
             kind="label",
-            overwrite=overwrite,
             compute=False,
         ),
     ]
@@ -219,17 +262,12 @@ def _truth_writes(
                 dims=("tilt", "y", "x"),
                 provenance=prov,
                 attrs={"class": c, "rule": "any-projection, nearest neighbour"},
-                overwrite=overwrite,
                 compute=False,
             )
         )
     particles, boxes = client.compute([g["particles"], g["mito_boxes"]], sync=True)
-    S.write_table(
-        store, name, TRUTH_STEP, "particles", particles, provenance=prov, overwrite=overwrite
-    )
-    S.write_table(
-        store, name, TRUTH_STEP, "mito_boxes", boxes, provenance=prov, overwrite=overwrite
-    )
+    S.write_table(store, name, TRUTH_STEP, "particles", particles, provenance=prov)
+    S.write_table(store, name, TRUTH_STEP, "mito_boxes", boxes, provenance=prov)
     recon_prov = make_provenance(
         "reconstruct",
         parameters={"filter": "ramp", "thickness": config.shape[0]},
@@ -243,7 +281,6 @@ def _truth_writes(
             g["tomogram"],
             pixel_size_angstrom=px,
             provenance=recon_prov,
-            overwrite=overwrite,
             compute=False,
         )
     )
@@ -285,17 +322,30 @@ def simulate_dataset(
         wait_with_progress(client, futures_of(persisted), f"simulate {label}", quiet=quiet)
         it = iter(persisted)
         held = [_unflatten({k: next(it) for k in g}) for g in graphs]
-        # the tilt series first: it publishes each new tomogram's group
-        pendings = [
-            _tilt_series_write(store, names[i], h, config, overwrite)
-            for i, h in zip(idx, held, strict=True)
-        ]
-        _run_together(client, pendings, f"write tilt series {label}", quiet)
-        pendings = [
-            p
-            for i, h in zip(idx, held, strict=True)
-            for p in _truth_writes(client, store, names[i], h, config, overwrite)
-        ]
-        _run_together(client, pendings, f"write truth {label}", quiet)
+        staged: list[_Staging] = []  # begun, not yet published
+        try:
+            for i in idx:
+                staged.append(_Staging.begin(store, names[i], overwrite))
+            # 1. the tilt series first: it creates each staged tomogram's group
+            pendings = [
+                _tilt_series_write(st.dataset, st.name, h, config)
+                for st, h in zip(staged, held, strict=True)
+            ]
+            _run_together(client, pendings, f"write tilt series {label}", quiet)
+            # 2. truth, tables and the reconstruction into the staged tomograms
+            pendings = [
+                p
+                for st, h in zip(staged, held, strict=True)
+                for p in _truth_writes(client, st.dataset, st.name, h, config)
+            ]
+            _run_together(client, pendings, f"write truth {label}", quiet)
+            # 3. publish each complete tomogram in one step
+            while staged:
+                staged[0].publish(overwrite)
+                staged.pop(0)
+        except BaseException:
+            for st in staged:
+                st.discard()
+            raise
         del persisted, held
     return names

@@ -10,8 +10,9 @@ reaches the label blocks as a small array argument, not as a Python number.
 
 Results under ``tomograms/<t>/results/lift/``: ``labels`` ``(z, y, x)`` uint8 (class ids of
 :func:`cryoflow.pipelines.lift.class_ids` in the attributes), and per class ``c``:
-``votes_<c>`` ``(z, y, x)``, ``threshold_<c>`` ``(1,)`` float64 (the chosen ``T``), and, when
-``T`` is searched, ``thresholds_<c>``/``scores_<c>`` ``(candidate,)``.
+``votes_<c>`` ``(z, y, x)``, ``threshold_<c>`` ``(1,)`` float64 (the chosen ``T``) and the
+score curve ``thresholds_<c>``/``scores_<c>`` ``(candidate,)`` (a given ``T`` is the only
+candidate, so its score is still recorded).
 """
 
 from __future__ import annotations
@@ -102,35 +103,36 @@ def plan_lift(store: object, tomogram: str, params: Any) -> Plan:
         v = v.rechunk(chunks)
         votes.append(v)
         more.append(Output(f"votes_{c}", v, ("z", "y", "x"), {"class": c}))
-        # 3. T: given, or the best-scoring candidate (lazy: scores -> argmax)
-        if params.threshold is not None:
-            t = da.from_array(np.array([float(params.threshold)]), chunks=1)
-        else:
-            cands = parse_candidates(None, geometry.n_tilts)
-            counts = threshold_counts_graph(
-                v, masks, geometry, cands, prefix=f"lift:{tomogram}-threshold-{c}"
-            ).rechunk(-1)
-            tok = tokenize(counts.name, cands)
-            scores = counts.map_blocks(
-                _scores_block,
-                cands.size,
-                drop_axis=0,
-                chunks=((cands.size,),),
-                dtype=np.float64,
-                meta=np.empty((0,), np.float64),
-                name=f"lift:{tomogram}-scores-{c}-{tok}",
-            )
-            t = scores.map_blocks(
-                _best_block,
-                cands,
-                chunks=((1,),),
-                dtype=np.float64,
-                meta=np.empty((0,), np.float64),
-                name=f"lift:{tomogram}-best-{c}-{tok}",
-            )
-            cand_arr = da.from_array(cands, chunks=-1, name=f"lift-candidates-{tokenize(cands)}")
-            more.append(Output(f"thresholds_{c}", cand_arr, ("candidate",), {"class": c}))
-            more.append(Output(f"scores_{c}", scores, ("candidate",), {"class": c}))
+        # 3. T: the best-scoring candidate (a given T is the only candidate), lazily
+        cands = (
+            parse_candidates(None, geometry.n_tilts)
+            if params.threshold is None
+            else np.array([float(params.threshold)])
+        )
+        counts = threshold_counts_graph(
+            v, masks, geometry, cands, prefix=f"lift:{tomogram}-threshold-{c}"
+        ).rechunk(-1)
+        tok = tokenize(counts.name, cands)
+        scores = counts.map_blocks(
+            _scores_block,
+            cands.size,
+            drop_axis=0,
+            chunks=((cands.size,),),
+            dtype=np.float64,
+            meta=np.empty((0,), np.float64),
+            name=f"lift:{tomogram}-scores-{c}-{tok}",
+        )
+        t = scores.map_blocks(
+            _best_block,
+            cands,
+            chunks=((1,),),
+            dtype=np.float64,
+            meta=np.empty((0,), np.float64),
+            name=f"lift:{tomogram}-best-{c}-{tok}",
+        )
+        cand_arr = da.from_array(cands, chunks=-1, name=f"lift-candidates-{tokenize(cands)}")
+        more.append(Output(f"thresholds_{c}", cand_arr, ("candidate",), {"class": c}))
+        more.append(Output(f"scores_{c}", scores, ("candidate",), {"class": c}))
         chosen.append(t)
         more.append(Output(f"threshold_{c}", t, ("value",), {"class": c}))
     # 4. labels: each voxel the best-supported passing class (one block holds every class)

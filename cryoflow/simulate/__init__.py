@@ -5,11 +5,13 @@
 - :mod:`~cryoflow.simulate.particles`: ribosome-like (two conformations) and RuBisCO-like
   templates, random orientations (ZYZ Euler, degrees).
 - :mod:`~cryoflow.simulate.phantom`: :func:`make_phantom` assembles a cell.
-- :mod:`~cryoflow.simulate.tilts`: contract-geometry projections, CTF/Gaussian blur, noise at a
-  set SNR, per-class 2D masks.
+- :mod:`~cryoflow.simulate.tilts`: contract-geometry projections (a rotated tilt axis through
+  the general projector), CTF/Gaussian blur, ``em``/``mass`` contrast, noise at a set SNR,
+  per-class 2D masks.
 - :mod:`~cryoflow.simulate.recon`: a small NumPy filtered back-projection.
 - :mod:`~cryoflow.simulate.dataset`: :class:`SimulationConfig` (presets ``tiny``, ``demo``,
   ``realistic``) and :func:`simulate_tomogram`.
 
-The store-writing pipeline is :func:`cryoflow.pipelines.simulate.simulate_dataset`.
+The store-writing pipeline is :func:`cryoflow.pipelines.simulate.simulate_dataset`; the design
+note is ``docs/design/simulator.md``.
 """

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cryoflow.errors import ConfigError
+from cryoflow.geometry import TiltGeometry
 from cryoflow.simulate.classes import CLASS_IDS, FOREGROUND_CLASSES, parse_classes
 from cryoflow.simulate.phantom import Phantom, make_phantom
 from cryoflow.simulate.recon import fbp
@@ -72,6 +73,11 @@ class SimulationConfig:
         Volume shape in voxels; tilt images are ``(Y, X)``.
     tilt_min_deg, tilt_max_deg, tilt_step_deg : float
         Tilt angles ``min, min+step, ... <= max`` (the missing wedge lies outside).
+    tilt_axis_deg : float
+        In-plane rotation of the tilt axis on the detector (degrees, counter-clockwise from
+        the detector ``y`` axis; see ``TiltGeometry.single_axis``). ``0`` is the contract's
+        single-axis tilt about ``y``; other values are projected with the general projector
+        and stored in the tilt series' geometry.
     snr : float or None
         Per-tilt variance ratio signal/noise; ``None`` for noise-free images.
     blur : {"none", "gaussian", "ctf"}
@@ -96,6 +102,7 @@ class SimulationConfig:
     tilt_min_deg: float = -60.0
     tilt_max_deg: float = 60.0
     tilt_step_deg: float = 6.0
+    tilt_axis_deg: float = 0.0
     snr: float | None = 1.0
     blur: str = "none"
     contrast: str = "em"
@@ -119,6 +126,9 @@ class SimulationConfig:
                 "tilt range must satisfy -90 < min <= max < 90 degrees, "
                 f"got {self.tilt_min_deg} to {self.tilt_max_deg}"
             )
+        if not (np.isfinite(self.tilt_axis_deg) and -180 <= self.tilt_axis_deg <= 180):
+            raise ConfigError(f"tilt_axis_deg must be in [-180, 180], got {self.tilt_axis_deg}")
+        object.__setattr__(self, "tilt_axis_deg", float(self.tilt_axis_deg))
         if self.snr is not None and not (self.snr > 0 and np.isfinite(self.snr)):
             raise ConfigError(f"snr must be a finite number > 0 (or None), got {self.snr}")
         if self.blur not in BLURS:
@@ -153,6 +163,11 @@ class SimulationConfig:
         """ndarray of shape (n_tilts,): tilt angles in degrees, ascending."""
         n = int(np.floor((self.tilt_max_deg - self.tilt_min_deg) / self.tilt_step_deg + 1e-9)) + 1
         return np.round(self.tilt_min_deg + self.tilt_step_deg * np.arange(n), 6)
+
+    @property
+    def geometry(self) -> TiltGeometry:
+        """The simulated (and stored) geometry: single-axis tilt, rotated by ``tilt_axis_deg``."""
+        return TiltGeometry.single_axis(self.angles_deg, tilt_axis_deg=self.tilt_axis_deg)
 
     @property
     def class_ids(self) -> dict[str, int]:
@@ -225,10 +240,9 @@ def simulate_tilts(
         Projection, blur, contrast (``config.contrast``), then noise at ``config.snr``.
     masks2d : dict of class name -> ndarray of bool, shape (n, Y, X)
     """
-    all_angles = config.angles_deg
-    idx = np.arange(all_angles.size) if tilts is None else np.asarray(tilts, dtype=int)
-    angles = all_angles[idx]
-    clean = project_sum(phantom.density, angles)
+    idx = np.arange(config.angles_deg.size) if tilts is None else np.asarray(tilts, dtype=int)
+    geometry = config.geometry.select(idx)
+    clean = project_sum(phantom.density, geometry)
     blurred = apply_blur(
         clean,
         kind=config.blur,
@@ -238,7 +252,7 @@ def simulate_tilts(
     )
     signal = apply_contrast(blurred, config.contrast, config.shape[0])
     images = add_noise(signal, config.snr, config.noise_seeds(index, idx))
-    masks = class_masks2d(phantom.labels, angles, config.class_ids)
+    masks = class_masks2d(phantom.labels, geometry, config.class_ids)
     return images, masks
 
 
@@ -248,7 +262,7 @@ def simulate_tomogram(config: SimulationConfig, index: int) -> SimulatedTomogram
         raise ConfigError(f"tomogram index must be in 0..{config.n_tomograms - 1}, got {index}")
     phantom = simulate_phantom(config, index)
     images, masks = simulate_tilts(config, index, phantom)
-    tomogram = fbp(images, config.angles_deg, config.shape)
+    tomogram = fbp(images, config.geometry, config.shape)
     return SimulatedTomogram(
         config.tomogram_name(index), phantom, config.angles_deg, images, masks, tomogram
     )

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cryoflow.simulate.tilts import _single_axis, backproject_linear, require_numpy
+from cryoflow.geometry import as_geometry
+from cryoflow.simulate.tilts import backproject_linear, require_numpy
 
 
 def ramp_filter(images: np.ndarray) -> np.ndarray:
@@ -44,7 +45,10 @@ def fbp(images: np.ndarray, angles: object, shape: Sequence[int]) -> np.ndarray:
     Parameters
     ----------
     images : ndarray of shape (n_tilts, Y, U)
-    angles : ndarray of shape (n_tilts,) in degrees, or a single-axis TiltGeometry
+    angles : ndarray of shape (n_tilts,) in degrees, or a TiltGeometry
+        A rotated tilt axis is back-projected with the general (bilinear) back-projector
+        :func:`cryoflow.kernels.backproject.backproject_block`; the ramp filter still runs
+        along detector rows, as in ``cryoflow reconstruct``.
     shape : (Z, Y, X)
         Output volume shape.
 
@@ -54,8 +58,25 @@ def fbp(images: np.ndarray, angles: object, shape: Sequence[int]) -> np.ndarray:
         Scaled so that a constant-density region reconstructs to about its density when the
         tilts span 180 degrees; a limited range (missing wedge) scales it by about range/180.
     """
-    ang, _ = _single_axis(angles)
+    geometry = as_geometry(angles)
+    ang = np.asarray(geometry.angles_deg, dtype=float)
     step = np.deg2rad(np.median(np.diff(np.sort(ang)))) if ang.size > 1 else np.pi
     img = ramp_filter(images)
     # the mean of each image carries the DC term a ramp filter drops; leave it dropped
-    return (backproject_linear(img, angles, shape) * np.float32(step)).astype(np.float32)
+    if geometry.is_simple:
+        volume = backproject_linear(img, geometry, shape)
+    else:
+        # imported here: the general back-projector needs torch, the single-axis path does not
+        from cryoflow.kernels.backproject import backproject_block
+
+        Z, Y, X = (int(s) for s in shape)
+        volume = backproject_block(
+            img,
+            geometry,
+            (Z, Y, X),
+            img.shape[1:],
+            (slice(0, Z), slice(0, Y), slice(0, X)),
+            interpolation="linear",
+            n_threads=1,
+        )
+    return (volume * np.float32(step)).astype(np.float32)

@@ -7,6 +7,9 @@ Geometry is the contract's single-axis tilt about ``y`` (see ``cryoflow.geometry
   (a linear-interpolation sum projector; its transpose is :func:`backproject_linear`).
 - :func:`project_any` is the binary forward projection with the nearest-neighbour rule
   ``u = rint(uc + (U-1)/2)``; voxels with ``u`` outside ``[0, U)`` fall off the detector.
+- Any other geometry (a rotated tilt axis, ``v`` shifts; a :class:`TiltGeometry`) goes through
+  the project's general projector :func:`cryoflow.kernels.project.project_block` (bilinear
+  ``"sum"`` for images, nearest-neighbour ``"any"`` for masks).
 
 Image formation (:func:`apply_blur`, :func:`apply_contrast`, :func:`add_noise`): projected mass ``P`` is blurred by a transfer ``T`` that
 passes mass with a positive sign at zero frequency (``"none"``: 1, ``"gaussian"``: a Gaussian,
@@ -57,6 +60,45 @@ def _single_axis(angles: object) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(geom.angles_deg, dtype=float), geom.shift_array[:, 1]
 
 
+def project_general(
+    volume: np.ndarray, geometry: TiltGeometry, width: int, *, mode: str, interpolation: str
+) -> np.ndarray:
+    """Project a whole volume with any geometry (the general projector, one thread).
+
+    Parameters
+    ----------
+    volume : ndarray of shape (Z, Y, X)
+    geometry : TiltGeometry
+    width : int
+        Detector width ``U``; the detector has ``Y`` rows.
+    mode : {"sum", "any"}
+    interpolation : {"linear", "nearest"}
+
+    Returns
+    -------
+    ndarray of shape (n_tilts, Y, U): float32 (``"sum"``) or bool (``"any"``)
+    """
+    # imported here: the general projector needs torch, the single-axis path does not
+    from cryoflow.kernels.project import project_block
+
+    vol = require_numpy(volume, "volume")
+    if vol.ndim != 3:
+        raise GeometryError(f"volume must be (Z, Y, X), got shape {vol.shape}")
+    Z, Y, X = vol.shape
+    whole = (slice(0, Z), slice(0, Y), slice(0, X))
+    out = project_block(
+        vol,
+        geometry,
+        (Z, Y, X),
+        (Y, int(width)),
+        whole,
+        mode=mode,
+        interpolation=interpolation,
+        n_threads=1,
+    )
+    return out if mode == "any" else out.astype(np.float32, copy=False)
+
+
 def _detector_positions(angle_deg: float, du: float, Z: int, X: int, U: int) -> np.ndarray:
     """ndarray of shape (Z*X,): uncentred detector position ``u`` of every (z, x) voxel."""
     t = np.deg2rad(angle_deg)
@@ -103,7 +145,7 @@ def project_sum(volume: np.ndarray, angles: object, width: int | None = None) ->
     Parameters
     ----------
     volume : ndarray of shape (Z, Y, X)
-    angles : ndarray of shape (n_tilts,) in degrees, or a single-axis TiltGeometry
+    angles : ndarray of shape (n_tilts,) in degrees, or a TiltGeometry (any)
     width : int, optional
         Detector width ``U`` (default ``X``).
 
@@ -114,9 +156,13 @@ def project_sum(volume: np.ndarray, angles: object, width: int | None = None) ->
     vol = require_numpy(volume, "volume")
     if vol.ndim != 3:
         raise GeometryError(f"volume must be (Z, Y, X), got shape {vol.shape}")
-    ang, du = _single_axis(angles)
     Z, Y, X = vol.shape
     U = X if width is None else int(width)
+    geom = as_geometry(angles)
+    if not geom.is_simple:
+        vol32 = vol.astype(np.float32, copy=False)
+        return project_general(vol32, geom, U, mode="sum", interpolation="linear")
+    ang, du = _single_axis(geom)
     planes = _planes(vol.astype(np.float32, copy=False))
     out = np.empty((ang.size, Y, U), dtype=np.float32)
     for i, (a, d) in enumerate(zip(ang, du, strict=True)):
@@ -148,7 +194,7 @@ def project_any(mask: np.ndarray, angles: object, width: int | None = None) -> n
     ----------
     mask : ndarray of shape (Z, Y, X)
         Non-zero voxels count as true.
-    angles : ndarray of shape (n_tilts,) in degrees, or a single-axis TiltGeometry
+    angles : ndarray of shape (n_tilts,) in degrees, or a TiltGeometry (any)
     width : int, optional
         Detector width ``U`` (default ``X``).
 
@@ -168,7 +214,7 @@ def class_masks2d(
     Parameters
     ----------
     labels : ndarray of int or bool, shape (Z, Y, X)
-    angles : ndarray of shape (n_tilts,) in degrees, or a single-axis TiltGeometry
+    angles : ndarray of shape (n_tilts,) in degrees, or a TiltGeometry (any)
     class_ids : mapping of name -> label id
     width : int, optional
         Detector width ``U`` (default ``X``).
@@ -177,14 +223,21 @@ def class_masks2d(
     -------
     dict of name -> ndarray of bool, shape (n_tilts, Y, U)
         ``out[name][t, y, u]`` is true when any voxel labelled ``class_ids[name]`` in row ``y``
-        falls on detector column ``u`` at tilt ``t``.
+        falls on detector column ``u`` at tilt ``t`` (for a general geometry: falls on pixel
+        ``(y, u)`` under the nearest-neighbour rule in both detector axes).
     """
     lab = require_numpy(labels, "labels")
     if lab.ndim != 3:
         raise GeometryError(f"labels must be (Z, Y, X), got shape {lab.shape}")
-    ang, du = _single_axis(angles)
     Z, Y, X = lab.shape
     U = X if width is None else int(width)
+    geom = as_geometry(angles)
+    if not geom.is_simple:
+        return {
+            name: project_general(lab == cid, geom, U, mode="any", interpolation="nearest")
+            for name, cid in class_ids.items()
+        }
+    ang, du = _single_axis(geom)
     mats = [splat_matrix(a, d, Z, X, U, nearest=True) for a, d in zip(ang, du, strict=True)]
     out = {}
     for name, class_id in class_ids.items():  # one class at a time bounds memory

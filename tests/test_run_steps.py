@@ -1,0 +1,269 @@
+"""``cryoflow run`` with the stage steps: simulate, reconstruct, lift, edges, annotate.
+
+Every step runs through the run engine on a tiny simulated dataset (preset ``tiny``, two
+tomograms of 16 x 32 x 32 voxels, 13 tilts); results are compared with the stage pipelines'
+own graph builders, reruns must skip, and a changed parameter (or checkpoint) must recompute
+exactly that step and the steps that read its results.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cryoflow.io.store import open_result, open_tilt_series, read_geometry
+from cryoflow.pipelines.config import parse_pipeline
+from cryoflow.pipelines.run import read_summary, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["sim_000", "sim_001"]
+SIMULATE = {
+    "simulate": {"preset": "tiny", "n_tomograms": 2, "shape": [16, 32, 32], "tilt_step_deg": 10.0}
+}
+LIFT = {"lift": {"masks": "truth/masks2d", "classes": ["membrane", "mito_membrane"],
+                 "thickness": 16, "chunk": 16}}
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, memory_limit="2GiB", silence_logs=50) as cluster:
+        with Client(cluster, set_as_default=False) as c:
+            yield c
+
+
+def pipeline(store, steps, **dataset):
+    return parse_pipeline({"dataset": {"store": str(store), **dataset},
+                           "cluster": {"max_in_flight": 2, "retries": 0}, "steps": steps})
+
+
+def counts(summary, step):
+    s = summary.steps[step] if hasattr(summary, "steps") else summary["steps"][step]
+    s = vars(s) if not isinstance(s, dict) else s
+    return s["computed"], s["skipped"], s["failed"]
+
+
+@pytest.fixture(scope="module")
+def simulated(client, tmp_path_factory):
+    """A store made by the engine's simulate step (each test works on a copy)."""
+    store = tmp_path_factory.mktemp("sim") / "d.zarr"
+    summary = run_pipeline(pipeline(store, [SIMULATE]), client, quiet=True)
+    assert summary.ok, summary.failures
+    assert counts(summary, "simulate") == (2, 0, 0)
+    return store
+
+
+@pytest.fixture
+def store(simulated, tmp_path):
+    copy = tmp_path / "d.zarr"
+    shutil.copytree(simulated, copy)
+    return copy
+
+
+def tokens(store, step, keys):
+    return {(n, k): open_result(store, n, step, k).attrs["provenance"]["run_token"]
+            for n in NAMES for k in keys}
+
+
+# ---------------------------------------------------------------------------- simulate
+def test_simulate_step_skips_when_current_and_replaces_on_new_settings(store, client):
+    from cryoflow.simulate.dataset import SimulationConfig, simulate_phantom, simulate_tilts
+
+    ts = open_tilt_series(store, "sim_001").load()
+    assert ts.shape == (13, 32, 32) and ts.attrs["pixel_size_angstrom"] == 20.0
+    config = SimulationConfig.preset("tiny", n_tomograms=2, shape=(16, 32, 32), tilt_step_deg=10.0)
+    images, masks = simulate_tilts(config, 1, simulate_phantom(config, 1))
+    np.testing.assert_array_equal(ts.values, images)  # the simulator's own tomogram 1
+    np.testing.assert_array_equal(
+        open_result(store, "sim_001", "truth", "masks2d_membrane").values, masks["membrane"])
+    again = run_pipeline(pipeline(store, [SIMULATE]), client, quiet=True)
+    assert counts(again, "simulate") == (0, 2, 0)
+    # new settings replace every simulated tomogram
+    reseeded = {"simulate": {**SIMULATE["simulate"], "seed": 7}}
+    summary = run_pipeline(pipeline(store, [reseeded]), client, quiet=True)
+    assert counts(summary, "simulate") == (2, 0, 0)
+    assert not np.array_equal(open_tilt_series(store, "sim_001").values, ts.values)
+    assert open_tilt_series(store, "sim_001").attrs["provenance"]["parameters"]["seed"] == 7
+
+
+# ---------------------------------------------------------------------------- lift, edges
+def test_lift_and_edges_match_stage_graphs_rerun_skips_and_changes_stay_local(store, client):
+    import dask
+
+    from cryoflow.graph import edges as G
+    from cryoflow.kernels.lift import assign_classes
+    from cryoflow.pipelines.lift import lift_masks
+
+    edges = {"edges": {"thickness": 16, "chunk": 16, "iterations": 1, "threshold": 1}}
+    steps = [SIMULATE, {"reconstruct": {"thickness": 16, "chunk": 16}}, LIFT, edges]
+    summary = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert summary.ok, summary.failures
+    assert [counts(summary, s)[:2] for s in ("simulate", "reconstruct", "lift", "edges")] == [
+        (0, 2), (2, 0), (2, 0), (2, 0)]
+    # 1. lift: the same votes, curve and T as cryoflow lift's lift_masks, labels by the rule
+    name = "sim_000"
+    geometry = read_geometry(store, name)
+    votes, chosen = [], []
+    for c in ("membrane", "mito_membrane"):
+        maps = open_result(store, name, "truth", f"masks2d_{c}")
+        ref = lift_masks(client, maps, geometry, (16, 32, 32), name=c, chunks=16)
+        got = open_result(store, name, "lift", f"votes_{c}")
+        assert got.dims == ("z", "y", "x")
+        np.testing.assert_array_equal(got.values, client.compute(ref.votes, sync=True))
+        np.testing.assert_allclose(open_result(store, name, "lift", f"scores_{c}").values,
+                                   ref.scores)
+        assert open_result(store, name, "lift", f"threshold_{c}").values.tolist() == [ref.threshold]
+        votes.append(got.values)
+        chosen.append(ref.threshold)
+    labels = open_result(store, name, "lift", "labels")
+    assert labels.attrs["class_ids"] == {"membrane": 1, "mito_membrane": 2}
+    np.testing.assert_array_equal(labels.values,
+                                  assign_classes(np.stack(votes), chosen, 13, [1, 2]))
+    assert set(labels.values.flat) == {0, 1, 2}
+    prov = labels.attrs["provenance"]
+    assert set(prov["inputs"]) == {f"tomograms/{name}/tilt_series",
+                                   f"tomograms/{name}/results/truth/masks2d_membrane",
+                                   f"tomograms/{name}/results/truth/masks2d_mito_membrane"}
+    # 2. edges: the graph builders of cryoflow edges, computed whole
+    ts = open_tilt_series(store, name)
+    with dask.config.set(scheduler="sync"):
+        e2d = G.edge_maps(ts.data).compute()
+        sums = G.edge_sums(e2d, geometry, (16, 32, 32), chunks=16, iterations=1).compute()
+    np.testing.assert_array_equal(open_result(store, name, "edges", "edges2d").values, e2d)
+    np.testing.assert_array_equal(open_result(store, name, "edges", "sums").values, sums)
+    np.testing.assert_array_equal(open_result(store, name, "edges", "labels").values, sums > 1)
+    # 3. a rerun skips every step; nothing is left in progress
+    again = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert all(counts(again, s) == (0, 2, 0) for s in ("simulate", "reconstruct", "lift", "edges"))
+    assert again.steps["lift"].chunks == 0
+    assert not [p for p in (store / "runs" / "progress").glob("*/*") if p.is_dir()]
+    # 4. a new lift threshold recomputes lift only
+    before = {**tokens(store, "reconstruct", ["volume"]), **tokens(store, "edges", ["labels"])}
+    steps[2] = {"lift": {**LIFT["lift"], "threshold": 3}}
+    changed = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert [counts(changed, s)[:2] for s in ("simulate", "reconstruct", "lift", "edges")] == [
+        (0, 2), (0, 2), (2, 0), (0, 2)]
+    assert open_result(store, name, "lift", "threshold_membrane").values.tolist() == [3.0]
+    np.testing.assert_array_equal(open_result(store, name, "lift", "labels").values,
+                                  assign_classes(np.stack(votes), [3, 3], 13, [1, 2]))
+    assert {**tokens(store, "reconstruct", ["volume"]), **tokens(store, "edges", ["labels"])} == before
+
+
+# ---------------------------------------------------------------------------- annotate
+def _checkpoint(directory, seed):
+    import torch
+
+    from cryoflow.models.arch import ModelSpec, build_model
+    from cryoflow.models.checkpoint import ModelConfig, save_checkpoint
+
+    torch.manual_seed(seed)
+    spec = ModelSpec(arch="tomoseg", channels=(2, 2), kernel_size=3)
+    return save_checkpoint(directory, build_model(spec), ModelConfig("membrane", spec, 0.5))
+
+
+def test_annotate_then_lift_follow_the_checkpoint_hash(store, client, tmp_path):
+    import dask
+
+    from cryoflow.graph.inference import infer_images
+    from cryoflow.models.loader import ModelHandle
+
+    model = tmp_path / "model"
+    sha = _checkpoint(model, seed=0)
+    steps = [
+        {"reconstruct": {"thickness": 16, "chunk": 16}},
+        {"annotate": {"checkpoint": str(model), "batch_size": 4}},
+        {"lift": {"masks": "annotate/membrane", "thickness": 16, "chunk": 16}},
+    ]
+    summary = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert summary.ok, summary.failures
+    assert all(counts(summary, s) == (2, 0, 0) for s in ("reconstruct", "annotate", "lift"))
+    probs = open_result(store, "sim_000", "annotate", "membrane")
+    assert probs.dims == ("tilt", "y", "x") and probs.dtype == np.uint8
+    handle = ModelHandle.from_directory(model)
+    with dask.config.set(scheduler="sync"):
+        ref = infer_images(open_tilt_series(store, "sim_000").data, handle, batch_size=4).compute()
+    np.testing.assert_array_equal(probs.values, ref)
+    prov = probs.attrs["provenance"]
+    assert prov["checkpoints"] == {str(model.resolve()): sha}
+    assert probs.attrs["model_sha256"] == sha and probs.attrs["threshold"] == 0.5
+    lifted = open_result(store, "sim_000", "lift", "votes_membrane")
+    assert "tomograms/sim_000/results/annotate/membrane" in lifted.attrs["provenance"]["inputs"]
+    # the maps were binarised at the model's threshold (128 of 255)
+    geometry = read_geometry(store, "sim_000")
+    import cryoflow
+
+    expected = cryoflow.backproject(ref >= 127.5, geometry, (16, 32, 32))
+    np.testing.assert_array_equal(lifted.values, np.asarray(expected))
+    again = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert all(counts(again, s) == (0, 2, 0) for s in ("reconstruct", "annotate", "lift"))
+    # retrained weights (a new hash): annotate and lift recompute, reconstruct does not
+    new_sha = _checkpoint(model, seed=1)
+    assert new_sha != sha
+    retrained = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert [counts(retrained, s)[:2] for s in ("reconstruct", "annotate", "lift")] == [
+        (0, 2), (2, 0), (2, 0)]
+    probs = open_result(store, "sim_000", "annotate", "membrane")
+    assert probs.attrs["provenance"]["checkpoints"] == {str(model.resolve()): new_sha}
+
+
+def test_annotate_on_cuda_without_gpu_workers_fails_per_tomogram(store, client, tmp_path):
+    model = tmp_path / "model"
+    _checkpoint(model, seed=0)
+    steps = [{"annotate": {"checkpoint": str(model), "device": "cuda"}}]
+    summary = run_pipeline(pipeline(store, steps, tomograms=["sim_000"]), client, quiet=True)
+    assert list(summary.failures) == ["sim_000"]
+    assert "resource GPU=1" in summary.failures["sim_000"]
+
+
+# ---------------------------------------------------------------------------- example, CLI
+def test_example_pipeline_checks_and_runs_through_the_cli(tmp_path, client, capsys):
+    from cryoflow.cli.main import main
+
+    example = yaml.safe_load((ROOT / "examples" / "pipeline.yaml").read_text())
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(ROOT / "examples" / "pipeline.yaml")])
+    assert info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "simulate: 2 tomogram(s), 13 tilts of 32 x 32" in out and "is valid" in out
+    assert not (ROOT / "examples" / example["dataset"]["store"]).exists()  # nothing computed
+    # the same file in a scratch folder, on the test cluster
+    example["cluster"] = {**example["cluster"], "scheduler": client.scheduler.address}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(example))
+    for expected in ((2, 0, 0), (0, 2, 0)):  # run, then rerun
+        with pytest.raises(SystemExit) as info:
+            main(["run", str(path), "--quiet"])
+        assert info.value.code in (0, None)
+        stored = read_summary(tmp_path / example["dataset"]["store"])
+        assert stored["ok"] and counts(stored, "lift") == expected
+        assert counts(stored, "simulate") == expected and counts(stored, "reconstruct") == expected
+    labels = open_result(tmp_path / example["dataset"]["store"], "sim_001", "lift", "labels")
+    assert labels.shape == (16, 32, 32)
+
+
+def test_check_rejects_bad_stage_steps(tmp_path, capsys):
+    from cryoflow.cli.main import main
+
+    bad = [
+        ([SIMULATE, {"lift": {"masks": "annotate/membrane"}}, {"annotate": {"checkpoint": "m"}}],
+         "the annotate step must come before it"),
+        ([SIMULATE, {"lift": {"masks": "truth"}}], "masks must be STEP/KEY"),
+        ([{"simulate": {"shape": [4, 32, 32]}}], "every size >= 8"),
+        ([{"reconstruct": {}}, SIMULATE], "simulate makes the tomograms"),
+        ([SIMULATE, {"edges": {"sigma1": 3, "sigma2": 2}}], "need sigma1 < sigma2"),
+        ([SIMULATE, {"annotate": {"checkpoint": "missing"}}], "not a cryoflow model directory"),
+    ]
+    for steps, message in bad:
+        path = tmp_path / "p.yaml"
+        path.write_text(yaml.safe_dump({"dataset": {"store": "d.zarr"}, "steps": steps}))
+        with pytest.raises(SystemExit) as info:
+            main(["check", str(path)])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith("cryoflow: error: "), err
