@@ -1,7 +1,10 @@
 """Fault injection on a real ``dask scheduler`` + ``dask worker`` cluster over TCP on loopback.
 
 Each test compares the outputs with an uninterrupted computation (the eager kernel), so a
-lost, doubled or torn chunk write fails it. Run alone with ``pytest -m fault``.
+lost, doubled or torn chunk write fails it. Part of the default suite; run alone with
+``pytest -m fault``. One scheduler subprocess serves the module (each test starts its own
+worker subprocesses and waits, at its end, until they are gone); only the clients that must
+be SIGKILLed run as ``cryoflow run`` subprocesses.
 """
 
 from __future__ import annotations
@@ -26,12 +29,6 @@ from cryoflow.pipelines.steps import bin_image
 
 pytestmark = pytest.mark.fault
 
-
-@pytest.fixture(autouse=True)
-def _only_with_fault_marker(request):
-    """These tests take minutes on 2 cores: they run with ``-m fault`` (a CI step of their own)."""
-    if "fault" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("fault-injection test: run with `pytest -m fault`")
 
 N_TILTS = 16
 ANGLES = np.linspace(-60, 60, N_TILTS)
@@ -66,20 +63,33 @@ def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A scheduler subprocess; ``add_worker(name, *flags)`` starts worker subprocesses."""
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    """One ``dask scheduler`` subprocess (and a client) shared by the tests of this module."""
     from distributed import Client
 
-    sched_file = tmp_path / "scheduler.json"
+    folder = tmp_path_factory.mktemp("scheduler")
+    sched_file = folder / "scheduler.json"
+    proc = _spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
+                   "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
+                   str(sched_file)], folder / "scheduler.log")
+    try:
+        _wait_for(sched_file.exists, what="the scheduler")
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        with Client(address, set_as_default=False, timeout="30s") as client:
+            yield address, client
+    finally:
+        _kill(proc)
+
+
+@pytest.fixture
+def cluster(scheduler, tmp_path):
+    """The shared scheduler with no worker; ``add_worker(name, *flags)`` starts worker
+    subprocesses (plain workers, no nanny: one process each), all killed after the test."""
+    address, client = scheduler
+    _wait_for(lambda: not client.scheduler_info()["workers"], what="an empty cluster")
     procs: list[subprocess.Popen] = []
-    procs.append(_spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
-                         "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
-                         str(sched_file)], tmp_path / "scheduler.log"))
-    _wait_for(sched_file.exists, what="the scheduler")
-    address = json.loads(sched_file.read_text())["address"]
-    assert address.startswith("tcp://127.0.0.1:")
-    client = Client(address, set_as_default=False, timeout="30s")
 
     class Cluster:
         def __init__(self) -> None:
@@ -90,7 +100,7 @@ def cluster(tmp_path):
         def add_worker(self, name: str, *flags: str) -> subprocess.Popen:
             before = len(client.scheduler_info()["workers"])
             proc = _spawn([sys.executable, "-m", "distributed.cli.dask_worker", address,
-                           "--name", name, "--nthreads", "1", "--nworkers", "1",
+                           "--name", name, "--nthreads", "1", "--no-nanny",
                            "--memory-limit", "1GiB", "--no-dashboard", "--host", "127.0.0.1",
                            "--local-directory", str(tmp_path / "workers"), *flags],
                           tmp_path / f"worker-{name}.log")
@@ -103,9 +113,10 @@ def cluster(tmp_path):
             return len(client.scheduler_info()["workers"])
 
     yield Cluster()
-    client.close()
     for proc in reversed(procs):
         _kill(proc)
+    # the next test starts from no worker and no task left from this one
+    _wait_for(lambda: not client.scheduler_info()["workers"], what="the workers to leave")
 
 
 # ---------------------------------------------------------------------------- data
@@ -212,9 +223,10 @@ def test_sigkill_client_then_rerun_recomputes_only_incomplete(tmp_path, cluster)
     recorded = recorded_chunks(store, unfinished)
     leftovers = [x.path for x in find_leftovers(store)]
     assert any(p.startswith(f"tomograms/{unfinished[0]}/results/bin/.tmp-") for p in leftovers)
-    # rerun in a fresh client: the published results are skipped, the rest (re)computed
-    rerun = _cli("run", str(pipe), "--quiet", log=tmp_path / "client2.log")
-    assert rerun.wait(timeout=240) == 0, (tmp_path / "client2.log").read_text()[-2000:]
+    # rerun (a new engine; all it knows comes from the store): the published results are
+    # skipped, the rest (re)computed
+    rerun = run_pipeline(_config(store), cluster.client, quiet=True)
+    assert rerun.ok, rerun.failures
     summary = read_summary(store)
     assert summary["steps"]["bin"]["skipped"] == len(before)
     assert summary["steps"]["bin"]["computed"] == len(unfinished)
@@ -224,7 +236,7 @@ def test_sigkill_client_then_rerun_recomputes_only_incomplete(tmp_path, cluster)
     assert find_leftovers(store) == []
 
 
-def test_half_written_store_verify_cleans_and_rerun_is_identical(tmp_path, cluster):
+def test_half_written_store_verify_cleans_and_rerun_is_identical(tmp_path, cluster, capsys):
     cluster.add_worker("w0")
     store = tmp_path / "d.zarr"
     data = make_dataset(store, 4)
@@ -240,13 +252,16 @@ def test_half_written_store_verify_cleans_and_rerun_is_identical(tmp_path, clust
     assert staging, "the interrupted run left no staging node"
     (staging[0] / "c").mkdir(exist_ok=True)
     (staging[0] / "c" / "torn").write_bytes(b"\x00\x01half")
-    verify = subprocess.run([sys.executable, "-m", "cryoflow.cli.main", "verify", str(store)],
-                            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
-    assert verify.returncode == 1
-    assert ".tmp-" in verify.stdout and "leftover" in verify.stdout
-    clean = subprocess.run([sys.executable, "-m", "cryoflow.cli.main", "verify", str(store), "--clean"],
-                           capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
-    assert clean.returncode == 0, clean.stdout + clean.stderr
+    from cryoflow.cli.main import main
+
+    with pytest.raises(SystemExit) as verify:
+        main(["verify", str(store)])
+    out = capsys.readouterr().out
+    assert verify.value.code == 1
+    assert ".tmp-" in out and "leftover" in out
+    with pytest.raises(SystemExit) as clean:
+        main(["verify", str(store), "--clean"])
+    assert clean.value.code in (0, None), capsys.readouterr()
     assert not list((store / "tomograms").glob("*/results/bin/.tmp-*"))
     # the rerun starts the cleaned results afresh (their recorded progress no longer counts)
     summary = run_pipeline(_config(store), cluster.client, quiet=True)

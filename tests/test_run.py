@@ -175,12 +175,16 @@ def _write_pipeline(tmp_path, store, steps, **extra):
     return path
 
 
-def test_cli_run_exits_nonzero_naming_bad_tomogram(tmp_path, capsys):
+def test_cli_run_exits_nonzero_naming_bad_tomogram(tmp_path, capsys, client):
     from cryoflow.cli.main import main
 
     store = tmp_path / "d.zarr"
     make_dataset(store, n=2, bad={"TS_01"})
-    path = _write_pipeline(tmp_path, store, [{"bin": {"factor": 2}}])
+    # on the test cluster (connect() attaches to it and still writes the performance report)
+    body = {"dataset": {"store": str(store)}, "steps": [{"bin": {"factor": 2}}],
+            "cluster": {"scheduler": client.scheduler.address, "retries": 0}}
+    path = tmp_path / "PIPELINE.yaml"
+    path.write_text(yaml.safe_dump(body))
     with pytest.raises(SystemExit) as info:
         main(["run", str(path), "--quiet"])
     assert info.value.code == 1

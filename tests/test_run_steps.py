@@ -50,19 +50,26 @@ def counts(summary, step):
 
 
 @pytest.fixture(scope="module")
-def simulated(client, tmp_path_factory):
-    """A store made by the engine's simulate step (each test works on a copy)."""
-    store = tmp_path_factory.mktemp("sim") / "d.zarr"
-    summary = run_pipeline(pipeline(store, [SIMULATE]), client, quiet=True)
-    assert summary.ok, summary.failures
-    assert counts(summary, "simulate") == (2, 0, 0)
-    return store
+def example(client, tmp_path_factory):
+    """examples/pipeline.yaml (simulate -> reconstruct -> lift) run once through ``cryoflow run``
+    in a scratch folder, on the test cluster; returns the pipeline file and its store."""
+    from cryoflow.cli.main import main
+
+    body = yaml.safe_load((ROOT / "examples" / "pipeline.yaml").read_text())
+    body["cluster"] = {**body["cluster"], "scheduler": client.scheduler.address}
+    path = tmp_path_factory.mktemp("example") / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "--quiet"])
+    assert info.value.code in (0, None)
+    return path, path.parent / body["dataset"]["store"]
 
 
 @pytest.fixture
-def store(simulated, tmp_path):
+def store(example, tmp_path):
+    """A copy of the example's store (simulated, reconstructed, lifted)."""
     copy = tmp_path / "d.zarr"
-    shutil.copytree(simulated, copy)
+    shutil.copytree(example[1], copy)
     return copy
 
 
@@ -104,8 +111,9 @@ def test_lift_and_edges_match_stage_graphs_rerun_skips_and_changes_stay_local(st
     steps = [SIMULATE, {"reconstruct": {"thickness": 16, "chunk": 16}}, LIFT, edges]
     summary = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert summary.ok, summary.failures
+    # the example computed simulate, reconstruct and lift with these parameters
     assert [counts(summary, s)[:2] for s in ("simulate", "reconstruct", "lift", "edges")] == [
-        (0, 2), (2, 0), (2, 0), (2, 0)]
+        (0, 2), (0, 2), (0, 2), (2, 0)]
     # 1. lift: the same votes, curve and T as cryoflow lift's lift_masks, labels by the rule
     name = "sim_000"
     geometry = read_geometry(store, name)
@@ -182,7 +190,8 @@ def test_annotate_then_lift_follow_the_checkpoint_hash(store, client, tmp_path):
     ]
     summary = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert summary.ok, summary.failures
-    assert all(counts(summary, s) == (2, 0, 0) for s in ("reconstruct", "annotate", "lift"))
+    assert [counts(summary, s) for s in ("reconstruct", "annotate", "lift")] == [
+        (0, 2, 0), (2, 0, 0), (2, 0, 0)]
     probs = open_result(store, "sim_000", "annotate", "membrane")
     assert probs.dims == ("tilt", "y", "x") and probs.dtype == np.uint8
     handle = ModelHandle.from_directory(model)
@@ -222,29 +231,27 @@ def test_annotate_on_cuda_without_gpu_workers_fails_per_tomogram(store, client, 
 
 
 # ---------------------------------------------------------------------------- example, CLI
-def test_example_pipeline_checks_and_runs_through_the_cli(tmp_path, client, capsys):
+def test_example_pipeline_checks_and_runs_through_the_cli(example, capsys):
     from cryoflow.cli.main import main
 
-    example = yaml.safe_load((ROOT / "examples" / "pipeline.yaml").read_text())
     with pytest.raises(SystemExit) as info:
         main(["check", str(ROOT / "examples" / "pipeline.yaml")])
     assert info.value.code in (0, None)
     out = capsys.readouterr().out
     assert "simulate: 2 tomogram(s), 13 tilts of 32 x 32" in out and "is valid" in out
-    assert not (ROOT / "examples" / example["dataset"]["store"]).exists()  # nothing computed
-    # the same file in a scratch folder, on the test cluster
-    example["cluster"] = {**example["cluster"], "scheduler": client.scheduler.address}
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(example))
-    for expected in ((2, 0, 0), (0, 2, 0)):  # run, then rerun
-        with pytest.raises(SystemExit) as info:
-            main(["run", str(path), "--quiet"])
-        assert info.value.code in (0, None)
-        stored = read_summary(tmp_path / example["dataset"]["store"])
-        assert stored["ok"] and counts(stored, "lift") == expected
-        assert counts(stored, "simulate") == expected and counts(stored, "reconstruct") == expected
-    labels = open_result(tmp_path / example["dataset"]["store"], "sim_001", "lift", "labels")
-    assert labels.shape == (16, 32, 32)
+    assert not (ROOT / "examples" / example[1].name).exists()  # check computed nothing
+    path, store = example
+    first = read_summary(store)  # the fixture's run
+    assert first["ok"]
+    assert all(counts(first, s) == (2, 0, 0) for s in ("simulate", "reconstruct", "lift"))
+    assert open_result(store, "sim_001", "lift", "labels").shape == (16, 32, 32)
+    assert list((store.parent / f"{store.name}.reports").glob("run-*.html"))
+    with pytest.raises(SystemExit) as info:  # a rerun skips everything
+        main(["run", str(path), "--quiet"])
+    assert info.value.code in (0, None)
+    again = read_summary(store)
+    assert again["run_id"] != first["run_id"]
+    assert all(counts(again, s) == (0, 2, 0) for s in ("simulate", "reconstruct", "lift"))
 
 
 def test_check_rejects_bad_stage_steps(tmp_path, capsys):

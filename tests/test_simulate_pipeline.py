@@ -20,6 +20,7 @@ CFG = SimulationConfig(
     tilt_step_deg=9,
     seed=11,
     pixel_size_angstrom=25.0,
+    contrast="em",
 )
 
 
@@ -118,7 +119,7 @@ def test_cli_simulate(client, tmp_path, capsys):
         "--n-tomograms",
         "1",
         "--contrast",
-        "mass",
+        "em",
         "--scheduler",
         client.scheduler.address,
     ]
@@ -128,7 +129,18 @@ def test_cli_simulate(client, tmp_path, capsys):
     assert "simulated 1 tomogram(s) (sim_000): 7 tilts of 24 x 24" in capsys.readouterr().out
     ts = S.open_tilt_series(out, "sim_000")
     np.testing.assert_allclose(ts["angle"].values, [-30, -20, -10, 0, 10, 20, 30])
-    assert ts.attrs["provenance"]["parameters"]["contrast"] == "mass"
+    assert ts.attrs["provenance"]["parameters"]["contrast"] == "em"
+    expected = SimulationConfig.preset(
+        "tiny",
+        shape=(12, 24, 24),
+        tilt_min_deg=-30,
+        tilt_max_deg=30,
+        tilt_step_deg=10,
+        seed=3,
+        snr=2.0,
+        contrast="em",
+    )
+    np.testing.assert_array_equal(ts.values, simulate_tomogram(expected, 0).tilt_series)
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2

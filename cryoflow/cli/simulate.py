@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
         contrast: str = typer.Option(
             None,
             "--contrast",
-            help="em (dense matter dark on a bright background, as microscopes record it; "
-            "the presets' default) or mass (projected mass, dense = bright).",
+            help="em (dense matter dark on a bright background, as microscopes record it) "
+            "or mass (projected mass, dense = bright; the presets' default).",
         ),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace tomograms of the same names."

@@ -99,7 +99,7 @@ def _infer(
     probs = infer_on_cluster(
         client, lazy, handle, batch_size=8, label=label, resources=gpu_resources(config.device)
     )
-    return np.asarray(probs.compute())
+    return np.asarray(client.compute(probs, sync=True))
 
 
 def compare_routes(

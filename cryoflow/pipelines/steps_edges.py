@@ -50,12 +50,12 @@ def plan_edges(store: object, tomogram: str, params: Any) -> Plan:
         name=f"edges:{tomogram}-2d",
     )
     # 3. refined sums S and E3D = S > T
-    chunks = tuple(min(int(params.chunk), s) for s in shape)
+    cz, cy, cx = (min(int(params.chunk), s) for s in shape)
     sums = G.edge_sums(
         e2d,
         geometry,
         shape,
-        chunks=chunks,
+        chunks=(cz, cy, cx),
         iterations=params.iterations,
         window=params.window,
         min_support=params.min_support,
@@ -63,8 +63,9 @@ def plan_edges(store: object, tomogram: str, params: Any) -> Plan:
     )
     sums = _one_layer(sums)
     threshold = float(params.threshold)
-    labels = sums.map_blocks(
+    labels = da.map_blocks(
         _above,
+        sums,
         threshold,
         dtype=np.uint8,
         meta=np.empty((0, 0, 0), np.uint8),

@@ -38,7 +38,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pixel_size_angstrom": 20.0,
         "snr": 1.0,
         "blur": "none",
-        "contrast": "em",
     },
     # the demo and examples
     "demo": {
@@ -47,7 +46,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pixel_size_angstrom": 14.0,
         "snr": 0.5,
         "blur": "gaussian",
-        "contrast": "em",
     },
     # benchmarks: 61 tilts of 512 x 512, 200 x 512 x 512 volumes
     "realistic": {
@@ -56,7 +54,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pixel_size_angstrom": 10.0,
         "snr": 0.2,
         "blur": "ctf",
-        "contrast": "em",
     },
 }
 
@@ -82,10 +79,12 @@ class SimulationConfig:
         Per-tilt variance ratio signal/noise; ``None`` for noise-free images.
     blur : {"none", "gaussian", "ctf"}
         Blur applied to the projections before noise.
-    contrast : {"em", "mass"}
+    contrast : {"mass", "em"}
         Image polarity: ``"em"`` dense matter dark on a bright background, as microscopes
         record it (``1 - k * projected mass``, see :mod:`cryoflow.simulate.tilts`); ``"mass"``
         the projected mass itself (dense = bright). The truth density is mass either way.
+        The default (every preset) stays ``"mass"`` until the consumers handle ``"em"``
+        (see ``docs/design/simulator.md``).
     defocus_um : float
         Underfocus of the ``"ctf"`` blur, micrometres.
     blur_sigma_px : float
@@ -105,7 +104,7 @@ class SimulationConfig:
     tilt_axis_deg: float = 0.0
     snr: float | None = 1.0
     blur: str = "none"
-    contrast: str = "em"
+    contrast: str = "mass"
     defocus_um: float = 3.0
     blur_sigma_px: float = 1.0
     seed: int = 0

@@ -11,13 +11,13 @@ Geometry is the contract's single-axis tilt about ``y`` (see ``cryoflow.geometry
   the project's general projector :func:`cryoflow.kernels.project.project_block` (bilinear
   ``"sum"`` for images, nearest-neighbour ``"any"`` for masks).
 
-Image formation (:func:`apply_blur`, :func:`apply_contrast`, :func:`add_noise`): projected mass ``P`` is blurred by a transfer ``T`` that
-passes mass with a positive sign at zero frequency (``"none"``: 1, ``"gaussian"``: a Gaussian,
-``"ctf"``: minus the phase-contrast CTF, so the CTF's own sign makes dense matter dark). Contrast
-``"mass"`` keeps ``T * P`` (dense = bright); ``"em"`` gives ``1 - k (T * P)`` with
-``k = EM_ABSORPTION / Z`` (dense = dark on a bright background, as microscopes record it).
-Noise is added last; its SNR is measured on the signal part (the constant background has no
-variance).
+Image formation (:func:`apply_blur`, :func:`apply_contrast`, :func:`add_noise`): projected
+mass ``P`` is blurred by a transfer ``T`` that passes mass with a positive sign at zero
+frequency (``"none"``: 1, ``"gaussian"``: a Gaussian, ``"ctf"``: minus the phase-contrast CTF).
+Contrast ``"mass"`` keeps ``T * P`` (dense = bright); ``"em"`` gives ``1 - k (T * P)`` with
+``k = EM_ABSORPTION / Z`` (dense = dark on a bright background, as microscopes record it; with
+``"ctf"`` this is the usual weak-phase image ``1 + k CTF * P``). Noise is added last; its SNR is
+measured on the signal part (the constant background has no variance).
 
 All functions are eager kernels on NumPy arrays and raise ``TypeError`` for Dask input.
 """
