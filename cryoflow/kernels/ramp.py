@@ -1,8 +1,11 @@
 """Ramp (Ram-Lak) filtering of tilt images along the detector rows, for weighted back-projection.
 
 Each row ``images[t, v, :]`` is convolved with the discrete ramp kernel
-``h[0] = 1/4, h[k] = -1/(pi k)^2 (k odd), 0 (k even, k != 0)`` through a zero-padded FFT
-(length: the next power of two >= 2U, so the convolution is not circular). Back-projecting the
+``h[0] = 1/4, h[k] = -1/(pi k)^2 (k odd), 0 (k even, k != 0)`` through an FFT of length the
+next power of two >= 2U, so the convolution is not circular. Rows are padded on both sides with
+their edge values, not zeros: real tilt images sit on a bright, non-zero background, and a zero
+pad would turn each image border into a strong step that the ramp filter smears across the
+reconstruction (the ramp's response to a constant is ~0, so the background itself drops out). Back-projecting the
 result and scaling by ``pi / n_tilts`` (quadrature weights that sum to pi, as if the tilts
 covered the half-circle, so densities keep their scale despite the missing wedge) gives
 filtered back-projection.
@@ -60,6 +63,9 @@ def ramp_filter(images: np.ndarray) -> np.ndarray:
         raise ValueError(f"images must be (n_tilts, V, U), got shape {images.shape}")
     width = images.shape[-1]
     response, n_pad = ramp_response(width)
-    spectrum = np.fft.rfft(images, n=n_pad, axis=-1)
+    left = (n_pad - width) // 2
+    padded = np.pad(images, ((0, 0), (0, 0), (left, n_pad - width - left)), mode="edge")
+    spectrum = np.fft.rfft(padded, axis=-1)
     spectrum *= response
-    return np.fft.irfft(spectrum, n=n_pad, axis=-1)[..., :width].astype(np.float32)
+    filtered = np.fft.irfft(spectrum, n=n_pad, axis=-1)[..., left : left + width]
+    return filtered.astype(np.float32)
