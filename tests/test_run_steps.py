@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+import zarr
 
 from cryoflow.io.store import open_result, open_tilt_series, read_geometry
 from cryoflow.pipelines.config import parse_pipeline
@@ -40,7 +41,7 @@ def client():
 
 def pipeline(store, steps, **dataset):
     return parse_pipeline({"dataset": {"store": str(store), **dataset},
-                           "cluster": {"max_in_flight": 2, "retries": 0}, "steps": steps})
+                           "cluster": {"max_in_flight": 2, "retries": 1}, "steps": steps})
 
 
 def counts(summary, step):
@@ -163,6 +164,34 @@ def test_lift_and_edges_match_stage_graphs_rerun_skips_and_changes_stay_local(st
     assert {**tokens(store, "reconstruct", ["volume"]), **tokens(store, "edges", ["labels"])} == before
 
 
+def test_interrupted_lift_resumes_from_recorded_chunks_of_every_result(store, client):
+    from cryoflow.kernels.lift import assign_classes
+
+    steps = [{"lift": {**LIFT["lift"], "threshold": 2}}]
+
+    class Crash(Exception):
+        pass
+
+    def crash(tomogram, step, n_recorded):
+        if n_recorded == 5:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_pipeline(pipeline(store, steps), client, quiet=True, on_chunk=crash)
+    recorded = sum(int(np.asarray(zarr.open_array(p)[...]).sum())
+                   for p in (store / "runs" / "progress").glob("*/lift.labels.*"))
+    assert recorded == 5
+    # per tomogram: labels 4 chunks; per class votes 4, threshold, thresholds, scores 1 each
+    summary = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert summary.ok and summary.steps["lift"].computed == 2
+    assert summary.steps["lift"].chunks == 2 * (4 + 2 * 7) - recorded
+    for name in NAMES:
+        votes = [open_result(store, name, "lift", f"votes_{c}").values
+                 for c in ("membrane", "mito_membrane")]
+        np.testing.assert_array_equal(open_result(store, name, "lift", "labels").values,
+                                      assign_classes(np.stack(votes), [2, 2], 13, [1, 2]))
+
+
 # ---------------------------------------------------------------------------- annotate
 def _checkpoint(directory, seed):
     import torch
@@ -245,6 +274,13 @@ def test_example_pipeline_checks_and_runs_through_the_cli(example, capsys):
     assert first["ok"]
     assert all(counts(first, s) == (2, 0, 0) for s in ("simulate", "reconstruct", "lift"))
     assert open_result(store, "sim_001", "lift", "labels").shape == (16, 32, 32)
+    import cryoflow
+
+    ts = open_tilt_series(store, "sim_001")
+    np.testing.assert_allclose(
+        open_result(store, "sim_001", "reconstruct", "volume").values,
+        np.asarray(cryoflow.backproject(ts.values, ts.coords["angle"].values, (16, 32, 32))),
+        rtol=1e-5, atol=1e-4)
     assert list((store.parent / f"{store.name}.reports").glob("run-*.html"))
     with pytest.raises(SystemExit) as info:  # a rerun skips everything
         main(["run", str(path), "--quiet"])

@@ -114,6 +114,8 @@ class SimulateParams(_Frozen):
     classes: tuple[str, ...] | None = Field(
         default=None, description="foreground classes; default: all of them"
     )
+    contrast: Literal["mass", "em"] | None = None
+    tilt_axis_deg: float | None = Field(default=None, ge=-180, le=180)
 
     @model_validator(mode="after")
     def _valid(self) -> SimulateParams:
@@ -132,6 +134,8 @@ class SimulateParams(_Frozen):
             "snr": self.snr,
             "blur": self.blur,
             "classes": self.classes,
+            "contrast": self.contrast,
+            "tilt_axis_deg": self.tilt_axis_deg,
         }
         if self.tilt_range_deg is not None:
             overrides["tilt_min_deg"], overrides["tilt_max_deg"] = self.tilt_range_deg

@@ -360,10 +360,12 @@ class _Engine:
             self._fill()
 
     # -- driver --------------------------------------------------------------------------
-    def run(self, names: list[str]) -> RunSummary:
+    def run(self, names: list[str], *, started: float | None = None) -> RunSummary:
+        """Stream ``names`` through the steps; ``started``: the run's start (source steps ran
+        before), a ``time.perf_counter()`` value."""
         from distributed import as_completed
 
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if started is None else started
         self.summary.tomograms = len(names)
         self.queue: deque[str] = deque(names)
         self.ac = as_completed(loop=self.client.loop)
@@ -433,6 +435,7 @@ def run_pipeline(
             print(msg, file=sys.stderr, flush=True)
 
     say = log or _log
+    started = time.perf_counter()
     failures: dict[str, str] = {}
     source_stats: dict[str, StepStats] = {}
     for step in config.steps:
@@ -445,7 +448,7 @@ def run_pipeline(
     engine.summary.steps.update(source_stats)
     engine.summary.failures.update(failures)
     names = [t for t in select_tomograms(config) if t not in failures]
-    return engine.run(names)
+    return engine.run(names, started=started)
 
 
 def run_simulate(

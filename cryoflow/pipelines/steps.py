@@ -181,11 +181,19 @@ def plan_reconstruct(store: object, tomogram: str, params: Any) -> Plan:
         raise ConfigError(
             f"step 'reconstruct' is not available in this build (cryoflow.api: {exc})"
         ) from exc
+    from cryoflow.io.store import read_geometry
+
     images, inputs = tilt_series_input(store, tomogram, params.source)
     _, y, x = images.shape
     shape = (int(params.thickness), int(y), int(x))
     chunks = tuple(min(int(params.chunk), s) for s in shape)
-    vol = backproject(images, images.coords["angle"].values, shape, chunks=chunks)
+    # the stored geometry (rotated axis, shifts) fits the raw images; binned ones use the angles
+    angles = (
+        read_geometry(store, tomogram)
+        if params.source == "tilt_series"
+        else images.coords["angle"].values
+    )
+    vol = backproject(images, angles, shape, chunks=chunks)
     data = getattr(vol, "data", vol)
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=chunks)
