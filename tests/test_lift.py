@@ -192,3 +192,17 @@ def test_cli_lift_edges_localize_over_a_dataset(tmp_path, scheduler, capsys) -> 
         main(["localize", store, "--name", "t0", "--boxes", str(bad), *sched])
     assert exc.value.code == 2
     assert "missing column" in capsys.readouterr().err
+
+
+def test_binarise_uses_the_probability_threshold_of_annotate_maps() -> None:
+    import xarray as xr
+
+    from cryoflow.pipelines.lift import binarise
+
+    probs = xr.DataArray(
+        np.array([[[0, 100, 127, 128, 255]]], np.uint8), attrs={"scale": 255, "threshold": 0.5}
+    )
+    assert np.asarray(binarise(probs)).tolist() == [[[False, False, False, True, True]]]
+    masks = np.array([[[0, 1, 2]]], np.uint8)
+    assert np.asarray(binarise(masks)).tolist() == [[[False, True, True]]]
+    assert np.asarray(binarise(np.array([[[0.2, 0.5]]]))).tolist() == [[[False, True]]]

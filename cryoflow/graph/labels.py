@@ -37,8 +37,13 @@ def blocks_to_array(
     name: str, blocks: dict[tuple[int, ...], Any], chunks: tuple[tuple[int, ...], ...],
     dtype: Any,
 ) -> da.Array:
-    """A Dask array named ``name`` from Delayed blocks keyed ``(name, *block_index)``."""
-    graph = HighLevelGraph.merge(*(b.__dask_graph__() for b in blocks.values()))
+    """A Dask array named ``name`` from Delayed blocks keyed ``(name, *block_index)``.
+
+    The blocks' graphs become one layer named ``name`` (Dask's culling, used by slicing and
+    ``to_delayed``, looks the array's layer up by its name).
+    """
+    merged = HighLevelGraph.merge(*(b.__dask_graph__() for b in blocks.values()))
+    graph = HighLevelGraph.from_collections(name, dict(merged), dependencies=())
     return da.Array(graph, name, chunks=chunks, dtype=dtype,
                     meta=np.zeros((0,) * len(chunks), dtype=dtype))
 

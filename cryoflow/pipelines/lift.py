@@ -1,7 +1,8 @@
 """The paper's Algorithm 1 over a dataset: 2D masks of every tilt -> 3D mask, per tomogram.
 
-For each tomogram and class: read the 2D maps ``(tilt, y, x)`` (binarised at ``>= 0.5`` when
-float), back-project them into vote counts ``M`` (:func:`cryoflow.backproject`), pick the
+For each tomogram and class: read the 2D maps ``(tilt, y, x)`` (binarised by :func:`binarise`:
+annotate's probability maps at their ``threshold`` attribute, other float maps at ``>= 0.5``),
+back-project them into vote counts ``M`` (:func:`cryoflow.backproject`), pick the
 threshold ``T`` whose ``M > T`` re-projects best onto the maps
 (:func:`cryoflow.select_threshold`), and write, under ``results/<out>/``:
 
@@ -169,10 +170,18 @@ class LiftedClass:
 
 
 def binarise(maps: Any) -> da.Array:
-    """2D maps ``(n, Y, U)`` -> bool: float maps at ``>= 0.5``, others at ``!= 0``."""
+    """2D maps ``(n, Y, U)`` -> bool.
+
+    Probability maps stored as integers ``0..scale`` (``attrs["scale"]``, as ``cryoflow
+    annotate`` writes them) are cut at ``attrs["threshold"]`` (default 0.5) times the scale;
+    float maps at ``>= 0.5``; other integer maps (masks, label counts) at ``!= 0``.
+    """
+    attrs = getattr(maps, "attrs", None) or {}
     arr = da.asarray(getattr(maps, "data", maps))
     if arr.dtype == np.bool_:
         return arr
+    if attrs.get("scale") is not None:
+        return arr >= float(attrs.get("threshold", 0.5)) * float(attrs["scale"])
     if arr.dtype.kind == "f":
         return arr >= 0.5
     return arr != 0

@@ -13,7 +13,6 @@ from typing import Any
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 
 from cryoflow.io.layout import TILT_SERIES, TOMOGRAMS
 from cryoflow.pipelines.steps import Output, Plan, node_identity
@@ -61,7 +60,6 @@ def plan_edges(store: object, tomogram: str, params: Any) -> Plan:
         min_support=params.min_support,
         name=f"edges:{tomogram}-sums",
     )
-    sums = _one_layer(sums)
     threshold = float(params.threshold)
     labels = da.map_blocks(
         _above,
@@ -78,17 +76,6 @@ def plan_edges(store: object, tomogram: str, params: Any) -> Plan:
     return Plan(
         STEP, "labels", labels, ("z", "y", "x"), inputs, attrs={"threshold": threshold}, more=more
     )
-
-
-def _one_layer(arr: da.Array) -> da.Array:
-    """``arr`` with its whole graph as one layer named ``arr.name``.
-
-    :func:`cryoflow.graph.edges.edge_sums` returns an array whose graph has no layer of its own
-    name (its blocks are Delayed layers), which Dask's culling (slicing, ``to_delayed`` with
-    optimisation, as the engine's chunk writes use) rejects with a ``KeyError``.
-    """
-    graph = HighLevelGraph.from_collections(arr.name, dict(arr.__dask_graph__()), dependencies=())
-    return da.Array(graph, arr.name, chunks=arr.chunks, dtype=arr.dtype, meta=arr._meta)
 
 
 def _above(sums: np.ndarray, threshold: float) -> np.ndarray:

@@ -51,15 +51,9 @@ def _labels_block(
 
 
 def binary_masks(maps: Any) -> da.Array:
-    """2D maps ``(n, Y, U)`` as bool: annotate's probabilities (attributes ``threshold`` and
-    ``scale``) at ``>= threshold * scale``; other float maps at ``>= 0.5``; the rest at ``!= 0``.
-    """
+    """2D maps ``(n, Y, U)`` as bool, by :func:`cryoflow.pipelines.lift.binarise`'s rule."""
     from cryoflow.pipelines.lift import binarise
 
-    attrs = getattr(maps, "attrs", {}) or {}
-    if "scale" in attrs and "threshold" in attrs:
-        arr = da.asarray(getattr(maps, "data", maps))
-        return arr >= float(attrs["threshold"]) * float(attrs["scale"])
     return binarise(maps)
 
 
