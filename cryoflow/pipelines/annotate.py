@@ -16,7 +16,7 @@ the inference tasks then need a GPU worker, reads and writes run anywhere.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from cryoflow.graph.inference import combine_lazy, infer_images
 from cryoflow.io import store as S
 from cryoflow.models.checkpoint import ModelConfig, read_config
 from cryoflow.models.loader import ModelHandle, ModelPlugin
-from cryoflow.pipelines.cluster import compute_with_progress
+from cryoflow.pipelines.selection import runner
 
 STEP = "annotate"
 COMBINED = "combined"
@@ -101,10 +101,6 @@ def infer_on_cluster(
     return client.persist(probs, optimize_graph=False)
 
 
-def _runner(client: Any, description: str, quiet: bool) -> Callable[[list[Any]], Any]:
-    return lambda tasks: compute_with_progress(client, tasks, description, quiet=quiet)
-
-
 def annotate_tomogram(
     client: Any,
     store: Any,
@@ -165,7 +161,7 @@ def annotate_tomogram(
                 "scale": 255,
                 "model_sha256": handle.sha256,
             },
-        ).run(_runner(client, f"annotate {name} {key}", quiet))
+        ).run(runner(client, f"annotate {name} {key}", quiet))
         written[mconf.feature] = key
         probs_all.append(probs)
     if len(loaded) > 1:
@@ -187,7 +183,7 @@ def annotate_tomogram(
                 "inputs": {"maps": [f"{STEP}/{k}" for k in written.values()]},
             },
             attrs={"labels": mapping},
-        ).run(_runner(client, f"annotate {name} combine", quiet))
+        ).run(runner(client, f"annotate {name} combine", quiet))
         written[COMBINED] = f"{COMBINED}{suffix}"
     return {"keys": written, "thresholds": {c.feature: c.threshold for _, c in loaded}}
 

@@ -22,7 +22,7 @@ simulator writes ``truth/masks2d_<class>``); with none, from ``<step>/<key>``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ from cryoflow.geometry import TiltGeometry
 from cryoflow.io import store as S
 from cryoflow.io.names import validate_name
 from cryoflow.kernels.lift import assign_classes
-from cryoflow.pipelines.cluster import compute_with_progress
+from cryoflow.pipelines.selection import runner, select_tomograms
 
 __all__ = [
     "LiftConfig",
@@ -112,23 +112,6 @@ def volume_shape(tilts: Any, thickness: int | None) -> tuple[int, int, int]:
     if vs is not None:
         return tuple(int(s) for s in vs)  # type: ignore[return-value]
     return (U, Y, U)
-
-
-def select_tomograms(store: Any, name: str | None, all_: bool) -> list[str]:
-    """The tomograms a command works on: ``[name]`` or every complete one."""
-    if bool(name) == bool(all_):
-        raise ConfigError("give exactly one of --name TOMO or --all")
-    if name:
-        return [validate_name(name, "tomogram name")]
-    names = S.list_tomograms(store)
-    if not names:
-        raise ConfigError(f"{store}: the dataset holds no complete tomogram")
-    return list(names)
-
-
-def runner(client: Any, description: str, quiet: bool) -> Callable[[list[Any]], Any]:
-    """Compute function for :meth:`PendingWrite.run` on ``client`` with a progress bar."""
-    return lambda tasks: compute_with_progress(client, tasks, description, quiet=quiet)
 
 
 def refuse_existing(

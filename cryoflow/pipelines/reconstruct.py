@@ -26,6 +26,7 @@ from cryoflow.io.nodes import make_provenance
 from cryoflow.kernels.backproject import INTERPOLATIONS
 from cryoflow.kernels.ramp import FILTERS, ramp_filter
 from cryoflow.pipelines.cluster import compute_with_progress
+from cryoflow.pipelines.selection import select_tomograms
 
 __all__ = [
     "ReconstructConfig",
@@ -169,17 +170,6 @@ def reconstruct_tomogram(
         "key": config.key,
     }
 
-
-def select_tomograms(store: Any, name: str | None, all_: bool) -> list[str]:
-    """The tomograms to reconstruct: ``[name]`` or, with ``all_``, every complete one."""
-    if bool(name) == bool(all_):
-        raise ConfigError("give exactly one of --name TOMO or --all")
-    if name:
-        return [validate_name(name, "tomogram name")]
-    names = S.list_tomograms(store)
-    if not names:
-        raise ConfigError(f"{store}: the dataset holds no complete tomogram")
-    return list(names)
 
 
 def reconstruct_dataset(
