@@ -119,55 +119,30 @@ def wait_with_progress(
 ) -> list[Any]:
     """Wait for ``futures`` while a progress bar counts completed ones; return their results.
 
-    Each future is gathered and released as soon as it completes, so neither the cluster nor
-    the client keeps a finished task's state for the rest of the run (memory stays flat however
-    many chunks a run writes). The first error is raised after every future has finished.
+    Errors are re-raised by ``client.gather`` after every future has finished.
     """
     from distributed import as_completed
 
-    pending = list(futures)
-    if not pending:
+    futures = list(futures)
+    if not futures:
         return []
-    order: dict[Any, list[int]] = {}
-    for i, f in enumerate(pending):
-        order.setdefault(f.key, []).append(i)
-    results: list[Any] = [None] * len(pending)
-    completed = as_completed(pending, with_results=True, raise_errors=False, loop=client.loop)
-    del pending  # as_completed holds each future until it is yielded
-    show = not quiet and (sys.stderr.isatty() or os.environ.get("CRYOFLOW_PROGRESS") == "1")
-    failed: Any = None
-    with contextlib.ExitStack() as stack:
-        advance = _progress_bar(stack, description, len(results)) if show else None
-        for future, result in completed:
-            if future.status == "error":
-                failed = failed or future  # kept (not released) to re-raise its error below
-            else:
-                for i in order[future.key]:
-                    results[i] = result
-                future.release()
-            if advance is not None:
-                advance()
-    if failed is not None:
-        # raised only now that every task has finished: a writer cleaning up after a failed
-        # write must not race tasks that are still writing chunks
-        failed.result()
-    return results
-
-
-def _progress_bar(stack: contextlib.ExitStack, description: str, total: int) -> Any:
+    if quiet or not sys.stderr.isatty() and os.environ.get("CRYOFLOW_PROGRESS") != "1":
+        for _ in as_completed(futures, loop=client.loop):
+            pass
+        return client.gather(futures)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    bar = stack.enter_context(
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=False,
-        )
-    )
-    task = bar.add_task(description, total=total)
-    return lambda: bar.advance(task)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=len(futures))
+        for _ in as_completed(futures, loop=client.loop):
+            bar.advance(task)
+    return client.gather(futures)
 
 
 def compute_with_progress(
