@@ -59,6 +59,24 @@ class DetectorParams:
         return asdict(self)
 
 
+
+def _small_rcnn_settings(image_size: int) -> dict:
+    """Faster R-CNN settings shared by every backbone: fixed image size, no ImageNet
+    normalisation (no pretrained weights), and proposal/box budgets sized for a few small objects."""
+    return {
+        "min_size": image_size,
+        "max_size": image_size,
+        "image_mean": [0.0, 0.0, 0.0],
+        "image_std": [1.0, 1.0, 1.0],
+        "rpn_pre_nms_top_n_train": 300,
+        "rpn_post_nms_top_n_train": 100,
+        "rpn_pre_nms_top_n_test": 300,
+        "rpn_post_nms_top_n_test": 100,
+        "rpn_batch_size_per_image": 64,
+        "box_batch_size_per_image": 64,
+        "box_detections_per_img": 50,
+    }
+
 def build_detector(params: DetectorParams, n_classes: int = 1) -> nn.Module:
     """An untrained Faster R-CNN for ``n_classes`` foreground classes (no downloads)."""
     from torchvision.models import detection
@@ -79,17 +97,7 @@ def build_detector(params: DetectorParams, n_classes: int = 1) -> nn.Module:
             weights=None,
             weights_backbone=None,
             num_classes=n_classes + 1,
-            min_size=params.image_size,
-            max_size=params.image_size,
-            image_mean=[0.0, 0.0, 0.0],
-            image_std=[1.0, 1.0, 1.0],
-            rpn_pre_nms_top_n_train=300,
-            rpn_post_nms_top_n_train=100,
-            rpn_pre_nms_top_n_test=300,
-            rpn_post_nms_top_n_test=100,
-            rpn_batch_size_per_image=64,
-            box_batch_size_per_image=64,
-            box_detections_per_img=50,
+            **_small_rcnn_settings(params.image_size),
         )
         # small objects, few boxes: smaller anchors (same count per location, so the RPN head
         # fits) and a 128-wide box head instead of 1024 (the default's dominant CPU cost)
@@ -128,17 +136,7 @@ def _build_small(params: DetectorParams, n_classes: int) -> nn.Module:
             box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
             box_head=TwoMLPHead(64 * 7 * 7, 128),
             box_predictor=FastRCNNPredictor(128, n_classes + 1),
-            min_size=params.image_size,
-            max_size=params.image_size,
-            image_mean=[0.0, 0.0, 0.0],
-            image_std=[1.0, 1.0, 1.0],
-            rpn_pre_nms_top_n_train=300,
-            rpn_post_nms_top_n_train=100,
-            rpn_pre_nms_top_n_test=300,
-            rpn_post_nms_top_n_test=100,
-            rpn_batch_size_per_image=64,
-            box_batch_size_per_image=64,
-            box_detections_per_img=50,
+            **_small_rcnn_settings(params.image_size),
         )
 
 
