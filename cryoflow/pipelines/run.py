@@ -334,15 +334,23 @@ class _Engine:
                 self.client.cancel(futs)
 
     def _on_done(self, fut: Any) -> None:
-        entry = self.futures.pop(fut.key, None)
+        entry = self.futures.get(fut.key)
         if entry is None:
             return  # a cancelled future of a failed tomogram
         unit, _ = entry
+        if fut.status in ("lost", "pending"):
+            # it finished on a worker that has died since: the scheduler recomputes it (the
+            # write is idempotent); it comes back through ``as_completed`` when done again
+            self.ac.add(fut)
+            return
+        del self.futures[fut.key]
         if fut.status != "finished":
             try:
                 exc = fut.exception()
             except Exception as err:  # CancelledError and friends
                 exc = err
+            if exc is None:
+                exc = RuntimeError(f"the chunk task ended with status {fut.status!r}")
             self._fail(unit.tomogram, unit.step.name, exc)
             self._fill()
             return
