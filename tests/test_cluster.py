@@ -34,3 +34,41 @@ def test_bad_worker_env(monkeypatch) -> None:
     monkeypatch.setenv("CRYOFLOW_WORKERS", "two")
     with pytest.raises(ConfigError, match="CRYOFLOW_WORKERS"):
         ClusterConfig.from_env()
+
+
+def test_progress_keeps_order_and_duplicates_releases_and_raises_errors() -> None:
+    import time
+
+    import dask
+    import dask.array as da
+
+    def boom(x):
+        raise ValueError(f"bad chunk {x}")
+
+    def n_tasks(client) -> int:
+        return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+
+    with connect(ClusterConfig(n_workers=1, memory_limit="1GiB"), quiet=True) as client:
+        a = da.arange(10, chunks=5).sum()
+        b = da.ones(4, chunks=2).sum()
+        assert compute_with_progress(client, [a, b, a], "sums", quiet=True) == [45, 4, 45]
+        # every finished future was released: the cluster holds nothing once results are back
+        deadline = time.monotonic() + 20
+        while n_tasks(client) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert n_tasks(client) == 0
+        with pytest.raises(ValueError, match="bad chunk 3"):
+            compute_with_progress(client, [dask.delayed(boom)(3), b], "boom", quiet=True)
+
+
+def test_release_leaves_persisted_collections_usable() -> None:
+    """Computing over (or straight from) a persisted collection releases only the compute's own
+    futures: later graphs still find the persisted data."""
+    import dask
+    import dask.array as da
+
+    with connect(ClusterConfig(n_workers=1, memory_limit="1GiB"), quiet=True) as client:
+        x = client.persist(da.arange(20, chunks=5))
+        d = client.persist(dask.delayed(sum)([1, 2, 3]))
+        assert compute_with_progress(client, [x.sum(), d], "first", quiet=True) == [190, 6]
+        assert compute_with_progress(client, [(x * 2).sum(), d], "again", quiet=True) == [380, 6]
