@@ -112,8 +112,10 @@ def end_to_end(store: Path, geometry, shape, n_workers: int, repeat: int) -> flo
     from distributed import Client, LocalCluster
 
     from cryoflow.io import store as S
+    from cryoflow.pipelines.cluster import worker_environ
 
     with (
+        worker_environ(),
         LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,

@@ -130,6 +130,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
 
     import cryoflow
     from cryoflow.io.layout import tilt_series_chunks
+    from cryoflow.pipelines.cluster import worker_environ
     from cryoflow.pipelines.ingest import IngestConfig, ingest
 
     n, Y, X = shape
@@ -142,6 +143,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
     chunk_bytes = int(np.prod(chunk)) * 4
     try:
         with (
+            worker_environ(),
             LocalCluster(
                 n_workers=2,
                 threads_per_worker=1,

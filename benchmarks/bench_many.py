@@ -74,6 +74,7 @@ def _warm_up() -> None:
 def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
     from distributed import Client, LocalCluster, get_task_stream
 
+    from cryoflow.pipelines.cluster import worker_environ
     from cryoflow.pipelines.config import parse_pipeline
     from cryoflow.pipelines.run import run_pipeline
 
@@ -90,6 +91,7 @@ def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
         }
     )
     with (
+        worker_environ(),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

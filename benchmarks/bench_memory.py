@@ -57,8 +57,10 @@ def run_size(store: Path, name: str, shape, geometry, limit_mib: int) -> dict:
     from distributed import Client, LocalCluster
 
     from cryoflow.io import store as S
+    from cryoflow.pipelines.cluster import worker_environ
 
     with (
+        worker_environ(),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
