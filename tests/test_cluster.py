@@ -72,3 +72,13 @@ def test_release_leaves_persisted_collections_usable() -> None:
         d = client.persist(dask.delayed(sum)([1, 2, 3]))
         assert compute_with_progress(client, [x.sum(), d], "first", quiet=True) == [190, 6]
         assert compute_with_progress(client, [(x * 2).sum(), d], "again", quiet=True) == [380, 6]
+
+
+def test_local_workers_spawn_with_heap_friendly_malloc() -> None:
+    import os
+
+    from cryoflow.pipelines.cluster import WORKER_MALLOC
+
+    with connect(ClusterConfig(n_workers=1, memory_limit="1GiB"), quiet=True) as client:
+        env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC})
+    assert list(env.values()) == [WORKER_MALLOC]
