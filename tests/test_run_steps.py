@@ -1,4 +1,4 @@
-"""``cryoflow run`` with the stage steps: simulate, reconstruct, lift, edges, annotate.
+"""``cryoflow run`` with the stage steps: simulate, reconstruct, lift, edges, annotate, localize.
 
 Every step runs through the run engine on a tiny simulated dataset (preset ``tiny``, two
 tomograms of 16 x 32 x 32 voxels, 13 tilts); results are compared with the stage pipelines'
@@ -310,3 +310,54 @@ def test_check_rejects_bad_stage_steps(tmp_path, capsys):
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.startswith("cryoflow: error: "), err
+
+
+def test_localize_step_matches_cryoflow_localize_and_reruns_skip(store, client):
+    """Algorithm 3 through the run engine: the same 3D boxes as ``cryoflow localize`` (truth
+    boxes, 4 chunks so components merge across borders), from truth or from a stored 2D box
+    table; a rerun skips; the table records the run token."""
+    import pandas as pd
+
+    from cryoflow.io.boxes import BOX3D_COLUMNS
+    from cryoflow.io.layout import open_dataset
+    from cryoflow.io.nodes import ATTR
+    from cryoflow.io.results import read_table, write_table
+    from cryoflow.pipelines.localize import LocalizeConfig, localize_tomogram, truth_boxes2d
+
+    c = "mito_membrane"
+    loc = {"boxes": "truth", "classes": [c], "thickness": 16, "chunk": 16}
+    summary = run_pipeline(pipeline(store, [{"localize": loc}]), client, quiet=True)
+    assert summary.ok, summary.failures
+    assert counts(summary, "localize") == (2, 0, 0)
+    cols = [*BOX3D_COLUMNS, "n_voxels", "threshold"]
+
+    def rows(table):
+        return table[cols].sort_values(cols[1:7]).reset_index(drop=True)
+
+    for name in NAMES:
+        boxes2d = truth_boxes2d(client, store, name, [c])
+        ref = localize_tomogram(client, store, name, boxes2d, LocalizeConfig(
+            from_truth=True, classes=(c,), thickness=16, chunks=16, out="localize_ref"), quiet=True)
+        got = read_table(store, name, "localize", "boxes3d")
+        assert len(got) > 0
+        pd.testing.assert_frame_equal(rows(got), rows(ref), check_dtype=False)
+        np.testing.assert_array_equal(
+            open_result(store, name, "localize", f"labels_{c}").values > 0,
+            open_result(store, name, "localize_ref", f"labels_{c}").values > 0)
+    # a rerun skips; the table carries the run token of the arrays
+    again = run_pipeline(pipeline(store, [{"localize": loc}]), client, quiet=True)
+    assert counts(again, "localize") == (0, 2, 0)
+    # the same boxes from a stored 2D box table (as `cryoflow detect` writes) give the same 3D boxes
+    first = read_table(store, NAMES[0], "localize", "boxes3d")
+    for name in NAMES:
+        write_table(store, name, "detect", c, truth_boxes2d(client, store, name, [c]),
+                    provenance={"step": "detect"})
+    stored = {**loc, "boxes": f"detect/{c}"}
+    summary = run_pipeline(pipeline(store, [{"localize": stored}]), client, quiet=True)
+    assert counts(summary, "localize") == (2, 0, 0), summary.failures
+    pd.testing.assert_frame_equal(rows(read_table(store, NAMES[0], "localize", "boxes3d")),
+                                  rows(first), check_dtype=False)
+    prov = open_result(store, NAMES[0], "localize", f"labels_{c}").attrs["provenance"]
+    assert f"tomograms/{NAMES[0]}/results/detect/{c}" in prov["inputs"]
+    table = open_dataset(store)[f"tomograms/{NAMES[0]}/results/localize/boxes3d"].attrs[ATTR]
+    assert table["complete"] and table["provenance"]["run_token"] == prov["run_token"]

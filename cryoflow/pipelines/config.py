@@ -244,6 +244,57 @@ class AnnotateParams(_Frozen):
     batch_size: int = Field(default=8, ge=1)
 
 
+class LocalizeParams(_Frozen):
+    """Object localisation (the paper's Algorithm 3): 2D boxes per tilt to 3D boxes.
+
+    Per class ``c``, under ``results/localize/``: the box masks' vote map ``votes_<c>``, the
+    threshold search (``thresholds_<c>``, ``scores_<c>``, ``threshold_<c>``), the 3D component
+    labels ``labels_<c>`` (int32, merged across chunk borders), and one table ``boxes3d`` of
+    3D boxes (class, z0, y0, x0, z1, y1, x1, support, label, n_voxels, threshold).
+    """
+
+    boxes: str = Field(
+        default="truth",
+        description="2D boxes: 'truth' (boxes around the simulator's 2D masks), STEP/KEY of a "
+        "box table in the store (e.g. detect/granule), or a .csv/.json file (relative to the "
+        "pipeline file)",
+    )
+    classes: tuple[str, ...] = Field(
+        default=(), description="classes to localise; empty: every class in the boxes"
+    )
+    threshold: float | None = Field(
+        default=None, ge=0, description="fixed T in votes > T; default: Algorithm 1's search"
+    )
+    min_score: float = Field(default=0.0, ge=0, description="2D boxes below it are ignored")
+    connectivity: int = Field(default=1, ge=1, le=3, description="1 faces, 2 edges, 3 corners")
+    min_voxels: int = Field(default=1, ge=1, description="smaller 3D components are dropped")
+    jitter_px: float = Field(default=0.0, ge=0, description="with boxes: truth, box jitter")
+    seed: int = 0
+    thickness: int | None = Field(default=None, ge=1, description="Z of the volume in voxels")
+    chunk: int = Field(default=64, ge=8, description="output chunk edge in voxels")
+
+    @field_validator("boxes")
+    @classmethod
+    def _boxes(cls, v: str) -> str:
+        if v == "truth" or v.lower().endswith((".csv", ".json")):
+            return v
+        parts = v.split("/")
+        if len(parts) != 2 or not all(is_valid_name(p) for p in parts):
+            raise ValueError(
+                f"boxes must be 'truth', STEP/KEY of a stored table or a .csv/.json file, got {v!r}"
+            )
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for c in v:
+            _name(f"labels_{c}", "class name")
+        if len(set(v)) != len(v):
+            raise ValueError("classes must be unique")
+        return v
+
+
 STEP_PARAMS: dict[str, type[_Frozen]] = {
     "ingest": IngestParams,
     "simulate": SimulateParams,
@@ -252,6 +303,7 @@ STEP_PARAMS: dict[str, type[_Frozen]] = {
     "annotate": AnnotateParams,
     "lift": LiftParams,
     "edges": EdgesParams,
+    "localize": LocalizeParams,
 }
 
 
@@ -389,11 +441,21 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     return parse_pipeline(data, source=str(path))
 
 
+PATH_FIELDS = {"annotate": "checkpoint", "localize": "boxes"}  # paths relative to the file
+
+
 def _resolve_checkpoint(item: Any, base: Path) -> Any:
-    """An ``annotate`` step's relative ``checkpoint`` made relative to the pipeline file."""
-    if not (isinstance(item, dict) and isinstance(item.get("annotate"), dict)):
+    """A step's relative path field (``annotate``'s checkpoint, ``localize``'s box file) made
+    relative to the pipeline file."""
+    if not isinstance(item, dict) or len(item) != 1:
         return item
-    ckpt = item["annotate"].get("checkpoint")
-    if isinstance(ckpt, str) and not Path(ckpt).is_absolute():
-        return {"annotate": {**item["annotate"], "checkpoint": str(base / ckpt)}}
-    return item
+    ((step, params),) = item.items()
+    field = PATH_FIELDS.get(step)
+    if field is None or not isinstance(params, dict):
+        return item
+    value = params.get(field)
+    if not isinstance(value, str) or Path(value).is_absolute():
+        return item
+    if step == "localize" and not value.lower().endswith((".csv", ".json")):
+        return item  # 'truth' or STEP/KEY in the store
+    return {step: {**params, field: str(base / value)}}

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from cryoflow.errors import ConfigError, CryoflowError, NodeNotFoundError
+from cryoflow.errors import ConfigError, CryoflowError, NodeNotFoundError, StoreError
 from cryoflow.io import nodes
 from cryoflow.io.layout import (
     COMPRESSOR,
@@ -146,7 +146,9 @@ class _Engine:
         params = step.param_dict()
         token = run_token(step.name, params, plan.inputs, plan.checkpoints)
         base = f"{TOMOGRAMS}/{tomogram}/{RESULTS}/{plan.step}"
-        if all(self._current(f"{base}/{out.key}", token) for out in plan.outputs):
+        if all(self._current(f"{base}/{out.key}", token) for out in plan.outputs) and all(
+            self._current(f"{base}/{key}", token, table=True) for key in plan.tables
+        ):
             return None
         parent = self.root.require_group(base)
         targets: list[_Target] = []
@@ -162,17 +164,17 @@ class _Engine:
         progress = self._progress(tomogram, plan, token, first, fresh=not all_reused)
         return _Unit(tomogram, step, plan, token, parent, targets, progress)
 
-    def _current(self, path: str, token: str) -> bool:
-        """Whether the node at ``path`` is published, complete, not stale and of run ``token``."""
+    def _current(self, path: str, token: str, *, table: bool = False) -> bool:
+        """Whether the node at ``path`` is published, complete, not stale and of run ``token``
+        (a table records the token in its provenance)."""
         meta = nodes.read_raw_metadata(self.root, path)
         if meta is None:
             return False
         attrs = (meta.get("attributes", {}) or {}).get(ATTR, {}) or {}
-        return (
-            bool(attrs.get("complete"))
-            and attrs.get("write_id") == token
-            and not attrs.get(nodes.STALE)
+        written = (attrs.get("provenance") or {}).get("run_token") if table else attrs.get(
+            "write_id"
         )
+        return bool(attrs.get("complete")) and written == token and not attrs.get(nodes.STALE)
 
     def _open_or_create(
         self,
@@ -284,7 +286,10 @@ class _Engine:
                 self._fail(tomogram, step.name, exc)
                 return
             if not unit.pending:
-                self._complete(unit)
+                try:
+                    self._complete(unit)
+                except CryoflowError as exc:
+                    self._fail(tomogram, step.name, exc)
             return
         self.active.pop(tomogram, None)
 
@@ -299,6 +304,8 @@ class _Engine:
         """Every chunk recorded: mark complete, publish every result, drop progress, go on."""
         from cryoflow.io.lineage import mark_dependents_stale
 
+        if unit.plan.finish is not None:
+            self._write_tables(unit)
         for target in unit.targets:
             meta: dict[str, Any] = dict(target.array.attrs[ATTR])  # type: ignore[arg-type]
             meta["complete"] = True
@@ -319,6 +326,31 @@ class _Engine:
         stats.seconds += time.perf_counter() - unit.started
         self.active.pop(unit.tomogram, None)
         self._advance(unit.tomogram)
+
+    def _write_tables(self, unit: _Unit) -> None:
+        """The plan's end-of-step tables, from the staged arrays, stored before publishing."""
+        from cryoflow.io.results import write_table
+
+        assert unit.plan.finish is not None
+        staged = {t.output.key: t.array for t in unit.targets}
+        try:
+            tables = unit.plan.finish(self.client, staged)
+        except CryoflowError:
+            raise
+        except Exception as exc:  # a failing reduction fails this tomogram only
+            raise StoreError(f"{unit.tomogram}: {unit.plan.step} tables: {exc}") from exc
+        record = make_record(
+            unit.plan.step,
+            unit.step.param_dict(),
+            unit.plan.inputs,
+            checkpoints=unit.plan.checkpoints,
+            token=unit.token,
+        )
+        for key in unit.plan.tables:
+            write_table(
+                self.store, unit.tomogram, unit.plan.step, key, tables[key],
+                provenance={**record, "run_id": self.run_id}, overwrite=True,
+            )
 
     def _fail(self, tomogram: str, step: str, exc: BaseException) -> None:
         reason = f"{step}: {type(exc).__name__}: {exc}".strip()

@@ -7,7 +7,8 @@ engine (:mod:`cryoflow.pipelines.run`) owns execution: chunk-wise writes, progre
 
 Wired here: ``bin`` (built in) and ``reconstruct`` (``cryoflow.api.backproject``, the
 contract's back-projection). ``lift`` (:mod:`.steps_lift`), ``edges`` (:mod:`.steps_edges`) and
-``annotate`` (:mod:`.steps_annotate`) live in modules of their own, imported on first use.
+``annotate`` (:mod:`.steps_annotate`) and ``localize`` (:mod:`.steps_localize`) live in
+modules of their own, imported on first use.
 ``ingest`` and ``simulate`` make tomograms rather than results; the engine runs them before the
 stream (:mod:`.steps_simulate`).
 
@@ -67,6 +68,10 @@ class Plan:
     setup : callable or None
         ``setup(client)`` before the chunks are submitted (e.g. registering a model plugin on
         every worker); an error fails the tomogram like a planning error.
+    tables, finish : tuple of str, callable or None
+        Results whose size is known only at the end (e.g. 3D boxes): once every chunk is
+        written, ``finish(client, {key: staged zarr.Array})`` returns ``{key: DataFrame}`` for
+        each name in ``tables``; the engine stores them before it publishes the arrays.
     """
 
     step: str
@@ -79,6 +84,8 @@ class Plan:
     resources: dict[str, float] | None = None
     more: tuple[Output, ...] = ()
     setup: Callable[[Any], None] | None = None
+    tables: tuple[str, ...] = ()
+    finish: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def outputs(self) -> tuple[Output, ...]:
@@ -212,6 +219,7 @@ LAZY_ADAPTERS: dict[str, str] = {
     "lift": "cryoflow.pipelines.steps_lift:plan_lift",
     "edges": "cryoflow.pipelines.steps_edges:plan_edges",
     "annotate": "cryoflow.pipelines.steps_annotate:plan_annotate",
+    "localize": "cryoflow.pipelines.steps_localize:plan_localize",
 }
 # steps that make tomograms (run before the stream) rather than results of one tomogram
 SOURCE_STEPS: tuple[str, ...] = ("ingest", "simulate")

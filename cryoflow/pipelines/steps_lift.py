@@ -64,7 +64,6 @@ def plan_lift(store: object, tomogram: str, params: Any) -> Plan:
     ----------
     params : cryoflow.pipelines.config.LiftParams
     """
-    import cryoflow
     from cryoflow.io.store import open_result, open_tilt_series, read_geometry
     from cryoflow.pipelines.lift import class_ids, volume_shape
 
@@ -91,44 +90,12 @@ def plan_lift(store: object, tomogram: str, params: Any) -> Plan:
                 f"{tomogram}: masks {step}/{rkey} have shape {tuple(maps.shape)}, "
                 f"the tilt series {tuple(tilts.shape)}"
             )
-        masks = binary_masks(maps)
-        # 2. the vote map M (integer counts)
-        v = da.asarray(cryoflow.backproject(masks, geometry, shape, chunks=chunks).data)
-        v = v.rechunk(chunks)
+        v, t, outs = lift_class(
+            binary_masks(maps), geometry, shape, chunks, params.threshold, f"lift:{tomogram}", c
+        )
         votes.append(v)
-        more.append(Output(f"votes_{c}", v, ("z", "y", "x"), {"class": c}))
-        # 3. T: the best-scoring candidate (a given T is the only candidate), lazily
-        cands = (
-            parse_candidates(None, geometry.n_tilts)
-            if params.threshold is None
-            else np.array([float(params.threshold)])
-        )
-        counts = threshold_counts_graph(
-            v, masks, geometry, cands, prefix=f"lift:{tomogram}-threshold-{c}"
-        ).rechunk(-1)
-        tok = tokenize(counts.name, cands)
-        scores = counts.map_blocks(
-            _scores_block,
-            cands.size,
-            drop_axis=0,
-            chunks=((cands.size,),),
-            dtype=np.float64,
-            meta=np.empty((0,), np.float64),
-            name=f"lift:{tomogram}-scores-{c}-{tok}",
-        )
-        t = scores.map_blocks(
-            _best_block,
-            cands,
-            chunks=((1,),),
-            dtype=np.float64,
-            meta=np.empty((0,), np.float64),
-            name=f"lift:{tomogram}-best-{c}-{tok}",
-        )
-        cand_arr = da.from_array(cands, chunks=-1, name=f"lift-candidates-{tokenize(cands)}")
-        more.append(Output(f"thresholds_{c}", cand_arr, ("candidate",), {"class": c}))
-        more.append(Output(f"scores_{c}", scores, ("candidate",), {"class": c}))
         chosen.append(t)
-        more.append(Output(f"threshold_{c}", t, ("value",), {"class": c}))
+        more.extend(outs)
     # 4. labels: each voxel the best-supported passing class (one block holds every class)
     stack = da.stack(votes).rechunk({0: len(classes)})
     thresholds = da.concatenate(chosen).rechunk(-1)
@@ -150,3 +117,59 @@ def plan_lift(store: object, tomogram: str, params: Any) -> Plan:
     )
     attrs = {"classes": list(classes), "class_ids": ids, "masks": params.masks}
     return Plan(STEP, "labels", labels, ("z", "y", "x"), inputs, attrs=attrs, more=tuple(more))
+
+
+def lift_class(
+    masks: da.Array,
+    geometry: Any,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    threshold: float | None,
+    prefix: str,
+    c: str,
+) -> tuple[da.Array, da.Array, list[Output]]:
+    """Algorithm 1 for one class, lazily: the vote map ``M``, the chosen ``T`` (a ``(1,)``
+    array) and the outputs ``votes_<c>``, ``thresholds_<c>``, ``scores_<c>``, ``threshold_<c>``.
+
+    ``threshold``: a fixed ``T`` (then the only candidate, still scored) or None to search.
+    """
+    import cryoflow
+
+    # the vote map M (integer counts)
+    v = da.asarray(cryoflow.backproject(masks, geometry, shape, chunks=chunks).data)
+    v = v.rechunk(chunks)
+    # T: the best-scoring candidate, lazily
+    cands = (
+        parse_candidates(None, geometry.n_tilts)
+        if threshold is None
+        else np.array([float(threshold)])
+    )
+    counts = threshold_counts_graph(
+        v, masks, geometry, cands, prefix=f"{prefix}-threshold-{c}"
+    ).rechunk(-1)
+    tok = tokenize(counts.name, cands)
+    scores = counts.map_blocks(
+        _scores_block,
+        cands.size,
+        drop_axis=0,
+        chunks=((cands.size,),),
+        dtype=np.float64,
+        meta=np.empty((0,), np.float64),
+        name=f"{prefix}-scores-{c}-{tok}",
+    )
+    t = scores.map_blocks(
+        _best_block,
+        cands,
+        chunks=((1,),),
+        dtype=np.float64,
+        meta=np.empty((0,), np.float64),
+        name=f"{prefix}-best-{c}-{tok}",
+    )
+    cand_arr = da.from_array(cands, chunks=-1, name=f"lift-candidates-{tokenize(cands)}")
+    outputs = [
+        Output(f"votes_{c}", v, ("z", "y", "x"), {"class": c}),
+        Output(f"thresholds_{c}", cand_arr, ("candidate",), {"class": c}),
+        Output(f"scores_{c}", scores, ("candidate",), {"class": c}),
+        Output(f"threshold_{c}", t, ("value",), {"class": c}),
+    ]
+    return v, t, outputs
