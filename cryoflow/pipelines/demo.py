@@ -47,7 +47,7 @@ Stage = Callable[[DemoContext], None]
 def _stages() -> list[tuple[str, Stage]]:
     from cryoflow.pipelines import demo_stages as s
 
-    return s.STAGES
+    return list(s.STAGES)
 
 
 def run_demo(config: DemoConfig, cluster: ClusterConfig) -> bool:
