@@ -11,13 +11,17 @@ A worker that has imported torch and cryoflow already holds about 0.9 GiB reside
 torch's shared libraries), and Dask pauses a worker at 80% of its limit, so the limit must be
 well above that: 1536 MiB by default.
 
-Usage: ``python benchmarks/bench_memory.py [--small] [--limit-mib N] [--tilts N]``.
-Default: 1536 MiB limit, volumes of 1, 2, 4 and 8 x the limit (Z = 256, 4 tilts).
+Usage: ``python benchmarks/bench_memory.py [--small] [--limit-mib N] [--tilts N] [--wave N]
+[--factors F ...]``. Default: 1536 MiB limit, volumes of 1, 2, 4 and 8 x the limit (Z = 256,
+4 tilts), every chunk write submitted at once; ``--wave N`` submits N at a time.
+``BENCH_DASK_MALLOC=1`` starts the workers with Distributed's own malloc settings instead of
+cryoflow's (``cryoflow.pipelines.cluster.WORKER_MALLOC``), for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import tempfile
@@ -53,14 +57,23 @@ def masks_for(n: int, Y: int, X: int, seed: int) -> np.ndarray:
     return masks
 
 
-def run_size(store: Path, name: str, shape, geometry, limit_mib: int) -> dict:
+def in_waves(client, tasks: list, wave: int) -> None:
+    """Compute the chunk writes ``wave`` at a time (0: all at once), releasing each as it ends."""
+    from cryoflow.pipelines.cluster import compute_with_progress
+
+    step = wave or len(tasks)
+    for i in range(0, len(tasks), step):
+        compute_with_progress(client, tasks[i : i + step], "bench", quiet=True)
+
+
+def run_size(store: Path, name: str, shape, geometry, limit_mib: int, wave: int = 0) -> dict:
     from distributed import Client, LocalCluster
 
     from cryoflow.io import store as S
     from cryoflow.pipelines.cluster import worker_environ
 
     with (
-        worker_environ(),
+        worker_environ() if os.environ.get("BENCH_DASK_MALLOC") != "1" else contextlib.nullcontext(),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -88,7 +101,7 @@ def run_size(store: Path, name: str, shape, geometry, limit_mib: int) -> dict:
             multiscale=False,
             overwrite=True,
             compute=False,
-        ).run(lambda tasks: client.gather(client.compute(tasks)))
+        ).run(lambda tasks: in_waves(client, tasks, wave))
         wall = time.perf_counter() - t0
         peak = client.run(peak_rss_mib)
     return {
@@ -104,15 +117,18 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="factors 1/8, 1/4, 1/2, 1 only")
     parser.add_argument("--limit-mib", type=int, default=1536, help="worker memory limit")
     parser.add_argument("--tilts", type=int, default=4, help="tilts of the series")
+    parser.add_argument("--wave", type=int, default=0, help="chunk writes per wave (0: all)")
+    parser.add_argument("--factors", type=float, nargs="*", help="volume sizes, x the limit")
     args = parser.parse_args()
     from cryoflow.io import store as S
 
     n, Z = args.tilts, 256
-    factors = (0.125, 0.25, 0.5, 1.0) if args.small else (1.0, 2.0, 4.0, 8.0)
+    factors = args.factors or ((0.125, 0.25, 0.5, 1.0) if args.small else (1.0, 2.0, 4.0, 8.0))
     geometry = TiltGeometry.single_axis(np.linspace(-60, 60, n))
     print(
         f"memory: worker limit {args.limit_mib} MiB, 2 workers x 1 thread, {n} tilts, "
-        f"int16 vote maps of Z = {Z}; load average {os.getloadavg()[0]:.2f}",
+        f"int16 vote maps of Z = {Z}, chunk writes per wave {args.wave or 'all'}; "
+        f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     print(
@@ -128,7 +144,7 @@ def main() -> None:
             name = f"size{i}"
             S.write_tilt_series(store, name, masks_for(n, side, side, i), geometry, 1.0)
             try:
-                r = run_size(store, name, shape, geometry, args.limit_mib)
+                r = run_size(store, name, shape, geometry, args.limit_mib, args.wave)
             except Exception as exc:  # noqa: BLE001 - a benchmark reports the failure and goes on
                 print(f"  {str(shape):>22}  {f:7.3g}  FAILED: {type(exc).__name__}: {exc}")
                 continue
