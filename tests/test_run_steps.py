@@ -361,3 +361,38 @@ def test_localize_step_matches_cryoflow_localize_and_reruns_skip(store, client):
     assert f"tomograms/{NAMES[0]}/results/detect/{c}" in prov["inputs"]
     table = open_dataset(store)[f"tomograms/{NAMES[0]}/results/localize/boxes3d"].attrs[ATTR]
     assert table["complete"] and table["provenance"]["run_token"] == prov["run_token"]
+
+
+def test_annotate_detect_localize_chain(store, client, tmp_path):
+    """2D annotation -> light detector -> Algorithm 3 in one run: the detect table equals
+    ``boxes_from_probabilities`` on the stored maps, counts per tilt agree, and localize reads
+    the table it wrote."""
+    import pandas as pd
+
+    from cryoflow.io.results import read_table
+    from cryoflow.models.detector import boxes_from_probabilities
+
+    model = tmp_path / "model"
+    _checkpoint(model, seed=0)
+    steps = [
+        {"annotate": {"checkpoint": str(model), "batch_size": 4}},
+        {"detect": {"feature": "membrane", "threshold": 0.4, "batch_size": 5}},
+        {"localize": {"boxes": "detect/membrane", "classes": ["membrane"], "thickness": 16,
+                      "chunk": 16}},
+    ]
+    summary = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert summary.ok, summary.failures
+    assert [counts(summary, s) for s in ("annotate", "detect", "localize")] == [(2, 0, 0)] * 3
+    for name in NAMES:
+        probs = open_result(store, name, "annotate", "membrane").values
+        ref = boxes_from_probabilities(probs, class_name="membrane", threshold=0.4)
+        got = read_table(store, name, "detect", "membrane")
+        assert len(got) > 0
+        pd.testing.assert_frame_equal(got, ref.reset_index(drop=True), check_dtype=False)
+        per_tilt = open_result(store, name, "detect", "membrane_counts")
+        assert per_tilt.dims == ("tilt",)
+        np.testing.assert_array_equal(per_tilt.values,
+                                      np.bincount(ref["tilt"], minlength=len(probs)))
+        assert len(read_table(store, name, "localize", "boxes3d")) > 0
+    again = run_pipeline(pipeline(store, steps), client, quiet=True)
+    assert [counts(again, s) for s in ("annotate", "detect", "localize")] == [(0, 2, 0)] * 3

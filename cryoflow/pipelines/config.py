@@ -244,6 +244,27 @@ class AnnotateParams(_Frozen):
     batch_size: int = Field(default=8, ge=1)
 
 
+class DetectParams(_Frozen):
+    """The light 2D detector (boxes around components of ``annotate``'s probability maps).
+
+    Writes ``results/detect/<feature>`` (table ``tilt, class, score, y0, x0, y1, x1``) and
+    ``results/detect/<feature>_counts`` ``(tilt,)`` (boxes per tilt).
+    """
+
+    feature: str = Field(description="the annotate result to detect on (results/annotate/<feature>)")
+    threshold: float | None = Field(
+        default=None, gt=0, lt=1, description="probability cut; default: the model's threshold"
+    )
+    min_pixels: int = Field(default=4, ge=1, description="smaller 2D components are dropped")
+    batch_size: int = Field(default=8, ge=1, description="tilts per task")
+
+    @field_validator("feature")
+    @classmethod
+    def _feature(cls, v: str) -> str:
+        _name(f"{v}_counts", "feature name")
+        return v
+
+
 class LocalizeParams(_Frozen):
     """Object localisation (the paper's Algorithm 3): 2D boxes per tilt to 3D boxes.
 
@@ -303,6 +324,7 @@ STEP_PARAMS: dict[str, type[_Frozen]] = {
     "annotate": AnnotateParams,
     "lift": LiftParams,
     "edges": EdgesParams,
+    "detect": DetectParams,
     "localize": LocalizeParams,
 }
 

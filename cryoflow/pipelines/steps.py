@@ -7,8 +7,8 @@ engine (:mod:`cryoflow.pipelines.run`) owns execution: chunk-wise writes, progre
 
 Wired here: ``bin`` (built in) and ``reconstruct`` (``cryoflow.api.backproject``, the
 contract's back-projection). ``lift`` (:mod:`.steps_lift`), ``edges`` (:mod:`.steps_edges`) and
-``annotate`` (:mod:`.steps_annotate`) and ``localize`` (:mod:`.steps_localize`) live in
-modules of their own, imported on first use.
+``annotate`` (:mod:`.steps_annotate`), ``detect`` (:mod:`.steps_detect`) and ``localize``
+(:mod:`.steps_localize`) live in modules of their own, imported on first use.
 ``ingest`` and ``simulate`` make tomograms rather than results; the engine runs them before the
 stream (:mod:`.steps_simulate`).
 
@@ -219,6 +219,7 @@ LAZY_ADAPTERS: dict[str, str] = {
     "lift": "cryoflow.pipelines.steps_lift:plan_lift",
     "edges": "cryoflow.pipelines.steps_edges:plan_edges",
     "annotate": "cryoflow.pipelines.steps_annotate:plan_annotate",
+    "detect": "cryoflow.pipelines.steps_detect:plan_detect",
     "localize": "cryoflow.pipelines.steps_localize:plan_localize",
 }
 # steps that make tomograms (run before the stream) rather than results of one tomogram
