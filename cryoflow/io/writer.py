@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 import zarr
 from dask.base import tokenize
-from dask.delayed import Delayed, delayed
+from dask.delayed import Delayed
 
 from cryoflow.errors import ChunkAlignmentError
 
@@ -67,10 +67,15 @@ def check_aligned(
             )
 
 
-def _write_block(block: np.ndarray, target: zarr.Array, index: tuple[slice, ...]) -> int:
-    """Write one block into ``target[index]``; returns the number of bytes written."""
-    target[index] = np.asarray(block)
-    return int(np.asarray(block).nbytes)
+def _write_block(
+    block: np.ndarray, target: zarr.Array, start: tuple[int, ...], block_info: Any = None
+) -> np.ndarray:
+    """Write one block where it lands in ``target``; returns its byte count as a
+    ``(1, ..., 1)`` int64 array (one element per block of the write graph)."""
+    data = np.asarray(block)
+    location = block_info[0]["array-location"]
+    target[tuple(slice(s + a, s + b) for s, (a, b) in zip(start, location, strict=True))] = data
+    return np.full((1,) * data.ndim, data.nbytes, dtype=np.int64)
 
 
 def store_blocks(
@@ -81,6 +86,10 @@ def store_blocks(
     name: str = "write",
 ) -> list[Delayed]:
     """One lazy write task per source block (lazy; compute them to write).
+
+    The writes are a block-wise map over ``source``, so Dask's graph optimisation fuses each
+    write with the task that makes its block (a back-projected block is written by the task
+    that computed it: no 8 MiB result held between two tasks or moved between workers).
 
     Parameters
     ----------
@@ -97,26 +106,26 @@ def store_blocks(
     Returns
     -------
     list of dask.delayed.Delayed
-        One task per block, each returning the bytes it wrote; deterministic keys.
+        One task per block in C order, each computing to the bytes it wrote (a ``(1, ..., 1)``
+        array); deterministic keys ``(f"{name}-{token}", *block index)``.
     """
-    start = tuple(region_start or (0,) * source.ndim)
+    start = tuple(int(s) for s in (region_start or (0,) * source.ndim))
     check_aligned(
         source.chunks, target.shape, target.chunks, start, where=f"zarr array {target.path!r}"
     )
     token = tokenize(source.name, str(target.store), target.path, start)
-    offsets = [np.cumsum([s, *c[:-1]]) for s, c in zip(start, source.chunks, strict=True)]
-    blocks = source.to_delayed(optimize_graph=True)
-    tasks: list[Delayed] = []
-    for idx in product(*(range(len(c)) for c in source.chunks)):
-        index = tuple(
-            slice(int(offsets[a][i]), int(offsets[a][i]) + source.chunks[a][i])
-            for a, i in enumerate(idx)
-        )
-        key = f"{name}-{token}-" + "-".join(str(i) for i in idx)
-        tasks.append(
-            delayed(_write_block, pure=True)(blocks[idx], target, index, dask_key_name=key)
-        )
-    return tasks
+    written = da.map_blocks(
+        _write_block,
+        source,
+        target=target,
+        start=start,
+        chunks=tuple((1,) * len(c) for c in source.chunks),
+        dtype=np.int64,
+        meta=np.empty((0,) * source.ndim, np.int64),
+        name=f"{name}-{token}",
+    )
+    blocks = written.to_delayed(optimize_graph=True)
+    return [blocks[idx] for idx in product(*(range(len(c)) for c in source.chunks))]
 
 
 def as_dask(data: Any, chunks: Sequence[int]) -> da.Array:

@@ -74,15 +74,31 @@ WORKER_MALLOC = {
 }
 
 
-def worker_environ() -> Any:
+@contextlib.contextmanager
+def worker_environ() -> Iterator[None]:
     """Context in which new nannies (``LocalCluster`` workers) spawn workers with
     :data:`WORKER_MALLOC`. For ``dask worker`` processes, set the same through
-    ``DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_*`` (see ``deploy/``)."""
+    ``DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_*`` (see ``deploy/``).
+
+    A nanny prefers this process's environment over the Dask config for these variables, and
+    Distributed writes its defaults into that environment whenever it spawns a worker, so both
+    are set here and the environment is restored on exit.
+    """
     import dask
 
-    return dask.config.set(
-        {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC.items()}
-    )
+    saved = {k: os.environ.get(k) for k in WORKER_MALLOC}
+    os.environ.update(WORKER_MALLOC)
+    try:
+        with dask.config.set(
+            {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC.items()}
+        ):
+            yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _say(msg: str, quiet: bool) -> None:
