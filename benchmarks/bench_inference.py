@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=256)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
