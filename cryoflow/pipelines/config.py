@@ -251,7 +251,9 @@ class DetectParams(_Frozen):
     ``results/detect/<feature>_counts`` ``(tilt,)`` (boxes per tilt).
     """
 
-    feature: str = Field(description="the annotate result to detect on (results/annotate/<feature>)")
+    feature: str = Field(
+        description="the annotate result to detect on (results/annotate/<feature>)"
+    )
     threshold: float | None = Field(
         default=None, gt=0, lt=1, description="probability cut; default: the model's threshold"
     )

@@ -171,8 +171,8 @@ class _Engine:
         if meta is None:
             return False
         attrs = (meta.get("attributes", {}) or {}).get(ATTR, {}) or {}
-        written = (attrs.get("provenance") or {}).get("run_token") if table else attrs.get(
-            "write_id"
+        written = (
+            (attrs.get("provenance") or {}).get("run_token") if table else attrs.get("write_id")
         )
         return bool(attrs.get("complete")) and written == token and not attrs.get(nodes.STALE)
 
@@ -348,8 +348,13 @@ class _Engine:
         )
         for key in unit.plan.tables:
             write_table(
-                self.store, unit.tomogram, unit.plan.step, key, tables[key],
-                provenance={**record, "run_id": self.run_id}, overwrite=True,
+                self.store,
+                unit.tomogram,
+                unit.plan.step,
+                key,
+                tables[key],
+                provenance={**record, "run_id": self.run_id},
+                overwrite=True,
             )
 
     def _fail(self, tomogram: str, step: str, exc: BaseException) -> None:

@@ -26,18 +26,27 @@ from cryoflow.pipelines.steps import Plan, node_identity
 
 STEP = "detect"
 ANNOTATE = "annotate"
-DTYPES = {"tilt": "int64", "score": "float64", "y0": "float64", "x0": "float64",
-          "y1": "float64", "x1": "float64"}
+DTYPES = {
+    "tilt": "int64",
+    "score": "float64",
+    "y0": "float64",
+    "x0": "float64",
+    "y1": "float64",
+    "x1": "float64",
+}
 
 
-def _boxes(probs: np.ndarray, start: int, feature: str, threshold: float,
-           min_pixels: int) -> pd.DataFrame:
-    return boxes_from_probabilities(probs, class_name=feature, threshold=threshold,
-                                    min_pixels=min_pixels, first_index=start)
+def _boxes(
+    probs: np.ndarray, start: int, feature: str, threshold: float, min_pixels: int
+) -> pd.DataFrame:
+    return boxes_from_probabilities(
+        probs, class_name=feature, threshold=threshold, min_pixels=min_pixels, first_index=start
+    )
 
 
-def _counts_block(probs: np.ndarray, feature: str, threshold: float, min_pixels: int,
-                  block_info: Any = None) -> np.ndarray:
+def _counts_block(
+    probs: np.ndarray, feature: str, threshold: float, min_pixels: int, block_info: Any = None
+) -> np.ndarray:
     """Boxes per tilt of one batch ``(b, Y, X)`` -> ``(b,)`` int32."""
     boxes = _boxes(probs, 0, feature, threshold, min_pixels)
     return np.bincount(boxes["tilt"].to_numpy(dtype=np.int64), minlength=len(probs)).astype(
@@ -65,8 +74,13 @@ def plan_detect(store: object, tomogram: str, params: Any) -> Plan:
     )
     data = probs.data.rechunk((params.batch_size, -1, -1))
     counts = data.map_blocks(
-        _counts_block, feature, threshold, params.min_pixels, drop_axis=[1, 2],
-        dtype=np.int32, meta=np.empty((0,), np.int32),
+        _counts_block,
+        feature,
+        threshold,
+        params.min_pixels,
+        drop_axis=[1, 2],
+        dtype=np.int32,
+        meta=np.empty((0,), np.int32),
         name=f"detect:{tomogram}-counts-{tokenize(data.name, feature, threshold, params.min_pixels)}",
     )
     starts = np.concatenate([[0], np.cumsum(data.chunks[0])[:-1]]).astype(int)
@@ -81,6 +95,13 @@ def plan_detect(store: object, tomogram: str, params: Any) -> Plan:
         table = table.reindex(columns=BOX_COLUMNS).astype(DTYPES)
         return {feature: table}
 
-    return Plan(STEP, f"{feature}_counts", counts, ("tilt",), inputs,
-                attrs={"feature": feature, "threshold": threshold, "method": "components"},
-                tables=(feature,), finish=finish)
+    return Plan(
+        STEP,
+        f"{feature}_counts",
+        counts,
+        ("tilt",),
+        inputs,
+        attrs={"feature": feature, "threshold": threshold, "method": "components"},
+        tables=(feature,),
+        finish=finish,
+    )

@@ -43,8 +43,9 @@ def _truth_box_mask(
 ) -> np.ndarray:
     """One tilt's truth mask ``(1, Y, U)`` -> the mask of the boxes around its components."""
     tilt = int(block_info[0]["chunk-location"][0]) if block_info else 0
-    boxes = boxes_from_masks(np.asarray(block) != 0, class_name, jitter_px=jitter_px,
-                             seed=seed + tilt)
+    boxes = boxes_from_masks(
+        np.asarray(block) != 0, class_name, jitter_px=jitter_px, seed=seed + tilt
+    )
     return box_masks(boxes.assign(tilt=0), 1, block.shape[1:], class_name=class_name)
 
 
@@ -74,23 +75,39 @@ def _box_source(
 
 
 def _masks(
-    store: object, tomogram: str, boxes: pd.DataFrame | None, c: str, shape: tuple[int, ...],
-    params: Any, inputs: dict[str, str], index: int,
+    store: object,
+    tomogram: str,
+    boxes: pd.DataFrame | None,
+    c: str,
+    shape: tuple[int, ...],
+    params: Any,
+    inputs: dict[str, str],
+    index: int,
 ) -> da.Array:
     """Lazy per-tilt box masks ``(n, Y, U)`` bool of class ``c``."""
     from cryoflow.io.store import open_result
     from cryoflow.pipelines.localize import lazy_box_masks
 
     if boxes is not None:
-        return lazy_box_masks(boxes, shape[0], (shape[1], shape[2]), class_name=c,
-                              min_score=params.min_score, name=f"localize:{tomogram}-boxes-{c}")
+        return lazy_box_masks(
+            boxes,
+            shape[0],
+            (shape[1], shape[2]),
+            class_name=c,
+            min_score=params.min_score,
+            name=f"localize:{tomogram}-boxes-{c}",
+        )
     key = f"masks2d_{c}"
     path = f"{TOMOGRAMS}/{tomogram}/{RESULTS}/truth/{key}"
     inputs[path] = node_identity(store, path, "truth masks")
     truth = open_result(store, tomogram, "truth", key).data.rechunk((1, -1, -1))
     seed = params.seed + 1000 * index
     return truth.map_blocks(
-        _truth_box_mask, c, params.jitter_px, seed, dtype=bool,
+        _truth_box_mask,
+        c,
+        params.jitter_px,
+        seed,
+        dtype=bool,
         meta=np.empty((0, 0, 0), bool),
         name=f"localize:{tomogram}-truthboxes-{c}-{tokenize(truth.name, params.jitter_px, seed)}",
     )
@@ -123,19 +140,27 @@ def plan_localize(store: object, tomogram: str, params: Any) -> Plan:
         votes, t, outs = lift_class(
             masks, geometry, shape, chunks, params.threshold, f"localize:{tomogram}", c
         )
-        labels, _ = label(votes > t, connectivity=params.connectivity,
-                          name=f"localize:{tomogram}-label-{c}")
-        outputs.append(Output(f"labels_{c}", labels.rechunk(chunks), ("z", "y", "x"),
-                              {"class": c}))
+        labels, _ = label(
+            votes > t, connectivity=params.connectivity, name=f"localize:{tomogram}-label-{c}"
+        )
+        outputs.append(Output(f"labels_{c}", labels.rechunk(chunks), ("z", "y", "x"), {"class": c}))
         outputs.extend(outs)
     main, *more = outputs
 
     def finish(client: Any, arrays: dict[str, Any]) -> dict[str, pd.DataFrame]:
         return {TABLE: boxes_table(client, arrays, classes, params.min_voxels)}
 
-    return Plan(STEP, main.key, main.data, main.dims, inputs,
-                attrs={"class": classes[0], "classes": list(classes), "boxes": params.boxes},
-                more=tuple(more), tables=(TABLE,), finish=finish)
+    return Plan(
+        STEP,
+        main.key,
+        main.data,
+        main.dims,
+        inputs,
+        attrs={"class": classes[0], "classes": list(classes), "boxes": params.boxes},
+        more=tuple(more),
+        tables=(TABLE,),
+        finish=finish,
+    )
 
 
 def boxes_table(
@@ -149,8 +174,7 @@ def boxes_table(
     for c in classes:
         labels = da.from_zarr(arrays[f"labels_{c}"])
         votes = da.from_zarr(arrays[f"votes_{c}"])
-        boxes = client.compute(components_boxes(labels, votes, c, min_voxels=min_voxels),
-                               sync=True)
+        boxes = client.compute(components_boxes(labels, votes, c, min_voxels=min_voxels), sync=True)
         boxes["threshold"] = float(np.asarray(arrays[f"threshold_{c}"][...]).ravel()[0])
         tables.append(boxes)
     if not tables:
