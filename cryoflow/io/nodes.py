@@ -309,6 +309,28 @@ class PendingWrite:
             self.done = True
 
 
+def run_together(
+    pendings: list[PendingWrite] | tuple[PendingWrite, ...],
+    compute: Callable[[list[Any]], Any],
+) -> None:
+    """Run several pending writes stage by stage (stage ``k`` of all of them in one
+    ``compute``, then ``k + 1``: a pyramid level reads the level before), then commit each.
+
+    On any failure every unpublished temporary node is deleted and the error re-raised.
+    """
+    try:
+        for k in range(max((len(p.stages) for p in pendings), default=0)):
+            tasks = [t for p in pendings if k < len(p.stages) for t in p.stages[k]()]
+            if tasks:
+                compute(tasks)
+        for p in pendings:
+            p.commit()
+    except BaseException:
+        for p in pendings:
+            p.abort()
+        raise
+
+
 def temp_leaf(leaf: str) -> str:
     return f"{TMP_PREFIX}{leaf}-{uuid.uuid4().hex[:12]}"
 

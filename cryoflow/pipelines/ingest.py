@@ -18,7 +18,7 @@ import glob
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,25 +312,6 @@ def _pending(item: IngestItem, config: IngestConfig) -> PendingWrite:
     )
 
 
-def run_pending(pendings: Sequence[PendingWrite], compute: Callable[[list[Any]], Any]) -> None:
-    """Run the stages of several pending writes together (stage k of all, then k+1), then commit.
-
-    On any failure every temporary node is deleted and the error re-raised.
-    """
-    try:
-        depth = max((len(p.stages) for p in pendings), default=0)
-        for k in range(depth):
-            tasks = [t for p in pendings if k < len(p.stages) for t in p.stages[k]()]
-            if tasks:
-                compute(tasks)
-        for p in pendings:
-            p.commit()
-    except BaseException:
-        for p in pendings:
-            p.abort()
-        raise
-
-
 def ingest(
     client: Any, config: IngestConfig, *, plan: IngestPlan | None = None, quiet: bool = False
 ) -> list[str]:
@@ -352,7 +333,7 @@ def ingest(
                 p.abort()
             raise
         what = "tomograms" if config.tomogram else "tilt series"
-        run_pending(
+        nodes.run_together(
             pendings,
             lambda tasks: compute_with_progress(
                 client, tasks, f"ingest {len(pendings)} {what}", quiet=quiet

@@ -154,22 +154,10 @@ def check_free(store: Any, config: SimulationConfig, overwrite: bool) -> None:
 
 
 def _run_together(client: Any, pendings: list[Any], description: str, quiet: bool) -> None:
-    """Run several store writes stage by stage, one cluster round per stage, then publish.
-
-    Stage ``k`` of every write is computed together (a pyramid level reads the level before,
-    so stages stay in order); any failure removes every unpublished temporary node.
-    """
-    try:
-        for k in range(max((len(p.stages) for p in pendings), default=0)):
-            tasks = [t for p in pendings if k < len(p.stages) for t in p.stages[k]()]
-            if tasks:
-                compute_with_progress(client, tasks, description, quiet=quiet)
-        for p in pendings:
-            p.commit()
-    except BaseException:
-        for p in pendings:
-            p.abort()
-        raise
+    """:func:`cryoflow.io.nodes.run_together` with a progress bar, one cluster round per stage."""
+    nodes.run_together(
+        pendings, lambda tasks: compute_with_progress(client, tasks, description, quiet=quiet)
+    )
 
 
 @dataclass(frozen=True)
