@@ -69,9 +69,26 @@ class DetectConfig:
             raise ConfigError(f"threshold must lie in (0, 1), got {self.threshold}")
 
 
-def _components_task(
+BOX_DTYPES = {
+    "tilt": "int64",
+    "score": "float64",
+    "y0": "float64",
+    "x0": "float64",
+    "y1": "float64",
+    "x1": "float64",
+}
+
+
+def box_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-batch box tables as one table of ``BOX_COLUMNS`` with fixed dtypes."""
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BOX_COLUMNS)
+    return table.astype(BOX_DTYPES)
+
+
+def components_task(
     probs: np.ndarray, start: int, feature: str, threshold: float, min_pixels: int
 ) -> pd.DataFrame:
+    """The light detector on one batch of maps whose first tilt is ``start``."""
     return boxes_from_probabilities(
         probs, class_name=feature, threshold=threshold, min_pixels=min_pixels, first_index=start
     )
@@ -123,7 +140,7 @@ def detect_tomogram(
         )
         data = probs.data
         tasks = [
-            dask.delayed(_components_task, pure=True)(
+            dask.delayed(components_task, pure=True)(
                 data[a:b],
                 a,
                 config.feature,
@@ -154,17 +171,7 @@ def detect_tomogram(
         }
     futures = client.compute(tasks, optimize_graph=resources is None)
     tables = wait_with_progress(client, futures, f"detect {name}", quiet=quiet)
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BOX_COLUMNS)
-    table = table.astype(
-        {
-            "tilt": "int64",
-            "score": "float64",
-            "y0": "float64",
-            "x0": "float64",
-            "y1": "float64",
-            "x1": "float64",
-        }
-    )
+    table = box_table(tables)
     S.write_table(
         store,
         name,

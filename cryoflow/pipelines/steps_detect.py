@@ -2,7 +2,7 @@
 
 Boxes around the connected components of ``results/annotate/<feature>`` above the model's
 threshold (or a given one), per tilt, as ``cryoflow detect --method components`` makes them
-(:func:`cryoflow.models.detector.boxes_from_probabilities`, one task per batch of tilts).
+(:func:`cryoflow.pipelines.detect.components_task`, one task per batch of tilts).
 Chunked result: ``results/detect/<feature>_counts`` ``(tilt,)`` int32, the number of boxes on
 each tilt (a quick look at where detection fails). The box table itself, whose length is known
 only at the end, is the plan's end-of-step table ``results/detect/<feature>`` (columns
@@ -21,34 +21,18 @@ import pandas as pd
 from dask.base import tokenize
 
 from cryoflow.io.layout import RESULTS, TOMOGRAMS
-from cryoflow.models.detector import BOX_COLUMNS, boxes_from_probabilities
+from cryoflow.pipelines.annotate import STEP as ANNOTATE
+from cryoflow.pipelines.detect import box_table, components_task
 from cryoflow.pipelines.steps import Plan, node_identity
 
 STEP = "detect"
-ANNOTATE = "annotate"
-DTYPES = {
-    "tilt": "int64",
-    "score": "float64",
-    "y0": "float64",
-    "x0": "float64",
-    "y1": "float64",
-    "x1": "float64",
-}
-
-
-def _boxes(
-    probs: np.ndarray, start: int, feature: str, threshold: float, min_pixels: int
-) -> pd.DataFrame:
-    return boxes_from_probabilities(
-        probs, class_name=feature, threshold=threshold, min_pixels=min_pixels, first_index=start
-    )
 
 
 def _counts_block(
     probs: np.ndarray, feature: str, threshold: float, min_pixels: int, block_info: Any = None
 ) -> np.ndarray:
     """Boxes per tilt of one batch ``(b, Y, X)`` -> ``(b,)`` int32."""
-    boxes = _boxes(probs, 0, feature, threshold, min_pixels)
+    boxes = components_task(probs, 0, feature, threshold, min_pixels)
     return np.bincount(boxes["tilt"].to_numpy(dtype=np.int64), minlength=len(probs)).astype(
         np.int32
     )
@@ -87,13 +71,12 @@ def plan_detect(store: object, tomogram: str, params: Any) -> Plan:
 
     def finish(client: Any, arrays: dict[str, Any]) -> dict[str, pd.DataFrame]:
         tasks = [
-            dask.delayed(_boxes, pure=True)(block, int(s), feature, threshold, params.min_pixels)
+            dask.delayed(components_task, pure=True)(
+                block, int(s), feature, threshold, params.min_pixels
+            )
             for block, s in zip(data.to_delayed().ravel(), starts, strict=True)
         ]
-        tables = client.compute(tasks, sync=True)
-        table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-        table = table.reindex(columns=BOX_COLUMNS).astype(DTYPES)
-        return {feature: table}
+        return {feature: box_table(client.compute(tasks, sync=True))}
 
     return Plan(
         STEP,
