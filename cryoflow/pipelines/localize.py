@@ -183,6 +183,28 @@ def components_boxes(
     return dask.delayed(bounding_boxes, pure=True)(merged, class_name, min_voxels=min_voxels)
 
 
+BOXES3D_COLUMNS = [*BOX3D_COLUMNS, "label", "n_voxels", "threshold"]
+
+
+def class_boxes(
+    client: Any, labels: da.Array, votes: da.Array, class_name: str, threshold: float,
+    min_voxels: int,
+) -> pd.DataFrame:
+    """3D boxes of one class's labelled components, computed on the cluster, with ``T``."""
+    boxes = client.compute(
+        components_boxes(labels, votes, class_name, min_voxels=min_voxels), sync=True
+    )
+    boxes["threshold"] = threshold
+    return boxes
+
+
+def boxes3d_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-class box tables as one ``boxes3d`` table of :data:`BOXES3D_COLUMNS`."""
+    if not tables:
+        return pd.DataFrame(columns=BOXES3D_COLUMNS)
+    return pd.concat(tables, ignore_index=True)[BOXES3D_COLUMNS]
+
+
 def localize_tomogram(
     client: Any,
     store: Any,
@@ -278,13 +300,10 @@ def localize_tomogram(
                     overwrite=config.overwrite,
                     compute=False,
                 ).run(run)
-        boxes = client.compute(
-            components_boxes(labels, lifted.votes, c, min_voxels=config.min_voxels), sync=True
+        tables.append(
+            class_boxes(client, labels, lifted.votes, c, lifted.threshold, config.min_voxels)
         )
-        boxes["threshold"] = lifted.threshold
-        tables.append(boxes)
-    cols = BOX3D_COLUMNS + ["label", "n_voxels", "threshold"]
-    table = pd.concat(tables, ignore_index=True)[cols] if tables else pd.DataFrame(columns=cols)
+    table = boxes3d_table(tables)
     S.write_table(
         store, name, config.out, "boxes3d", table, provenance=prov, overwrite=config.overwrite
     )

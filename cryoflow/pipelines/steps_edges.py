@@ -14,8 +14,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from cryoflow.io.layout import TILT_SERIES, TOMOGRAMS
-from cryoflow.pipelines.steps import Output, Plan, node_identity
+from cryoflow.pipelines.steps import Output, Plan, tilt_series_input
 
 STEP = "edges"
 
@@ -28,14 +27,12 @@ def plan_edges(store: object, tomogram: str, params: Any) -> Plan:
     params : cryoflow.pipelines.config.EdgesParams
     """
     from cryoflow.graph import edges as G
-    from cryoflow.io.store import open_tilt_series, read_geometry
+    from cryoflow.io.store import read_geometry
     from cryoflow.pipelines.lift import volume_shape
 
     # 1. input: the tilt series (n_tilts, Y, U) and its geometry
-    tilts = open_tilt_series(store, tomogram)
+    tilts, inputs = tilt_series_input(store, tomogram, "tilt_series")
     geometry = read_geometry(store, tomogram)
-    path = f"{TOMOGRAMS}/{tomogram}/{TILT_SERIES}"
-    inputs = {path: node_identity(store, path, "tilt series")}
     shape = volume_shape(tilts, params.thickness)
     images = -tilts.data if params.invert else tilts.data
     # 2. per-tilt edge maps (one chunk per tilt)

@@ -25,10 +25,10 @@ from dask.base import tokenize
 
 from cryoflow.errors import ConfigError
 from cryoflow.graph.threshold import counts_split, threshold_counts_graph
-from cryoflow.io.layout import RESULTS, TILT_SERIES, TOMOGRAMS
+from cryoflow.io.layout import RESULTS, TOMOGRAMS
 from cryoflow.kernels.lift import assign_classes
 from cryoflow.kernels.threshold import iou_from_counts, parse_candidates
-from cryoflow.pipelines.steps import Output, Plan, node_identity
+from cryoflow.pipelines.steps import Output, Plan, node_identity, tilt_series_input
 
 STEP = "lift"
 
@@ -64,14 +64,12 @@ def plan_lift(store: object, tomogram: str, params: Any) -> Plan:
     ----------
     params : cryoflow.pipelines.config.LiftParams
     """
-    from cryoflow.io.store import open_result, open_tilt_series, read_geometry
+    from cryoflow.io.store import open_result, read_geometry
     from cryoflow.pipelines.lift import class_ids, volume_shape
 
     # 1. inputs: the tilt series (geometry, shape) and one 2D map stack per class
-    tilts = open_tilt_series(store, tomogram)
+    tilts, inputs = tilt_series_input(store, tomogram, "tilt_series")
     geometry = read_geometry(store, tomogram)
-    ts_path = f"{TOMOGRAMS}/{tomogram}/{TILT_SERIES}"
-    inputs = {ts_path: node_identity(store, ts_path, "tilt series")}
     shape = volume_shape(tilts, params.thickness)
     step, key = params.masks.split("/")
     classes = tuple(params.classes) or (key,)

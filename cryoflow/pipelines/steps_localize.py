@@ -27,15 +27,14 @@ import pandas as pd
 from dask.base import tokenize
 
 from cryoflow.errors import ConfigError
-from cryoflow.io.boxes import BOX3D_COLUMNS, read_boxes
-from cryoflow.io.layout import RESULTS, TILT_SERIES, TOMOGRAMS
+from cryoflow.io.boxes import read_boxes
+from cryoflow.io.layout import RESULTS, TOMOGRAMS
 from cryoflow.kernels.boxes import box_masks, boxes_from_masks
-from cryoflow.pipelines.steps import Output, Plan, node_identity
+from cryoflow.pipelines.steps import Output, Plan, node_identity, tilt_series_input
 
 STEP = "localize"
 TRUTH_DEFAULT = ("mito_membrane",)
 TABLE = "boxes3d"
-COLUMNS = [*BOX3D_COLUMNS, "label", "n_voxels", "threshold"]
 
 
 def _truth_box_mask(
@@ -121,15 +120,13 @@ def plan_localize(store: object, tomogram: str, params: Any) -> Plan:
     params : cryoflow.pipelines.config.LocalizeParams
     """
     from cryoflow.graph.labels import label
-    from cryoflow.io.store import open_tilt_series, read_geometry
+    from cryoflow.io.store import read_geometry
     from cryoflow.pipelines.lift import volume_shape
     from cryoflow.pipelines.steps_lift import lift_class
 
     # 1. inputs: the tilt series (geometry, shape) and the 2D boxes
-    tilts = open_tilt_series(store, tomogram)
+    tilts, inputs = tilt_series_input(store, tomogram, "tilt_series")
     geometry = read_geometry(store, tomogram)
-    ts_path = f"{TOMOGRAMS}/{tomogram}/{TILT_SERIES}"
-    inputs = {ts_path: node_identity(store, ts_path, "tilt series")}
     shape = volume_shape(tilts, params.thickness)
     chunks = tuple(min(int(params.chunk), s) for s in shape)
     boxes, classes = _box_source(store, tomogram, params, inputs)
@@ -168,15 +165,18 @@ def boxes_table(
 ) -> pd.DataFrame:
     """3D boxes of every class from the written ``labels_<c>``/``votes_<c>``/``threshold_<c>``
     arrays (Zarr), computed on the cluster: per-chunk statistics merged in one task."""
-    from cryoflow.pipelines.localize import components_boxes
+    from cryoflow.pipelines.localize import boxes3d_table, class_boxes
 
-    tables = []
-    for c in classes:
-        labels = da.from_zarr(arrays[f"labels_{c}"])
-        votes = da.from_zarr(arrays[f"votes_{c}"])
-        boxes = client.compute(components_boxes(labels, votes, c, min_voxels=min_voxels), sync=True)
-        boxes["threshold"] = float(np.asarray(arrays[f"threshold_{c}"][...]).ravel()[0])
-        tables.append(boxes)
-    if not tables:
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(tables, ignore_index=True)[COLUMNS]
+    return boxes3d_table(
+        [
+            class_boxes(
+                client,
+                da.from_zarr(arrays[f"labels_{c}"]),
+                da.from_zarr(arrays[f"votes_{c}"]),
+                c,
+                float(np.asarray(arrays[f"threshold_{c}"][...]).ravel()[0]),
+                min_voxels,
+            )
+            for c in classes
+        ]
+    )
