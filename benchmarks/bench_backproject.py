@@ -8,7 +8,10 @@ Measures, on the same data and machine:
    slice (a subset of slices; its rate per voxel-update is what is compared);
 3. ASTRA's CPU 2D back-projector (``BP``, linear projector), slice by slice, when
    ``astra-toolbox`` is installed (OMP_NUM_THREADS=1, so per core);
-4. end to end through Dask and Zarr: tilt series in a cryoflow store -> ``backproject_graph``
+4. the store alone: the finished volume encoded and written block by block with the store's
+   codec into a Zarr array beside the store, no Dask, one core (the I/O that end to end adds
+   to the kernel, on this machine's disk);
+5. end to end through Dask and Zarr: tilt series in a cryoflow store -> ``backproject_graph``
    -> volume written to the store, on a local cluster of 1 and of 2 single-threaded workers.
 
 and prints the ratios the issue sets targets for:
@@ -17,8 +20,13 @@ and prints the ratios the issue sets targets for:
 - end to end (1 worker) / kernel in memory >= 0.5
 - 2 workers / 1 worker >= 1.8
 
-Usage: ``python benchmarks/bench_backproject.py [--small] [--no-cluster]``.
-Default size: 61 tilts of 512 x 512 into 200 x 512 x 512.
+and, for reading the second one, end to end (1 worker) / (kernel then store write, in series):
+how close Dask gets to doing the same work on one core with no scheduling at all.
+
+Usage: ``python benchmarks/bench_backproject.py [--small] [--no-cluster] [--store-dir DIR]``.
+Default size: 61 tilts of 512 x 512 into 200 x 512 x 512; the store goes in a temporary
+directory under ``--store-dir`` (default: the system's temporary directory; give the file
+system you will process on).
 """
 
 from __future__ import annotations
@@ -108,11 +116,31 @@ def astra_rate(images, angles, n_slices):
     return n * U * U * n_slices / total
 
 
+def store_write(path: Path, volume: np.ndarray) -> None:
+    """Encode and write ``volume`` block by block into a fresh Zarr array with the store's codec."""
+    import dask.array as da
+    import zarr
+
+    from cryoflow.io.layout import COMPRESSOR
+
+    arr = zarr.create_array(
+        path,
+        shape=volume.shape,
+        chunks=DEFAULT_CHUNKS,
+        dtype=volume.dtype,
+        compressors=COMPRESSOR,
+        fill_value=0,
+        overwrite=True,
+    )
+    for _, block in iter_blocks(da.core.normalize_chunks(DEFAULT_CHUNKS, volume.shape)):
+        arr[block] = volume[block]
+
+
 def end_to_end(store: Path, geometry, shape, n_workers: int, repeat: int) -> float:
     from distributed import Client, LocalCluster
 
     from cryoflow.io import store as S
-    from cryoflow.pipelines.cluster import worker_environ
+    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
 
     with (
         worker_environ(),
@@ -128,6 +156,7 @@ def end_to_end(store: Path, geometry, shape, n_workers: int, repeat: int) -> flo
         Client(cluster) as client,
     ):
         client.run(lambda: __import__("cryoflow.kernels.backproject"))  # warm the imports
+        prepare_workers(client)  # as cryoflow's own clusters run
 
         def once():
             images = S.open_tilt_series(store, "bench").data
@@ -151,6 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="31 tilts of 128^2 into 64 x 128^2")
     parser.add_argument("--no-cluster", action="store_true", help="skip the Dask/Zarr runs")
+    parser.add_argument("--store-dir", default=None, help="where the benchmark's store goes")
     args = parser.parse_args()
     n, V, U, Z = (31, 128, 128, 64) if args.small else (61, 512, 512, 200)
     repeat = 3 if args.small else 2
@@ -170,6 +200,7 @@ def main() -> None:
     rates["kernel, whole volume, 1 core"] = updates / best_of(
         lambda: kernel_whole(images, geometry, shape), repeat
     )
+    volume = kernel_whole(images, geometry, shape)
     rates["kernel, block by block, 1 core"] = updates / best_of(
         lambda: kernel_blocks(images, geometry, shape), repeat
     )
@@ -181,7 +212,10 @@ def main() -> None:
     if not args.no_cluster:
         from cryoflow.io import store as S
 
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=args.store_dir) as tmp:
+            rates["store alone: encode + write the volume, no Dask, 1 core"] = updates / best_of(
+                lambda: store_write(Path(tmp) / "io.zarr", volume), repeat
+            )
             store = Path(tmp) / "bench.zarr"
             S.create_dataset(store)
             S.write_tilt_series(store, "bench", images, geometry, 1.0)
@@ -191,7 +225,7 @@ def main() -> None:
                 )
     width = max(len(k) for k in rates)
     for k, v in rates.items():
-        print(f"  {k:<{width}}  {v / 1e9:8.3f} G voxel-updates/s")
+        print(f"  {k:<{width}}  {v / 1e9:8.3f} G voxel-updates/s  ({updates / v:6.2f} s)")
     kernel = max(rates["kernel, whole volume, 1 core"], rates["kernel, block by block, 1 core"])
     peer = rates["skimage iradon(filter_name=None), 1 core"]
     print("ratios (targets in brackets):")
@@ -203,6 +237,14 @@ def main() -> None:
         two = rates["end to end, Dask + Zarr, 2 worker(s)"]
         print(f"  end to end 1 worker / kernel         {one / kernel:8.2f}  [>= 0.5]")
         print(f"  2 workers / 1 worker                 {two / one:8.2f}  [>= 1.8]")
+        serial = 1 / (
+            1 / kernel + 1 / rates["store alone: encode + write the volume, no Dask, 1 core"]
+        )
+        print(f"  end to end 1 worker / (kernel + store, in series, no Dask) {one / serial:6.2f}")
+        print(
+            f"  (kernel + store, in series) / kernel  {serial / kernel:8.2f}  (the ceiling of the"
+        )
+        print("   first ratio for a single-threaded worker that writes what it computes)")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def _cluster_rate(
 ) -> float:
     from distributed import Client, LocalCluster
 
-    from cryoflow.pipelines.cluster import worker_environ
+    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
 
     with (
         worker_environ(),
@@ -47,6 +47,7 @@ def _cluster_rate(
         Client(c) as client,
     ):
         client.wait_for_workers(n_workers)
+        prepare_workers(client)  # as cryoflow's own clusters run
         [(handle, _)] = load_models(client, [model_dir], "cpu")
         infer_on_cluster(
             client, images, handle, batch_size=batch_size, label="warm", resources=None

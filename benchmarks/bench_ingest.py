@@ -130,7 +130,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
 
     import cryoflow
     from cryoflow.io.layout import tilt_series_chunks
-    from cryoflow.pipelines.cluster import worker_environ
+    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
     from cryoflow.pipelines.ingest import IngestConfig, ingest
 
     n, Y, X = shape
@@ -156,6 +156,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
             Client(cluster) as client,
         ):
             base = client.run(warm_up)
+            prepare_workers(client)  # as cryoflow's own clusters run
             workers_before = set(client.scheduler_info()["workers"])
             t0 = time.perf_counter()
             with Sampler(client) as sampler:

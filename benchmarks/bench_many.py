@@ -74,7 +74,7 @@ def _warm_up() -> None:
 def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
     from distributed import Client, LocalCluster, get_task_stream
 
-    from cryoflow.pipelines.cluster import worker_environ
+    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
     from cryoflow.pipelines.config import parse_pipeline
     from cryoflow.pipelines.run import run_pipeline
 
@@ -104,6 +104,7 @@ def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
         Client(cluster, set_as_default=False) as client,
     ):
         client.run(_warm_up)  # imports (torch) happen before the clock starts
+        prepare_workers(client)  # as cryoflow's own clusters run
         with MemoryWatch(client) as watch, get_task_stream(client=client) as stream:
             t0 = time.perf_counter()
             summary = run_pipeline(cfg, client, quiet=True)

@@ -12,7 +12,7 @@ torch's shared libraries), and Dask pauses a worker at 80% of its limit, so the 
 well above that: 1536 MiB by default.
 
 Usage: ``python benchmarks/bench_memory.py [--small] [--limit-mib N] [--tilts N] [--wave N]
-[--factors F ...]``. Default: 1536 MiB limit, volumes of 1, 2, 4 and 8 x the limit (Z = 256,
+[--factors F ...] [--no-trim]``. Default: 1536 MiB limit, volumes of 1, 2, 4 and 8 x the limit (Z = 256,
 4 tilts), every chunk write submitted at once; ``--wave N`` submits N at a time.
 ``BENCH_DASK_MALLOC=1`` starts the workers with Distributed's own malloc settings instead of
 cryoflow's (``cryoflow.pipelines.cluster.WORKER_MALLOC``), for comparison.
@@ -41,7 +41,19 @@ def rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process, MiB (``ru_maxrss`` is KiB on Linux)."""
+    """Peak resident memory of this process, MiB: the kernel's ``VmHWM``.
+
+    Not ``ru_maxrss``: a worker process is spawned (fork, then exec) by its nanny, and
+    ``ru_maxrss`` keeps the peak of the process it was forked from, here the benchmark itself,
+    which holds the tilt series it just wrote: that alone made the peak grow with the volume.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -66,14 +78,18 @@ def in_waves(client, tasks: list, wave: int) -> None:
         compute_with_progress(client, tasks[i : i + step], "bench", quiet=True)
 
 
-def run_size(store: Path, name: str, shape, geometry, limit_mib: int, wave: int = 0) -> dict:
+def run_size(
+    store: Path, name: str, shape, geometry, limit_mib: int, wave: int = 0, trim: bool = True
+) -> dict:
     from distributed import Client, LocalCluster
 
     from cryoflow.io import store as S
-    from cryoflow.pipelines.cluster import worker_environ
+    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
 
     with (
-        worker_environ() if os.environ.get("BENCH_DASK_MALLOC") != "1" else contextlib.nullcontext(),
+        worker_environ()
+        if os.environ.get("BENCH_DASK_MALLOC") != "1"
+        else contextlib.nullcontext(),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -86,6 +102,8 @@ def run_size(store: Path, name: str, shape, geometry, limit_mib: int, wave: int 
         Client(cluster) as client,
     ):
         client.run(lambda: __import__("cryoflow.kernels.backproject"))
+        if trim:
+            prepare_workers(client)  # as cryoflow's own clusters run
         base = client.run(rss_mib)
         start_peak = client.run(peak_rss_mib)
         t0 = time.perf_counter()
@@ -119,6 +137,9 @@ def main() -> None:
     parser.add_argument("--tilts", type=int, default=4, help="tilts of the series")
     parser.add_argument("--wave", type=int, default=0, help="chunk writes per wave (0: all)")
     parser.add_argument("--factors", type=float, nargs="*", help="volume sizes, x the limit")
+    parser.add_argument(
+        "--no-trim", action="store_true", help="without cryoflow's TrimMemory worker plugin"
+    )
     args = parser.parse_args()
     from cryoflow.io import store as S
 
@@ -127,7 +148,8 @@ def main() -> None:
     geometry = TiltGeometry.single_axis(np.linspace(-60, 60, n))
     print(
         f"memory: worker limit {args.limit_mib} MiB, 2 workers x 1 thread, {n} tilts, "
-        f"int16 vote maps of Z = {Z}, chunk writes per wave {args.wave or 'all'}; "
+        f"int16 vote maps of Z = {Z}, chunk writes per wave {args.wave or 'all'}, "
+        f"TrimMemory {'off' if args.no_trim else 'on'}; "
         f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
@@ -144,7 +166,9 @@ def main() -> None:
             name = f"size{i}"
             S.write_tilt_series(store, name, masks_for(n, side, side, i), geometry, 1.0)
             try:
-                r = run_size(store, name, shape, geometry, args.limit_mib, args.wave)
+                r = run_size(
+                    store, name, shape, geometry, args.limit_mib, args.wave, not args.no_trim
+                )
             except Exception as exc:  # noqa: BLE001 - a benchmark reports the failure and goes on
                 print(f"  {str(shape):>22}  {f:7.3g}  FAILED: {type(exc).__name__}: {exc}")
                 continue

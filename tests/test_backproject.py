@@ -7,11 +7,13 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 from dask.core import get_dependencies
 
 import cryoflow
 from cryoflow.errors import GeometryError
 from cryoflow.geometry import TiltGeometry, chunk_footprint
+from cryoflow.graph.backproject import stored_source
 from cryoflow.kernels.backproject import backproject_block, backproject_reference
 
 ANGLES = np.array([-60.0, -45.0, -7.5, 0.0, 13.0, 60.0, 90.0])
@@ -127,13 +129,17 @@ def test_kernel_refuses_dask_and_missing_footprint():
 
 @pytest.mark.parametrize("chunks", [(3, 4, 5), (9, 8, 11), (2, 8, 3), (9, 1, 11)])
 @pytest.mark.parametrize("name", ["single", "dual"])
-def test_dask_matches_in_memory(chunks, name):
+@pytest.mark.parametrize("view", [True, False])
+def test_dask_matches_in_memory(chunks, name, view):
     geometry = GEOMETRIES.get(name, TiltGeometry.single_axis(ANGLES))
     rng = np.random.default_rng(11)
     shape, detector = (9, 8, 11), (8, 13)
     images = phantom(rng, (geometry.n_tilts, *detector), bool)
     expected = backproject_block(images, geometry, shape, detector, whole(shape))
-    stack = da.from_array(images, chunks=(2, 3, 5))  # input chunking unrelated to the output's
+    # input chunking unrelated to the output's; a view of a Zarr array is read by row slabs,
+    # anything computed (or from NumPy) through a Dask rechunk
+    stack = da.from_array(zarr.array(images, chunks=(2, 3, 5)) if view else images, (2, 3, 5))
+    assert (stored_source(stack) is None) != view
     with dask.config.set(scheduler="sync"):
         out = cryoflow.backproject(stack, geometry, shape, chunks=chunks)
         assert isinstance(out, xr.DataArray) and out.dims == ("z", "y", "x")
@@ -155,6 +161,28 @@ def test_blocks_depend_only_on_their_footprint():
             todo.extend(get_dependencies(graph, key))
     inputs = sorted(k[2] for k in seen if isinstance(k, tuple) and k[0] == images.name)
     assert inputs == [2, 3, 4]  # rows 12:16 (+1 margin) read from 3 of the 8 row chunks
+
+
+def test_stored_tilt_series_is_read_by_row_slabs(tmp_path):
+    from cryoflow.io import store as S
+
+    geometry = GEOMETRIES["rotated"]
+    rng = np.random.default_rng(3)
+    shape, detector = (9, 24, 13), (24, 13)
+    images = phantom(rng, (geometry.n_tilts, *detector), np.float32)
+    S.create_dataset(tmp_path / "d.zarr")
+    S.write_tilt_series(tmp_path / "d.zarr", "ts", images, geometry, 1.0)
+    stack = S.open_tilt_series(tmp_path / "d.zarr", "ts")
+    assert stored_source(stack.data) is not None
+    assert stored_source(stack.data > 0) is None
+    out = cryoflow.backproject(stack, geometry, shape, chunks=(5, 8, 6))
+    graph = dict(out.data.__dask_graph__())
+    slabs = [k for k in graph if isinstance(k, tuple) and "-rows-" in k[0]]
+    assert len(slabs) == 3  # 24 rows in slabs of one block's 8 rows; no per-tilt tasks
+    assert len(graph) == 1 + len(slabs) + out.data.npartitions  # source, slabs, blocks
+    expected = backproject_block(images, geometry, shape, detector, whole(shape))
+    with dask.config.set(scheduler="sync"):
+        np.testing.assert_array_equal(out.values, expected)
 
 
 def test_names_are_deterministic():

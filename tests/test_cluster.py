@@ -82,3 +82,31 @@ def test_local_workers_spawn_with_heap_friendly_malloc() -> None:
     with connect(ClusterConfig(n_workers=1, memory_limit="1GiB"), quiet=True) as client:
         env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC})
     assert list(env.values()) == [WORKER_MALLOC]
+
+
+def _fragment_then_check(dask_worker=None) -> dict:
+    """Leave ~100 MiB of free holes inside the heap, then run the trim plugin's check once."""
+    import numpy as np
+
+    from cryoflow.pipelines.trim import PLUGIN_NAME, resident_bytes
+
+    plugin = dask_worker.plugins[PLUGIN_NAME]
+    blocks = [np.ones(2**17) for _ in range(200)]  # 1 MiB each: heap, not mmap (WORKER_MALLOC)
+    kept = blocks[1::2]
+    del blocks
+    before, trims = resident_bytes(), plugin.trims
+    plugin.check()
+    after = resident_bytes()
+    del kept
+    return {"before": before, "after": after, "trims": plugin.trims - trims}
+
+
+def test_workers_trim_freed_heap_memory() -> None:
+    from cryoflow.pipelines.trim import _libc_trim
+
+    if _libc_trim() is None:
+        pytest.skip("malloc_trim is glibc's; this platform has none")
+    with connect(ClusterConfig(n_workers=1, memory_limit="1GiB"), quiet=True) as client:
+        (result,) = client.run(_fragment_then_check).values()
+    assert result["trims"] == 1
+    assert result["before"] - result["after"] > 50 * 2**20  # the holes went back to the OS

@@ -1,11 +1,18 @@
 """Lazy, chunkwise back-projection: one task per output block, reading only its footprint.
 
-Every output block ``(z, y, x)`` of the volume depends on the tilt-series crop
-``images[:, v0:v1, u0:u1]`` that its voxels project to (``cryoflow.geometry.chunk_footprint``,
-rows shared, columns the union over tilts), never on the whole stack, so the memory of a task
-is bounded by the block size (times the number of tilts) and does not grow with the volume.
-Task names are ``<prefix>-<token>`` with a token from ``dask.base.tokenize`` of the inputs
-and parameters.
+The tilt series is read as row slabs (every tilt and column, at most one output block's rows
+and ``SLAB_BYTES``). Every output block ``(z, y, x)`` of the volume depends only on the slabs
+holding the rows its voxels project to and back-projects the crop
+``images[:, v0:v1, u0:u1]`` of its footprint (``cryoflow.geometry.chunk_footprint``, rows
+shared, columns the union over tilts), never the whole stack, so the memory of a task is
+bounded by the block and slab sizes and does not grow with the volume. The crop is taken
+inside the block's task, so no crops wait in worker memory between tasks.
+
+When the tilt series is a plain view of a stored array (``da.from_array`` of a Zarr array, as
+:func:`cryoflow.open_tilt_series` gives), each slab is one task that reads its rows straight
+from the store; otherwise the series is rechunked into slabs by Dask. Task names are
+``<prefix>-<token>`` (blocks) and ``<prefix>-rows-<token>`` (direct slab reads), with a token
+from ``dask.base.tokenize`` of the inputs and parameters.
 """
 
 from __future__ import annotations
@@ -40,13 +47,76 @@ def iter_blocks(
         )
 
 
-def assemble(parts: list) -> np.ndarray:
-    """Concatenate a nested (tilt, y, x) list of Dask chunks into one ndarray."""
-    return np.block(parts) if isinstance(parts, list) else parts
+def stored_source(images: da.Array) -> Any | None:
+    """The Zarr array that ``images`` is a plain view of, else None.
+
+    A plain view is what ``da.from_array(source, ...)`` builds (two graph layers: the source
+    under ``original-<name>`` and one getter per chunk) with the source's shape and dtype, so
+    reading the source's rows gives exactly the array's values. Anything computed from it
+    (a threshold, a filter, a rechunk) is not a plain view.
+    """
+    import zarr
+
+    name = images.name
+    layers = getattr(images.dask, "layers", {})
+    if set(layers) != {name, f"original-{name}"}:
+        return None
+    source = images.dask[f"original-{name}"]
+    source = getattr(source, "value", source)  # a DataNode in newer task specs
+    if not isinstance(source, zarr.Array):
+        return None
+    if tuple(source.shape) != tuple(images.shape) or np.dtype(source.dtype) != images.dtype:
+        return None
+    return source
 
 
-def _backproject_task(parts: list, **kwargs: object) -> np.ndarray:
-    return backproject_block(assemble(parts), **kwargs)  # type: ignore[arg-type]
+def read_rows(source: Any, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of every tilt and column of a stored tilt series."""
+    return np.asarray(source[:, start:stop, :])
+
+
+def _backproject_task(
+    slabs: list[np.ndarray],
+    *,
+    slab_start: int,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    **kwargs: object,
+) -> np.ndarray:
+    """Crop the footprint ``[:, v0:v1, u0:u1]`` out of consecutive row slabs, then back-project."""
+    (v0, v1), (u0, u1) = rows, cols
+    parts, start = [], slab_start
+    for slab in slabs:
+        a, b = max(v0, start), min(v1, start + slab.shape[1])
+        if b > a:
+            parts.append(slab[:, a - start : b - start, u0:u1])
+        start += slab.shape[1]
+    crop = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    return backproject_block(crop, crop_origin=(v0, u0), **kwargs)  # type: ignore[arg-type]
+
+
+def row_slabs(
+    images: da.Array, rows: int, name: str
+) -> tuple[dict, list[Any], list[Any], np.ndarray]:
+    """Tasks giving the tilt series as slabs of ``rows`` rows.
+
+    Returns ``(graph, dependencies, slab keys, slab row bounds)``: direct reads from the store
+    when ``images`` is a plain view of a stored array, else a Dask rechunk.
+    """
+    n_rows = int(images.shape[1])
+    bounds = np.append(np.arange(0, n_rows, rows), n_rows).astype(int)
+    source = stored_source(images)
+    if source is None:
+        slabs = images.rechunk({0: -1, 1: rows, 2: -1})
+        keys = [(slabs.name, 0, i, 0) for i in range(len(bounds) - 1)]
+        return {}, [slabs], keys, bounds
+    src_key = f"source-{name}"
+    dsk: dict = {src_key: source}
+    keys = []
+    for i in range(len(bounds) - 1):
+        dsk[(name, i)] = (read_rows, src_key, int(bounds[i]), int(bounds[i + 1]))
+        keys.append((name, i))
+    return dsk, [], keys, bounds
 
 
 def backproject_graph(
@@ -93,19 +163,17 @@ def backproject_graph(
     out_chunks = da.core.normalize_chunks(chunks or DEFAULT_CHUNKS, shape)
     _, dtype = backproject_dtypes(images.dtype, geometry.n_tilts, interpolation)
     # 1. tilt series as row slabs (every tilt and column, rows of one output chunk at most), so
-    #    each stored tile is read once and a block reads only the slabs its footprint touches
+    #    each stored tile is decoded once per slab and a block reads only the slabs it touches
     rows = max(
         1,
         min(
             out_chunks[1][0], SLAB_BYTES // (images.shape[0] * detector[1] * images.dtype.itemsize)
         ),
     )
-    images = images.rechunk({0: -1, 1: rows, 2: -1})
     token = tokenize(images, geometry.to_dict(), shape, out_chunks, interpolation, n_threads)
     name = f"{prefix}-{token}"
-    dsk: dict = {}
-    deps: list[Any] = []
-    # 2. one task per output block, on the crop of its footprint
+    dsk, deps, slab_keys, bounds = row_slabs(images, rows, f"{prefix}-rows-{token}")
+    # 2. one task per output block: crops its footprint out of the slabs, back-projects
     for index, block in iter_blocks(out_chunks):
         fp = chunk_footprint(geometry, shape, detector, block)  # type: ignore[arg-type]
         (v0, v1), (u0, u1) = fp.v, fp.u_union
@@ -113,18 +181,20 @@ def backproject_graph(
         if v1 <= v0 or u1 <= u0:  # the block projects off every detector
             dsk[(name, *index)] = (np.zeros, bshape, dtype)
             continue
-        crop = images[:, v0:v1, u0:u1]
-        deps.append(crop)
+        first = int(np.searchsorted(bounds, v0, side="right")) - 1
+        last = int(np.searchsorted(bounds, v1, side="left"))
         kernel = partial(
             _backproject_task,
+            slab_start=int(bounds[first]),
+            rows=(v0, v1),
+            cols=(u0, u1),
             geometry=geometry,
             volume_shape=shape,
             detector_shape=detector,
             block=block,
-            crop_origin=(v0, u0),
             interpolation=interpolation,
             n_threads=n_threads,
         )
-        dsk[(name, *index)] = (kernel, crop.__dask_keys__())
+        dsk[(name, *index)] = (kernel, slab_keys[first:last])
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
     return da.Array(graph, name, chunks=out_chunks, dtype=dtype, meta=np.empty((0, 0, 0), dtype))

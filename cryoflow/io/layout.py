@@ -29,7 +29,7 @@ RESULTS = "results"
 TILE_PX = 1024
 VOLUME_CHUNK = 128
 PYRAMID_LEVELS = 3
-COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
+COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", blocksize=2**20)
 DATASET_VERSION = 1
 
 

@@ -101,6 +101,17 @@ def worker_environ() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def prepare_workers(client: Any) -> None:
+    """Set up what cryoflow runs on every worker of ``client``'s cluster, present and future.
+
+    Registers :class:`cryoflow.pipelines.trim.TrimMemory` (freed heap memory goes back to the
+    OS); registering again replaces it.
+    """
+    from cryoflow.pipelines.trim import TrimMemory
+
+    client.register_plugin(TrimMemory())
+
+
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -140,6 +151,7 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
                 f"at {cluster.scheduler_address}",
                 quiet,
             )
+        prepare_workers(client)
         link = getattr(client, "dashboard_link", None)
         if link:
             _say(f"cryoflow: dashboard {link}", quiet)
