@@ -13,7 +13,7 @@ from dask.core import get_dependencies
 import cryoflow
 from cryoflow.errors import GeometryError
 from cryoflow.geometry import TiltGeometry, chunk_footprint
-from cryoflow.graph.backproject import stored_source
+from cryoflow.graph.sources import stored_source
 from cryoflow.kernels.backproject import backproject_block, backproject_reference
 
 ANGLES = np.array([-60.0, -45.0, -7.5, 0.0, 13.0, 60.0, 90.0])

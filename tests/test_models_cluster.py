@@ -101,6 +101,34 @@ def test_gpu_annotated_tasks_run_only_on_gpu_workers(cluster, model_dirs) -> Non
     assert holders == {gpu_addr}
 
 
+def test_stored_images_are_read_by_the_batch_tasks(cluster, model_dirs, tmp_path) -> None:
+    import dask.array as da
+    import zarr
+    from distributed import wait
+
+    client = cluster
+    images = _images()
+    stored = zarr.create_array(
+        tmp_path / "tilts.zarr", shape=images.shape, chunks=(1, 32, 32), dtype=images.dtype
+    )
+    stored[...] = images
+    lazy = da.from_array(stored, chunks=stored.chunks)
+    ((handle, _),) = load_models(client, model_dirs[1:], "cpu")
+    probs = infer_images(lazy, handle, batch_size=5)
+    graph = dict(probs.__dask_graph__())
+    assert len(graph) == 1 + 3  # the source and one task per batch: no read or merge tasks
+    assert probs.chunks[0] == (5, 5, 2)
+    model, _, _ = load_checkpoint(model_dirs[1])
+    np.testing.assert_array_equal(probs.compute(scheduler="threads"), predict_images(model, images))
+    # placed by its resources annotation like any other inference graph
+    gpu = infer_on_cluster(client, lazy, handle, batch_size=5, label="s", resources={"GPU": 1})
+    wait(gpu)
+    info = client.scheduler_info()["workers"]
+    gpu_addr = next(a for a, w in info.items() if w["name"] == "gpu")
+    assert {a for keys in client.who_has(gpu).values() for a in keys} == {gpu_addr}
+    np.testing.assert_array_equal(gpu.compute(), predict_images(model, images))
+
+
 def test_combined_labels_on_cluster_match_the_kernel(cluster, model_dirs) -> None:
     import dask.array as da
 

@@ -8,7 +8,7 @@ shared, columns the union over tilts), never the whole stack, so the memory of a
 bounded by the block and slab sizes and does not grow with the volume. The crop is taken
 inside the block's task, so no crops wait in worker memory between tasks.
 
-When the tilt series is a plain view of a stored array (``da.from_array`` of a Zarr array, as
+When the tilt series is a plain view of a stored array (:mod:`cryoflow.graph.sources`; what
 :func:`cryoflow.open_tilt_series` gives), each slab is one task that reads its rows straight
 from the store; otherwise the series is rechunked into slabs by Dask. Task names are
 ``<prefix>-<token>`` (blocks) and ``<prefix>-rows-<token>`` (direct slab reads), with a token
@@ -29,6 +29,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from cryoflow.errors import GeometryError
 from cryoflow.geometry import TiltGeometry, chunk_footprint
+from cryoflow.graph.sources import read_slices, stored_source
 from cryoflow.kernels.backproject import backproject_block, backproject_dtypes, parse_interpolation
 
 DEFAULT_CHUNKS = (128, 128, 128)  # the store's volume chunks: results write without rechunking
@@ -45,34 +46,6 @@ def iter_blocks(
             index,
             tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, index, strict=True)),
         )
-
-
-def stored_source(images: da.Array) -> Any | None:
-    """The Zarr array that ``images`` is a plain view of, else None.
-
-    A plain view is what ``da.from_array(source, ...)`` builds (two graph layers: the source
-    under ``original-<name>`` and one getter per chunk) with the source's shape and dtype, so
-    reading the source's rows gives exactly the array's values. Anything computed from it
-    (a threshold, a filter, a rechunk) is not a plain view.
-    """
-    import zarr
-
-    name = images.name
-    layers = getattr(images.dask, "layers", {})
-    if set(layers) != {name, f"original-{name}"}:
-        return None
-    source = images.dask[f"original-{name}"]
-    source = getattr(source, "value", source)  # a DataNode in newer task specs
-    if not isinstance(source, zarr.Array):
-        return None
-    if tuple(source.shape) != tuple(images.shape) or np.dtype(source.dtype) != images.dtype:
-        return None
-    return source
-
-
-def read_rows(source: Any, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of every tilt and column of a stored tilt series."""
-    return np.asarray(source[:, start:stop, :])
 
 
 def _backproject_task(
@@ -114,7 +87,12 @@ def row_slabs(
     dsk: dict = {src_key: source}
     keys = []
     for i in range(len(bounds) - 1):
-        dsk[(name, i)] = (read_rows, src_key, int(bounds[i]), int(bounds[i + 1]))
+        dsk[(name, i)] = (
+            read_slices,
+            src_key,
+            (0, images.shape[0]),
+            (int(bounds[i]), int(bounds[i + 1])),
+        )
         keys.append((name, i))
     return dsk, [], keys, bounds
 
