@@ -18,6 +18,7 @@ EXPECTED = [
     "seg3d_conventional_iou",
     "annotate_iou_granule",
     "detect_ap50",
+    "detect_ap50_fasterrcnn",
 ]
 
 

@@ -81,11 +81,10 @@ def row_slabs(
     source = stored_source(images)
     if source is None:
         slabs = images.rechunk({0: -1, 1: rows, 2: -1})
-        keys = [(slabs.name, 0, i, 0) for i in range(len(bounds) - 1)]
-        return {}, [slabs], keys, bounds
+        return {}, [slabs], [(slabs.name, 0, i, 0) for i in range(len(bounds) - 1)], bounds
     src_key = f"source-{name}"
     dsk: dict = {src_key: source}
-    keys = []
+    keys: list[Any] = []
     for i in range(len(bounds) - 1):
         dsk[(name, i)] = (
             read_slices,

@@ -170,7 +170,7 @@ def stage_compare(ctx: DemoContext) -> None:
     from cryoflow.pipelines.compare import CompareConfig, compare_routes
 
     budget = 60.0 if ctx.config.quick else 170.0
-    cfg = CompareConfig(time_budget_s=budget, seed=ctx.config.seed)
+    cfg = CompareConfig(time_budget_s=budget, seed=ctx.config.seed, fasterrcnn=True)
     m = compare_routes(ctx.client, ctx.store, ctx.state["train"], ctx.state["test"], cfg)
     _scalars(ctx, m)
     ctx.report.heading("Few-shot CNN annotation and the paper's comparison")
