@@ -300,6 +300,25 @@ def test_edge_chunk_may_end_at_the_array_end(tmp_path) -> None:
     np.testing.assert_array_equal(target[:], [0, 0, 0, 0, 0, 1, 2, 3, 4, 5])
 
 
+def test_empty_blocks_are_not_stored_and_replace_what_was_there(tmp_path) -> None:
+    from cryoflow.io.writer import surely_not_fill
+
+    target = zarr.create_array(
+        str(tmp_path / "a.zarr"), shape=(4, 16), chunks=(2, 8), dtype="f4", fill_value=0
+    )
+    dense = np.arange(1, 65, dtype="f4").reshape(4, 16)
+    sparse = np.zeros((4, 16), "f4")
+    sparse[3, 15] = 7  # a chunk whose samples all look empty but is not
+    assert surely_not_fill(dense, 0) and not surely_not_fill(sparse, 0)
+    assert not surely_not_fill(dense, None)
+    da.compute(*store_blocks(da.from_array(dense, chunks=(2, 8)), target))
+    np.testing.assert_array_equal(target[:], dense)
+    assert target.nchunks_initialized == 4
+    da.compute(*store_blocks(da.from_array(sparse, chunks=(2, 8)), target))
+    np.testing.assert_array_equal(target[:], sparse)  # old chunks replaced, empty ones dropped
+    assert target.nchunks_initialized == 1
+
+
 # ---------------------------------------------------------------------------- non-local stores
 def test_memory_store_publishes_by_copy(images) -> None:
     root = zarr.open_group(zarr.storage.MemoryStore(), mode="w")

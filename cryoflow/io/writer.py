@@ -67,6 +67,20 @@ def check_aligned(
             )
 
 
+def surely_not_fill(data: np.ndarray, fill: Any) -> bool:
+    """True when a few evenly spread samples of ``data`` already differ from ``fill``.
+
+    Zarr compares every chunk it writes with the fill value (an empty chunk is not stored), a
+    full pass that cost almost as much as encoding a dense float32 chunk (31 vs 36% of writing
+    a back-projected volume). A dense block is told apart by at most 5 samples per axis; only
+    a block whose samples all equal the fill value gets Zarr's full check.
+    """
+    if fill is None or data.size == 0:
+        return False
+    probe = data[tuple(slice(None, None, max(1, n // 4)) for n in data.shape)]
+    return bool(np.any(probe != fill))
+
+
 def _write_block(
     block: np.ndarray, target: zarr.Array, start: tuple[int, ...], block_info: Any = None
 ) -> np.ndarray:
@@ -74,7 +88,10 @@ def _write_block(
     ``(1, ..., 1)`` int64 array (one element per block of the write graph)."""
     data = np.asarray(block)
     location = block_info[0]["array-location"]
-    target[tuple(slice(s + a, s + b) for s, (a, b) in zip(start, location, strict=True))] = data
+    region = tuple(slice(s + a, s + b) for s, (a, b) in zip(start, location, strict=True))
+    if surely_not_fill(data, target.fill_value):  # not empty: skip Zarr's whole-chunk check
+        target = target.with_config({"write_empty_chunks": True})
+    target[region] = data
     return np.full((1,) * data.ndim, data.nbytes, dtype=np.int64)
 
 
