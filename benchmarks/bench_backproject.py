@@ -20,7 +20,8 @@ and prints the ratios the issue sets targets for:
 - end to end (1 worker) / kernel in memory >= 0.5
 - 2 workers / 1 worker >= 1.8
 
-and, for reading the second one, end to end (1 worker) / (kernel then store write, in series):
+and, for reading the third one, the same kernel in 2 plain processes at once over 1 process
+(``_concurrent.py``: what two workers can at best reach on this machine); for the second, end to end (1 worker) / (kernel then store write, in series):
 how close Dask gets to doing the same work on one core with no scheduling at all.
 
 Usage: ``python benchmarks/bench_backproject.py [--small] [--no-cluster] [--store-dir DIR]``.
@@ -116,6 +117,26 @@ def astra_rate(images, angles, n_slices):
     return n * U * U * n_slices / total
 
 
+SIZE = (61, 512, 512, 200)  # tilts, V, U, Z
+SMALL = (31, 128, 128, 64)
+
+
+def _plain_setup(small: bool = False):
+    """Data for one plain process running the block-by-block kernel (see ``_concurrent``)."""
+    torch.set_num_threads(1)
+    n, V, U, Z = SMALL if small else SIZE
+    images = np.random.default_rng(0).random((n, V, U), dtype=np.float32)
+    return images, TiltGeometry.single_axis(np.linspace(-60, 60, n)), (Z, V, U)
+
+
+def _plain_setup_small():
+    return _plain_setup(True)
+
+
+def _plain_run(state) -> None:
+    kernel_blocks(*state)
+
+
 def store_write(path: Path, volume: np.ndarray) -> None:
     """Encode and write ``volume`` block by block into a fresh Zarr array with the store's codec."""
     import dask.array as da
@@ -182,7 +203,7 @@ def main() -> None:
     parser.add_argument("--no-cluster", action="store_true", help="skip the Dask/Zarr runs")
     parser.add_argument("--store-dir", default=None, help="where the benchmark's store goes")
     args = parser.parse_args()
-    n, V, U, Z = (31, 128, 128, 64) if args.small else (61, 512, 512, 200)
+    n, V, U, Z = SMALL if args.small else SIZE
     repeat = 3 if args.small else 2
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -233,10 +254,19 @@ def main() -> None:
     if astra is not None:
         print(f"  kernel / ASTRA CPU, per core         {kernel / astra:8.1f}")
     if not args.no_cluster:
+        from _concurrent import concurrent_speedup
+
+        ceiling = concurrent_speedup(
+            _plain_setup_small if args.small else _plain_setup, _plain_run, 2, repeat
+        )
         one = rates["end to end, Dask + Zarr, 1 worker(s)"]
         two = rates["end to end, Dask + Zarr, 2 worker(s)"]
         print(f"  end to end 1 worker / kernel         {one / kernel:8.2f}  [>= 0.5]")
         print(f"  2 workers / 1 worker                 {two / one:8.2f}  [>= 1.8]")
+        print(
+            f"  2 plain processes / 1, the kernel alone (no Dask) {ceiling:5.2f}  (this machine's"
+        )
+        print("   ceiling for the ratio above: the same kernel run twice at once, block by block)")
         serial = 1 / (
             1 / kernel + 1 / rates["store alone: encode + write the volume, no Dask, 1 core"]
         )

@@ -5,7 +5,8 @@ All three read the same images from the same Zarr array and run the same network
 loop is a single process calling :func:`cryoflow.models.predict.predict_images`; the cluster
 runs use ``cryoflow.pipelines.annotate.infer_on_cluster`` with the network loaded once per worker
 by the plugin (a warm-up pass is not timed). Targets (issue 4): 1 worker >= 0.9x the plain
-loop; 2 workers >= 1.8x one worker (needs two free cores).
+loop; 2 workers >= 1.8x one worker (needs two free cores). Also printed: two plain loops run
+at once over one (``_concurrent.py``), the most two workers can reach on this machine.
 
 Usage: python benchmarks/bench_inference.py [--n-images 256] [--size 128] [--batch-size 8]
 """
@@ -26,6 +27,20 @@ from cryoflow.models.arch import ModelSpec, build_model
 from cryoflow.models.checkpoint import ModelConfig, save_checkpoint
 from cryoflow.models.predict import predict_images
 from cryoflow.pipelines.annotate import infer_on_cluster, load_models
+
+
+def _plain_setup():
+    """A plain process's network and images (see ``_concurrent``): the benchmark's defaults."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(ModelSpec()).eval()
+    images = np.random.default_rng(0).normal(size=(128, 128, 128)).astype(np.float32)
+    return model, images
+
+
+def _plain_run(state) -> None:
+    model, images = state
+    predict_images(model, images, batch_size=8)
 
 
 def _cluster_rate(
@@ -105,12 +120,19 @@ def main() -> None:
         # 3. the cluster, 1 and 2 workers
         one = _cluster_rate(1, images, Path(f"{tmp}/model"), args.batch_size, args.repeats)
         two = _cluster_rate(2, images, Path(f"{tmp}/model"), args.batch_size, args.repeats)
+    from _concurrent import concurrent_speedup
+
+    ceiling = concurrent_speedup(_plain_setup, _plain_run, 2, args.repeats)
     print(
         f"images: {args.n_images} x {args.size}x{args.size}, batch {args.batch_size}, tomoseg {spec.channels}"
     )
     print(f"plain torch loop : {plain:8.2f} images/s")
     print(f"1 worker         : {one:8.2f} images/s  ({one / plain:.2f}x plain; target >= 0.90)")
     print(f"2 workers        : {two:8.2f} images/s  ({two / one:.2f}x one worker; target >= 1.80)")
+    print(
+        f"2 plain loops at once / 1 (no Dask, 128 images each): {ceiling:.2f}x  (this machine's "
+        "ceiling for the 2-worker ratio)"
+    )
 
 
 if __name__ == "__main__":
