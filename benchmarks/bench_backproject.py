@@ -21,8 +21,9 @@ and prints the ratios the issue sets targets for:
 - 2 workers / 1 worker >= 1.8
 
 and, for reading the third one, the same kernel in 2 plain processes at once over 1 process
-(``_concurrent.py``: what two workers can at best reach on this machine); for the second, end to end (1 worker) / (kernel then store write, in series):
-how close Dask gets to doing the same work on one core with no scheduling at all.
+(``_concurrent.py``: what two workers can at best reach on this machine); for the second, end
+to end (1 worker) / (kernel then store write, in series): how close Dask gets to doing the
+same work on one core with no scheduling at all.
 
 Usage: ``python benchmarks/bench_backproject.py [--small] [--no-cluster] [--store-dir DIR]``.
 Default size: 61 tilts of 512 x 512 into 200 x 512 x 512; the store goes in a temporary
@@ -40,6 +41,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -127,10 +129,6 @@ def _plain_setup(small: bool = False):
     n, V, U, Z = SMALL if small else SIZE
     images = np.random.default_rng(0).random((n, V, U), dtype=np.float32)
     return images, TiltGeometry.single_axis(np.linspace(-60, 60, n)), (Z, V, U)
-
-
-def _plain_setup_small():
-    return _plain_setup(True)
 
 
 def _plain_run(state) -> None:
@@ -256,9 +254,7 @@ def main() -> None:
     if not args.no_cluster:
         from _concurrent import concurrent_speedup
 
-        ceiling = concurrent_speedup(
-            _plain_setup_small if args.small else _plain_setup, _plain_run, 2, repeat
-        )
+        ceiling = concurrent_speedup(partial(_plain_setup, args.small), _plain_run, 2, repeat)
         one = rates["end to end, Dask + Zarr, 1 worker(s)"]
         two = rates["end to end, Dask + Zarr, 2 worker(s)"]
         print(f"  end to end 1 worker / kernel         {one / kernel:8.2f}  [>= 0.5]")

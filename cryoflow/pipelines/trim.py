@@ -4,11 +4,13 @@ A worker that back-projects, encodes and writes thousands of blocks allocates an
 buffers of a few MiB all the time. glibc serves them from the heap (below
 ``MALLOC_MMAP_THRESHOLD_``, see :data:`cryoflow.pipelines.cluster.WORKER_MALLOC`) and returns
 only the free memory at the top of the heap, so free pages in its middle stay resident and a
-worker's memory creeps up with the number of tasks, not with the data it holds: measured on a
-back-projection of 1x and 8x the worker's memory limit, 832 vs 1023 MiB peak, of which a
-``malloc_trim(0)`` gave back up to 180 MiB. :class:`TrimMemory` checks the worker's resident
-memory once a second and trims when it has grown by more than ``slack_mib`` since the last
-trim; a trim costs about a millisecond. Elsewhere than glibc (macOS, musl) it does nothing.
+worker's memory creeps up with the number of tasks, not with the data it holds: a
+back-projection of 8x the worker's memory limit peaked at 873-875 MiB per worker against
+844-847 at 1x (``VmHWM``), and after thousands of tasks a ``malloc_trim(0)`` gave back up to
+180 MiB. :class:`TrimMemory` checks the worker's resident memory once a second and trims when
+it has grown by more than ``slack_mib`` since the last trim: then 769-831 MiB at every size. A
+trim costs about 1 ms, or about 20 ms when it returns 200 MiB, so at most one per second stays
+within 2% of a worker's time. Elsewhere than glibc (macOS, musl) it does nothing.
 """
 
 from __future__ import annotations
@@ -66,9 +68,9 @@ class TrimMemory(WorkerPlugin):
         from tornado.ioloop import PeriodicCallback
 
         self._trim = _libc_trim()
-        if self._trim is None or not resident_bytes():
-            return
         self._base = resident_bytes()
+        if self._trim is None or not self._base:  # no glibc, or no /proc to watch
+            return
         self._callback = PeriodicCallback(self.check, self.interval * 1000)
         self._callback.start()
 
