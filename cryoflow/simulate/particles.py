@@ -16,16 +16,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from cryoflow.errors import ConfigError
+from cryoflow.geometry.rotation import matrix_zyx_from_euler, random_euler
 from cryoflow.simulate.shapes import Slices, box_coords
 
 #: number of conformations per particle class
 CONFORMATIONS: dict[str, int] = {"ribosome": 2, "rubisco": 1}
-
-_XYZ_TO_ZYX = np.eye(3)[::-1]
-
 
 @dataclass(frozen=True)
 class Blob:
@@ -104,15 +101,13 @@ def random_rotation(rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, 
     euler_zyz_deg : (rot, tilt, psi)
         The same rotation as intrinsic ZYZ Euler angles in degrees (see module docstring).
     """
-    rot = Rotation.random(random_state=rng)
-    euler = rot.as_euler("ZYZ", degrees=True)
-    return rotation_zyx_from_euler(euler), (float(euler[0]), float(euler[1]), float(euler[2]))
+    euler = random_euler(rng)
+    return matrix_zyx_from_euler(euler), (float(euler[0]), float(euler[1]), float(euler[2]))
 
 
 def rotation_zyx_from_euler(euler_zyz_deg: Sequence[float]) -> np.ndarray:
     """ndarray of shape (3, 3): the ``(z, y, x)``-vector matrix of ZYZ Euler angles (deg)."""
-    m_xyz = Rotation.from_euler("ZYZ", np.asarray(euler_zyz_deg, float), degrees=True).as_matrix()
-    return _XYZ_TO_ZYX @ m_xyz @ _XYZ_TO_ZYX
+    return matrix_zyx_from_euler(euler_zyz_deg)
 
 
 def render(

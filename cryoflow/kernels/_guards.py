@@ -1,0 +1,17 @@
+"""The one guard every kernel uses against lazy input (kernels take one eager chunk)."""
+
+from __future__ import annotations
+
+
+def refuse_lazy(array: object, name: str) -> None:
+    """Raise ``TypeError`` when ``array`` is a lazy Dask collection.
+
+    Kernels run on one in-memory chunk; Dask input belongs to the matching ``cryoflow.graph``
+    builder (or ``cryoflow.api``), which maps the kernel over blocks.
+    """
+    graph = getattr(array, "__dask_graph__", None)
+    if callable(graph) and graph() is not None:
+        raise TypeError(
+            f"{name} is a kernel and takes in-memory NumPy arrays, got a lazy Dask array "
+            f"({type(array).__name__}); use the matching cryoflow.graph builder for lazy input"
+        )
