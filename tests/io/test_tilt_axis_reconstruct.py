@@ -18,33 +18,10 @@ from cryoflow.geometry import TiltGeometry
 from cryoflow.io import store as S
 from cryoflow.pipelines.reconstruct import ReconstructConfig, reconstruction
 from cryoflow.simulate.tilts import project_sum
+from tests.io._phantoms import BACKGROUND, corr, phantom
 from tests.io_files import write_mdoc, write_mrc
 
 ANGLES = np.arange(-60.0, 61.0, 4.0)
-BACKGROUND = 5.0
-
-
-def phantom(shape: tuple[int, int, int], radius: float) -> np.ndarray:
-    """Seeded ellipsoids inside a disc of ``radius`` (y, x) about the centre; no symmetry."""
-    rng = np.random.default_rng(7)
-    Z, Y, X = shape
-    z, y, x = np.ogrid[:Z, :Y, :X]
-    vol = np.zeros(shape, np.float32)
-    for _ in range(10):
-        r_pos, phi = rng.uniform(0, radius - 4), rng.uniform(0, 2 * np.pi)
-        c = (
-            rng.uniform(0.35 * Z, 0.65 * Z),
-            Y / 2 + r_pos * np.sin(phi),
-            X / 2 + r_pos * np.cos(phi),
-        )
-        r = rng.uniform([1.5, 2.0, 2.0], [3.0, 4.0, 5.0])
-        inside = ((z - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((x - c[2]) / r[2]) ** 2 <= 1
-        vol += np.float32(rng.uniform(0.5, 1.5)) * inside
-    return vol
-
-
-def corr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
 
 
 def rotate_imod(images: np.ndarray, angle_deg: float) -> np.ndarray:
