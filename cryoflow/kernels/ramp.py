@@ -30,6 +30,8 @@ filtered back-projection.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.fft
 
@@ -76,21 +78,32 @@ def ramp_response(width: int) -> tuple[np.ndarray, int]:
     return np.fft.rfft(ram_lak_kernel(n_pad)).real, n_pad
 
 
-def ramp_at(freq: np.ndarray, length: int) -> np.ndarray:
-    """The response ``H`` of the kernel truncated to ``length`` at any frequencies (cycles/px).
-
-    Exactly :func:`ramp_response`'s values at ``j / length``; in between, linear interpolation
-    on an 8x finer grid; for ``|f| > 1/2``, ``|f|`` plus the kernel's correction at ``f = 1/2``.
-    """
+@functools.lru_cache(maxsize=8)
+def _fine_table(length: int) -> np.ndarray:
+    """``H`` of the kernel truncated to ``length`` at ``j / (_FINE * length)``, j = 0.._FINE*length/2."""
     fine = np.zeros(_FINE * length)
     h = ram_lak_kernel(length)
     half = length // 2
     fine[: half + 1] = h[: half + 1]
     fine[-(half - 1) :] = h[half + 1 :]
-    table = np.fft.rfft(fine).real  # H at j / (_FINE * length), j = 0 .. _FINE*length/2
-    grid = np.arange(table.size) / (_FINE * length)
+    table = np.fft.rfft(fine).real
+    table.flags.writeable = False
+    return table
+
+
+def ramp_at(freq: np.ndarray, length: int) -> np.ndarray:
+    """The response ``H`` of the kernel truncated to ``length`` at any frequencies (cycles/px).
+
+    Exactly :func:`ramp_response`'s values at ``j / length``; in between, linear interpolation
+    on an 8x finer grid; for ``|f| > 1/2``, ``|f|`` plus the kernel's correction at ``f = 1/2``.
+    Returns float64 of ``freq``'s shape.
+    """
+    table = _fine_table(int(length))
     f = np.abs(np.asarray(freq, dtype=np.float64))
-    inside = np.interp(np.minimum(f, 0.5), grid, table)
+    pos = np.minimum(f, 0.5) * (_FINE * length)  # uniform grid: index arithmetic, no search
+    i0 = np.minimum(pos.astype(np.int64), table.size - 2)
+    w = pos - i0
+    inside = table[i0] * (1.0 - w) + table[i0 + 1] * w
     return np.where(f > 0.5, f + (table[-1] - 0.5), inside)
 
 
@@ -115,6 +128,7 @@ def _filter_axis(images: np.ndarray, axis: int) -> np.ndarray:
     return np.take(out, np.arange(left, left + size), axis=axis)
 
 
+@functools.lru_cache(maxsize=2)
 def _response_2d(nv: int, nu: int, dv: float, du: float, length: int) -> np.ndarray:
     """``H(fv*dv + fu*du)`` on the ``rfft2`` grid, shape (nv, nu // 2 + 1), float32.
 
@@ -124,7 +138,11 @@ def _response_2d(nv: int, nu: int, dv: float, du: float, length: int) -> np.ndar
     """
     fv = np.fft.fftfreq(nv)
     fu = np.fft.rfftfreq(nu)
-    response = ramp_at(fv[:, None] * dv + fu[None, :] * du, length)
+    response = np.empty((nv, fu.size), dtype=np.float64)
+    step = max(1, (1 << 15) // fu.size)  # row blocks of ~32k values: small, reused temporaries
+    for r0 in range(0, nv, step):
+        r1 = min(nv, r0 + step)
+        response[r0:r1] = ramp_at(fv[r0:r1, None] * dv + fu[None, :] * du, length)
     row, col = nv // 2, fu.size - 1  # fv = -1/2 and fu = +1/2 (both lengths are even)
     response[row] = 0.5 * (
         ramp_at(fu * du - 0.5 * dv, length) + ramp_at(fu * du + 0.5 * dv, length)
@@ -134,7 +152,9 @@ def _response_2d(nv: int, nu: int, dv: float, du: float, length: int) -> np.ndar
     )
     corners = np.array([0.5 * (dv + du), 0.5 * (dv - du)])
     response[row, col] = float(np.mean(ramp_at(corners, length)))
-    return response.astype(np.float32)
+    out = response.astype(np.float32)
+    out.flags.writeable = False  # cached: the tilts of one series share it
+    return out
 
 
 def _filter_2d(image: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -143,7 +163,9 @@ def _filter_2d(image: np.ndarray, direction: np.ndarray) -> np.ndarray:
     nv, nu = padded_length(V), padded_length(U)
     (tv, bv), (lu, ru) = _pad_widths(V, nv), _pad_widths(U, nu)
     padded = np.pad(image, ((tv, bv), (lu, ru)), mode="edge")
-    dv, du = (float(c) for c in direction)
+    # rounded to 1e-9 so that the tilts of one series (equal directions up to rounding) share
+    # one cached response, whatever the cache holds
+    dv, du = (round(float(c), 9) for c in direction)
     length = padded_length(int(np.ceil(abs(dv) * V + abs(du) * U)))
     response = _response_2d(nv, nu, dv, du, length)
     spectrum = scipy.fft.rfft2(padded, workers=1)
