@@ -24,6 +24,10 @@ class AngleFileError(InputFileError):
     """A tilt-angle file (.tlt, .rawtlt, .mdoc) cannot be used."""
 
 
+class AlignmentFileError(InputFileError):
+    """An alignment file made elsewhere (IMOD .xf/.tlt, AreTomo .aln) cannot be used."""
+
+
 class InvalidNameError(CryoflowError, ValueError):
     """A dataset, tomogram or result name is not on the allow-list."""
 

@@ -15,16 +15,17 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask.base import tokenize
 
 from cryoflow.errors import ConfigError
 from cryoflow.geometry import TiltGeometry
+from cryoflow.geometry.binning import bin_geometry
 from cryoflow.graph.backproject import backproject_graph
+from cryoflow.graph.ramp import ramp_graph
 from cryoflow.io import store as S
 from cryoflow.io.names import validate_name
 from cryoflow.io.nodes import make_provenance
 from cryoflow.kernels.backproject import INTERPOLATIONS
-from cryoflow.kernels.ramp import FILTERS, ramp_filter
+from cryoflow.kernels.ramp import FILTERS
 from cryoflow.pipelines.cluster import compute_with_progress
 from cryoflow.pipelines.selection import select_tomograms
 
@@ -74,16 +75,8 @@ class ReconstructConfig:
 
 
 def binned_geometry(geometry: TiltGeometry, detector: tuple[int, int], factor: int) -> TiltGeometry:
-    """Geometry of a tilt series binned ``factor x factor`` (trailing pixels dropped).
-
-    Shifts scale by ``1/factor``; dropping trailing pixels moves the detector centre by
-    ``(size - factor*binned) / (2 factor)`` binned pixels, which is added to the shift.
-    """
-    if factor == 1:
-        return geometry
-    V, U = detector
-    extra = np.array([(V - factor * (V // factor)), (U - factor * (U // factor))]) / (2 * factor)
-    return geometry.with_shifts(geometry.shift_array / factor - extra)
+    """Geometry of a tilt series binned ``factor x factor``: :func:`cryoflow.geometry.bin_geometry`."""
+    return bin_geometry(geometry, detector, factor)
 
 
 def reconstruction(
@@ -115,14 +108,8 @@ def reconstruction(
         stack = da.coarsen(np.mean, stack, {1: f, 2: f}, trim_excess=True).astype(np.float32)
     geometry = binned_geometry(geometry, (V, U), f)
     _, Vb, Ub = stack.shape
-    if config.filter == "ramp":
-        stack = stack.rechunk({0: 1, 1: min(Vb, 256), 2: -1})
-        stack = stack.map_blocks(
-            ramp_filter,
-            dtype=np.float32,
-            meta=np.empty((0, 0, 0), np.float32),
-            name=f"ramp-{tokenize(stack.name)}",
-        )
+    if config.filter == "ramp":  # across the tilt axis of every image, whatever its angle
+        stack = ramp_graph(stack, geometry)
     Z = int(config.thickness) if config.thickness is not None else Ub
     c = int(config.chunk)
     volume = backproject_graph(

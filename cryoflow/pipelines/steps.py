@@ -188,18 +188,18 @@ def plan_reconstruct(store: object, tomogram: str, params: Any) -> Plan:
         raise ConfigError(
             f"step 'reconstruct' is not available in this build (cryoflow.api: {exc})"
         ) from exc
-    from cryoflow.io.store import read_geometry
+    from cryoflow.geometry.binning import bin_geometry
+    from cryoflow.io.store import open_tilt_series, read_geometry
 
     images, inputs = tilt_series_input(store, tomogram, params.source)
     _, y, x = images.shape
     shape = (int(params.thickness), int(y), int(x))
     chunks = tuple(min(int(params.chunk), s) for s in shape)
-    # the stored geometry (rotated axis, shifts) fits the raw images; binned ones use the angles
-    angles = (
-        read_geometry(store, tomogram)
-        if params.source == "tilt_series"
-        else images.coords["angle"].values
-    )
+    # the stored geometry (rotated axis, shifts) fits the raw images; binned ones bin it
+    angles = read_geometry(store, tomogram)
+    if params.source != "tilt_series":
+        raw_shape = open_tilt_series(store, tomogram).shape[1:]
+        angles = bin_geometry(angles, raw_shape, int(images.attrs.get("bin_factor", 1)))
     vol = backproject(images, angles, shape, chunks=chunks)
     data = getattr(vol, "data", vol)
     if not isinstance(data, da.Array):
