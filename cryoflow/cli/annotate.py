@@ -3,46 +3,50 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from cryoflow.cli.options import All, Name, Overwrite, Scheduler, Store, Workers, cluster, param
+from cryoflow.pipelines.stages.annotate import AnnotateParams as P
+
+
+def annotate(
+    store: Store,
+    model: Annotated[
+        list[Path], typer.Option("--model", help="Model directory (repeat per feature).")
+    ],
+    name: Name = None,
+    all_: All = False,
+    slices: Annotated[bool, param(P, "slices")] = P.default("slices"),
+    volume_key: Annotated[str, param(P, "volume_key")] = P.default("volume_key"),
+    batch_size: Annotated[int, param(P, "batch_size")] = P.default("batch_size"),
+    device: Annotated[str, param(P, "device")] = P.default("device"),
+    overwrite: Overwrite = False,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+) -> None:
+    """Write uint8 maps to results/annotate/<feature> (+ 'combined' for several models)."""
+    from cryoflow.pipelines.cluster.connect import connect
+    from cryoflow.pipelines.stages import annotate as stage
+    from cryoflow.pipelines.stages.eager import prepare
+    from cryoflow.pipelines.stages.inputs import pick_tomograms
+
+    params = P(
+        checkpoint=tuple(str(m) for m in model),
+        slices=slices,
+        volume_key=volume_key,
+        batch_size=batch_size,
+        device=device,
+    )
+    names = pick_tomograms(store, name, all_)
+    prepare(stage.STAGE, store, names, params, overwrite=overwrite)  # checkpoints read here
+    with connect(cluster(scheduler, workers)) as client:
+        done = stage.run(client, store, names, params, overwrite=overwrite)
+    for tomo, summary in done.items():
+        keys = ", ".join(f"annotate/{k}" for k in summary["keys"].values())
+        print(f"cryoflow: annotated {tomo}: {keys}")
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("annotate")
-    def annotate(
-        store: str = typer.Argument(..., help="Dataset store (STORE.zarr)."),
-        model: list[Path] = typer.Option(
-            ..., "--model", help="Model directory (repeat per feature)."
-        ),
-        name: str = typer.Option(None, "--name", help="Tomogram name."),
-        all_: bool = typer.Option(False, "--all", help="Every tomogram of the dataset."),
-        slices: bool = typer.Option(
-            False, "--slices", help="Annotate tomogram z slices, not tilts."
-        ),
-        batch_size: int = typer.Option(8, "--batch-size", help="Images per task."),
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda (tasks ask for GPU=1)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier results."),
-        scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler."),
-        workers: int = typer.Option(None, "--workers", help="Local worker processes (default 2)."),
-    ) -> None:
-        """Write uint8 maps to results/annotate/<feature> (+ 'combined' for several models)."""
-        from cryoflow.models.checkpoint import read_config
-        from cryoflow.pipelines.annotate import AnnotateConfig, annotate_dataset
-        from cryoflow.pipelines.cluster import ClusterConfig, connect
-        from cryoflow.pipelines.lift import select_tomograms
-
-        names = select_tomograms(store, name, all_)
-        for directory in model:  # fail fast, before a cluster starts
-            read_config(directory)
-        config = AnnotateConfig(
-            models=tuple(model),
-            slices=slices,
-            batch_size=batch_size,
-            device=device,
-            overwrite=overwrite,
-        )
-        with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:
-            done = annotate_dataset(client, store, names, config)
-        for tomo, summary in done.items():
-            keys = ", ".join(f"annotate/{k}" for k in summary["keys"].values())
-            print(f"cryoflow: annotated {tomo}: {keys}")
+    app.command("annotate")(annotate)

@@ -2,45 +2,64 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from cryoflow.cli.options import (
+    All,
+    Name,
+    Overwrite,
+    Scheduler,
+    Store,
+    Workers,
+    cluster,
+    names_list,
+    param,
+)
+from cryoflow.pipelines.stages.lift import LiftParams as P
+
+
+def lift(
+    store: Store,
+    name: Name = None,
+    all_: All = False,
+    maps: Annotated[str, param(P, "masks", "--maps")] = P.default("masks"),
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            "--classes", help="Comma-separated classes; maps are read from STEP/KEY_<class>."
+        ),
+    ] = None,
+    threshold: Annotated[float | None, param(P, "threshold")] = P.default("threshold"),
+    thickness: Annotated[int | None, param(P, "thickness")] = P.default("thickness"),
+    chunk: Annotated[int, param(P, "chunk")] = P.default("chunk"),
+    out: Annotated[str, typer.Option("--out", help="Result step and label key to write.")] = "lift",
+    overwrite: Overwrite = False,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+) -> None:
+    """Back-project 2D masks into votes, pick the threshold, write 3D masks and score curves."""
+    from cryoflow.pipelines.cluster.connect import connect
+    from cryoflow.pipelines.stages import lift as stage
+    from cryoflow.pipelines.stages.eager import prepare
+    from cryoflow.pipelines.stages.inputs import pick_tomograms
+
+    params = P(
+        masks=maps,
+        classes=names_list(classes),
+        threshold=threshold,
+        thickness=thickness,
+        chunk=chunk,
+    )
+    names = pick_tomograms(store, name, all_)
+    prepare(stage.STAGE, store, names, params, out=out, overwrite=overwrite)  # before a cluster
+    with connect(cluster(scheduler, workers)) as client:
+        done = stage.run(client, store, names, params, out=out, overwrite=overwrite)
+    for tomo, summary in done.items():
+        picked = ", ".join(f"{c} T={t:g}" for c, t in summary["thresholds"].items())
+        print(f"cryoflow: lifted {tomo}: {picked} -> labels/{out}")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("lift")
-    def lift(
-        store: str = typer.Argument(..., help="Dataset store (STORE.zarr)."),
-        name: str = typer.Option(None, "--name", help="Tomogram name."),
-        all_: bool = typer.Option(False, "--all", help="Every tomogram of the dataset."),
-        maps: str = typer.Option(..., "--maps", help="STEP/KEY of the 2D maps (tilt, y, x)."),
-        classes: str = typer.Option(
-            None, "--classes", help="Comma-separated classes; maps are read from STEP/KEY_<class>."
-        ),
-        out: str = typer.Option("lift", "--out", help="Result step and label key to write."),
-        thickness: int = typer.Option(None, "--thickness", help="Volume depth Z (voxels)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier results."),
-        scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler."),
-        workers: int = typer.Option(None, "--workers", help="Local worker processes (default 2)."),
-    ) -> None:
-        """Back-project 2D masks into votes, pick the threshold, write 3D masks and score curves."""
-        from cryoflow.pipelines.cluster import ClusterConfig, connect
-        from cryoflow.pipelines.lift import (
-            LiftConfig,
-            lift_dataset,
-            lift_outputs,
-            parse_maps,
-            refuse_existing,
-            select_tomograms,
-        )
-
-        names = select_tomograms(store, name, all_)
-        config = LiftConfig(
-            maps=parse_maps(maps),
-            classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else (),
-            out=out, thickness=thickness, overwrite=overwrite,
-        )
-        refuse_existing(store, names, config.out, lift_outputs(config), overwrite)
-        with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:
-            done = lift_dataset(client, store, names, config)
-        for tomo, summary in done.items():
-            picked = ", ".join(f"{c} T={t:g}" for c, t in summary["thresholds"].items())
-            print(f"cryoflow: lifted {tomo}: {picked} -> labels/{out}")
+    app.command("lift")(lift)

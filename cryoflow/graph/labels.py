@@ -28,9 +28,16 @@ from dask.highlevelgraph import HighLevelGraph
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cryoflow.kernels.components import face_pairs, label_block, structure
+from cryoflow.kernels.components import (
+    block_stats,
+    bounding_boxes,
+    face_pairs,
+    label_block,
+    merge_stats,
+    structure,
+)
 
-__all__ = ["blocks_to_array", "label", "relabel_table"]
+__all__ = ["blocks_to_array", "component_boxes", "label", "relabel_table"]
 
 
 def blocks_to_array(
@@ -180,3 +187,34 @@ def label(mask: Any, *, connectivity: int = 1, name: str = "label") -> tuple[da.
         for idx in labelled
     }
     return blocks_to_array(out_name, out_blocks, mask.chunks, np.int32), n_final
+
+
+def component_boxes(
+    labels: da.Array,
+    votes: da.Array | None,
+    class_name: str,
+    *,
+    min_voxels: int = 1,
+) -> Any:
+    """Lazy 3D boxes of a chunked label volume (per-chunk statistics, merged in one task).
+
+    Parameters
+    ----------
+    labels : dask array of shape (Z, Y, X), int (global labels, 0 = background)
+    votes : dask array of shape (Z, Y, X) or None, rechunked like ``labels``
+
+    Returns
+    -------
+    dask.delayed.Delayed computing to the DataFrame of
+    :func:`cryoflow.kernels.components.bounding_boxes`.
+    """
+    lab = labels.to_delayed()
+    vot = votes.rechunk(labels.chunks).to_delayed() if votes is not None else None
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in labels.chunks]
+    parts = []
+    for idx in itertools.product(*(range(n) for n in lab.shape)):
+        offset = tuple(int(starts[a][i]) for a, i in enumerate(idx))
+        block = None if vot is None else vot[idx]
+        parts.append(dask.delayed(block_stats, pure=True)(lab[idx], block, offset))
+    merged = dask.delayed(merge_stats, pure=True)(parts)
+    return dask.delayed(bounding_boxes, pure=True)(merged, class_name, min_voxels=min_voxels)

@@ -258,7 +258,7 @@ class PendingWrite:
     ``stages`` are callables returning lists of Dask ``Delayed`` chunk writes; each stage
     must be computed before the next is built (a pyramid level reads the previous one).
     Run them with :meth:`run`, passing the pipeline's compute function (for example one that
-    uses ``cryoflow.pipelines.cluster.compute_with_progress`` on a Client).
+    uses ``cryoflow.pipelines.cluster.progress.compute_with_progress`` on a Client).
     """
 
     parent: zarr.Group
@@ -312,10 +312,14 @@ class PendingWrite:
 def run_together(
     pendings: list[PendingWrite] | tuple[PendingWrite, ...],
     compute: Callable[[list[Any]], Any],
+    *,
+    before_commit: Callable[[], Any] | None = None,
 ) -> None:
     """Run several pending writes stage by stage (stage ``k`` of all of them in one
     ``compute``, then ``k + 1``: a pyramid level reads the level before), then commit each.
 
+    ``before_commit`` runs once everything is written and nothing is published yet (e.g. a
+    reduction over the written arrays whose result must be stored with them).
     On any failure every unpublished temporary node is deleted and the error re-raised.
     """
     try:
@@ -323,6 +327,8 @@ def run_together(
             tasks = [t for p in pendings if k < len(p.stages) for t in p.stages[k]()]
             if tasks:
                 compute(tasks)
+        if before_commit is not None:
+            before_commit()
         for p in pendings:
             p.commit()
     except BaseException:

@@ -37,19 +37,15 @@ import torch
 
 from cryoflow.errors import GeometryError
 from cryoflow.geometry import TiltGeometry
+from cryoflow.kernels._guards import refuse_lazy
 
 Interpolation = Literal["nearest", "linear"]
 INTERPOLATIONS = ("nearest", "linear")
 
 
 # ---------------------------------------------------------------------------- small helpers
-def ensure_eager(array: object, name: str) -> None:
-    """Raise ``TypeError`` when ``array`` is lazy (Dask); kernels run on one in-memory chunk."""
-    if hasattr(array, "__dask_graph__") and array.__dask_graph__() is not None:
-        raise TypeError(
-            f"{name} is a lazy Dask array; kernels take in-memory blocks. "
-            "Use cryoflow.api / cryoflow.graph for Dask input."
-        )
+#: the kernels' guard against lazy input, under the name the projector kernels import
+ensure_eager = refuse_lazy
 
 
 def parse_interpolation(value: str) -> str:

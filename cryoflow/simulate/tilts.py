@@ -31,6 +31,7 @@ from scipy import sparse
 
 from cryoflow.errors import ConfigError, GeometryError
 from cryoflow.geometry import TiltGeometry, as_geometry
+from cryoflow.kernels._guards import refuse_lazy
 
 #: image polarities: ``"em"`` dense = dark (microscope images), ``"mass"`` dense = bright
 CONTRASTS = ("em", "mass")
@@ -43,8 +44,7 @@ EM_ABSORPTION = 0.5
 
 def require_numpy(x: object, name: str) -> np.ndarray:
     """``numpy.asarray(x)``, refusing lazy (Dask) input with ``TypeError``."""
-    if hasattr(x, "dask") or type(x).__module__.startswith("dask"):
-        raise TypeError(f"{name}: simulate kernels take NumPy arrays, got a Dask array")
+    refuse_lazy(x, name)
     return np.asarray(x)
 
 

@@ -23,7 +23,7 @@ from cryoflow.io.alignment import (
     read_aretomo_alignment,
     read_imod_alignment,
 )
-from cryoflow.pipelines.reconstruct import ReconstructConfig, reconstruction
+from cryoflow.pipelines.stages.reconstruct import ReconstructParams, reconstruction
 from cryoflow.simulate.tilts import project_sum
 from tests.io._phantoms import BACKGROUND, corr, phantom
 
@@ -53,7 +53,7 @@ def recon(images: np.ndarray, geometry: TiltGeometry) -> np.ndarray:
         vol, _ = reconstruction(
             dask.array.from_array(images.astype(np.float32), chunks=(1, -1, -1)),
             geometry,
-            ReconstructConfig(thickness=SHAPE[0]),
+            ReconstructParams(thickness=SHAPE[0]),
         )
         return np.asarray(vol.compute())
 

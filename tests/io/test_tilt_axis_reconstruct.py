@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from cryoflow.geometry import TiltGeometry
 from cryoflow.io import store as S
-from cryoflow.pipelines.reconstruct import ReconstructConfig, reconstruction
+from cryoflow.pipelines.stages.reconstruct import ReconstructParams, reconstruction
 from cryoflow.simulate.tilts import project_sum
 from tests.io._phantoms import BACKGROUND, corr, phantom
 from tests.io_files import write_mdoc, write_mrc
@@ -50,7 +50,7 @@ def axis_y_reference(images_y: np.ndarray, thickness: int) -> np.ndarray:
         vol, _ = reconstruction(
             dask.array.from_array(images_y, chunks=(1, -1, -1)),
             TiltGeometry.single_axis(ANGLES),
-            ReconstructConfig(thickness=thickness),
+            ReconstructParams(thickness=thickness),
         )
         return np.asarray(vol.compute())
 
@@ -124,6 +124,6 @@ def test_axis_sign_is_imods_the_phantom_reconstructs_upright(tmp_path, monkeypat
             bad, _ = reconstruction(
                 dask.array.from_array(images, chunks=(1, -1, -1)),
                 TiltGeometry.single_axis(ANGLES, tilt_axis_deg=wrong),
-                ReconstructConfig(thickness=shape[0]),
+                ReconstructParams(thickness=shape[0]),
             )
             assert corr(np.asarray(bad.compute()), vol) < 0.4
