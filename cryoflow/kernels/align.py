@@ -8,9 +8,12 @@ Per batch (pure: arrays in, arrays out; no I/O, no Dask):
    the ``top_k`` best orientations of each particle go on.
 3. Local refinement: for each ``(step, radius)`` of ``local_levels``, a cubic lattice of small
    rotations around the current best (finer and finer), each particle its own orientations.
-4. Translations: an FFT cross-correlation at every shift within ``max_shift_px`` for every
-   orientation (:mod:`cryoflow.kernels.score`), then a sub-voxel peak by a 3-point parabola per
-   axis at the winning orientation.
+4. Translations, for every orientation (:mod:`cryoflow.kernels.score`): the global search
+   scores every integer shift within ``max_shift_px``; each local level scores half-voxel
+   offsets within 1 voxel of the particle's current shift (orientation and sub-voxel shift
+   found together: at a resolution of 3 voxels an integer-only shift search costs up to a
+   third of the correlation and biases the orientation); last, a 3-point parabola per axis
+   through the half-voxel neighbours. Every shift stays within ``max_shift_px``.
 """
 
 from __future__ import annotations
@@ -31,8 +34,12 @@ from cryoflow.kernels.fourier_rotate import as_tensor, box_side
 from cryoflow.kernels.masks import mask_radius_px, spherical_mask
 from cryoflow.kernels.score import (
     DEFAULT_CHUNK_BYTES,
+    ParticleSpectra,
+    ReferenceSpectrum,
+    ShiftWindow,
     prepare_particles,
     prepare_reference,
+    recentre,
     score_orientations,
     shift_window,
     window_maps,
@@ -110,26 +117,42 @@ def _zyx(m_xyz: np.ndarray) -> np.ndarray:
     return XYZ_TO_ZYX @ m_xyz @ XYZ_TO_ZYX
 
 
-def _subvoxel(cc: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
-    """(P, 3) float: integer peak plus a 3-point parabola offset per axis (clipped to 1/2).
-
-    ``cc`` (P, n, n, n) holds shifts ``-n//2 .. n//2`` per axis; ``peak`` (P, 3) long.
-    """
-    box = cc.shape[-1]
-    n = torch.arange(cc.shape[0], device=cc.device)
-    p = peak + box // 2
-    c0 = cc[n, p[:, 0], p[:, 1], p[:, 2]]
-    out = peak.to(torch.float64).clone()
-    for ax in range(3):
-        lo, hi = p.clone(), p.clone()
-        lo[:, ax] = (lo[:, ax] - 1) % box
-        hi[:, ax] = (hi[:, ax] + 1) % box
-        cm = cc[n, lo[:, 0], lo[:, 1], lo[:, 2]]
-        cp = cc[n, hi[:, 0], hi[:, 1], hi[:, 2]]
+def _subvoxel(cc: torch.Tensor, step: float) -> torch.Tensor:
+    """(P, 3) float: a 3-point parabola per axis about the centre of (P, 3, 3, 3) ``cc``
+    sampled at ``step`` voxels (offset clipped to half a step)."""
+    c0 = cc[:, 1, 1, 1]
+    faces = (
+        (cc[:, 0, 1, 1], cc[:, 2, 1, 1]),
+        (cc[:, 1, 0, 1], cc[:, 1, 2, 1]),
+        (cc[:, 1, 1, 0], cc[:, 1, 1, 2]),
+    )
+    out = []
+    for cm, cp in faces:
         den = cm - 2 * c0 + cp
         d = torch.where(den < 0, 0.5 * (cm - cp) / torch.where(den < 0, den, -1.0), 0.0)
-        out[:, ax] += d.clamp(-0.5, 0.5).to(torch.float64)
-    return out
+        out.append(d.clamp(-0.5, 0.5) * step)
+    return torch.stack(out, dim=1).to(torch.float64)
+
+
+def _search(
+    parts: ParticleSpectra,
+    ref: ReferenceSpectrum,
+    rot_zyx: np.ndarray,
+    centres: torch.Tensor,
+    window: ShiftWindow,
+    max_shift_px: float,
+    chunk_bytes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores (P, O) and total shifts (P, O, 3) of orientations (O or P x O, 3, 3) around
+    each particle's centre (P, 3), shifts confined to ``|s| <= max_shift_px``."""
+    rot = torch.as_tensor(rot_zyx, dtype=torch.float32, device=centres.device)
+    total = centres[:, None, :] + window.offsets[None].to(centres.dtype)  # (P, Nw, 3)
+    allowed = (total**2).sum(-1) <= max_shift_px**2 + 1e-6
+    allowed[:, 0] |= ~allowed.any(dim=1)  # never leave a particle without a shift
+    scores, where = score_orientations(
+        recentre(parts, centres), ref, rot, window, allowed=allowed, chunk_bytes=chunk_bytes
+    )
+    return scores, centres[:, None, :] + window.offsets[where].to(centres.dtype)
 
 
 def _align_half(
@@ -139,8 +162,10 @@ def _align_half(
     half: int,
     search: SearchParams,
     priors_xyz: np.ndarray | None,
+    prior_shifts: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dev, box = particles.device, box_side(particles)
+    n = particles.shape[0]
     ref_mask = torch.as_tensor(np.asarray(references.mask, np.float32), device=dev)
     radius = min(mask_radius_px(references.mask) + search.max_shift_px + 1.0, box / 2.0 - 2.0)
     p_mask = torch.as_tensor(spherical_mask(box, max(radius, 1.0), 2.0), device=dev)
@@ -152,44 +177,47 @@ def _align_half(
         sup = torch.as_tensor(np.asarray(references.supports[half], np.float32), device=dev)
     vol = torch.as_tensor(np.asarray(references.maps[half], np.float32), device=dev)
     ref = prepare_reference(vol, ref_mask, sup)
-    window = shift_window(box, search.max_shift_px, dev)
-    n = particles.shape[0]
-    # 1. global grid (shared orientations) or the priors
+    max_s = float(search.max_shift_px)
+    fine = shift_window(min(1.0, max_s), dev, step_px=0.5)
+    centres = torch.zeros((n, 3), dtype=torch.float64, device=dev)
+    if prior_shifts is not None:
+        centres = torch.as_tensor(np.asarray(prior_shifts, float), device=dev)
+    # 1. global grid (shared orientations, integer shifts) or the priors
     if priors_xyz is None:
         if search.global_step_deg is None:
             raise ConfigError("a local-only search (global_step_deg=None) needs prior orientations")
         grid = grid_for_step(search.global_step_deg)
-        rot = torch.as_tensor(_zyx(grid), dtype=torch.float32, device=dev)
-        scores, where = score_orientations(parts, ref, rot, window, chunk_bytes=search.chunk_bytes)
+        coarse = shift_window(max_s, dev, box=box)
+        scores, shifts = _search(
+            parts, ref, _zyx(grid), centres, coarse, max_s, search.chunk_bytes
+        )
         k = min(int(search.top_k), grid.shape[0])
-        top = torch.topk(scores, k, dim=1).indices.cpu().numpy()
-        centres = grid[top]  # (n, k, 3, 3)
-        best_s = scores.gather(1, torch.as_tensor(top[:, :1], device=dev))[:, 0]
-        best_w = where.gather(1, torch.as_tensor(top[:, :1], device=dev))[:, 0]
+        top = torch.topk(scores, k, dim=1).indices
+        cand = grid[top.cpu().numpy()]  # (n, k, 3, 3)
+        best_s = scores.gather(1, top[:, :1])[:, 0]
+        centres = shifts[torch.arange(n, device=dev), top[:, 0]]
     else:
-        centres = priors_xyz[:, None]
-        best_s = best_w = None
-    # 2. local refinement around the current best, level by level
+        cand = priors_xyz[:, None]
+        best_s = None
+    # 2. local refinement around the current best, level by level, half-voxel shifts
     for step, rad in search.local_levels:
-        cand = local_grid(centres.reshape(-1, 3, 3), step, rad)  # (n*k, L, 3, 3)
-        cand = cand.reshape(n, -1, 3, 3)
-        rot = torch.as_tensor(_zyx(cand), dtype=torch.float32, device=dev)
-        scores, where = score_orientations(parts, ref, rot, window, chunk_bytes=search.chunk_bytes)
+        lg = local_grid(cand.reshape(-1, 3, 3), step, rad).reshape(n, -1, 3, 3)
+        scores, shifts = _search(parts, ref, _zyx(lg), centres, fine, max_s, search.chunk_bytes)
         best = scores.argmax(dim=1)
-        idx = best.cpu().numpy()
-        centres = cand[np.arange(n), idx][:, None]
-        best_s = scores[torch.arange(n, device=dev), best]
-        best_w = where[torch.arange(n, device=dev), best]
-    final = centres[:, 0]
+        rows = torch.arange(n, device=dev)
+        cand = lg[np.arange(n), best.cpu().numpy()][:, None]
+        best_s, centres = scores[rows, best], shifts[rows, best]
+    final = cand[:, 0]
     if best_s is None:  # priors and no local levels: score the priors themselves
-        rot = torch.as_tensor(_zyx(final), dtype=torch.float32, device=dev)[:, None]
-        scores, where = score_orientations(parts, ref, rot, window, chunk_bytes=search.chunk_bytes)
-        best_s, best_w = scores[:, 0], where[:, 0]
-    assert best_w is not None
-    # 3. sub-voxel shift at the winning orientation
+        scores, shifts = _search(
+            parts, ref, _zyx(final)[:, None], centres, fine, max_s, search.chunk_bytes
+        )
+        best_s, centres = scores[:, 0], shifts[:, 0]
+    # 3. sub-voxel shift: a parabola through the half-voxel neighbours of the best shift
     rot = torch.as_tensor(_zyx(final), dtype=torch.float32, device=dev)
-    cc = window_maps(parts, ref, rot, window.half + 1)
-    shift = _subvoxel(cc, window.shifts[best_w])
+    cube = shift_window(0.5 * np.sqrt(3.0) + 1e-6, dev, step_px=0.5)
+    cc = window_maps(recentre(parts, centres), ref, rot, cube)
+    shift = centres + _subvoxel(cc, 0.5)
     return final, shift.cpu().numpy(), best_s.cpu().numpy().astype(np.float64)
 
 
@@ -201,6 +229,7 @@ def align_batch(
     *,
     half_ids: np.ndarray | None = None,
     priors_euler_deg: np.ndarray | None = None,
+    priors_shifts_zyx_px: np.ndarray | None = None,
     device: str | torch.device = "cpu",
 ) -> AlignResult:
     """Align a batch of particles (see module docstring).
@@ -217,6 +246,8 @@ def align_batch(
     priors_euler_deg : ndarray of shape (n, 3), optional
         Orientations to refine locally around (required when ``global_step_deg`` is None;
         when given, the global search is skipped).
+    priors_shifts_zyx_px : ndarray of shape (n, 3), optional
+        Shifts to start from (default 0); every shift stays within ``max_shift_px``.
     """
     v = as_tensor(particles, device, torch.float32)
     box_side(v)
@@ -244,6 +275,7 @@ def align_batch(
             int(h),
             search,
             None if priors is None else priors.reshape(n, 3, 3)[sel],
+            None if priors_shifts_zyx_px is None else np.asarray(priors_shifts_zyx_px)[sel],
         )
         rots[sel], shifts[sel], scores[sel] = r, s, c
     return AlignResult(euler_from_matrix_xyz(rots), shifts, scores)

@@ -118,6 +118,19 @@ def sample_transform(padded: torch.Tensor, freqs_zyx: torch.Tensor) -> torch.Ten
     return torch.complex(out[:, 0, ..., 0], out[:, 1, ..., 0])
 
 
+def _signed_permutation(m: np.ndarray) -> bool:
+    return bool(np.all(np.isclose(np.abs(m), 0.0, atol=1e-6) | np.isclose(np.abs(m), 1.0, atol=1e-6)))
+
+
+def _permute(volume: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``out(r) = v(M^T r)`` for a signed permutation ``M`` (exact; periodic about ``B // 2``)."""
+    box = volume.shape[0]
+    c = box // 2
+    idx = np.stack(np.meshgrid(*(np.arange(box),) * 3, indexing="ij")).reshape(3, -1) - c
+    src = (np.rint(m).T @ idx).astype(int) + c
+    return volume[tuple(src % box)].reshape(volume.shape)
+
+
 def rotate_volumes(
     volumes: Any,
     matrices_zyx: Any,
@@ -126,6 +139,10 @@ def rotate_volumes(
     pad: int = 2,
 ) -> np.ndarray:
     """ndarray of shape (n, B, B, B): ``out[i](r) = volumes[i](M_i^-1 r)`` about the box centre.
+
+    Rotations that map the voxel lattice onto itself (signed permutations: multiples of 90
+    degrees about the axes) are done exactly by permuting voxels: the interpolation would be
+    exact there, which the gridding correction would then overshoot.
 
     Parameters
     ----------
@@ -145,8 +162,13 @@ def rotate_volumes(
         )
     k = rfft_frequencies(box, v.device).reshape(1, -1, 3)  # (1, K, 3)
     q = torch.einsum("nji,kj->nki", m, k[0])  # M^T k, (n, K, 3)
+    m_np = m.cpu().numpy()
     out = []
     for i in range(v.shape[0]):
+        mi = m_np[i % len(m_np)]
+        if _signed_permutation(mi):
+            out.append(torch.as_tensor(_permute(v[i].cpu().numpy(), mi), device=v.device)[None])
+            continue
         f = sample_transform(padded_transform(v[i : i + 1], pad), q[i % q.shape[0]][None, None])
         out.append(centred_irfft(f.reshape(1, box, box, box // 2 + 1), box))
     res = torch.cat(out).cpu().numpy()

@@ -26,7 +26,7 @@ fewer operations than the FFT, and the cube shrinks with the band limit).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -141,48 +141,65 @@ def prepare_reference(
 
 @dataclass(frozen=True)
 class ShiftWindow:
-    """Integer shifts searched: the cube ``-S..S`` per axis (``S = floor(max_shift_px)``), with
-    ``keep`` (Nw,) its flat indices inside the ball ``|s| <= max_shift_px``, and ``shifts``
-    (Nw, 3) long ``(z, y, x)``."""
+    """The shifts searched around each particle's current centre: the cube of offsets
+    ``step * (-half .. half)`` per axis, ``keep`` (Nw,) its flat indices inside the ball
+    ``|offset| <= radius``, ``offsets`` (Nw, 3) float ``(z, y, x)`` voxels."""
 
     half: int
+    step: float
     keep: torch.Tensor
-    shifts: torch.Tensor
+    offsets: torch.Tensor
 
 
-def shift_window(box: int, max_shift_px: float, device: str | torch.device) -> ShiftWindow:
-    """Tensor (Nw, 3) long: integer shifts ``(z, y, x)`` with ``|s| <= max_shift_px``."""
-    m = int(np.floor(max(float(max_shift_px), 0.0)))
-    if 2 * m + 1 > box:
-        raise GeometryError(f"max shift {max_shift_px} px does not fit a box of {box}")
-    ax = torch.arange(-m, m + 1, device=device)
+def shift_window(
+    radius_px: float, device: str | torch.device, *, step_px: float = 1.0, box: int | None = None
+) -> ShiftWindow:
+    """Offsets on a grid of ``step_px`` within ``|s| <= radius_px`` (see :class:`ShiftWindow`)."""
+    if not (np.isfinite(radius_px) and radius_px >= 0 and step_px > 0):
+        raise GeometryError(
+            f"a shift window needs radius >= 0 and step > 0 voxels, got {radius_px}, {step_px}"
+        )
+    m = int(np.floor(float(radius_px) / float(step_px) + 1e-9))
+    if box is not None and 2 * radius_px + 1 > box:
+        raise GeometryError(f"max shift {radius_px} px does not fit a box of {box}")
+    ax = torch.arange(-m, m + 1, device=device, dtype=torch.float64) * float(step_px)
     s = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), dim=-1).reshape(-1, 3)
-    keep = torch.nonzero((s.double() ** 2).sum(1) <= float(max_shift_px) ** 2 + 1e-9).reshape(-1)
-    return ShiftWindow(m, keep, s[keep])
+    keep = torch.nonzero((s**2).sum(1) <= float(radius_px) ** 2 + 1e-9).reshape(-1)
+    return ShiftWindow(m, float(step_px), keep, s[keep])
+
+
+def recentre(parts: ParticleSpectra, centres_zyx: torch.Tensor) -> ParticleSpectra:
+    """The batch with every particle's spectrum phase-shifted so offsets are relative to its
+    centre ``c_p`` (``centres_zyx`` (P, 3) voxels): ``P'(k) = P(k) e^{2 pi i k.c_p}``."""
+    phase = torch.exp(
+        2j * np.pi * (centres_zyx.to(torch.float64) @ parts.band_freqs.T.to(torch.float64))
+    )
+    return replace(parts, spectra=parts.spectra * phase.to(parts.spectra.dtype))
 
 
 def window_correlation(
     parts: ParticleSpectra, prod: torch.Tensor, window: ShiftWindow
 ) -> torch.Tensor:
-    """Tensor (N, Nw): ``sum_k X(k) e^{2 pi i k.s}`` (full grid, real) at the window's shifts.
+    """Tensor (N, Nw): ``Re sum_k X(k) e^{2 pi i k.s}`` (full grid) at the window's offsets.
 
-    ``prod`` (N, Kb) complex: cross spectra ``X`` on the band's rfft components. The sum is a
-    separable DFT on the cropped cube (three small matrix products, no FFT): only the shifts
-    searched are evaluated, and a band limit shrinks the cube.
+    ``prod`` (N, Kb) complex: cross spectra ``X`` on the band's rfft components, Hermitian
+    multiplicities included. The sum is a separable DFT on the cropped cube (three small matrix
+    products, no FFT): only the shifts searched are evaluated, at any step (sub-voxel too), and a
+    band limit shrinks the cube.
     """
     m, box, n = parts.m, parts.box, prod.shape[0]
     dev = prod.device
     cube = torch.zeros((n, (2 * m + 1) ** 2 * (m + 1)), dtype=prod.dtype, device=dev)
     cube[:, parts.cube_index] = prod
     cube = cube.reshape(n, 2 * m + 1, 2 * m + 1, m + 1)
-    s = torch.arange(-window.half, window.half + 1, device=dev, dtype=torch.float64)
+    s = torch.arange(-window.half, window.half + 1, device=dev, dtype=torch.float64) * window.step
     k = torch.arange(-m, m + 1, device=dev, dtype=torch.float64)
     e = torch.exp(2j * np.pi * torch.outer(k, s) / box).to(prod.dtype)  # (2m+1, 2S+1)
     kx = torch.arange(0, m + 1, device=dev, dtype=torch.float64)
     ex = torch.exp(2j * np.pi * torch.outer(kx, s) / box).to(prod.dtype)  # (m+1, 2S+1)
     out = torch.einsum("nabc,cx->nabx", cube, ex)
     out = torch.einsum("nabx,by->nayx", out, e)
-    out = torch.einsum("nayx,az->nzyx", out, e).real  # Hermitian weights are in ``prod``
+    out = torch.einsum("nayx,az->nzyx", out, e).real
     return out.reshape(n, -1)[:, window.keep]
 
 
@@ -211,6 +228,7 @@ def score_orientations(
     rotations_zyx: torch.Tensor,
     window: ShiftWindow,
     *,
+    allowed: torch.Tensor | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best-over-shift scores of every particle in every orientation.
@@ -219,14 +237,17 @@ def score_orientations(
     ----------
     rotations_zyx : tensor (O, 3, 3) shared by all particles, or (P, O, 3, 3) per particle
     window : ShiftWindow
-        The shifts searched (:func:`shift_window`).
+        The offsets searched around each particle's centre (:func:`shift_window`,
+        :func:`recentre`).
+    allowed : tensor (P, Nw) bool, optional
+        Offsets each particle may take (e.g. within its maximum total shift).
 
     Returns
     -------
     scores : tensor (P, O)
         The constrained cross-correlation at the best shift.
     shift_index : tensor (P, O) long
-        Row of ``window.shifts`` where it was found.
+        Row of ``window.offsets`` where it was found.
     """
     n_p = parts.spectra.shape[0]
     shared = rotations_zyx.ndim == 3
@@ -256,7 +277,9 @@ def score_orientations(
         hc = torch.conj(h)[None] if shared else torch.conj(h)
         prod = (parts.spectra * parts.herm)[:, None, :] * hc
         cc = window_correlation(parts, prod.reshape(n_p * c, -1), window)
-        best, arg = cc.max(dim=1)
+        if allowed is not None:
+            cc = cc.reshape(n_p, c, -1).masked_fill(~allowed[:, None, :], -torch.inf)
+        best, arg = cc.reshape(n_p * c, -1).max(dim=1)
         den = torch.sqrt((ref_norm * par_norm).clamp_min(1e-30))
         scores[:, lo : lo + c] = best.reshape(n_p, c) / den
         where[:, lo : lo + c] = arg.reshape(n_p, c)
@@ -264,12 +287,12 @@ def score_orientations(
 
 
 def window_maps(
-    parts: ParticleSpectra, ref: ReferenceSpectrum, rotations_zyx: torch.Tensor, half: int
+    parts: ParticleSpectra, ref: ReferenceSpectrum, rotations_zyx: torch.Tensor, window: ShiftWindow
 ) -> torch.Tensor:
-    """Tensor (P, 2h+1, 2h+1, 2h+1): unnormalised ``cc(s)`` for ``|s_i| <= half`` per axis,
+    """Tensor (P, n, n, n), ``n = 2 half + 1``: unnormalised ``cc`` on the window's whole cube,
     each particle in its own orientation (``rotations_zyx`` (P, 3, 3))."""
     h, _ = _rotated_reference(parts, ref, rotations_zyx[:, None])
     prod = (parts.spectra * parts.herm) * torch.conj(h[:, 0])
-    full = ShiftWindow(half, torch.arange((2 * half + 1) ** 3, device=prod.device), torch.empty(0))
-    n = 2 * half + 1
-    return window_correlation(parts, prod, full).reshape(-1, n, n, n)
+    n = 2 * window.half + 1
+    cube = replace(window, keep=torch.arange(n**3, device=prod.device))
+    return window_correlation(parts, prod, cube).reshape(-1, n, n, n)

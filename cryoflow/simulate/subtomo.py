@@ -35,6 +35,9 @@ from cryoflow.geometry.rotation import matrix_zyx_from_euler, random_euler
 from cryoflow.kernels.wedge import apply_wedge, parse_tilt_range
 from cryoflow.simulate.particles import Template, template
 
+#: half-width (voxels) of the tanh edge of every rendered ellipsoid
+EDGE = 1.0
+
 
 @dataclass(frozen=True)
 class Ellipsoid:
@@ -134,7 +137,7 @@ def render_shape(
         rho = np.sqrt(((local / radii) ** 2).sum(-1))
         # signed distance (voxels) ~ (rho - 1) * smallest radius; half-voxel tanh edge
         d = (rho - 1.0) * radii.min() / px
-        out = np.maximum(out, e.density * 0.5 * (1.0 - np.tanh(d / 0.5)))
+        out = np.maximum(out, e.density * 0.5 * (1.0 - np.tanh(d / EDGE)))
     if blur_px > 0:
         out = ndimage.gaussian_filter(out, blur_px, mode="constant")
     return out.astype(np.float32)
