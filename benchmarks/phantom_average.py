@@ -40,36 +40,59 @@ def main() -> None:
     ap.add_argument("--tilt", type=float, default=60.0, help="tilt range +-DEG")
     ap.add_argument("--start", choices=("truth", "none"), default="truth")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--highpass", type=float, default=8.0)
+    ap.add_argument("--highpass", type=float, default=None, help="px; default from the mask")
     ap.add_argument("--init-res", type=float, default=60.0, help="initial low-pass, Å")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     sim = simulate_subtomograms(
-        [ribosome_shape()], a.n, box=a.box, pixel_size_angstrom=a.pixel, snr=a.snr,
-        tilt_range_deg=(-a.tilt, a.tilt), seed=a.seed,
+        [ribosome_shape()],
+        a.n,
+        box=a.box,
+        pixel_size_angstrom=a.pixel,
+        snr=a.snr,
+        tilt_range_deg=(-a.tilt, a.tilt),
+        seed=a.seed,
     )
     truth = sim.truth[0]
     params = RefineParams(
-        rounds=a.rounds, initial_resolution_px=a.init_res / a.pixel, highpass_px=a.highpass,
+        rounds=a.rounds,
+        initial_resolution_px=a.init_res / a.pixel,
+        highpass_px=a.highpass,
         seed=a.seed,
     )
     halves = split_halves(a.n, a.seed)
     ideal = AlignResult(sim.euler_deg, sim.shifts_zyx_px, np.zeros(a.n))
-    ideal_sums = accumulate_all(sim.volumes, ideal, sim.tilt_ranges, halves, symmetry="C1",
-                                batch_size=32, device="cpu")
+    ideal_sums = accumulate_all(
+        sim.volumes, ideal, sim.tilt_ranges, halves, symmetry="C1", batch_size=32, device="cpu"
+    )
     ideal_out = finish_round(ideal_sums, voxel_size_angstrom=a.pixel)
     ideal_res = fsc(ideal_out.average, truth).resolution_px(0.5)
     t0 = time.perf_counter()
     start = lowpass(truth, a.init_res / a.pixel) if a.start == "truth" else None
-    res = refine(sim.volumes, sim.tilt_ranges, voxel_size_angstrom=a.pixel, params=params,
-                 reference=start, half_ids=halves)
+    res = refine(
+        sim.volumes,
+        sim.tilt_ranges,
+        voxel_size_angstrom=a.pixel,
+        params=params,
+        reference=start,
+        half_ids=halves,
+    )
     wall = time.perf_counter() - t0
-    figs = truth_figures(res.outcome.average, truth, res.alignment.euler_deg, sim.euler_deg,
-                         template_free=a.start == "none")
+    figs = truth_figures(
+        res.outcome.average,
+        truth,
+        res.alignment.euler_deg,
+        sim.euler_deg,
+        template_free=a.start == "none",
+    )
     out = {
-        "n": a.n, "box": a.box, "pixel_angstrom": a.pixel, "snr": a.snr, "tilt": a.tilt,
+        "n": a.n,
+        "box": a.box,
+        "pixel_angstrom": a.pixel,
+        "snr": a.snr,
+        "tilt": a.tilt,
         "start": a.start,
         "orientation_error_deg": round(figs.orientation_error_deg, 2),
         "average_fsc05_px": round(figs.average_fsc05_px, 3),

@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(2, "--workers", help="Local worker processes."),
         scheduler: str = typer.Option(None, "--scheduler", help="Existing scheduler address."),
         seed: int = typer.Option(0, "--seed", help="Simulation seed."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo in OUT."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace an existing demo in OUT."
+        ),
         quick: bool = typer.Option(False, "--quick", help="Smallest sizes (for smoke tests)."),
     ) -> None:
         """Simulate a small dataset and run every stage end to end on a local Dask cluster.

@@ -36,9 +36,19 @@ def register(app: typer.Typer) -> None:
 
         names = select_tomograms(store, name, all_)
         config = EdgesConfig(
-            sigma1=sigma1, sigma2=sigma2, alpha=alpha, denoise=denoise, denoise_size=denoise_size,
-            invert=invert, iterations=iterations, window=window, min_support=min_support,
-            threshold=threshold, thickness=thickness, out=out, overwrite=overwrite,
+            sigma1=sigma1,
+            sigma2=sigma2,
+            alpha=alpha,
+            denoise=denoise,
+            denoise_size=denoise_size,
+            invert=invert,
+            iterations=iterations,
+            window=window,
+            min_support=min_support,
+            threshold=threshold,
+            thickness=thickness,
+            out=out,
+            overwrite=overwrite,
         )
         refuse_existing(store, names, out, ["edges2d", "sums"], overwrite)
         with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:

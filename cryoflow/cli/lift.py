@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
         config = LiftConfig(
             maps=parse_maps(maps),
             classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else (),
-            out=out, thickness=thickness, overwrite=overwrite,
+            out=out,
+            thickness=thickness,
+            overwrite=overwrite,
         )
         refuse_existing(store, names, config.out, lift_outputs(config), overwrite)
         with connect(ClusterConfig.from_env(scheduler=scheduler, n_workers=workers)) as client:

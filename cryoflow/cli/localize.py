@@ -43,10 +43,17 @@ def register(app: typer.Typer) -> None:
 
         names = select_tomograms(store, name, all_)
         config = LocalizeConfig(
-            boxes=boxes, from_truth=from_truth,
+            boxes=boxes,
+            from_truth=from_truth,
             classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else (),
-            threshold=threshold, min_score=min_score, connectivity=connectivity,
-            min_voxels=min_voxels, jitter_px=jitter, seed=seed, thickness=thickness, out=out,
+            threshold=threshold,
+            min_score=min_score,
+            connectivity=connectivity,
+            min_voxels=min_voxels,
+            jitter_px=jitter,
+            seed=seed,
+            thickness=thickness,
+            out=out,
             overwrite=overwrite,
         )
         if boxes is not None:

@@ -16,11 +16,21 @@ from cryoflow.errors import CryoflowError
 
 # Command modules, in the order ``cryoflow --help`` lists them.
 COMMAND_MODULES: list[str] = [
-    "demo", "simulate",
-    "ingest", "export", "verify",
-    "reconstruct", "lift", "edges", "localize",
-    "run", "check", "certs",
-    "train", "annotate", "detect",
+    "demo",
+    "simulate",
+    "ingest",
+    "export",
+    "verify",
+    "reconstruct",
+    "lift",
+    "edges",
+    "localize",
+    "run",
+    "check",
+    "certs",
+    "train",
+    "annotate",
+    "detect",
 ]
 
 app = typer.Typer(

@@ -188,9 +188,7 @@ def _align_half(
             raise ConfigError("a local-only search (global_step_deg=None) needs prior orientations")
         grid = grid_for_step(search.global_step_deg)
         coarse = shift_window(max_s, dev, box=box)
-        scores, shifts = _search(
-            parts, ref, _zyx(grid), centres, coarse, max_s, search.chunk_bytes
-        )
+        scores, shifts = _search(parts, ref, _zyx(grid), centres, coarse, max_s, search.chunk_bytes)
         k = min(int(search.top_k), grid.shape[0])
         top = torch.topk(scores, k, dim=1).indices
         cand = grid[top.cpu().numpy()]  # (n, k, 3, 3)

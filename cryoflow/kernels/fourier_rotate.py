@@ -119,7 +119,9 @@ def sample_transform(padded: torch.Tensor, freqs_zyx: torch.Tensor) -> torch.Ten
 
 
 def _signed_permutation(m: np.ndarray) -> bool:
-    return bool(np.all(np.isclose(np.abs(m), 0.0, atol=1e-6) | np.isclose(np.abs(m), 1.0, atol=1e-6)))
+    return bool(
+        np.all(np.isclose(np.abs(m), 0.0, atol=1e-6) | np.isclose(np.abs(m), 1.0, atol=1e-6))
+    )
 
 
 def _permute(volume: np.ndarray, m: np.ndarray) -> np.ndarray:

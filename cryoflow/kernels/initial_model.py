@@ -17,13 +17,14 @@ The result's frame is arbitrary (a template-free average is defined up to a rota
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from cryoflow.geometry.rotation import random_euler
-from cryoflow.kernels.align import AlignResult, RoundReferences, SearchParams, align_batch
+from cryoflow.kernels.align import AlignResult, RoundReferences, align_batch
 from cryoflow.kernels.average import HalfSums, accumulate_batch, reconstruct
 from cryoflow.kernels.fsc import lowpass
 from cryoflow.kernels.masks import spherical_mask
@@ -46,8 +47,13 @@ def _average(
     for lo in range(0, len(vols), batch):
         sl = slice(lo, lo + batch)
         sums = sums + accumulate_batch(
-            vols[sl], al.euler_deg[sl], al.shifts_zyx_px[sl], tr[sl], zeros[sl],
-            symmetry=symmetry, device=device,
+            vols[sl],
+            al.euler_deg[sl],
+            al.shifts_zyx_px[sl],
+            tr[sl],
+            zeros[sl],
+            symmetry=symmetry,
+            device=device,
         )
     return reconstruct(sums.data[0], sums.weight[0], int(sums.count[0]), weight_floor=weight_floor)
 
@@ -65,21 +71,21 @@ def initial_model(
     n, box = vols.shape[0], vols.shape[-1]
     rng = np.random.default_rng(params.seed + 1)
     al = AlignResult(random_euler(rng, n), np.zeros((n, 3)), np.zeros(n))
-    model = _average(
-        vols, tr, al, params.symmetry, params.batch_size, params.weight_floor, device
-    )
-    search = SearchParams(
-        params.global_step_deg, params.global_levels, params.max_shift_px, params.top_k,
-        params.highpass_px,
-    )
+    model = _average(vols, tr, al, params.symmetry, params.batch_size, params.weight_floor, device)
     mask = spherical_mask(box, box / 2.0 - 4.0, 3.0)
+    search = replace(params.search(0, mask), global_step_deg=params.global_step_deg)
     for _ in range(int(params.initial_rounds)):
         refs = RoundReferences(
             lowpass(model, params.initial_resolution_px)[None], mask, params.initial_resolution_px
         )
         parts = [
-            align_batch(vols[lo : lo + params.batch_size], tr[lo : lo + params.batch_size], refs,
-                        search, device=device)
+            align_batch(
+                vols[lo : lo + params.batch_size],
+                tr[lo : lo + params.batch_size],
+                refs,
+                search,
+                device=device,
+            )
             for lo in range(0, n, params.batch_size)
         ]
         al = AlignResult(

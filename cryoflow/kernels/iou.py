@@ -124,5 +124,10 @@ def surface_scores(
     precision = float(np.mean(dist_truth[pred] <= tolerance))
     recall = float(np.mean(distance_transform_edt(~pred)[truth] <= tolerance))
     f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return {"precision": precision, "recall": recall, "f1": f1, "n_pred": n_pred,
-            "n_truth": n_truth}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "n_pred": n_pred,
+        "n_truth": n_truth,
+    }

@@ -28,7 +28,7 @@ from cryoflow.kernels.average import HalfSums, accumulate_batch
 from cryoflow.kernels.finish import RoundOutcome, finish_round
 from cryoflow.kernels.fsc import lowpass
 from cryoflow.kernels.initial_model import initial_model
-from cryoflow.kernels.masks import spherical_mask
+from cryoflow.kernels.masks import mask_radius_px, spherical_mask
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class RefineParams:
     local_levels: tuple[tuple[float, float], ...] = ((2.0, 5.0), (1.0, 2.0))
     max_shift_px: float = 3.0
     initial_resolution_px: float = 4.0
-    highpass_px: float | None = 8.0
+    highpass_px: float | None = None
+    highpass_mask_factor: float = 1.3
     symmetry: str = "C1"
     weight_floor: float = 0.1
     top_k: int = 1
@@ -60,14 +61,22 @@ class RefineParams:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         parse_symmetry(self.symmetry)
 
-    def search(self, round_index: int) -> SearchParams:
-        """The search of round ``round_index`` (0-based)."""
+    def highpass_for(self, mask: np.ndarray) -> float:
+        """The score's high-pass period (voxels): ``highpass_px``, else ``highpass_mask_factor``
+        times the radius of the alignment mask (periods longer than about the particle's size
+        carry its rotation-blind envelope and the masks' edges, not its orientation)."""
+        if self.highpass_px is not None:
+            return float(self.highpass_px)
+        return self.highpass_mask_factor * max(mask_radius_px(mask), 2.0)
+
+    def search(self, round_index: int, mask: np.ndarray) -> SearchParams:
+        """The search of round ``round_index`` (0-based) with alignment mask ``mask``."""
+        hp = self.highpass_for(mask)
         if round_index < self.global_rounds:
             return SearchParams(
-                self.global_step_deg, self.global_levels, self.max_shift_px, self.top_k,
-                self.highpass_px,
+                self.global_step_deg, self.global_levels, self.max_shift_px, self.top_k, hp
             )
-        return SearchParams(None, self.local_levels, self.max_shift_px, 1, self.highpass_px)
+        return SearchParams(None, self.local_levels, self.max_shift_px, 1, hp)
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,11 @@ def align_all(
         sl = slice(lo, lo + batch_size)
         parts.append(
             align_batch(
-                particles[sl], tilt_ranges[sl], references, search, half_ids=half_ids[sl],
+                particles[sl],
+                tilt_ranges[sl],
+                references,
+                search,
+                half_ids=half_ids[sl],
                 priors_euler_deg=None if priors is None else priors.euler_deg[sl],
                 priors_shifts_zyx_px=None if priors is None else priors.shifts_zyx_px[sl],
                 device=device,
@@ -128,14 +141,20 @@ def accumulate_all(
     """:func:`accumulate_batch` over batches, the partial sums added pairwise (a tree)."""
     sums = [
         accumulate_batch(
-            particles[lo : lo + batch_size], alignment.euler_deg[lo : lo + batch_size],
-            alignment.shifts_zyx_px[lo : lo + batch_size], tilt_ranges[lo : lo + batch_size],
-            half_ids[lo : lo + batch_size], symmetry=symmetry, device=device,
+            particles[lo : lo + batch_size],
+            alignment.euler_deg[lo : lo + batch_size],
+            alignment.shifts_zyx_px[lo : lo + batch_size],
+            tilt_ranges[lo : lo + batch_size],
+            half_ids[lo : lo + batch_size],
+            symmetry=symmetry,
+            device=device,
         )
         for lo in range(0, len(particles), batch_size)
     ]
     while len(sums) > 1:
-        sums = [sums[i] + sums[i + 1] if i + 1 < len(sums) else sums[i] for i in range(0, len(sums), 2)]
+        sums = [
+            sums[i] + sums[i + 1] if i + 1 < len(sums) else sums[i] for i in range(0, len(sums), 2)
+        ]
     return sums[0]
 
 
@@ -171,7 +190,9 @@ def refine(
     else:
         start = np.asarray(reference, dtype=np.float32)
         if start.shape != (box,) * 3:
-            raise GeometryError(f"the reference must be a ({box}, {box}, {box}) map, got {start.shape}")
+            raise GeometryError(
+                f"the reference must be a ({box}, {box}, {box}) map, got {start.shape}"
+            )
     first_mask = mask if mask is not None else spherical_mask(box, box / 2.0 - 4.0, 3.0)
     refs = RoundReferences(
         np.stack([lowpass(start, p.initial_resolution_px)] * 2),
@@ -182,16 +203,24 @@ def refine(
     history: list[dict[str, float]] = []
     outcome: RoundOutcome | None = None
     for r in range(p.rounds):
-        search = p.search(r)
+        search = p.search(r, refs.mask)
         priors = alignment if search.global_step_deg is None else None
         alignment = align_all(vols, tr, refs, search, halves, priors, p.batch_size, device)
         sums = accumulate_all(
-            vols, alignment, tr, halves, symmetry=p.symmetry, batch_size=p.batch_size,
+            vols,
+            alignment,
+            tr,
+            halves,
+            symmetry=p.symmetry,
+            batch_size=p.batch_size,
             device=device,
         )
         outcome = finish_round(
-            sums, voxel_size_angstrom=voxel_size_angstrom, mask=mask,
-            previous_resolution_px=refs.resolution_px, weight_floor=p.weight_floor,
+            sums,
+            voxel_size_angstrom=voxel_size_angstrom,
+            mask=mask,
+            previous_resolution_px=refs.resolution_px,
+            weight_floor=p.weight_floor,
         )
         history.append(
             {

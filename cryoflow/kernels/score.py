@@ -36,7 +36,6 @@ from cryoflow.kernels.fourier_rotate import (
     centred_rfft,
     hermitian_weights,
     padded_transform,
-    rfft_frequencies,
     sample_transform,
 )
 from cryoflow.kernels.wedge import wedge_mask
@@ -47,19 +46,19 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 @dataclass(frozen=True)
 class ParticleSpectra:
-    """A batch of particles prepared for scoring (device tensors).
+    """A batch of particles prepared for scoring (device tensors), on the *band cube*: the
+    components ``(kz, ky, kx)`` with ``kz, ky in -m .. m`` and ``kx in 0 .. m`` (``m = floor(B
+    k_max)``), flattened to ``C = (2m+1)^2 (m+1)`` entries, zero outside the band.
 
-    ``spectra`` (P, Kb) complex: centred transforms at the band's components, wedge applied;
-    ``wedge`` (P, Kb) float: ``W_p`` times ``herm`` (Kb,), the Hermitian multiplicity; ``band_freqs`` (Kb, 3)
-    cycles/voxel ``(kz, ky, kx)``; ``cube_index`` (Kb,): flat index of each component in the
-    cropped Fourier cube ``(2m+1, 2m+1, m+1)`` that holds the band (``m = floor(B k_max)``).
+    ``spectra`` (P, C) complex: centred transforms, wedge applied; ``wedge`` (P, C) float:
+    ``W_p`` times ``herm``; ``herm`` (C,): the Hermitian multiplicity of each rfft component,
+    zero outside the band; ``band_freqs`` (C, 3): cycles/voxel ``(kz, ky, kx)``.
     """
 
     spectra: torch.Tensor
     wedge: torch.Tensor
     herm: torch.Tensor
     band_freqs: torch.Tensor
-    cube_index: torch.Tensor
     m: int
     box: int
 
@@ -73,24 +72,6 @@ class ReferenceSpectrum:
     box: int
 
 
-def band_components(
-    box: int,
-    resolution_px: float,
-    device: str | torch.device,
-    highpass_px: float | None = None,
-) -> torch.Tensor:
-    """Tensor (Kb,) long: rfft-grid flat indices with ``k_lo <= |k| <= 1/resolution_px``.
-
-    ``k_lo = 1/highpass_px`` (periods longer than ``highpass_px`` voxels dropped), else the
-    first shell (only DC dropped).
-    """
-    k = rfft_frequencies(box, device).reshape(-1, 3)
-    r = torch.linalg.vector_norm(k, dim=1)
-    cut = 1.0 / max(float(resolution_px), 2.0)
-    lo = 1.0 / float(highpass_px) if highpass_px else 0.5 / box
-    return torch.nonzero((r >= lo - 1e-6) & (r <= cut + 1e-6)).reshape(-1)
-
-
 def wedge_stack(
     box: int, tilt_ranges: np.ndarray, device: str | torch.device, *, rfft: bool = True
 ) -> torch.Tensor:
@@ -99,6 +80,24 @@ def wedge_stack(
     uniq, inverse = np.unique(tr, axis=0, return_inverse=True)
     masks = np.stack([wedge_mask((box,) * 3, r, rfft=rfft) for r in uniq]).astype(np.float32)
     return torch.as_tensor(masks, device=device)[torch.as_tensor(inverse.reshape(-1))]
+
+
+def band_cube(
+    box: int, resolution_px: float, device: str | torch.device, highpass_px: float | None = None
+) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The band cube: ``m``, rfft flat indices (C,), frequencies (C, 3) and band mask (C,)."""
+    cut = 1.0 / max(float(resolution_px), 2.0)
+    lo = max(1.0 / float(highpass_px), 0.5 / box) if highpass_px else 0.5 / box
+    m = min(int(np.floor(cut * box + 1e-6)), box // 2)
+    ax = torch.arange(-m, m + 1, device=device)
+    kz, ky, kx = torch.meshgrid(ax, ax, torch.arange(0, m + 1, device=device), indexing="ij")
+    idx = ((kz % box) * box + (ky % box)) * (box // 2 + 1) + kx
+    freqs = torch.stack([kz, ky, kx], dim=-1).reshape(-1, 3).to(torch.float32) / box
+    r = torch.linalg.vector_norm(freqs, dim=1)
+    band = (r >= lo - 1e-6) & (r <= cut + 1e-6)
+    if 2 * m == box:  # +B/2 and -B/2 are one component: keep -B/2 only
+        band &= (kz.reshape(-1) != m) & (ky.reshape(-1) != m)
+    return m, idx.reshape(-1), freqs, band.to(torch.float32)
 
 
 def prepare_particles(
@@ -111,16 +110,12 @@ def prepare_particles(
     """Mask, transform and band-limit a (P, B, B, B) particle batch (see module docstring)."""
     box = int(particles.shape[-1])
     dev = particles.device
-    band = band_components(box, resolution_px, dev, highpass_px)
-    spec = centred_rfft(particles * mask).reshape(particles.shape[0], -1)[:, band]
-    wedge = wedge_stack(box, tilt_ranges, dev).reshape(particles.shape[0], -1)[:, band]
-    herm = hermitian_weights(box, dev).reshape(-1)[band]
-    freqs = rfft_frequencies(box, dev).reshape(-1, 3)[band]
-    # integer frequency indices (kz, ky in -m..m, kx in 0..m) -> flat index in the cube
-    m = int(torch.round(freqs.abs().max() * box).item()) if band.numel() else 0
-    ki = torch.round(freqs * box).long()
-    cube = ((ki[:, 0] + m) * (2 * m + 1) + (ki[:, 1] + m)) * (m + 1) + ki[:, 2]
-    return ParticleSpectra(spec * wedge, wedge * herm, herm, freqs, cube, m, box)
+    n = particles.shape[0]
+    m, idx, freqs, band = band_cube(box, resolution_px, dev, highpass_px)
+    spec = centred_rfft(particles * mask).reshape(n, -1)[:, idx]
+    wedge = wedge_stack(box, tilt_ranges, dev).reshape(n, -1)[:, idx] * band
+    herm = hermitian_weights(box, dev).reshape(-1)[idx] * band
+    return ParticleSpectra(spec * wedge, wedge * herm, herm, freqs, m, box)
 
 
 def prepare_reference(
@@ -177,30 +172,44 @@ def recentre(parts: ParticleSpectra, centres_zyx: torch.Tensor) -> ParticleSpect
     return replace(parts, spectra=parts.spectra * phase.to(parts.spectra.dtype))
 
 
+def _block(e: torch.Tensor) -> torch.Tensor:
+    """Real (2K, 2X) matrix acting on interleaved (re, im) rows as the complex (K, X) ``e``."""
+    k, x = e.shape
+    b = torch.empty((2 * k, 2 * x), dtype=e.real.dtype, device=e.device)
+    b[0::2, 0::2], b[0::2, 1::2] = e.real, e.imag
+    b[1::2, 0::2], b[1::2, 1::2] = -e.imag, e.real
+    return b
+
+
+def _contract_last(x: torch.Tensor, e_block: torch.Tensor) -> torch.Tensor:
+    """Complex ``x`` (..., K) times complex (K, X) given as its real block: (..., X)."""
+    shape = x.shape
+    y = torch.view_as_real(x.contiguous()).reshape(-1, 2 * shape[-1]) @ e_block
+    return torch.view_as_complex(y.reshape(*shape[:-1], -1, 2).contiguous())
+
+
 def window_correlation(
     parts: ParticleSpectra, prod: torch.Tensor, window: ShiftWindow
 ) -> torch.Tensor:
     """Tensor (N, Nw): ``Re sum_k X(k) e^{2 pi i k.s}`` (full grid) at the window's offsets.
 
-    ``prod`` (N, Kb) complex: cross spectra ``X`` on the band's rfft components, Hermitian
-    multiplicities included. The sum is a separable DFT on the cropped cube (three small matrix
-    products, no FFT): only the shifts searched are evaluated, at any step (sub-voxel too), and a
-    band limit shrinks the cube.
+    ``prod`` (N, C) complex: cross spectra ``X`` on the band cube, Hermitian multiplicities
+    included. The sum is a separable DFT (three small real matrix products, no FFT): only the
+    shifts searched are evaluated, at any step (sub-voxel too), and a band limit shrinks the cube.
     """
     m, box, n = parts.m, parts.box, prod.shape[0]
     dev = prod.device
-    cube = torch.zeros((n, (2 * m + 1) ** 2 * (m + 1)), dtype=prod.dtype, device=dev)
-    cube[:, parts.cube_index] = prod
-    cube = cube.reshape(n, 2 * m + 1, 2 * m + 1, m + 1)
     s = torch.arange(-window.half, window.half + 1, device=dev, dtype=torch.float64) * window.step
     k = torch.arange(-m, m + 1, device=dev, dtype=torch.float64)
-    e = torch.exp(2j * np.pi * torch.outer(k, s) / box).to(prod.dtype)  # (2m+1, 2S+1)
+    e = _block(torch.exp(2j * np.pi * torch.outer(k, s) / box).to(prod.dtype))
     kx = torch.arange(0, m + 1, device=dev, dtype=torch.float64)
-    ex = torch.exp(2j * np.pi * torch.outer(kx, s) / box).to(prod.dtype)  # (m+1, 2S+1)
-    out = torch.einsum("nabc,cx->nabx", cube, ex)
-    out = torch.einsum("nabx,by->nayx", out, e)
-    out = torch.einsum("nayx,az->nzyx", out, e).real
-    return out.reshape(n, -1)[:, window.keep]
+    ex = _block(torch.exp(2j * np.pi * torch.outer(kx, s) / box).to(prod.dtype))
+    w = 2 * window.half + 1
+    y = _contract_last(prod.reshape(n, 2 * m + 1, 2 * m + 1, m + 1), ex)  # (n, kz, ky, sx)
+    y = _contract_last(y.transpose(2, 3), e)  # (n, kz, sx, sy)
+    y = _contract_last(y.permute(0, 2, 3, 1), e)  # (n, sx, sy, sz)
+    out = y.real.permute(0, 3, 2, 1).reshape(n, w**3)
+    return out[:, window.keep]
 
 
 def _sample_support(ref: ReferenceSpectrum, q: torch.Tensor) -> torch.Tensor:
@@ -257,7 +266,8 @@ def score_orientations(
     dev = parts.spectra.device
     scores = torch.empty((n_p, n_o), device=dev)
     where = torch.empty((n_p, n_o), dtype=torch.long, device=dev)
-    pp = (parts.spectra.real**2 + parts.spectra.imag**2) * parts.wedge  # (P, Kb)
+    pp = (parts.spectra.real**2 + parts.spectra.imag**2) * parts.wedge  # (P, C)
+    weighted = (parts.spectra * parts.herm)[:, None, :]
     for lo in range(0, n_o, per):
         rot = rotations_zyx[..., lo : lo + per, :, :]
         c = rot.shape[-3]
@@ -275,7 +285,7 @@ def score_orientations(
             )
         # 3. cross-correlation at every shift of the window (separable DFT)
         hc = torch.conj(h)[None] if shared else torch.conj(h)
-        prod = (parts.spectra * parts.herm)[:, None, :] * hc
+        prod = weighted * hc
         cc = window_correlation(parts, prod.reshape(n_p * c, -1), window)
         if allowed is not None:
             cc = cc.reshape(n_p, c, -1).masked_fill(~allowed[:, None, :], -torch.inf)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cryoflow.geometry.rotation import matrix_xyz_from_euler, matrix_zyx_from_euler
 from cryoflow.geometry.orientation_error import orientation_errors_deg
+from cryoflow.geometry.rotation import matrix_xyz_from_euler, matrix_zyx_from_euler
 from cryoflow.kernels.align import RoundReferences, SearchParams, align_batch
 from cryoflow.kernels.fourier_rotate import rotate_volumes
 from cryoflow.kernels.fsc import fsc
@@ -23,8 +23,9 @@ from cryoflow.kernels.masks import spherical_mask
 def shift_volume(volume: np.ndarray, shift_zyx_px: np.ndarray) -> np.ndarray:
     """ndarray (B, B, B): ``out(r) = volume(r - shift)`` (a Fourier phase ramp, periodic)."""
     v = np.asarray(volume, dtype=np.float64)
-    k = np.meshgrid(*(np.fft.fftfreq(n) for n in v.shape[:2]), np.fft.rfftfreq(v.shape[2]),
-                    indexing="ij")
+    k = np.meshgrid(
+        *(np.fft.fftfreq(n) for n in v.shape[:2]), np.fft.rfftfreq(v.shape[2]), indexing="ij"
+    )
     ph = np.exp(-2j * np.pi * sum(ki * si for ki, si in zip(k, shift_zyx_px, strict=True)))
     return np.fft.irfftn(np.fft.rfftn(v) * ph, s=v.shape).astype(np.float32)
 
@@ -44,12 +45,14 @@ def register_to(
     """
     box = truth.shape[0]
     refs = RoundReferences(
-        np.asarray(truth, np.float32)[None], spherical_mask(box, box / 2.0 - 3.0, 2.0),
+        np.asarray(truth, np.float32)[None],
+        spherical_mask(box, box / 2.0 - 3.0, 2.0),
         resolution_px,
     )
     search = SearchParams(step_deg, ((4.0, 8.0), (1.5, 3.0), (0.5, 1.0)), box / 4.0, top_k=3)
-    res = align_batch(np.asarray(volume)[None], np.array([[-90.0, 90.0]]), refs, search,
-                      device=device)
+    res = align_batch(
+        np.asarray(volume)[None], np.array([[-90.0, 90.0]]), refs, search, device=device
+    )
     m_zyx = matrix_zyx_from_euler(res.euler_deg[0])
     shifted = shift_volume(volume, -res.shifts_zyx_px[0])
     registered = rotate_volumes(shifted, m_zyx.T, device=device)
@@ -81,8 +84,10 @@ def truth_figures(
         register_to(average, truth, device=device)[0] if template_free else np.asarray(average)
     )
     errors, _ = orientation_errors_deg(
-        matrix_xyz_from_euler(est_euler_deg), matrix_xyz_from_euler(true_euler_deg),
-        symmetry=symmetry, align_frame=template_free,
+        matrix_xyz_from_euler(est_euler_deg),
+        matrix_xyz_from_euler(true_euler_deg),
+        symmetry=symmetry,
+        align_frame=template_free,
     )
     curve = fsc(registered, truth, mask)
     return TruthFigures(float(np.median(errors)), curve.resolution_px(0.5), registered)

@@ -59,7 +59,6 @@ class DetectorParams:
         return asdict(self)
 
 
-
 def _small_rcnn_settings(image_size: int) -> dict:
     """Faster R-CNN settings shared by every backbone: fixed image size, no ImageNet
     normalisation (no pretrained weights), and proposal/box budgets sized for a few small objects."""
@@ -76,6 +75,7 @@ def _small_rcnn_settings(image_size: int) -> dict:
         "box_batch_size_per_image": 64,
         "box_detections_per_img": 50,
     }
+
 
 def build_detector(params: DetectorParams, n_classes: int = 1) -> nn.Module:
     """An untrained Faster R-CNN for ``n_classes`` foreground classes (no downloads)."""

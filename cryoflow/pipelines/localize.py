@@ -187,7 +187,11 @@ BOXES3D_COLUMNS = [*BOX3D_COLUMNS, "label", "n_voxels", "threshold"]
 
 
 def class_boxes(
-    client: Any, labels: da.Array, votes: da.Array, class_name: str, threshold: float,
+    client: Any,
+    labels: da.Array,
+    votes: da.Array,
+    class_name: str,
+    threshold: float,
     min_voxels: int,
 ) -> pd.DataFrame:
     """3D boxes of one class's labelled components, computed on the cluster, with ``T``."""

@@ -171,7 +171,6 @@ def reconstruct_tomogram(
     }
 
 
-
 def reconstruct_dataset(
     client: Any, store: Any, names: Sequence[str], config: ReconstructConfig, *, quiet: bool = False
 ) -> dict[str, dict[str, Any]]:

@@ -13,10 +13,11 @@ Each particle ``i`` (:func:`simulate_subtomograms`):
 2. is rendered analytically: the density at voxel offset ``r`` is the shape's at
    ``R_i^-1 (r - s_i)``, each ellipsoid a soft-edged solid (``tanh`` edge of half a voxel),
    then blurred by a Gaussian of ``blur_px`` (independent of the alignment code's rotations);
-3. gets white Gaussian noise of variance ``var(signal) / snr`` (the noise-free particle's
-   variance over its box after the wedge), and both are filtered by the missing wedge of its
-   tilt range (the contract's rule), as a tomogram's noise is: ``snr`` is the ratio seen in
-   the wedge-filtered box.
+3. gets white Gaussian noise; signal and noise are filtered by the missing wedge of its tilt
+   range (the contract's rule), as a tomogram's are, in a region twice the box, and the box
+   is cut out of it (so the wedge's elongated tails are cut at the box's faces, as in a
+   tomogram, not wrapped around); the noise is scaled so that ``var(signal) / var(noise) =
+   snr`` in the box.
 
 The truth maps are the shapes rendered the same way in the reference frame (no rotation or
 shift, no wedge, no noise).
