@@ -88,9 +88,7 @@ def test_cli_train_then_annotate_and_detect(dataset, client, tmp_path, monkeypat
         ),
     )
     # 3. annotate the test tomogram with both; maps are uint8 with the model's threshold recorded
-    out = annotate_dataset(
-        client, dataset, ["test"], AnnotateConfig(models=(m1, m2), batch_size=4)
-    )
+    out = annotate_dataset(client, dataset, ["test"], AnnotateConfig(models=(m1, m2), batch_size=4))
     assert out["test"]["keys"] == {
         "granule": "granule",
         "mito_membrane": "mito_membrane",

@@ -31,19 +31,28 @@ def make_dataset(store, n=3, bad=(), seed=0, shape=(8, 32, 32)):
 
 
 def pipeline(store, steps=None, **cluster):
-    return parse_pipeline({
-        "dataset": {"store": str(store)},
-        "cluster": {"max_in_flight": 2, "retries": 0, **cluster},
-        "steps": steps or [{"bin": {"factor": 2}}],
-    })
+    return parse_pipeline(
+        {
+            "dataset": {"store": str(store)},
+            "cluster": {"max_in_flight": 2, "retries": 0, **cluster},
+            "steps": steps or [{"bin": {"factor": 2}}],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit="2GiB", silence_logs=50) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        memory_limit="2GiB",
+        silence_logs=50,
+    ) as cluster:
         with Client(cluster, set_as_default=False) as c:
             yield c
 
@@ -52,13 +61,38 @@ def client():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"dataset": {"store": "x", "stor": 1}, "steps": ["bin"]}, "unknown key 'dataset.stor'; allowed: store, tomograms"),
-        ({"dataset": {"store": "x"}, "steps": [{"bim": {}}]}, "unknown step 'bim'; allowed: ingest, simulate, bin"),
-        ({"dataset": {"store": "x"}, "steps": [{"bin": {"factr": 2}}]}, "unknown key 'factr'; allowed: factor"),
-        ({"dataset": {"store": "x"}, "steps": [{"bin": {"factor": 0}}]}, "greater than or equal to 1"),
-        ({"dataset": {"store": "x"}, "cluster": {"max_in_flight": 0}, "steps": ["bin"]}, "cluster.max_in_flight"),
-        ({"dataset": {"store": "x"}, "cluster": {"scheduler": "10.0.0.1:8786"}, "steps": ["bin"]}, "tcp://HOST:PORT"),
-        ({"dataset": {"store": "x", "tomograms": ["../../etc"]}, "steps": ["bin"]}, "invalid tomogram name '../../etc'"),
+        (
+            {"dataset": {"store": "x", "stor": 1}, "steps": ["bin"]},
+            "unknown key 'dataset.stor'; allowed: store, tomograms",
+        ),
+        (
+            {"dataset": {"store": "x"}, "steps": [{"bim": {}}]},
+            "unknown step 'bim'; allowed: ingest, simulate, bin",
+        ),
+        (
+            {"dataset": {"store": "x"}, "steps": [{"bin": {"factr": 2}}]},
+            "unknown key 'factr'; allowed: factor",
+        ),
+        (
+            {"dataset": {"store": "x"}, "steps": [{"bin": {"factor": 0}}]},
+            "greater than or equal to 1",
+        ),
+        (
+            {"dataset": {"store": "x"}, "cluster": {"max_in_flight": 0}, "steps": ["bin"]},
+            "cluster.max_in_flight",
+        ),
+        (
+            {
+                "dataset": {"store": "x"},
+                "cluster": {"scheduler": "10.0.0.1:8786"},
+                "steps": ["bin"],
+            },
+            "tcp://HOST:PORT",
+        ),
+        (
+            {"dataset": {"store": "x", "tomograms": ["../../etc"]}, "steps": ["bin"]},
+            "invalid tomogram name '../../etc'",
+        ),
         ({"dataset": {"store": "x"}, "steps": ["bin", "bin"]}, "repeated: bin"),
         ({"dataset": {"store": "x"}, "steps": []}, "steps"),
         ({"steps": ["bin"]}, "missing required key 'dataset'"),
@@ -74,7 +108,9 @@ def test_bad_config_names_key_and_allowed_values(raw, message):
 def test_config_is_frozen_and_paths_resolve(tmp_path):
     path = tmp_path / "sub" / "PIPELINE.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump({"dataset": {"store": "d.zarr"}, "steps": [{"bin": {"factor": 4}}]}))
+    path.write_text(
+        yaml.safe_dump({"dataset": {"store": "d.zarr"}, "steps": [{"bin": {"factor": 4}}]})
+    )
     cfg = load_pipeline(path)
     assert cfg.dataset.store == str(tmp_path / "sub" / "d.zarr")
     assert cfg.steps[0].params.factor == 4
@@ -123,30 +159,42 @@ def test_changed_parameter_recomputes_only_what_it_affects(tmp_path, client):
     store = tmp_path / "d.zarr"
     data = make_dataset(store, n=2)
     run_pipeline(pipeline(store), client, quiet=True)
-    first = {n: open_result(store, n, "bin", "tilt_series").attrs["provenance"]["run_token"] for n in data}
+    first = {
+        n: open_result(store, n, "bin", "tilt_series").attrs["provenance"]["run_token"]
+        for n in data
+    }
     # only TS_01 is selected with a new factor: TS_00 keeps its result untouched
-    cfg = parse_pipeline({"dataset": {"store": str(store), "tomograms": ["TS_01"]},
-                          "steps": [{"bin": {"factor": 4}}]})
+    cfg = parse_pipeline(
+        {
+            "dataset": {"store": str(store), "tomograms": ["TS_01"]},
+            "steps": [{"bin": {"factor": 4}}],
+        }
+    )
     summary = run_pipeline(cfg, client, quiet=True)
     assert summary.steps["bin"].computed == 1
     out = open_result(store, "TS_01", "bin", "tilt_series")
     assert out.shape == (8, 8, 8)
     np.testing.assert_array_equal(out.values, bin_image(data["TS_01"], 4))
     assert out.attrs["provenance"]["run_token"] != first["TS_01"]
-    assert open_result(store, "TS_00", "bin", "tilt_series").attrs["provenance"]["run_token"] == first["TS_00"]
+    assert (
+        open_result(store, "TS_00", "bin", "tilt_series").attrs["provenance"]["run_token"]
+        == first["TS_00"]
+    )
     # a rewritten input (new write_id) recomputes its results even with the same parameters
     write_tilt_series(store, "TS_00", data["TS_00"] * 2, ANGLES, 2.5, overwrite=True)
     summary = run_pipeline(pipeline(store), client, quiet=True)
     assert summary.steps["bin"].computed == 2  # TS_00 (new input) and TS_01 (factor back to 2)
-    np.testing.assert_allclose(open_result(store, "TS_00", "bin", "tilt_series").values,
-                               bin_image(data["TS_00"] * 2, 2))
+    np.testing.assert_allclose(
+        open_result(store, "TS_00", "bin", "tilt_series").values, bin_image(data["TS_00"] * 2, 2)
+    )
 
 
 def test_missing_tomogram_is_a_named_failure(tmp_path, client):
     store = tmp_path / "d.zarr"
     make_dataset(store, n=1)
-    cfg = parse_pipeline({"dataset": {"store": str(store), "tomograms": ["TS_00", "nope"]},
-                          "steps": ["bin"]})
+    cfg = parse_pipeline(
+        {"dataset": {"store": str(store), "tomograms": ["TS_00", "nope"]}, "steps": ["bin"]}
+    )
     summary = run_pipeline(cfg, client, quiet=True)
     assert list(summary.failures) == ["nope"]
     assert "NodeNotFoundError" in summary.failures["nope"]
@@ -169,8 +217,12 @@ def test_task_names_say_what_runs_per_tomogram(tmp_path, client):
 # ---------------------------------------------------------------------------- CLI
 def _write_pipeline(tmp_path, store, steps, **extra):
     path = tmp_path / "PIPELINE.yaml"
-    body = {"dataset": {"store": str(store)}, "cluster": {"n_workers": 1, "memory_limit": "1GiB",
-            "dashboard": True, "retries": 0}, "steps": steps, **extra}
+    body = {
+        "dataset": {"store": str(store)},
+        "cluster": {"n_workers": 1, "memory_limit": "1GiB", "dashboard": True, "retries": 0},
+        "steps": steps,
+        **extra,
+    }
     path.write_text(yaml.safe_dump(body))
     return path
 
@@ -181,8 +233,11 @@ def test_cli_run_exits_nonzero_naming_bad_tomogram(tmp_path, capsys, client):
     store = tmp_path / "d.zarr"
     make_dataset(store, n=2, bad={"TS_01"})
     # on the test cluster (connect() attaches to it and still writes the performance report)
-    body = {"dataset": {"store": str(store)}, "steps": [{"bin": {"factor": 2}}],
-            "cluster": {"scheduler": client.scheduler.address, "retries": 0}}
+    body = {
+        "dataset": {"store": str(store)},
+        "steps": [{"bin": {"factor": 2}}],
+        "cluster": {"scheduler": client.scheduler.address, "retries": 0},
+    }
     path = tmp_path / "PIPELINE.yaml"
     path.write_text(yaml.safe_dump(body))
     with pytest.raises(SystemExit) as info:
@@ -194,7 +249,8 @@ def test_cli_run_exits_nonzero_naming_bad_tomogram(tmp_path, capsys, client):
     reports = list((tmp_path / "d.zarr.reports").glob("run-*.html"))
     assert len(reports) == 1  # a performance report per run
     assert json.loads(json.dumps(read_summary(store)))["failures"] == {
-        "TS_01": read_summary(store)["failures"]["TS_01"]}
+        "TS_01": read_summary(store)["failures"]["TS_01"]
+    }
 
 
 def test_cli_check_validates_without_computing(tmp_path, capsys):
@@ -231,7 +287,9 @@ def test_check_reads_mrc_headers_of_ingest_inputs(tmp_path, capsys):
     with mrcfile.new(raw / "TS_A.mrc") as mrc:
         mrc.set_data(np.zeros((8, 16, 16), np.float32))
     (raw / "TS_A.tlt").write_text("\n".join(str(a) for a in ANGLES))
-    path = _write_pipeline(tmp_path, tmp_path / "d.zarr", [{"ingest": {"inputs": "raw/*.mrc"}}, "bin"])
+    path = _write_pipeline(
+        tmp_path, tmp_path / "d.zarr", [{"ingest": {"inputs": "raw/*.mrc"}}, "bin"]
+    )
     with pytest.raises(SystemExit) as info:
         main(["check", str(path)])
     assert info.value.code in (0, None)
@@ -258,14 +316,17 @@ def test_ingest_step_then_bin(tmp_path, client):
             mrc.set_data(stacks[name])
         (raw / f"{name}.tlt").write_text("\n".join(str(a) for a in ANGLES))
     (raw / "TS_C.mrc").write_bytes(b"\0" * 2000)  # not an MRC: fails alone
-    path = _write_pipeline(tmp_path, tmp_path / "d.zarr", [{"ingest": {"inputs": "raw/*.mrc"}}, "bin"])
+    path = _write_pipeline(
+        tmp_path, tmp_path / "d.zarr", [{"ingest": {"inputs": "raw/*.mrc"}}, "bin"]
+    )
     cfg = load_pipeline(path)
     summary = run_pipeline(cfg, client, quiet=True)
     assert list(summary.failures) == ["TS_C"] and summary.failures["TS_C"].startswith("ingest:")
     assert summary.steps["ingest"].computed == 2 and summary.steps["bin"].computed == 2
     for name, ts in stacks.items():
-        np.testing.assert_array_equal(open_result(cfg.dataset.store, name, "bin", "tilt_series").values,
-                                      bin_image(ts, 2))
+        np.testing.assert_array_equal(
+            open_result(cfg.dataset.store, name, "bin", "tilt_series").values, bin_image(ts, 2)
+        )
     again = run_pipeline(cfg, client, quiet=True)
     assert again.steps["ingest"].skipped == 2 and again.steps["bin"].skipped == 2
 
@@ -275,7 +336,10 @@ def test_bin_then_reconstruct_chain(tmp_path, client):
 
     store = tmp_path / "d.zarr"
     data = make_dataset(store, n=2, shape=(8, 32, 32))
-    steps = [{"bin": {"factor": 2}}, {"reconstruct": {"source": "bin", "thickness": 16, "chunk": 8}}]
+    steps = [
+        {"bin": {"factor": 2}},
+        {"reconstruct": {"source": "bin", "thickness": 16, "chunk": 8}},
+    ]
     summary = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert summary.ok, summary.failures
     assert summary.steps["reconstruct"].computed == 2

@@ -25,23 +25,41 @@ NAMES = ["sim_000", "sim_001"]
 SIMULATE = {
     "simulate": {"preset": "tiny", "n_tomograms": 2, "shape": [16, 32, 32], "tilt_step_deg": 10.0}
 }
-LIFT = {"lift": {"masks": "truth/masks2d", "classes": ["membrane", "mito_membrane"],
-                 "thickness": 16, "chunk": 16}}
+LIFT = {
+    "lift": {
+        "masks": "truth/masks2d",
+        "classes": ["membrane", "mito_membrane"],
+        "thickness": 16,
+        "chunk": 16,
+    }
+}
 
 
 @pytest.fixture(scope="module")
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit="2GiB", silence_logs=50) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        memory_limit="2GiB",
+        silence_logs=50,
+    ) as cluster:
         with Client(cluster, set_as_default=False) as c:
             yield c
 
 
 def pipeline(store, steps, **dataset):
-    return parse_pipeline({"dataset": {"store": str(store), **dataset},
-                           "cluster": {"max_in_flight": 2, "retries": 1}, "steps": steps})
+    return parse_pipeline(
+        {
+            "dataset": {"store": str(store), **dataset},
+            "cluster": {"max_in_flight": 2, "retries": 1},
+            "steps": steps,
+        }
+    )
 
 
 def counts(summary, step):
@@ -75,8 +93,11 @@ def store(example, tmp_path):
 
 
 def tokens(store, step, keys):
-    return {(n, k): open_result(store, n, step, k).attrs["provenance"]["run_token"]
-            for n in NAMES for k in keys}
+    return {
+        (n, k): open_result(store, n, step, k).attrs["provenance"]["run_token"]
+        for n in NAMES
+        for k in keys
+    }
 
 
 # ---------------------------------------------------------------------------- simulate
@@ -89,7 +110,8 @@ def test_simulate_step_skips_when_current_and_replaces_on_new_settings(store, cl
     images, masks = simulate_tilts(config, 1, simulate_phantom(config, 1))
     np.testing.assert_array_equal(ts.values, images)  # the simulator's own tomogram 1
     np.testing.assert_array_equal(
-        open_result(store, "sim_001", "truth", "masks2d_membrane").values, masks["membrane"])
+        open_result(store, "sim_001", "truth", "masks2d_membrane").values, masks["membrane"]
+    )
     again = run_pipeline(pipeline(store, [SIMULATE]), client, quiet=True)
     assert counts(again, "simulate") == (0, 2, 0)
     # new settings replace every simulated tomogram
@@ -114,7 +136,11 @@ def test_lift_and_edges_match_stage_graphs_rerun_skips_and_changes_stay_local(st
     assert summary.ok, summary.failures
     # the example computed simulate, reconstruct and lift with these parameters
     assert [counts(summary, s)[:2] for s in ("simulate", "reconstruct", "lift", "edges")] == [
-        (0, 2), (0, 2), (0, 2), (2, 0)]
+        (0, 2),
+        (0, 2),
+        (0, 2),
+        (2, 0),
+    ]
     # 1. lift: the same votes, curve and T as cryoflow lift's lift_masks, labels by the rule
     name = "sim_000"
     geometry = read_geometry(store, name)
@@ -125,20 +151,24 @@ def test_lift_and_edges_match_stage_graphs_rerun_skips_and_changes_stay_local(st
         got = open_result(store, name, "lift", f"votes_{c}")
         assert got.dims == ("z", "y", "x")
         np.testing.assert_array_equal(got.values, client.compute(ref.votes, sync=True))
-        np.testing.assert_allclose(open_result(store, name, "lift", f"scores_{c}").values,
-                                   ref.scores)
+        np.testing.assert_allclose(
+            open_result(store, name, "lift", f"scores_{c}").values, ref.scores
+        )
         assert open_result(store, name, "lift", f"threshold_{c}").values.tolist() == [ref.threshold]
         votes.append(got.values)
         chosen.append(ref.threshold)
     labels = open_result(store, name, "lift", "labels")
     assert labels.attrs["class_ids"] == {"membrane": 1, "mito_membrane": 2}
-    np.testing.assert_array_equal(labels.values,
-                                  assign_classes(np.stack(votes), chosen, 13, [1, 2]))
+    np.testing.assert_array_equal(
+        labels.values, assign_classes(np.stack(votes), chosen, 13, [1, 2])
+    )
     assert set(labels.values.flat) == {0, 1, 2}
     prov = labels.attrs["provenance"]
-    assert set(prov["inputs"]) == {f"tomograms/{name}/tilt_series",
-                                   f"tomograms/{name}/results/truth/masks2d_membrane",
-                                   f"tomograms/{name}/results/truth/masks2d_mito_membrane"}
+    assert set(prov["inputs"]) == {
+        f"tomograms/{name}/tilt_series",
+        f"tomograms/{name}/results/truth/masks2d_membrane",
+        f"tomograms/{name}/results/truth/masks2d_mito_membrane",
+    }
     # 2. edges: the graph builders of cryoflow edges, computed whole
     ts = open_tilt_series(store, name)
     with dask.config.set(scheduler="sync"):
@@ -157,11 +187,20 @@ def test_lift_and_edges_match_stage_graphs_rerun_skips_and_changes_stay_local(st
     steps[2] = {"lift": {**LIFT["lift"], "threshold": 3}}
     changed = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert [counts(changed, s)[:2] for s in ("simulate", "reconstruct", "lift", "edges")] == [
-        (0, 2), (0, 2), (2, 0), (0, 2)]
+        (0, 2),
+        (0, 2),
+        (2, 0),
+        (0, 2),
+    ]
     assert open_result(store, name, "lift", "threshold_membrane").values.tolist() == [3.0]
-    np.testing.assert_array_equal(open_result(store, name, "lift", "labels").values,
-                                  assign_classes(np.stack(votes), [3, 3], 13, [1, 2]))
-    assert {**tokens(store, "reconstruct", ["volume"]), **tokens(store, "edges", ["labels"])} == before
+    np.testing.assert_array_equal(
+        open_result(store, name, "lift", "labels").values,
+        assign_classes(np.stack(votes), [3, 3], 13, [1, 2]),
+    )
+    assert {
+        **tokens(store, "reconstruct", ["volume"]),
+        **tokens(store, "edges", ["labels"]),
+    } == before
 
 
 def test_interrupted_lift_resumes_from_recorded_chunks_of_every_result(store, client):
@@ -178,18 +217,24 @@ def test_interrupted_lift_resumes_from_recorded_chunks_of_every_result(store, cl
 
     with pytest.raises(Crash):
         run_pipeline(pipeline(store, steps), client, quiet=True, on_chunk=crash)
-    recorded = sum(int(np.asarray(zarr.open_array(p)[...]).sum())
-                   for p in (store / "runs" / "progress").glob("*/lift.labels.*"))
+    recorded = sum(
+        int(np.asarray(zarr.open_array(p)[...]).sum())
+        for p in (store / "runs" / "progress").glob("*/lift.labels.*")
+    )
     assert recorded == 5
     # per tomogram: labels 4 chunks; per class votes 4, threshold, thresholds, scores 1 each
     summary = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert summary.ok and summary.steps["lift"].computed == 2
     assert summary.steps["lift"].chunks == 2 * (4 + 2 * 7) - recorded
     for name in NAMES:
-        votes = [open_result(store, name, "lift", f"votes_{c}").values
-                 for c in ("membrane", "mito_membrane")]
-        np.testing.assert_array_equal(open_result(store, name, "lift", "labels").values,
-                                      assign_classes(np.stack(votes), [2, 2], 13, [1, 2]))
+        votes = [
+            open_result(store, name, "lift", f"votes_{c}").values
+            for c in ("membrane", "mito_membrane")
+        ]
+        np.testing.assert_array_equal(
+            open_result(store, name, "lift", "labels").values,
+            assign_classes(np.stack(votes), [2, 2], 13, [1, 2]),
+        )
 
 
 # ---------------------------------------------------------------------------- annotate
@@ -220,7 +265,10 @@ def test_annotate_then_lift_follow_the_checkpoint_hash(store, client, tmp_path):
     summary = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert summary.ok, summary.failures
     assert [counts(summary, s) for s in ("reconstruct", "annotate", "lift")] == [
-        (0, 2, 0), (2, 0, 0), (2, 0, 0)]
+        (0, 2, 0),
+        (2, 0, 0),
+        (2, 0, 0),
+    ]
     probs = open_result(store, "sim_000", "annotate", "membrane")
     assert probs.dims == ("tilt", "y", "x") and probs.dtype == np.uint8
     handle = ModelHandle.from_directory(model)
@@ -245,7 +293,10 @@ def test_annotate_then_lift_follow_the_checkpoint_hash(store, client, tmp_path):
     assert new_sha != sha
     retrained = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert [counts(retrained, s)[:2] for s in ("reconstruct", "annotate", "lift")] == [
-        (0, 2), (2, 0), (2, 0)]
+        (0, 2),
+        (2, 0),
+        (2, 0),
+    ]
     probs = open_result(store, "sim_000", "annotate", "membrane")
     assert probs.attrs["provenance"]["checkpoints"] == {str(model.resolve()): new_sha}
 
@@ -280,7 +331,9 @@ def test_example_pipeline_checks_and_runs_through_the_cli(example, capsys):
     np.testing.assert_allclose(
         open_result(store, "sim_001", "reconstruct", "volume").values,
         np.asarray(cryoflow.backproject(ts.values, ts.coords["angle"].values, (16, 32, 32))),
-        rtol=1e-5, atol=1e-4)
+        rtol=1e-5,
+        atol=1e-4,
+    )
     assert list((store.parent / f"{store.name}.reports").glob("run-*.html"))
     with pytest.raises(SystemExit) as info:  # a rerun skips everything
         main(["run", str(path), "--quiet"])
@@ -294,8 +347,10 @@ def test_check_rejects_bad_stage_steps(tmp_path, capsys):
     from cryoflow.cli.main import main
 
     bad = [
-        ([SIMULATE, {"lift": {"masks": "annotate/membrane"}}, {"annotate": {"checkpoint": "m"}}],
-         "the annotate step must come before it"),
+        (
+            [SIMULATE, {"lift": {"masks": "annotate/membrane"}}, {"annotate": {"checkpoint": "m"}}],
+            "the annotate step must come before it",
+        ),
         ([SIMULATE, {"lift": {"masks": "truth"}}], "masks must be STEP/KEY"),
         ([{"simulate": {"shape": [4, 32, 32]}}], "every size >= 8"),
         ([{"reconstruct": {}}, SIMULATE], "simulate makes the tomograms"),
@@ -336,27 +391,43 @@ def test_localize_step_matches_cryoflow_localize_and_reruns_skip(store, client):
 
     for name in NAMES:
         boxes2d = truth_boxes2d(client, store, name, [c])
-        ref = localize_tomogram(client, store, name, boxes2d, LocalizeConfig(
-            from_truth=True, classes=(c,), thickness=16, chunks=16, out="localize_ref"), quiet=True)
+        ref = localize_tomogram(
+            client,
+            store,
+            name,
+            boxes2d,
+            LocalizeConfig(
+                from_truth=True, classes=(c,), thickness=16, chunks=16, out="localize_ref"
+            ),
+            quiet=True,
+        )
         got = read_table(store, name, "localize", "boxes3d")
         assert len(got) > 0
         pd.testing.assert_frame_equal(rows(got), rows(ref), check_dtype=False)
         np.testing.assert_array_equal(
             open_result(store, name, "localize", f"labels_{c}").values > 0,
-            open_result(store, name, "localize_ref", f"labels_{c}").values > 0)
+            open_result(store, name, "localize_ref", f"labels_{c}").values > 0,
+        )
     # a rerun skips; the table carries the run token of the arrays
     again = run_pipeline(pipeline(store, [{"localize": loc}]), client, quiet=True)
     assert counts(again, "localize") == (0, 2, 0)
     # the same boxes from a stored 2D box table (as `cryoflow detect` writes) give the same 3D boxes
     first = read_table(store, NAMES[0], "localize", "boxes3d")
     for name in NAMES:
-        write_table(store, name, "detect", c, truth_boxes2d(client, store, name, [c]),
-                    provenance={"step": "detect"})
+        write_table(
+            store,
+            name,
+            "detect",
+            c,
+            truth_boxes2d(client, store, name, [c]),
+            provenance={"step": "detect"},
+        )
     stored = {**loc, "boxes": f"detect/{c}"}
     summary = run_pipeline(pipeline(store, [{"localize": stored}]), client, quiet=True)
     assert counts(summary, "localize") == (2, 0, 0), summary.failures
-    pd.testing.assert_frame_equal(rows(read_table(store, NAMES[0], "localize", "boxes3d")),
-                                  rows(first), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        rows(read_table(store, NAMES[0], "localize", "boxes3d")), rows(first), check_dtype=False
+    )
     prov = open_result(store, NAMES[0], "localize", f"labels_{c}").attrs["provenance"]
     assert f"tomograms/{NAMES[0]}/results/detect/{c}" in prov["inputs"]
     table = open_dataset(store)[f"tomograms/{NAMES[0]}/results/localize/boxes3d"].attrs[ATTR]
@@ -377,8 +448,14 @@ def test_annotate_detect_localize_chain(store, client, tmp_path):
     steps = [
         {"annotate": {"checkpoint": str(model), "batch_size": 4}},
         {"detect": {"feature": "membrane", "threshold": 0.4, "batch_size": 5}},
-        {"localize": {"boxes": "detect/membrane", "classes": ["membrane"], "thickness": 16,
-                      "chunk": 16}},
+        {
+            "localize": {
+                "boxes": "detect/membrane",
+                "classes": ["membrane"],
+                "thickness": 16,
+                "chunk": 16,
+            }
+        },
     ]
     summary = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert summary.ok, summary.failures
@@ -391,8 +468,9 @@ def test_annotate_detect_localize_chain(store, client, tmp_path):
         pd.testing.assert_frame_equal(got, ref.reset_index(drop=True), check_dtype=False)
         per_tilt = open_result(store, name, "detect", "membrane_counts")
         assert per_tilt.dims == ("tilt",)
-        np.testing.assert_array_equal(per_tilt.values,
-                                      np.bincount(ref["tilt"], minlength=len(probs)))
+        np.testing.assert_array_equal(
+            per_tilt.values, np.bincount(ref["tilt"], minlength=len(probs))
+        )
         assert len(read_table(store, name, "localize", "boxes3d")) > 0
     again = run_pipeline(pipeline(store, steps), client, quiet=True)
     assert [counts(again, s) for s in ("annotate", "detect", "localize")] == [(0, 2, 0)] * 3

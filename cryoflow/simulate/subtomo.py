@@ -201,21 +201,23 @@ def simulate_subtomograms(
     shifts = direction * (max_shift_px * rng.random(int(n)) ** (1 / 3))[:, None]
     vols = np.empty((int(n), box, box, box), np.float32)
     clean = np.empty_like(vols)
+    big = 2 * box  # the wedge acts on a region twice the box; the box is cut out of it
+    cut = slice(big // 2 - box // 2, big // 2 - box // 2 + box)
     for i in range(int(n)):
         m = matrix_zyx_from_euler(euler[i])
         sig = render_shape(
             shapes[lab[i]],
-            box,
+            big,
             pixel_size_angstrom,
             rotation_zyx=m,
             shift_zyx_px=shifts[i],
             blur_px=blur_px,
         )
-        clean[i] = apply_wedge(sig, tr[i])
+        clean[i] = apply_wedge(sig, tr[i])[cut, cut, cut]
         if snr is None:
             vols[i] = clean[i]
             continue
-        noise = apply_wedge(rng.normal(size=sig.shape).astype(np.float32), tr[i])
+        noise = apply_wedge(rng.normal(size=sig.shape).astype(np.float32), tr[i])[cut, cut, cut]
         scale = np.sqrt(clean[i].var(dtype=np.float64) / snr / noise.var(dtype=np.float64))
         vols[i] = clean[i] + (scale * noise).astype(np.float32)
     truth = np.stack([render_shape(s, box, pixel_size_angstrom, blur_px=blur_px) for s in shapes])
