@@ -6,8 +6,9 @@ From a round's reduced :class:`~cryoflow.kernels.average.HalfSums`:
 2. the FSC mask: the user's, or an automatic one from the average (:func:`~cryoflow.kernels.
    masks.auto_mask` on the average low-passed at the previous round's resolution);
 3. the gold-standard FSC of the masked half maps; resolutions at 0.143 and 0.5 (voxels, Å);
-4. next references: each half map low-passed at its FSC-0.143 resolution (halves stay
-   independent), the band limit of the next alignment at the same resolution, the supports
+4. next references: each half map weighted per shell by ``sqrt(2 FSC / (1 + FSC))`` of the
+   gold-standard curve and low-passed at the FSC-0.143 resolution (halves stay independent:
+   the curve is a number per shell, no half sees the other's map), the band limit of the next alignment at the same resolution, the supports
    (components whose weight reached the floor) for the wedge-aware score.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from cryoflow.kernels.align import RoundReferences
 from cryoflow.kernels.average import HalfSums, reconstruct
-from cryoflow.kernels.fsc import FSCCurve, fsc, lowpass
+from cryoflow.kernels.fsc import FSCCurve, fsc, fsc_weighted, lowpass
 from cryoflow.kernels.masks import auto_mask
 
 
@@ -103,7 +104,7 @@ def finish_round(
     r0143 = curve.resolution_px(0.143)
     r05 = curve.resolution_px(0.5)
     r_next = curve.resolution_px(fsc_threshold)
-    refs = np.stack([lowpass(halves[h], r_next) for h in range(2)])
+    refs = np.stack([fsc_weighted(halves[h], curve, r_next) for h in range(2)])
     supports = np.stack(
         [full_support(sums.weight[h], weight_floor * max(int(sums.count[h]), 1)) for h in range(2)]
     )

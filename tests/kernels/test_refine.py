@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from cryoflow.errors import ConfigError, GeometryError
 from cryoflow.geometry.orientation_error import orientation_errors_deg
 from cryoflow.geometry.rotation import matrix_xyz_from_euler, random_euler
 from cryoflow.geometry.symmetry import parse_symmetry
-from cryoflow.kernels.align import AlignResult
+from cryoflow.kernels.align import AlignResult, RoundReferences, SearchParams, align_batch
+from cryoflow.kernels.average import accumulate_batch
 from cryoflow.kernels.finish import RoundOutcome, finish_round
 from cryoflow.kernels.fourier_rotate import rotate_volumes
 from cryoflow.kernels.fsc import fsc, lowpass
+from cryoflow.kernels.masks import spherical_mask
 from cryoflow.kernels.refine import RefineParams, accumulate_all, refine, split_halves
 from cryoflow.kernels.wedge import wedge_mask
 from cryoflow.simulate.subtomo import cyclic_shape, ribosome_shape, simulate_subtomograms
@@ -143,3 +146,22 @@ def test_bad_refinements_are_refused() -> None:
             voxel_size_angstrom=1.0,
             reference=np.zeros((6, 6, 6)),
         )
+
+
+@pytest.mark.gpu_test
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_align_and_accumulate_on_cuda_match_cpu() -> None:
+    sim = simulate_subtomograms(
+        [ribosome_shape()], 6, box=24, pixel_size_angstrom=16.0, snr=1.0, seed=9
+    )
+    refs = RoundReferences(lowpass(sim.truth[0], 4.0)[None], spherical_mask(24, 9.0, 3.0), 4.0)
+    search = SearchParams(global_step_deg=30.0, local_levels=((10.0, 20.0),))
+    cpu = align_batch(sim.volumes, sim.tilt_ranges, refs, search, device="cpu")
+    gpu = align_batch(sim.volumes, sim.tilt_ranges, refs, search, device="cuda")
+    np.testing.assert_allclose(gpu.scores, cpu.scores, atol=1e-3)
+    halves = np.arange(6) % 2
+    a = accumulate_batch(sim.volumes, cpu.euler_deg, cpu.shifts_zyx_px, sim.tilt_ranges, halves)
+    b = accumulate_batch(
+        sim.volumes, cpu.euler_deg, cpu.shifts_zyx_px, sim.tilt_ranges, halves, device="cuda"
+    )
+    np.testing.assert_allclose(b.data, a.data, rtol=1e-3, atol=1e-2)
