@@ -95,6 +95,11 @@ def main() -> None:
         "tilt": a.tilt,
         "start": a.start,
         "orientation_error_deg": round(figs.orientation_error_deg, 2),
+        "orientation_error_p25_p75_p90_deg": [
+            round(float(np.percentile(figs.errors_deg, q)), 1) for q in (25, 75, 90)
+        ],
+        "fraction_within_15_deg": round(float(np.mean(figs.errors_deg < 15.0)), 3),
+        "body_x_axis_error_deg": round(figs.axis_error_deg, 2),
         "average_fsc05_px": round(figs.average_fsc05_px, 3),
         "ideal_average_fsc05_px": round(ideal_res, 3),
         "ratio_to_ideal": round(figs.average_fsc05_px / ideal_res, 3),

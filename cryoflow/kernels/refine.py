@@ -46,7 +46,7 @@ class RefineParams:
     highpass_mask_factor: float = 1.3
     symmetry: str = "C1"
     weight_floor: float = 0.1
-    top_k: int = 1
+    top_k: int = 5
     batch_size: int = 32
     initial_rounds: int = 3
     seed: int = 0

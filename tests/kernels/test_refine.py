@@ -30,6 +30,7 @@ FAST = RefineParams(
     global_levels=((10.0, 20.0), (4.0, 8.0)),
     initial_resolution_px=4.0,
     initial_rounds=2,
+    top_k=3,
 )
 
 

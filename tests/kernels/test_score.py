@@ -125,15 +125,21 @@ def test_not_fooled_by_a_reference_that_contains_the_wedge() -> None:
     m = matrix_zyx_from_euler([35.0, 70.0, -20.0])
     particle = rotate_volumes(shape, m) + rng.normal(scale=0.05, size=(box,) * 3)
     w_p = wedge_mask((box,) * 3, tr, rfft=True)
-    particle = np.fft.irfftn(np.fft.rfftn(particle) * w_p, s=(box,) * 3).astype(np.float32)
+    particle = np.fft.irfftn(np.fft.rfftn(particle) * w_p, s=(box,) * 3, axes=(0, 1, 2)).astype(
+        np.float32
+    )
     # the particle's wedge seen in the reference frame: W_p(M q)
     w_ref = wedge_mask((box,) * 3, tr, rotation_zyx=m, rfft=True)
     f = np.fft.rfftn(np.fft.ifftshift(shape))
     junk = np.fft.rfftn(rng.normal(scale=0.5, size=(box,) * 3))
     variants = {
         "filled": shape,
-        "reproduces the wedge": np.fft.fftshift(np.fft.irfftn(f * w_ref, s=(box,) * 3)),
-        "junk in the wedge": np.fft.fftshift(np.fft.irfftn(f + junk * ~w_ref, s=(box,) * 3)),
+        "reproduces the wedge": np.fft.fftshift(
+            np.fft.irfftn(f * w_ref, s=(box,) * 3, axes=(0, 1, 2))
+        ),
+        "junk in the wedge": np.fft.fftshift(
+            np.fft.irfftn(f + junk * ~w_ref, s=(box,) * 3, axes=(0, 1, 2))
+        ),
     }
     ours, naive = {}, {}
     for name, ref in variants.items():
