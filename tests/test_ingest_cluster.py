@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import distributed
 import mrcfile
 import numpy as np
 import pytest
@@ -23,8 +24,6 @@ import cryoflow
 from cryoflow.cli.main import main
 from cryoflow.io import store
 from cryoflow.pipelines.ingest import IngestConfig, ingest
-
-distributed = pytest.importorskip("distributed")
 
 
 def _dask_cli(*args: str) -> list[str]:
