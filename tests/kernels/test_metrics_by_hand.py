@@ -137,3 +137,74 @@ def test_average_precision_by_hand() -> None:
     assert average_precision(double, truth) == pytest.approx(0.5)
     assert average_precision(pred.iloc[:0], truth) == 0.0
     assert average_precision(pred.iloc[:0], truth.iloc[:0]) == 1.0
+
+
+# ---------------------------------------------------------------------------- edges (mutation run)
+@pytest.mark.parametrize("fn", [mask_iou, box_iou, surface_scores])
+@pytest.mark.parametrize("lazy_arg", [0, 1])
+def test_kernels_refuse_dask_input_naming_themselves(fn, lazy_arg) -> None:
+    import dask.array as da
+
+    args = [np.ones((2, 4), bool), np.ones((2, 4), bool)]
+    args[lazy_arg] = da.from_array(args[lazy_arg])
+    with pytest.raises(TypeError, match=rf"^{fn.__name__} is a kernel .* Dask array"):
+        fn(*args)
+
+
+def test_box_iou_refuses_mismatched_or_odd_columns() -> None:
+    with pytest.raises(ValueError, match="2\\*d columns each, got 4 and 6"):
+        box_iou(np.zeros((1, 4)), np.zeros((1, 6)))
+    with pytest.raises(ValueError, match="got 3 and 3"):
+        box_iou(np.zeros((2, 3)), np.zeros((1, 3)))
+
+
+def test_box_iou_of_sub_pixel_and_empty_boxes() -> None:
+    # refined boxes have fractional corners: volumes below one pixel count as they are
+    a = np.array([[0, 0, 0.5, 2.0]])  # area 1
+    b = np.array([[0, 0, 0.5, 1.0], [0, 0, 0.5, 2.0]])  # area 0.5 (inside a), and a itself
+    np.testing.assert_allclose(box_iou(a, b), [[0.5, 1.0]])
+    tiny = np.array([[0, 0, 0.5, 0.5]])  # area 0.25 < 1: still IoU 1 with itself
+    np.testing.assert_allclose(box_iou(tiny, tiny), [[1.0]])
+    empty = np.array([[3, 3, 3, 5]])  # zero height: IoU 0, also with itself
+    np.testing.assert_array_equal(box_iou(empty, np.vstack([empty, [[0, 0, 4, 4]]])), [[0, 0]])
+
+
+def test_match_boxes_with_one_true_box_and_empty_inputs() -> None:
+    p, t, iou = match_boxes(np.array([_band(0, 4), _band(1, 5)]), np.array([_band(1, 5)]))
+    assert p.tolist() == [1] and t.tolist() == [0] and iou.tolist() == [1.0]
+    for pred, truth in [
+        (np.zeros((0, 4)), np.array([_band(0, 1)])),
+        (np.array([_band(0, 1)]), np.zeros((0, 4))),
+    ]:
+        p, t, iou = match_boxes(pred, truth)
+        assert p.dtype == t.dtype == np.int64 and iou.shape == p.shape == t.shape == (0,)
+
+
+def test_surface_scores_default_tolerance_f1_and_empty_inputs() -> None:
+    truth = np.zeros((3, 3, 8), bool)
+    truth[1, 1, 0:5] = True  # x = 0..4
+    pred = np.zeros_like(truth)
+    pred[1, 1, 0:2] = True  # x = 0, 1: truth x = 0..2 lie within 1.5, x = 3, 4 do not
+    pred[1, 1, 7] = True  # 3 voxels from the nearest true voxel
+    s = surface_scores(pred, truth)  # default tolerance 1.5
+    assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(3 / 5)
+    assert s["f1"] == pytest.approx(2 * (2 / 3) * (3 / 5) / (2 / 3 + 3 / 5))
+    line = np.zeros((3, 1, 5), bool)
+    line[0] = True
+    two_off = np.roll(line, 2, axis=0)  # every voxel 2 away: outside the default 1.5
+    assert surface_scores(two_off, line)["precision"] == 0.0
+    assert surface_scores(truth, truth)["f1"] == 1.0  # precision == recall
+    exact = surface_scores(np.roll(truth, 1, axis=1), truth, tolerance=1.0)  # distance == tol
+    assert exact["precision"] == 1.0 and exact["recall"] == 1.0
+    single = np.zeros_like(truth)
+    single[0, 0, 0] = True  # a one-voxel truth is not "empty"
+    assert surface_scores(single, single) == {
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
+        "n_pred": 1,
+        "n_truth": 1,
+    }
+    zeros = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert surface_scores(np.zeros_like(truth), truth) == {**zeros, "n_pred": 0, "n_truth": 5}
+    assert surface_scores(pred, np.zeros_like(truth)) == {**zeros, "n_pred": 3, "n_truth": 0}
