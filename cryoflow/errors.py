@@ -19,6 +19,9 @@ class InputFileError(CryoflowError, ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across Dask workers
+        return (type(self), (self.path, self.problem))
+
 
 class AngleFileError(InputFileError):
     """A tilt-angle file (.tlt, .rawtlt, .mdoc) cannot be used."""
@@ -110,3 +113,6 @@ class InputFilesError(InputFileError):
         )
         self.path = ", ".join(getattr(e, "path", "?") for e in self.errors)
         self.problem = str(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.errors, self.n_inputs))

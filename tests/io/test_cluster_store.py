@@ -113,3 +113,48 @@ def test_damaged_chunk_read_on_a_worker_is_named_on_the_client(client, tmp_path)
     futures = client.map(check_batch, [str(path)] * len(plan.batches), plan.batches, pure=False)
     found = [p for f in futures for p in f.result()]
     assert [(p.array, p.chunk) for p in found] == [("tomograms/t/tilt_series", (1, 0, 0))]
+
+
+def test_export_of_a_damaged_volume_is_one_line_naming_the_chunk(client, tmp_path, capsys):
+    """Through the command line, on the cluster: no traceback, no MRC left behind."""
+    from cryoflow.cli.main import main
+
+    path = tmp_path / "e.zarr"
+    vol = np.random.default_rng(4).normal(size=(8, 8, 8)).astype(np.float32)
+    store.write_volume(
+        path,
+        "t",
+        "tomogram",
+        vol,
+        pixel_size_angstrom=3.0,
+        provenance={},
+        chunk=4,
+        multiscale=False,
+    )
+    chunk = path / "tomograms/t/volumes/tomogram/0/c/1/0/1"
+    raw = bytearray(chunk.read_bytes())
+    raw[7] ^= 0x01
+    chunk.write_bytes(bytes(raw))
+    out = tmp_path / "out.mrc"
+    argv = [
+        "export",
+        str(path),
+        "--name",
+        "t",
+        "--key",
+        "tomogram",
+        "--out",
+        str(out),
+        "--scheduler",
+        client.scheduler.address,
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("cryoflow: error:")]
+    assert len(errors) == 1 and errors[0] == err.strip().splitlines()[-1]
+    assert "array 'tomograms/t/volumes/tomogram/0' chunk (1, 0, 1)" in errors[0]
+    assert "crc32c checksum mismatch" in errors[0]
+    assert not out.exists() and not list(tmp_path.glob(".out.mrc.tmp-*"))
