@@ -56,7 +56,11 @@ MODULES: dict[str, list[str]] = {
     "kernels/boxes.py": ["tests/test_localize_kernels.py"],
     "kernels/lift.py": ["tests/test_lift.py"],
     "kernels/combine.py": ["tests/test_annotate.py"],
-    "io/angles.py": ["tests/test_io_angles.py", "tests/io/test_headers_by_hand.py"],
+    "io/angles.py": [
+        "tests/test_io_angles.py",
+        "tests/io/test_headers_by_hand.py",
+        "tests/io/test_angle_file_errors.py",
+    ],
     "io/mrc.py": [
         "tests/test_io_mrc.py",
         "tests/io/test_headers_by_hand.py",
