@@ -49,7 +49,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_backproject.py",
     ],
     "kernels/project.py": ["tests/kernels/test_projector_oracle.py", "tests/test_project.py"],
-    "kernels/ramp.py": ["tests/test_ramp.py"],
+    "kernels/ramp.py": ["tests/test_ramp.py", "tests/kernels/test_ramp_oracle.py"],
     "kernels/wedge.py": ["tests/kernels/test_wedge.py"],
     "kernels/edges.py": ["tests/test_edges.py"],
     "kernels/components.py": ["tests/test_localize_kernels.py"],
