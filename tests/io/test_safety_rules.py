@@ -88,8 +88,9 @@ def test_only_zarr_v3_arrays_are_read() -> None:
         _sharded([{"name": "bytes"}, PICKLE], [{"name": "bytes"}]),
         _sharded([{"name": "bytes"}], [{"name": "bytes"}, PICKLE]),
         _sharded(_sharded([PICKLE], []), []),  # nested shards
+        [PICKLE, *_sharded([{"name": "bytes"}], [{"name": "bytes"}])],  # before a shard
     ],
-    ids=["top", "bare-name", "shard-codecs", "shard-index-codecs", "nested-shard"],
+    ids=["top", "bare-name", "shard-codecs", "shard-index-codecs", "nested-shard", "before"],
 )
 def test_an_unsafe_codec_is_refused_wherever_it_hides(codecs) -> None:
     with pytest.raises(UnsafeStoreError) as info:
