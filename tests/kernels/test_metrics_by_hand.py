@@ -208,3 +208,13 @@ def test_surface_scores_default_tolerance_f1_and_empty_inputs() -> None:
     zeros = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     assert surface_scores(np.zeros_like(truth), truth) == {**zeros, "n_pred": 0, "n_truth": 5}
     assert surface_scores(pred, np.zeros_like(truth)) == {**zeros, "n_pred": 3, "n_truth": 0}
+
+
+def test_integer_label_masks_count_as_their_non_zero_voxels() -> None:
+    # labels 2 and 1 overlap where both are non-zero, although 2 & 1 == 0 bitwise
+    a = np.array([[2, 0, 1, 0]])
+    b = np.array([[1, 0, 1, 3]])
+    assert mask_iou(a, b) == pytest.approx(2 / 3)
+    s = surface_scores(a.reshape(1, 1, 4), b.reshape(1, 1, 4), tolerance=0.5)
+    assert (s["n_pred"], s["n_truth"]) == (2, 3)
+    assert s["precision"] == 1.0 and s["recall"] == pytest.approx(2 / 3)
