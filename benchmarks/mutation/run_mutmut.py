@@ -69,7 +69,7 @@ MODULES: dict[str, list[str]] = {
     "io/names.py": ["tests/test_io_store.py", "tests/io/test_name_messages.py"],
     "io/boxes.py": ["tests/io/test_outputs_read_back.py", "tests/test_localize_kernels.py"],
     "io/safety.py": ["tests/io/test_safety_rules.py", "tests/io/test_metadata_safety.py"],
-    "io/chunks.py": ["tests/io/test_checksums.py"],
+    "io/chunks.py": ["tests/io/test_checksums.py", "tests/io/test_chunk_locating.py"],
     "io/verify.py": [
         "tests/io/test_checksums.py",
         "tests/io/test_verify_partial.py",
