@@ -101,3 +101,26 @@ def test_hand_worked_scores_empty_masks_and_ties():
     empty = cryoflow.select_threshold(np.zeros((3, 1, 3), np.int16), masks * False, [0.0, 90.0])
     np.testing.assert_array_equal(empty.scores, [1.0, 1.0])  # both empty: IoU 1 on every tilt
     assert empty.threshold == 0  # a tie goes to the lowest candidate
+
+
+def test_counts_edges_single_pixel_union_and_single_candidate():
+    import dask.array as da
+
+    from cryoflow.kernels.threshold import (
+        iou_from_counts,
+        parse_candidates,
+        threshold_counts,
+    )
+
+    # one mask pixel, projected exactly: intersection 1, union 1 -> IoU 1
+    np.testing.assert_array_equal(
+        iou_from_counts(np.array([[1]]), np.array([[1]]), np.array([1])), [[1.0]]
+    )
+    np.testing.assert_array_equal(parse_candidates([2.5], 4), [2.5])
+    masks = np.zeros((1, 2, 2), bool)
+    with pytest.raises(TypeError, match="maxproj is a lazy Dask array"):
+        threshold_counts(da.zeros((1, 2, 2)), masks, np.array([0.0]))
+    with pytest.raises(TypeError, match="masks is a lazy Dask array"):
+        threshold_counts(np.zeros((1, 2, 2)), da.zeros((1, 2, 2)), np.array([0.0]))
+    with pytest.raises(ValueError, match=r"got \(1, 2, 3\) and \(1, 2, 2\)"):
+        threshold_counts(np.zeros((1, 2, 3)), masks, np.array([0.0]))
