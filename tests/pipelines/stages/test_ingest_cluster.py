@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import distributed
 import mrcfile
 import numpy as np
 import pytest
@@ -24,8 +25,6 @@ from cryoflow.cli.main import main
 from cryoflow.io import store
 from cryoflow.pipelines.stages.ingest import IngestParams
 from cryoflow.pipelines.stages.ingest import run as ingest
-
-import distributed  # noqa: E402 - a required dependency
 
 
 def _dask_cli(*args: str) -> list[str]:
