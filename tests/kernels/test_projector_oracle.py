@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _voxel_loops import loop_backproject, loop_project
 
 import cryoflow
 from cryoflow.geometry import TiltGeometry
 from cryoflow.kernels.backproject import backproject_block
 from cryoflow.kernels.project import project_block
+from tests.kernels._voxel_loops import loop_backproject, loop_project
 
 ANGLES = [-57.0, -31.0, -4.0, 0.0, 22.0, 48.0]
 VOLUME = (6, 7, 9)  # (Z, Y, X), every axis a different length

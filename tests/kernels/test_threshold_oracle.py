@@ -10,10 +10,10 @@ from __future__ import annotations
 import dask
 import numpy as np
 import pytest
-from _voxel_loops import loop_backproject, loop_project
 
 import cryoflow
 from cryoflow.geometry import TiltGeometry
+from tests.kernels._voxel_loops import loop_backproject, loop_project
 
 SHAPE = (5, 6, 7)
 DETECTOR_U = 9
@@ -118,7 +118,7 @@ def test_counts_edges_single_pixel_union_and_single_candidate():
     )
     np.testing.assert_array_equal(parse_candidates([2.5], 4), [2.5])
     masks = np.zeros((1, 2, 2), bool)
-    with pytest.raises(TypeError, match="maxproj is a lazy Dask array"):
+    with pytest.raises(TypeError, match="maxproj is a kernel .* lazy Dask array"):
         threshold_counts(da.zeros((1, 2, 2)), masks, np.array([0.0]))
     with pytest.raises(TypeError, match="masks is a lazy Dask array"):
         threshold_counts(np.zeros((1, 2, 2)), da.zeros((1, 2, 2)), np.array([0.0]))
