@@ -17,6 +17,7 @@ import xarray as xr
 
 from cryoflow.errors import StoreError
 from cryoflow.io import lineage, nodes
+from cryoflow.io.chunks import read_checked
 from cryoflow.io.layout import (
     COMPRESSOR,
     RESULTS,
@@ -230,7 +231,7 @@ def read_table(store: object, name: str, step: str, key: str) -> pd.DataFrame:
         )
     data: dict[str, Any] = {}
     for i, info in enumerate(meta["columns"]):
-        values = np.asarray(group[f"c{i}"][...])
+        values = read_checked(nodes.child_array(group, f"c{i}"))
         if info["dtype"] == "category":
             cats = np.asarray(info["categories"], dtype=object)
             data[info["name"]] = cats[values] if len(values) else np.array([], dtype=object)

@@ -119,8 +119,9 @@ def block_stats(
     counts = np.bincount(dense.ravel(), minlength=ids.size + 1)[1:]
     sums: np.ndarray = np.zeros(ids.size)
     if votes is not None:
-        sums = np.bincount(dense.ravel(), weights=np.asarray(votes, np.float64).ravel(),
-                           minlength=ids.size + 1)[1:]
+        sums = np.bincount(
+            dense.ravel(), weights=np.asarray(votes, np.float64).ravel(), minlength=ids.size + 1
+        )[1:]
     rows = []
     for i, sl in enumerate(slices):
         lo = [s.start + o for s, o in zip(sl, offset, strict=True)]

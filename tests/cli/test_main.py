@@ -38,7 +38,9 @@ def test_each_command_has_help(name: str) -> None:
 
 def test_console_script_help_runs() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "cryoflow.cli.main", "--help"], capture_output=True, text=True,
+        [sys.executable, "-m", "cryoflow.cli.main", "--help"],
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +53,9 @@ def test_demo_refuses_to_overwrite(tmp_path) -> None:
     (out / "metrics.json").write_text("{}")
     proc = subprocess.run(
         [sys.executable, "-m", "cryoflow.cli.main", "demo", "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

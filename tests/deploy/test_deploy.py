@@ -52,7 +52,9 @@ def test_slurm_cluster_builds_and_job_script_has_flags(jobqueue_config, name):
     from dask_jobqueue import SLURMCluster
 
     # port 0: a free port, so concurrent test runs never collide on 8787
-    with SLURMCluster(config_name=name, scheduler_options={"dashboard_address": "127.0.0.1:0"}) as cluster:
+    with SLURMCluster(
+        config_name=name, scheduler_options={"dashboard_address": "127.0.0.1:0"}
+    ) as cluster:
         script = cluster.job_script()
         bound = {s.getsockname()[0] for s in cluster.scheduler.http_server._sockets.values()}
         assert bound == {"127.0.0.1"}  # the dashboard listens on loopback only
@@ -146,9 +148,13 @@ def test_kubernetes_manifests_validate():
         "NetworkPolicy/cryoflow-scheduler",
         "PersistentVolumeClaim/cryoflow-data",
     }
-    api = {"DaskCluster": "kubernetes.dask.org/v1", "DaskWorkerGroup": "kubernetes.dask.org/v1",
-           "DaskJob": "kubernetes.dask.org/v1", "NetworkPolicy": "networking.k8s.io/v1",
-           "PersistentVolumeClaim": "v1"}
+    api = {
+        "DaskCluster": "kubernetes.dask.org/v1",
+        "DaskWorkerGroup": "kubernetes.dask.org/v1",
+        "DaskJob": "kubernetes.dask.org/v1",
+        "NetworkPolicy": "networking.k8s.io/v1",
+        "PersistentVolumeClaim": "v1",
+    }
     for key, doc in docs.items():
         assert doc["apiVersion"] == api[doc["kind"]], key
     _check_dask_cluster_spec(docs["DaskCluster/cryoflow"]["spec"], "cryoflow", "DaskCluster")

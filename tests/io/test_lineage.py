@@ -198,7 +198,7 @@ def test_failed_overwrite_leaves_results_current(tmp_path, images) -> None:
 
 
 def test_ingest_overwrite_through_the_cli(tmp_path, rng, capsys) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed
     data = tilt_stack(rng, n=4, ny=16, nx=12)
     mrc = write_mrc(tmp_path / "TS_1.mrc", data)
     write_tlt(tmp_path / "TS_1.tlt", [-30.0, -10.0, 10.0, 30.0])

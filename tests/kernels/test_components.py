@@ -83,8 +83,9 @@ def test_block_stats_merge_equals_whole() -> None:
     votes = np.random.default_rng(0).integers(0, 9, mask.shape)
     whole = block_stats(labels, votes)
     parts = [
-        block_stats(labels[z:z + 5, y:y + 6, :], votes[z:z + 5, y:y + 6, :], (z, y, 0))
-        for z in range(0, 12, 5) for y in range(0, 14, 6)
+        block_stats(labels[z : z + 5, y : y + 6, :], votes[z : z + 5, y : y + 6, :], (z, y, 0))
+        for z in range(0, 12, 5)
+        for y in range(0, 14, 6)
     ]
     merged = merge_stats(parts)
     pd.testing.assert_frame_equal(merged.reset_index(drop=True), whole, check_dtype=False)
@@ -122,7 +123,8 @@ def test_boxes_from_masks_roundtrip() -> None:
     masks[2, 6:9, 0:2] = True
     boxes = boxes_from_masks(masks, "mito", min_pixels=1)
     assert boxes[["tilt", "y0", "x0", "y1", "x1"]].to_numpy().tolist() == [
-        [0, 2, 3, 5, 8], [2, 6, 0, 9, 2]
+        [0, 2, 3, 5, 8],
+        [2, 6, 0, 9, 2],
     ]
     np.testing.assert_array_equal(box_masks(boxes, 3, (10, 12)), masks)
     jittered = boxes_from_masks(masks, "mito", jitter_px=1.0, seed=3, min_pixels=1)
@@ -144,13 +146,34 @@ def test_box_iou_and_matching() -> None:
 
 @pytest.mark.parametrize("suffix", [".csv", ".json"])
 def test_box_files_roundtrip(tmp_path, suffix: str) -> None:
-    b2 = pd.DataFrame({"tilt": [0, 3], "class": ["mito", "granule"], "score": [0.5, 1.0],
-                       "y0": [1.0, 2.5], "x0": [0.0, 1.0], "y1": [4.0, 6.0], "x1": [3.0, 2.0]})
+    b2 = pd.DataFrame(
+        {
+            "tilt": [0, 3],
+            "class": ["mito", "granule"],
+            "score": [0.5, 1.0],
+            "y0": [1.0, 2.5],
+            "x0": [0.0, 1.0],
+            "y1": [4.0, 6.0],
+            "x1": [3.0, 2.0],
+        }
+    )
     write_boxes(tmp_path / f"b2{suffix}", b2, ndim=2)
-    pd.testing.assert_frame_equal(read_boxes(tmp_path / f"b2{suffix}", ndim=2), b2,
-                                  check_dtype=False)
-    b3 = pd.DataFrame({"class": ["mito"], "support": [7.5], "z0": [1], "y0": [2], "x0": [3],
-                       "z1": [4], "y1": [5], "x1": [6], "tomogram": ["t1"]})
+    pd.testing.assert_frame_equal(
+        read_boxes(tmp_path / f"b2{suffix}", ndim=2), b2, check_dtype=False
+    )
+    b3 = pd.DataFrame(
+        {
+            "class": ["mito"],
+            "support": [7.5],
+            "z0": [1],
+            "y0": [2],
+            "x0": [3],
+            "z1": [4],
+            "y1": [5],
+            "x1": [6],
+            "tomogram": ["t1"],
+        }
+    )
     write_boxes(tmp_path / f"b3{suffix}", b3, ndim=3)
     back = read_boxes(tmp_path / f"b3{suffix}", ndim=3)
     assert back["tomogram"].tolist() == ["t1"] and back["z1"].tolist() == [4]

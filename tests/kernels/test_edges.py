@@ -119,8 +119,12 @@ def test_refinement_improves_f1_on_a_hollow_sphere() -> None:
 
     from cryoflow.pipelines.demo.figures import sphere_metrics
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         m = sphere_metrics(client, size=48, iterations=6)
     assert m["edges_f1_after"] > m["edges_f1_before"] + 0.03
     assert m["edges_f1_fixed_after"] > m["edges_f1_fixed_before"]

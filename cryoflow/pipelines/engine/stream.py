@@ -191,7 +191,13 @@ class TomogramStream:
         if not fresh and name in group and group[name].shape == (n_chunks,):
             return group[name]
         return group.create_array(
-            name, shape=(n_chunks,), dtype="uint8", chunks=(1,), fill_value=0, overwrite=True
+            name,
+            shape=(n_chunks,),
+            dtype="uint8",
+            chunks=(1,),
+            fill_value=0,
+            compressors=COMPRESSOR,
+            overwrite=True,
         )
 
     # -- submitting ----------------------------------------------------------------------

@@ -227,16 +227,16 @@ def boxes_table(
 ) -> pd.DataFrame:
     """3D boxes of every class from the written ``labels_<c>``/``votes_<c>`` arrays (Zarr),
     computed on the cluster (per-chunk statistics merged in one task), with each class's ``T``."""
-    import dask.array as da
     import pandas as pd
 
     from cryoflow.graph.labels import component_boxes
+    from cryoflow.io.layout import lazy
 
     tables = []
     for c, t in thresholds.items():
         lazy = component_boxes(
-            da.from_zarr(arrays[f"labels_{c}"]),
-            da.from_zarr(arrays[f"votes_{c}"]),
+            lazy(arrays[f"labels_{c}"], f"labels_{c}"),
+            lazy(arrays[f"votes_{c}"], f"votes_{c}"),
             c,
             min_voxels=min_voxels,
         )

@@ -60,15 +60,17 @@ def _inc(x):
 def test_tls_cluster_accepts_cert_client_and_refuses_plain_client(certs, tmp_path):
     from distributed import Client
 
-    cfg = ClusterConfig(n_workers=1, memory_limit="1GiB", security=load_security(certs),
-                        dashboard=False)
+    cfg = ClusterConfig(
+        n_workers=1, memory_limit="1GiB", security=load_security(certs), dashboard=False
+    )
     with connect(cfg, quiet=True) as client:
         address = client.scheduler.address
         assert address.startswith("tls://127.0.0.1:")
         assert client.submit(_inc, 1).result() == 2
         # a client holding a certificate from the same CA works
-        with Client(address, security=load_security(certs), timeout="10s",
-                    set_as_default=False) as other:
+        with Client(
+            address, security=load_security(certs), timeout="10s", set_as_default=False
+        ) as other:
             assert other.submit(_inc, 2).result() == 3
         # a plain (unencrypted) peer is refused by the scheduler
         _assert_refused(address.replace("tls://", "tcp://"), None)

@@ -44,8 +44,14 @@ def _env() -> dict[str, str]:
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=_env(),
-                            cwd=ROOT, start_new_session=True)
+    return subprocess.Popen(
+        args,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=_env(),
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -70,9 +76,21 @@ def scheduler(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("scheduler")
     sched_file = folder / "scheduler.json"
-    proc = _spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
-                   "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
-                   str(sched_file)], folder / "scheduler.log")
+    proc = _spawn(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(sched_file),
+        ],
+        folder / "scheduler.log",
+    )
     try:
         _wait_for(sched_file.exists, what="the scheduler")
         address = json.loads(sched_file.read_text())["address"]
@@ -99,11 +117,28 @@ def cluster(scheduler, tmp_path):
 
         def add_worker(self, name: str, *flags: str) -> subprocess.Popen:
             before = len(client.scheduler_info()["workers"])
-            proc = _spawn([sys.executable, "-m", "distributed.cli.dask_worker", address,
-                           "--name", name, "--nthreads", "1", "--no-nanny",
-                           "--memory-limit", "1GiB", "--no-dashboard", "--host", "127.0.0.1",
-                           "--local-directory", str(tmp_path / "workers"), *flags],
-                          tmp_path / f"worker-{name}.log")
+            proc = _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--name",
+                    name,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--memory-limit",
+                    "1GiB",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                    "--local-directory",
+                    str(tmp_path / "workers"),
+                    *flags,
+                ],
+                tmp_path / f"worker-{name}.log",
+            )
             procs.append(proc)
             self.workers[name] = proc
             client.wait_for_workers(before + 1, timeout=60)
@@ -131,9 +166,13 @@ def make_dataset(store: Path, n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _config(store: Path, **cluster):
-    return parse_pipeline({"dataset": {"store": str(store)},
-                           "cluster": {"max_in_flight": 1, **cluster},
-                           "steps": [{"bin": {"factor": 2}}]})
+    return parse_pipeline(
+        {
+            "dataset": {"store": str(store)},
+            "cluster": {"max_in_flight": 1, **cluster},
+            "steps": [{"bin": {"factor": 2}}],
+        }
+    )
 
 
 def assert_identical(store: Path, data: dict[str, np.ndarray]) -> None:
@@ -161,7 +200,9 @@ def recorded_chunks(store: Path, names) -> int:
 def mid_tomogram(store: Path, data, n_published: int) -> bool:
     """``n_published`` results published and chunks of an unpublished one already recorded."""
     done = published(store, data)
-    return len(done) >= n_published and recorded_chunks(store, [n for n in data if n not in done]) > 0
+    return (
+        len(done) >= n_published and recorded_chunks(store, [n for n in data if n not in done]) > 0
+    )
 
 
 def _cli(*args: str, log: Path) -> subprocess.Popen:
@@ -170,11 +211,15 @@ def _cli(*args: str, log: Path) -> subprocess.Popen:
 
 def _pipeline_file(tmp_path: Path, store: Path, address: str) -> Path:
     path = tmp_path / "PIPELINE.yaml"
-    path.write_text(yaml.safe_dump({
-        "dataset": {"store": str(store)},
-        "cluster": {"scheduler": address, "max_in_flight": 1},
-        "steps": [{"bin": {"factor": 2}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {"store": str(store)},
+                "cluster": {"scheduler": address, "max_in_flight": 1},
+                "steps": [{"bin": {"factor": 2}}],
+            }
+        )
+    )
     return path
 
 
@@ -195,8 +240,9 @@ def test_killed_worker_run_completes_identically(tmp_path, cluster):
             killed.append(tomogram)
             _wait_for(lambda: cluster.n_workers() == 1, what="the scheduler to drop w1")
 
-    summary = run_pipeline(_config(store, max_in_flight=2), cluster.client, quiet=True,
-                           on_chunk=kill_one)
+    summary = run_pipeline(
+        _config(store, max_in_flight=2), cluster.client, quiet=True, on_chunk=kill_one
+    )
     assert killed, "the worker was never killed"
     assert summary.ok, summary.failures
     assert summary.steps["bin"].computed == 3
@@ -282,10 +328,13 @@ def test_worker_retiring_on_a_timer_run_completes(tmp_path, cluster):
     def wait_for_retirement(tomogram, step, n_recorded):
         if not waited:  # hold the client until the worker has left by its own timer
             waited.append(True)
-            _wait_for(lambda: cluster.n_workers() == 1, timeout=60, what="the --lifetime retirement")
+            _wait_for(
+                lambda: cluster.n_workers() == 1, timeout=60, what="the --lifetime retirement"
+            )
 
-    summary = run_pipeline(_config(store, max_in_flight=2), cluster.client, quiet=True,
-                           on_chunk=wait_for_retirement)
+    summary = run_pipeline(
+        _config(store, max_in_flight=2), cluster.client, quiet=True, on_chunk=wait_for_retirement
+    )
     assert cluster.workers["walltime"].wait(timeout=30) == 0  # it left gracefully
     assert summary.ok, summary.failures
     assert_identical(store, data)

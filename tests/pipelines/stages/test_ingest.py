@@ -36,7 +36,7 @@ ANGLES = np.round(np.linspace(-45.0, 45.0, 8), 2)
 
 @pytest.fixture(scope="module")
 def client():
-    distributed = pytest.importorskip("distributed")
+    import distributed
     with distributed.Client(
         processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as c:

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import distributed
 import mrcfile
 import numpy as np
 import pytest
@@ -25,8 +26,6 @@ from cryoflow.io import store
 from cryoflow.pipelines.stages.ingest import IngestParams
 from cryoflow.pipelines.stages.eager import Target
 from cryoflow.pipelines.stages.ingest import run as ingest
-
-import distributed  # noqa: E402 - a required dependency
 
 
 def _dask_cli(*args: str) -> list[str]:

@@ -92,16 +92,31 @@ def make_dataset(path, n_tomograms: int = 2, shape=(16, 24, 24), seed: int = 0):
             c = rng.uniform([5, 5, 13], [10, 18, 19])
             labels[sum((g[i] - c[i]) ** 2 for i in range(3)) <= 4.0] = CLASS_IDS["granule"]
         with dask.config.set(scheduler="sync"):
-            density = np.asarray(cryoflow.project(labels.astype(np.float32), angles, shape[2],
-                                                  mode="sum"))
+            density = np.asarray(
+                cryoflow.project(labels.astype(np.float32), angles, shape[2], mode="sum")
+            )
             S.write_tilt_series(path, name, density, angles, 10.0)
             for c in CLASSES:
                 m = np.asarray(cryoflow.project(labels == CLASS_IDS[c], angles, shape[2]))
-                S.write_result(path, name, "truth", f"masks2d_{c}", m, dims=("tilt", "y", "x"),
-                               provenance={"step": "truth"})
-            S.write_volume(path, name, "truth_labels", labels, kind="label",
-                           pixel_size_angstrom=10.0, provenance={"step": "truth"},
-                           multiscale=False)
+                S.write_result(
+                    path,
+                    name,
+                    "truth",
+                    f"masks2d_{c}",
+                    m,
+                    dims=("tilt", "y", "x"),
+                    provenance={"step": "truth"},
+                )
+            S.write_volume(
+                path,
+                name,
+                "truth_labels",
+                labels,
+                kind="label",
+                pixel_size_angstrom=10.0,
+                provenance={"step": "truth"},
+                multiscale=False,
+            )
         truth[name] = labels
     return truth
 
@@ -110,8 +125,9 @@ def make_dataset(path, n_tomograms: int = 2, shape=(16, 24, 24), seed: int = 0):
 def scheduler():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=":0") as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+    ) as cluster:
         yield cluster.scheduler_address
 
 
@@ -135,8 +151,20 @@ def test_cli_lift_edges_localize_over_a_dataset(tmp_path, scheduler, capsys) -> 
     truth = make_dataset(store)
     sched = ["--scheduler", scheduler]
     # Algorithm 1, two classes, every tomogram
-    out = run_cli(["lift", store, "--all", "--maps", "truth/masks2d", "--classes",
-                   "membrane,granule", "--thickness", "16", *sched])
+    out = run_cli(
+        [
+            "lift",
+            store,
+            "--all",
+            "--maps",
+            "truth/masks2d",
+            "--classes",
+            "membrane,granule",
+            "--thickness",
+            "16",
+            *sched,
+        ]
+    )
     assert out.count("lifted") == 2
     for name, labels in truth.items():
         got = np.asarray(S.open_volume(store, name, "lift"))
@@ -151,8 +179,21 @@ def test_cli_lift_edges_localize_over_a_dataset(tmp_path, scheduler, capsys) -> 
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
-        main(["lift", store, "--name", "t0", "--maps", "truth/masks2d", "--classes",
-              "granule", "--thickness", "16", *sched])
+        main(
+            [
+                "lift",
+                store,
+                "--name",
+                "t0",
+                "--maps",
+                "truth/masks2d",
+                "--classes",
+                "granule",
+                "--thickness",
+                "16",
+                *sched,
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("cryoflow: error:") and "already exists" in err  # before any cluster
@@ -169,21 +210,49 @@ def test_cli_lift_edges_localize_over_a_dataset(tmp_path, scheduler, capsys) -> 
         rows.append(b)
     boxes_file = write_boxes(tmp_path / "boxes.csv", pd.concat(rows), ndim=2)
     export = tmp_path / "boxes3d.json"
-    run_cli(["localize", store, "--all", "--boxes", str(boxes_file), "--thickness", "16",
-             "--export", str(export), *sched])
+    run_cli(
+        [
+            "localize",
+            store,
+            "--all",
+            "--boxes",
+            str(boxes_file),
+            "--thickness",
+            "16",
+            "--export",
+            str(export),
+            *sched,
+        ]
+    )
     got = read_boxes(export, ndim=3)
     assert set(got["tomogram"]) == set(truth) and (got["class"] == "granule").all()
     for name, labels in truth.items():
         from scipy import ndimage
 
         lab, n = ndimage.label(labels == CLASS_IDS["granule"])
-        true_boxes = np.array([[s.start for s in sl] + [s.stop for s in sl]
-                               for sl in ndimage.find_objects(lab)], float)
+        true_boxes = np.array(
+            [[s.start for s in sl] + [s.stop for s in sl] for sl in ndimage.find_objects(lab)],
+            float,
+        )
         mine = got[got["tomogram"] == name][["z0", "y0", "x0", "z1", "y1", "x1"]].to_numpy(float)
         assert len(mine) >= 1
         assert box_iou(mine, true_boxes).max(axis=0).max() > 0.3
-    run_cli(["localize", store, "--name", "t1", "--from-truth", "--classes", "membrane",
-             "--thickness", "16", "--out", "loc2", *sched])
+    run_cli(
+        [
+            "localize",
+            store,
+            "--name",
+            "t1",
+            "--from-truth",
+            "--classes",
+            "membrane",
+            "--thickness",
+            "16",
+            "--out",
+            "loc2",
+            *sched,
+        ]
+    )
     table = S.read_table(store, "t1", "loc2", "boxes3d")
     assert len(table) >= 1 and (table["class"] == "membrane").all()
     bad = tmp_path / "bad.csv"
