@@ -8,7 +8,6 @@ import pytest
 
 from cryoflow.kernels.iou import box_iou, mask_iou, match_boxes, surface_scores
 from cryoflow.models.detector import average_precision
-from cryoflow.models.train import iou as train_iou
 
 
 def _row_mask(width: int, start: int, stop: int) -> np.ndarray:
@@ -18,7 +17,7 @@ def _row_mask(width: int, start: int, stop: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- mask IoU
-@pytest.mark.parametrize("fn", [mask_iou, train_iou], ids=["kernels.mask_iou", "models.iou"])
+@pytest.mark.parametrize("fn", [mask_iou], ids=["kernels.mask_iou"])  # the one mask IoU
 def test_mask_iou_by_hand(fn) -> None:
     a = _row_mask(10, 0, 4)  # |a| = 4
     b = _row_mask(10, 2, 8)  # |b| = 6, |a & b| = 2, |a | b| = 8

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dask
 import numpy as np
 import pytest
-from _voxel_loops import loop_backproject, loop_project
+from tests.kernels._voxel_loops import loop_backproject, loop_project
 
 import cryoflow
 from cryoflow.geometry import TiltGeometry

@@ -140,7 +140,9 @@ def _write_state(parent: Any, leaf: str, state: State, attrs: dict[str, Any]) ->
 
 
 def _read_state(group: Any) -> State:
-    return {key: np.asarray(arr[...]) for key, arr in group.arrays()}
+    from cryoflow.io.chunks import read_checked
+
+    return {key: read_checked(arr) for key, arr in group.arrays()}
 
 
 def _last_round(staging: Any) -> tuple[int, State | None]:

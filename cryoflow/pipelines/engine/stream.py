@@ -32,7 +32,7 @@ import zarr
 
 from cryoflow.errors import CryoflowError, StoreError
 from cryoflow.io import nodes
-from cryoflow.io.layout import RESULTS, TOMOGRAMS, check_dtype, open_dataset
+from cryoflow.io.layout import COMPRESSOR, RESULTS, TOMOGRAMS, check_dtype, open_dataset
 from cryoflow.io.nodes import ATTR
 from cryoflow.io.results import chunked_array
 from cryoflow.io.writer import store_blocks

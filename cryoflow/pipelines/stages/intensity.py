@@ -44,6 +44,7 @@ class _Images:
 
     def read(self, start: int, stop: int) -> list[np.ndarray]:
         """Images ``start:stop`` as float64 blocks, one per tomogram they belong to."""
+        from cryoflow.io.chunks import read_checked
         from cryoflow.io.layout import TILT_SERIES, TOMOGRAMS, open_dataset
         from cryoflow.io.nodes import open_node
 
@@ -54,7 +55,8 @@ class _Images:
             if a < b:
                 arr = open_node(root, f"{TOMOGRAMS}/{name}/{TILT_SERIES}", what="tilt series")
                 offset = self.first[j]
-                blocks.append(np.asarray(arr[a - offset : b - offset], dtype=np.float64))
+                block = read_checked(arr, slice(a - offset, b - offset))
+                blocks.append(block.astype(np.float64, copy=False))
         return blocks
 
 
