@@ -44,6 +44,19 @@ class IngestParams(StageParams):
     tomogram: bool = Field(
         default=False, description="ingest reconstructed volumes (to volumes/tomogram)"
     )
+    tilt_axis: float | None = Field(
+        default=None,
+        ge=-360.0,
+        le=360.0,
+        allow_inf_nan=False,
+        description="tilt-axis angle DEG from the image y axis, IMOD/SerialEM sign (as an "
+        ".mdoc's 'Tilt axis angle'); default: the .mdoc's, else the MRC extended header's, else 0",
+    )
+    alignment: str | None = Field(
+        default=None,
+        description="an alignment made elsewhere for the raw stack: IMOD .xf (with the .tlt "
+        "beside it, or --angles) or AreTomo .aln (one input only)",
+    )
     max_expanded_bytes: int | None = Field(
         default=None,
         ge=1,
@@ -112,7 +125,9 @@ def ingest_step(
             report.skipped += 1
             continue
         t0 = time.perf_counter()
-        one = params.model_copy(update={"inputs": (str(path),), "name": None, "angles": None})
+        one = params.model_copy(
+            update={"inputs": (str(path),), "name": None, "angles": None, "alignment": None}
+        )
         try:
             run(client, Target(store, (), quiet=True), one)
         except Exception as exc:  # one bad file is recorded; the others still ingest
