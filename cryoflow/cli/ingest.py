@@ -65,10 +65,11 @@ def ingest(
 ) -> None:
     """Ingest MRC tilt series (or --tomogram volumes) into STORE.zarr.
 
-    Angles come from --angles or from a .mdoc, .rawtlt or .tlt beside the MRC with the same
-    stem (a symbolic link: beside the link, its own stem), else the MRC's extended header. The
-    tilt axis: --tilt-axis, else the .mdoc's, else the extended header's, else 0. Open the
-    result with cryoflow.open_tilt_series(STORE, NAME).
+    Angles: --angles, else a .mdoc/.rawtlt/.tlt beside the file (a link's own), else the header.
+
+    Tilt axis: --tilt-axis, else the .mdoc's, else the MRC extended header's, else 0.
+
+    Open the result with cryoflow.open_tilt_series(STORE, NAME).
     """
     from cryoflow.pipelines.cluster.connect import connect
     from cryoflow.pipelines.stages.eager import Target

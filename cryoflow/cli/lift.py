@@ -32,8 +32,7 @@ def lift(
 ) -> None:
     """Back-project 2D masks into votes, pick the threshold, write 3D masks and score curves.
 
-    With --masks MASKS.mrc (and --name), Algorithm 1 runs on your own masks; the label volume
-    is labels/<out> (export it with cryoflow export --key <out>).
+    With --masks MASKS.mrc (and --name): your own masks, into labels/<out> (export --key <out>).
     """
     where = o.target(store, name, all_, out, overwrite)
     if masks_file is not None:

@@ -203,9 +203,25 @@ def _existing_names(out: str, *, tomogram: bool) -> set[str]:
     }
 
 
+def _default_name(path: Path) -> str:
+    """The file's stem as a tomogram name; one that is not a valid name suggests ``--name``."""
+    import re
+
+    from cryoflow.errors import InvalidNameError
+    from cryoflow.io.names import NAME_RULE, is_valid_name
+
+    stem = angle_io.input_stem(path)
+    if is_valid_name(stem):
+        return stem
+    hint = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-").replace("..", ".") or "TS_01"
+    raise InvalidNameError(
+        f"{path}: its stem {stem!r} is not a valid tomogram name ({NAME_RULE}); pass --name {hint}"
+    )
+
+
 def _plan_one(path: Path, config: IngestParams, plan: IngestPlan) -> IngestItem:
     name = validate_name(
-        config.name if config.name is not None else angle_io._stem(path), "tomogram name"
+        config.name if config.name is not None else _default_name(path), "tomogram name"
     )
     readable = path
     if path.suffix.lower() in mrc.COMPRESSED_SUFFIXES:
