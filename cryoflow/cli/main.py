@@ -59,7 +59,7 @@ def plain_metavars(params: Any) -> None:
             p.metavar = ""
         elif isinstance(p, typer.core.TyperArgument):
             p.metavar = (p.name or "value").upper()  # the usage line adds "..." for several
-            p.display_type_rich = lambda ctx: None  # no type column: the name says it
+            p.display_type_rich = lambda ctx: None  # type: ignore[method-assign]  # name says it
         elif hasattr(p, "bare_type"):
             kind = p.bare_type()
             p.metavar = _METAVARS.get(kind, kind.upper())
