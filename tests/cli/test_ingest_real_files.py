@@ -131,6 +131,12 @@ def test_symbolic_link_is_ingested_under_its_own_stem_with_its_own_angles(tmp_pa
     np.testing.assert_allclose(ts["angle"], [-50, -25, 0, 25, 50])
     np.testing.assert_array_equal(ts.values, data)
     assert S.list_tomograms(store) == ["TS_07"]
+    # a link with no angle file beside it uses the one beside its target, and says so
+    (link_dir / "TS_08.mrc").symlink_to(tmp_path / "good.mrc")
+    code, out, err = cli("ingest", link_dir / "TS_08.mrc", "--out", store)
+    assert code == 0, err
+    assert "no angle file beside the link TS_08.mrc" in out and str(tmp_path / "good.rawtlt") in out
+    assert S.list_tomograms(store) == ["TS_07", "TS_08"]
 
 
 def test_fei_old_extended_header_gives_pixel_size_angles_and_axis(tmp_path, cli) -> None:
@@ -170,3 +176,18 @@ def test_default_thickness_is_estimated_and_the_volume_size_printed(tmp_path, cl
     z = S.open_volume(store, "slab", "tomogram").shape[0]
     assert 16 <= z <= 40, out  # holds the slab, far from the 64-voxel detector width
     assert f"volume {z} x 40 x 64 float32 voxels" in out and "estimated from the data" in out
+
+
+def test_axis_order_2_1_3_is_ingested_as_z_y_x(tmp_path, cli) -> None:
+    from tests.io_files import patch_bytes
+
+    data = np.random.default_rng(8).normal(size=(5, 12, 10)).astype(np.float32)  # (z, y, x)
+    disk = np.ascontiguousarray(data.transpose(0, 2, 1))  # mapc = 2 (y), mapr = 1 (x), maps = 3
+    path = write_mrc(tmp_path / "TS_03.mrc", disk, voxel_size=3.0)
+    patch_bytes(path, 64, np.array([2, 1, 3], dtype="<i4").tobytes())
+    write_tlt(tmp_path / "TS_03.rawtlt", [-40, -20, 0, 20, 40])
+    store = tmp_path / "s.zarr"
+    code, out, err = cli("ingest", path, "--out", store)
+    assert code == 0, err
+    assert "axis order mapc, mapr, maps = 2, 1, 3" in err and "5 tilts, 12 x 10 pixels" in out
+    np.testing.assert_array_equal(S.open_tilt_series(store, "TS_03").values, data)

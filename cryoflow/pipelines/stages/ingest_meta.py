@@ -5,7 +5,8 @@ chooses, and records where each came from:
 
 - **tilt angles**: ``--alignment`` (IMOD ``.xf`` + ``.tlt``, AreTomo ``.aln``), else ``--angles
   FILE``, else a ``.mdoc``/``.rawtlt``/``.tlt`` beside the file *as named* (a symbolic link's own
-  stem and directory), else the angles of the MRC's extended header (FEI, SerialEM);
+  stem and directory; only when there is none there, beside the link's target, with a note),
+  else the angles of the MRC's extended header (FEI, SerialEM);
 - **tilt-axis angle** (IMOD/SerialEM convention, ``docs/design/conventions.md``):
   ``--tilt-axis``, else the ``.mdoc``'s, else the extended header's (or a SerialEM label), else 0
   (:func:`cryoflow.io.angles.resolve_tilt_axis`); an imported alignment carries its own axis
@@ -128,6 +129,21 @@ def _alignment(
     return imported.geometry, kept, imported.source, source, imported.notes, axis
 
 
+def _companion(path: Path, notes: list[str]) -> Path | None:
+    """The angle file beside ``path`` as named; for a link without one, beside its target."""
+    found = angle_io.find_companion(path)
+    if found is not None or not path.is_symlink():
+        return found
+    target = path.resolve()
+    found = angle_io.find_companion(target)
+    if found is not None:
+        notes.append(
+            f"no angle file beside the link {path.name} (stem {angle_io.input_stem(path)}); "
+            f"used {found} beside its target"
+        )
+    return found
+
+
 def resolve_series(
     path: Path,
     info: Any,
@@ -149,9 +165,9 @@ def resolve_series(
 
     n_images = int(info.shape[0])
     ext = info.extended
-    companion = Path(angles) if angles else angle_io.find_companion(path)
-    record = None
     notes: list[str] = []
+    companion = Path(angles) if angles else _companion(path, notes)
+    record = None
     if alignment is not None:
         geometry, kept, align_src, angles_src, more, axis_deg = _alignment(
             path, info, alignment, angles, tilt_axis
