@@ -111,8 +111,11 @@ INTERRUPTED = 130
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the Typer app, turning cryoflow errors into one clean line and Ctrl-C
     into ``cryoflow: interrupted; rerun to resume`` with exit status 130."""
+    from cryoflow.cli.ingest import one_line_warnings
+
     try:
-        app(args=argv, standalone_mode=True)
+        with one_line_warnings():  # cryoflow's warnings as one "cryoflow: warning: ..." line
+            app(args=argv, standalone_mode=True)
     except CryoflowError as exc:
         print(f"cryoflow: error: {exc}", file=sys.stderr)
         sys.exit(2)

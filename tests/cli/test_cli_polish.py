@@ -56,3 +56,15 @@ def test_a_name_with_a_space_suggests_name_and_a_wrong_name_lists_what_exists(
     assert code == 2 and "'nope'" in err and "no volumes or labels" in err
     code, _, err = cli("lift", store, "--name", "TS_01", "--maps", "foo/bar")
     assert code == 2 and "foo/bar" in err and "TS_01 has no results" in err
+
+
+def test_overwrite_says_which_results_it_marked_stale(tmp_path, cli) -> None:  # noqa: F811
+    write_mrc(tmp_path / "TS_01.mrc", np.ones((3, 8, 8), np.float32))
+    write_tlt(tmp_path / "TS_01.rawtlt", [-10, 0, 10])
+    store = tmp_path / "s.zarr"
+    assert cli("ingest", tmp_path / "TS_01.mrc", "--out", store)[0] == 0
+    assert cli("reconstruct", store, "--name", "TS_01", "--thickness", 4)[0] == 0
+    code, _, err = cli("ingest", tmp_path / "TS_01.mrc", "--out", store, "--overwrite")
+    assert code == 0, err
+    assert "cryoflow: warning:" in err and "marked 1 result(s)" in err
+    assert "stale: volumes/tomogram" in err
