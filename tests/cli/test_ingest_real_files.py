@@ -191,3 +191,16 @@ def test_axis_order_2_1_3_is_ingested_as_z_y_x(tmp_path, cli) -> None:
     assert code == 0, err
     assert "axis order mapc, mapr, maps = 2, 1, 3" in err and "5 tilts, 12 x 10 pixels" in out
     np.testing.assert_array_equal(S.open_tilt_series(store, "TS_03").values, data)
+
+
+def test_mdoc_rotation_angle_alone_is_not_taken_as_the_axis(tmp_path, cli) -> None:
+    data = np.random.default_rng(9).normal(size=(5, 12, 10)).astype(np.float32)
+    write_mrc(tmp_path / "TS_04.mrc", data, voxel_size=2.0)
+    mdoc = write_mdoc(tmp_path / "TS_04.mrc.mdoc", [-40, -20, 0, 20, 40], pixel=2.0, tilt_axis=None)
+    mdoc.write_text(mdoc.read_text().replace("TiltAngle =", "RotationAngle = 3.35\nTiltAngle ="))
+    store = tmp_path / "s.zarr"
+    code, out, err = cli("ingest", tmp_path / "TS_04.mrc", "--out", store)
+    assert code == 0, err
+    assert "RotationAngle (3.35°) is not the tilt-axis angle" in err and "--tilt-axis" in err
+    assert "tilt axis 0° (none recorded: the image y axis; else --tilt-axis DEG)" in out
+    assert S.read_geometry(store, "TS_04").tilt_axis_deg == 0.0

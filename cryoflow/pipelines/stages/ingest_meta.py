@@ -203,6 +203,14 @@ def resolve_series(
         mrc_axis_from=ext.tilt_axis_from,
         mrc_path=path,
     )
+    if record is not None and axis.source == "none recorded (0)" and record.rotation_angle_deg:
+        warnings.warn(
+            f"{path}: {Path(record.path).name} has no 'Tilt axis angle' title line; its "
+            f"sections' RotationAngle ({record.rotation_angle_deg:g}°) is not the tilt-axis "
+            "angle, so 0 is used: pass --tilt-axis DEG",
+            NonStandardInputWarning,
+            stacklevel=2,
+        )
     geometry = TiltGeometry.single_axis(values, tilt_axis_deg=axis.deg)
     pixel, pixel_src = _pixel(path, info, record.pixel_size_angstrom if record else None)
     found = find_alignment(path)
