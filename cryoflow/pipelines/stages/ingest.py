@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
+from cryoflow.errors import ConfigError
 from cryoflow.pipelines.stages.base import CheckContext, SourceReport, Stage, StageParams
 from cryoflow.pipelines.stages.eager import Target
 from cryoflow.pipelines.stages.fields import Texts
@@ -119,15 +120,16 @@ def ingest_step(
     create_dataset(store)
     present = set(list_tomograms(store))
     wanted = set(tomograms) if tomograms is not None else None
-    for path in expand_inputs(params.inputs):
+    files = expand_inputs(params.inputs)
+    if params.alignment is not None and len(files) != 1:
+        raise ConfigError(f"ingest: alignment applies to one input file, got {len(files)} files")
+    for path in files:
         name = angle_io._stem(path)  # the name ingest gives it
         if (wanted is not None and name not in wanted) or name in present:
             report.skipped += 1
             continue
         t0 = time.perf_counter()
-        one = params.model_copy(
-            update={"inputs": (str(path),), "name": None, "angles": None, "alignment": None}
-        )
+        one = params.model_copy(update={"inputs": (str(path),), "name": None, "angles": None})
         try:
             run(client, Target(store, (), quiet=True), one)
         except Exception as exc:  # one bad file is recorded; the others still ingest
