@@ -283,6 +283,8 @@ def _provenance(item: IngestItem, config: IngestParams) -> dict[str, Any]:
     }
     if item.angles_file:
         inputs["angles"] = {"path": item.angles_file, "bytes": os.stat(item.angles_file).st_size}
+    if config.alignment and item.meta is not None and item.meta.alignment is not None:
+        inputs["alignment"] = {"path": config.alignment, "bytes": os.stat(config.alignment).st_size}
     return {
         "step": "ingest",
         "parameters": {"tomogram": config.tomogram, "tile_px": config.tile_px or TILE_PX},
