@@ -47,8 +47,12 @@ def run(
         report=report,  # connect() writes the Dask performance report
         dashboard=c.dashboard,
     )
+    from cryoflow.pipelines.engine.live import ChunkTicker
+
     with connect(cluster, quiet=quiet) as client:
-        summary = run_pipeline(config, client, quiet=quiet)
+        summary = run_pipeline(
+            config, client, quiet=quiet, on_chunk=None if quiet else ChunkTicker()
+        )
     print_summary(summary)
     if report is not None and not quiet:
         typer.echo(f"cryoflow: performance report {report}", err=True)
