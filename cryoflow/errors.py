@@ -85,3 +85,7 @@ class InputFilesError(InputFileError):
         )
         self.path = ", ".join(getattr(e, "path", "?") for e in self.errors)
         self.problem = str(self)
+
+
+class MissingTiltRangeError(GeometryError):
+    """A tomogram's tilt range (its missing wedge) is needed but was never recorded."""
