@@ -101,7 +101,9 @@ def write_particle_set(
     batch = stack.chunks[0][0] if stack.shape[0] else 1
     box = int(stack.shape[1])
     root = create_dataset(store)
-    parent = root.require_group(PARTICLES, attributes={ATTR: {"kind": "particle_sets"}})
+    if PARTICLES not in root:
+        root.create_group(PARTICLES, attributes={ATTR: {"kind": "particle_sets"}})
+    parent = nodes.child_group(root, PARTICLES)
     nodes.check_writable(parent, name, overwrite, "particle set")
     tmp = nodes.temp_leaf(name)
     meta = node_attrs("particle_set", provenance, "extract")
