@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from cryoflow.io import nodes
+from cryoflow.io.chunks import read_checked
 from cryoflow.io.layout import COMPRESSOR
 
 __all__ = ["decode_table", "encode_column", "write_columns"]
@@ -56,7 +58,7 @@ def decode_table(group: zarr.Group, columns: list[dict[str, Any]]) -> pd.DataFra
     """The table written by :func:`write_columns`, columns in order."""
     data: dict[str, Any] = {}
     for i, info in enumerate(columns):
-        values = np.asarray(group[f"c{i}"][...])
+        values = read_checked(nodes.child_array(group, f"c{i}"))
         if info["dtype"] == "category":
             cats = np.asarray(info["categories"], dtype=object)
             data[info["name"]] = cats[values] if len(values) else np.array([], dtype=object)

@@ -42,6 +42,23 @@ def result_chunks(shape: Sequence[int], dims: Sequence[str]) -> tuple[int, ...]:
     )
 
 
+def chunked_array(
+    group: Any,
+    name: str,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    dims: Sequence[str],
+    attributes: dict[str, Any],
+) -> Any:
+    """A new array ``name`` of ``group`` as every cryoflow array is made: the store's
+    compressor, named dimensions, fill value 0."""
+    return group.create_array(
+        name, shape=tuple(shape), dtype=dtype, chunks=tuple(chunks), compressors=COMPRESSOR,
+        dimension_names=tuple(dims), attributes=attributes, fill_value=0,
+    )  # fmt: skip
+
+
 def write_result(
     store: object,
     name: str,
@@ -83,16 +100,7 @@ def write_result(
         store, name, [RESULTS, step, key], overwrite=overwrite, what="result"
     )
     with nodes.removed_on_error(parent, tmp):
-        arr = holder.create_array(
-            node_name,
-            shape=shape,
-            dtype=dtype,
-            chunks=chunk_shape,
-            compressors=COMPRESSOR,
-            dimension_names=dims,
-            attributes={ATTR: meta},
-            fill_value=0,
-        )
+        arr = chunked_array(holder, node_name, shape, dtype, chunk_shape, dims, {ATTR: meta})
     pending = PendingWrite(
         parent, leaf, tmp, overwrite, arr, description=f"write {name}/{step}/{key}"
     )
@@ -112,7 +120,19 @@ def open_result(store: object, name: str, step: str, key: str) -> xr.DataArray:
     """
     root = open_dataset(store)
     tomogram_group(root, name)
-    path = _result_path(name, step, key)
+    return _array_result(store, root, _result_path(name, step, key), f"{step}-{name}-{key}")
+
+
+def open_dataset_result(store: object, step: str, key: str) -> xr.DataArray:
+    """A dataset-level step's array result ``results/<step>/<key>`` at the dataset's root
+    (:mod:`cryoflow.pipelines.engine.rounds`), lazily, like :func:`open_result`."""
+    validate_name(step, "step name")
+    validate_name(key, "result key")
+    path = f"{RESULTS}/{step}/{key}"
+    return _array_result(store, open_dataset(store), path, f"{step}-{key}")
+
+
+def _array_result(store: object, root: Any, path: str, label: str) -> xr.DataArray:
     arr = nodes.open_node(root, path, what="result")
     meta = arr.attrs[ATTR]
     if meta.get("kind") != "result":
@@ -122,11 +142,9 @@ def open_result(store: object, name: str, step: str, key: str) -> xr.DataArray:
     attrs = dict(meta.get("attrs", {}))
     attrs["provenance"] = meta.get("provenance", {})
     return xr.DataArray(
-        lazy(arr, f"{step}-{name}-{key}"),
-        dims=tuple(arr.metadata.dimension_names),
-        name=key,
+        lazy(arr, label), dims=tuple(arr.metadata.dimension_names), name=path.rsplit("/", 1)[-1],
         attrs=attrs,
-    )
+    )  # fmt: skip
 
 
 def _result_path(name: str, step: str, key: str) -> str:

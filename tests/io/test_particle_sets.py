@@ -9,15 +9,31 @@ import pytest
 import xarray as xr
 
 import cryoflow
-from cryoflow.errors import AlreadyExistsError, MissingTiltRangeError, NodeNotFoundError, StaleResultError
+from cryoflow.errors import (
+    AlreadyExistsError,
+    MissingTiltRangeError,
+    NodeNotFoundError,
+    StaleResultError,
+)
 from cryoflow.graph.extract import extract_stack
 from cryoflow.io import nodes
 from cryoflow.io.dataset_lineage import mark_dataset_dependents_stale
 from cryoflow.io.layout import create_dataset
-from cryoflow.io.particleset import list_particle_sets, open_particles, read_particle_table, write_particle_set
+from cryoflow.io.particleset import (
+    list_particle_sets,
+    open_particles,
+    read_particle_table,
+    write_particle_set,
+)
 from cryoflow.io.provenance import make_provenance
 from cryoflow.io.store import open_volume, write_tilt_series, write_volume
-from cryoflow.io.tomograms import TiltRange, resolve_tilt_range, tilt_range, tilt_range_attrs, tomogram_info
+from cryoflow.io.tomograms import (
+    TiltRange,
+    resolve_tilt_range,
+    tilt_range,
+    tilt_range_attrs,
+    tomogram_info,
+)
 from cryoflow.kernels.extract import crop_boxes
 
 
