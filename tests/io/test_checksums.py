@@ -13,7 +13,7 @@ import pytest
 import zarr
 
 from cryoflow.errors import CorruptChunkError, StoreError
-from cryoflow.io import chunks, store
+from cryoflow.io import chunks, results, store
 from cryoflow.io.layout import BLOSC
 from cryoflow.io.verify import check_batch, deep_check, plan_deep_check
 
@@ -109,7 +109,7 @@ def test_truncated_and_emptied_chunks_are_named(dataset: Path) -> None:
 
 def test_stores_written_before_checksums_still_read(tmp_path: Path, monkeypatch) -> None:
     """The writer as it was (Blosc alone): still opens, reads and passes the deep check."""
-    monkeypatch.setattr(store, "COMPRESSOR", BLOSC)
+    monkeypatch.setattr(results, "COMPRESSOR", BLOSC)  # the one array constructor
     path = tmp_path / "old.zarr"
     images = np.random.default_rng(3).normal(size=(6, 16, 16)).astype(np.float32)
     store.write_tilt_series(path, "old", images, ANGLES, 1.5)
