@@ -76,6 +76,18 @@ def _corrupt_chunk(message: str, array: str, chunk: tuple[int, ...], key: str) -
     return CorruptChunkError(message, array=array, chunk=chunk, key=key)
 
 
+class ClusterError(CryoflowError, RuntimeError):
+    """The Dask cluster could not finish the work: its scheduler was lost, a task stalled."""
+
+
+class SchedulerLostError(ClusterError):
+    """The client lost its connection to the Dask scheduler mid run (a rerun resumes)."""
+
+
+class StalledTaskError(ClusterError):
+    """A tomogram's step finished no chunk for longer than its time limit."""
+
+
 class ConfigError(CryoflowError, ValueError):
     """A pipeline or command configuration is invalid."""
 

@@ -159,8 +159,23 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
             Path(cfg.report).parent.mkdir(parents=True, exist_ok=True)
             # performance_report needs a current client; ours is not the global default
             stack.enter_context(client.as_current())
-            stack.enter_context(performance_report(filename=str(cfg.report)))
+            stack.enter_context(_report_unless_lost(performance_report(filename=str(cfg.report))))
         yield client
+
+
+@contextlib.contextmanager
+def _report_unless_lost(report: Any) -> Iterator[None]:
+    """``report`` (a performance report), not written when the run ended because the
+    scheduler was lost: writing it needs the scheduler, and its own traceback would hide the
+    one line that says what happened."""
+    from cryoflow.errors import SchedulerLostError
+
+    report.__enter__()
+    try:
+        yield
+    except SchedulerLostError:
+        raise  # no report: the scheduler that holds it is gone
+    report.__exit__(None, None, None)
 
 
 def gpu_resources(device: str) -> dict[str, float] | None:
