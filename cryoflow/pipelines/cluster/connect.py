@@ -9,6 +9,7 @@ to 127.0.0.1 (dashboard link printed), or connects to ``--scheduler ADDRESS`` / 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryoflow.errors import ConfigError
+from cryoflow.errors import ConfigError, SchedulerLostError
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
     from distributed import Client, LocalCluster, performance_report
 
     cfg = config or ClusterConfig()
-    with contextlib.ExitStack() as stack:
+    with _client_log_level(), contextlib.ExitStack() as stack:
         if cfg.scheduler:
             client = stack.enter_context(
                 Client(cfg.scheduler, security=cfg.security, set_as_default=False)
@@ -160,7 +161,24 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
             # performance_report needs a current client; ours is not the global default
             stack.enter_context(client.as_current())
             stack.enter_context(_report_unless_lost(performance_report(filename=str(cfg.report))))
-        yield client
+        try:
+            yield client
+        except SchedulerLostError:
+            # the client closes next: its own logs (a cancelled reconnection, with a traceback)
+            # would bury the one line that says what happened; restored once it has closed
+            logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+            raise
+
+
+@contextlib.contextmanager
+def _client_log_level() -> Iterator[None]:
+    """The level of Distributed's client logger, restored on exit."""
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -168,8 +186,6 @@ def _report_unless_lost(report: Any) -> Iterator[None]:
     """``report`` (a performance report), not written when the run ended because the
     scheduler was lost: writing it needs the scheduler, and its own traceback would hide the
     one line that says what happened."""
-    from cryoflow.errors import SchedulerLostError
-
     report.__enter__()
     try:
         yield
