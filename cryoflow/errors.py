@@ -132,3 +132,17 @@ class InputFilesError(InputFileError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.errors, self.n_inputs))
+
+
+def one_line(exc: BaseException) -> str:
+    """An error that is not cryoflow's own as one line naming the file when it has one:
+    ``PATH: Not a directory (NotADirectoryError)``, else ``message (TypeName)``."""
+    filename = getattr(exc, "filename", None)
+    text = (getattr(exc, "strerror", None) if filename else None) or str(exc)
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    kind = type(exc).__name__
+    if filename:
+        other = getattr(exc, "filename2", None)
+        where = f"{filename} -> {other}" if other else str(filename)
+        return f"{where}: {text} ({kind})" if text else f"{where}: {kind}"
+    return f"{text} ({kind})" if text else kind

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cryoflow.errors import ConfigError, SchedulerLostError
+from cryoflow.pipelines.cluster.retry import RETRIES
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class ClusterConfig:
         or ``None``.
     report : path of a Dask performance report (HTML) to write, or ``None``.
     dashboard : serve the dashboard for a local cluster (on 127.0.0.1, random port if busy).
+    retries : extra attempts of a failing task, for every computation on the client
+        (:mod:`cryoflow.pipelines.cluster.retry`).
     """
 
     scheduler: str | None = None
@@ -41,6 +44,7 @@ class ClusterConfig:
     report: Path | None = None
     dashboard: bool = True
     resources: dict[str, float] | None = None
+    retries: int = RETRIES
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClusterConfig:
@@ -121,8 +125,11 @@ def _say(msg: str, quiet: bool) -> None:
 @contextlib.contextmanager
 def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iterator[Any]:
     """Yield a ``distributed.Client`` for ``config``; closes what it started on exit."""
-    from distributed import Client, LocalCluster, performance_report
+    from distributed import LocalCluster, performance_report
 
+    from cryoflow.pipelines.cluster.retry import retrying_client
+
+    Client = retrying_client()  # noqa: N806  (every task retried: one policy, retry.py)
     cfg = config or ClusterConfig()
     with _client_log_level(), contextlib.ExitStack() as stack:
         if cfg.scheduler:
@@ -152,6 +159,7 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
                 f"at {cluster.scheduler_address}",
                 quiet,
             )
+        client.cryoflow_retries = cfg.retries
         prepare_workers(client)
         link = getattr(client, "dashboard_link", None)
         if link:
