@@ -88,9 +88,7 @@ def read_map(
     return data
 
 
-def write_map(
-    path: str | os.PathLike[str], volume: np.ndarray, voxel_size_angstrom: float
-) -> Path:
+def write_map(path: str | os.PathLike[str], volume: np.ndarray, voxel_size_angstrom: float) -> Path:
     """Write ``volume`` (z, y, x) as a float32 MRC with ``voxel_size_angstrom``; returns the path.
 
     Written to a temporary name beside ``path``, then renamed (replacing ``path``).

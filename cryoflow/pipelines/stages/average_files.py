@@ -91,9 +91,7 @@ def particles_table(state: dict[str, np.ndarray], info: Any) -> pd.DataFrame:
     for axis, k in (("x", 2), ("y", 1), ("z", 0)):
         coord = t[axis].to_numpy(np.float64)
         start = f"box_{axis}0"
-        centre = (
-            t[start].to_numpy(np.float64) + box // 2 if start in t.columns else np.rint(coord)
-        )
+        centre = t[start].to_numpy(np.float64) + box // 2 if start in t.columns else np.rint(coord)
         out[f"origin_{axis}_angstrom"] = (coord - centre - shifts[:, k]) * px
     out["align_score"] = np.asarray(state["scores"], np.float64).reshape(-1)
     if "input_index" in out.columns:

@@ -165,7 +165,13 @@ class RoundLogic:
             new["half_maps"] = np.asarray(out.half_maps, np.float32)
             new["fsc"] = np.stack([out.fsc.frequency, out.fsc.fsc]).astype(np.float64)
             band = float(state["resolution_px"][0])
-            row = [k, band, out.resolution_0143_px, out.resolution_05_px, float(new["scores"].mean())]
+            row = [
+                k,
+                band,
+                out.resolution_0143_px,
+                out.resolution_05_px,
+                float(new["scores"].mean()),
+            ]
             if self.log is not None:
                 px = float(self.info.voxel_size_angstrom)
                 self.log(

@@ -29,7 +29,13 @@ class PhantomSet:
 
 
 def write_phantom_set(
-    tmp_path: Path, *, n: int = 24, seed: int = 3, snr: float = 1.0, name: str = "ribo"
+    tmp_path: Path,
+    *,
+    n: int = 24,
+    box: int = BOX,
+    seed: int = 3,
+    snr: float = 1.0,
+    name: str = "ribo",
 ) -> PhantomSet:
     """``n`` ribosome-like particles (two tomograms, two tilt ranges) as set ``name``.
 
@@ -40,7 +46,7 @@ def write_phantom_set(
     tomo = np.where(np.arange(n) % 3 == 0, "t2", "t1")
     ranges = np.where((tomo == "t2")[:, None], [[-50.0, 56.0]], [[-60.0, 60.0]])
     sim = simulate_subtomograms(
-        [ribosome_shape()], n, box=BOX, pixel_size_angstrom=PIXEL, snr=snr,
+        [ribosome_shape()], n, box=box, pixel_size_angstrom=PIXEL, snr=snr,
         tilt_range_deg=ranges, max_shift_px=1.5, seed=seed,
     )  # fmt: skip
     xyz = rng.uniform(20, 200, size=(n, 3)).round(1)  # input coordinates, input order
@@ -59,11 +65,13 @@ def write_phantom_set(
         }
     )
     for axis in ("x", "y", "z"):
-        table[f"box_{axis}0"] = np.rint(table[axis].to_numpy()).astype(np.int64) - BOX // 2
-    stack = da.from_array(sim.volumes[order], chunks=(8, BOX, BOX, BOX))
+        table[f"box_{axis}0"] = np.rint(table[axis].to_numpy()).astype(np.int64) - box // 2
+    stack = da.from_array(sim.volumes[order], chunks=(8, box, box, box))
     store = tmp_path / "phantom.zarr"
     create_dataset(store)
-    write_particle_set(store, name, table, stack, provenance=make_provenance("extract", {"box": BOX}))
+    write_particle_set(
+        store, name, table, stack, provenance=make_provenance("extract", {"box": box})
+    )
     return PhantomSet(store, name, sim, table, order)
 
 
