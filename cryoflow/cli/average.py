@@ -24,12 +24,13 @@ def average(
 ) -> None:
     """Align and average a particle set with missing-wedge compensation and gold-standard
     half sets; write DIR/average.mrc, half1.mrc, half2.mrc, fsc.csv and particles.star."""
-    from cryoflow.pipelines.cluster.connect import connect
+    from cryoflow.pipelines.cluster.connect import connect, gpu_resources
     from cryoflow.pipelines.stages.eager import Target
 
     target = Target(store, (), out=out, overwrite=overwrite)
     prepared = stage.prepare(target, params)  # every check before a cluster starts
-    with connect(o.cluster(scheduler, workers)) as client:
+    local_gpu = gpu_resources(params.device)  # a local cluster's workers offer GPU=1 then
+    with connect(o.cluster(scheduler, workers, resources=local_gpu)) as client:
         files = stage.run(client, target, params, prepared=prepared)
     print(f"cryoflow: average of {params.set} -> {', '.join(str(p) for p in files.values())}")
 

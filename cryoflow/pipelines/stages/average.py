@@ -178,10 +178,11 @@ def step_name(set_name: str) -> str:
 def plan(store: object, names: list[str], params: AverageParams, *, log: Any = None) -> Any:
     """The rounds of averaging ``params.set`` (``names``, the tomograms, are not used: the
     set says which particles); ``log(line)`` receives one progress line per round."""
-    from cryoflow.graph.average import AverageBatch
+    from cryoflow.graph.average import AverageBatch, combine
     from cryoflow.io.maps import read_map
     from cryoflow.io.particleset import PARTICLES
     from cryoflow.kernels.refine import RefineParams
+    from cryoflow.pipelines.cluster.connect import gpu_resources
     from cryoflow.pipelines.engine.provenance import file_sha256
     from cryoflow.pipelines.engine.rounds import Rounds
     from cryoflow.pipelines.stages.average_rounds import RoundLogic
@@ -215,8 +216,6 @@ def plan(store: object, names: list[str], params: AverageParams, *, log: Any = N
     batch = AverageBatch(
         store, params.set, info.tilt_ranges, info.half_ids, logic.n_initial, refine, params.device
     )
-    from cryoflow.graph.average import combine
-
     return Rounds(
         step_name(params.set),
         OUTPUTS,
@@ -235,8 +234,21 @@ def plan(store: object, names: list[str], params: AverageParams, *, log: Any = N
             "history_columns": list(HISTORY),
             "box": info.box,
         },
-        resources={"GPU": 1} if str(params.device).startswith("cuda") else None,
+        resources=gpu_resources(params.device),
+        setup=_gpu_check if gpu_resources(params.device) else None,
     )
+
+
+def _gpu_check(client: Any) -> None:
+    """Refuse a GPU run that no connected worker can take (its tasks would wait forever)."""
+    from cryoflow.errors import ConfigError
+
+    workers = client.scheduler_info().get("workers", {}).values()
+    if not any(w.get("resources", {}).get("GPU", 0) >= 1 for w in workers):
+        raise ConfigError(
+            "average --device cuda needs workers started with the resource GPU=1 "
+            "(dask worker --resources GPU=1); none is connected"
+        )
 
 
 def run(client: Any, target: Target, params: AverageParams, *, prepared: Any = None) -> Any:
