@@ -175,24 +175,34 @@ class _Killed(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("with_reference", [True, False], ids=["reference", "template-free"])
+@pytest.mark.parametrize(
+    ("with_reference", "symmetry", "with_mask"),
+    [(True, "C2", False), (False, "C1", True)],
+    ids=["reference-C2", "template-free-mask"],
+)
 def test_distributed_rounds_resume_and_equal_the_eager_refinement(
-    tmp_path, scheduler, with_reference
+    tmp_path, scheduler, with_reference, symmetry, with_mask
 ) -> None:
     """A run killed after its first round resumes there; its result is bit-identical to the
-    in-process refinement (:func:`cryoflow.kernels.refine.refine`) of the same particles."""
+    in-process refinement (:func:`cryoflow.kernels.refine.refine`) of the same particles
+    (with a reference and a symmetry; template-free with the user's mask)."""
     from distributed import Client
 
     from cryoflow.io.maps import read_map
+    from cryoflow.kernels.masks import spherical_mask
     from cryoflow.kernels.refine import refine
     from cryoflow.pipelines.engine.rounds import run_rounds
     from cryoflow.pipelines.stages import average as stage
 
     ph = write_phantom_set(tmp_path, n=8, box=16, seed=5)
     ref = write_map(tmp_path / "ref.mrc", start_map(ph.sim), PIXEL) if with_reference else None
+    mask = None
+    if with_mask:
+        mask = write_map(tmp_path / "mask.mrc", spherical_mask(16, 5.0, 2.0), PIXEL)
     params = stage.AverageParams(
         set=ph.name, reference=None if ref is None else str(ref), iterations=2,
-        initial_rounds=1, batch_size=3,
+        initial_rounds=1, batch_size=3, symmetry=symmetry,
+        mask=None if mask is None else str(mask),
     )  # fmt: skip
     plan = stage.plan(ph.store, [], params)
 
@@ -212,6 +222,7 @@ def test_distributed_rounds_resume_and_equal_the_eager_refinement(
         voxel_size_angstrom=PIXEL,
         params=plan.map.params,
         reference=None if ref is None else read_map(ref),
+        mask=None if mask is None else read_map(mask),
         half_ids=info.half_ids,
     )
     s = done.state
@@ -222,3 +233,5 @@ def test_distributed_rounds_resume_and_equal_the_eager_refinement(
     assert np.array_equal(s["half"], eager.half_ids + 1)
     assert np.allclose(s["fsc"][1], eager.outcome.fsc.fsc)
     assert s["history"].shape == (plan.rounds, 5)
+    if mask is not None:
+        assert np.array_equal(s["mask"], read_map(mask))
