@@ -36,6 +36,9 @@ def _act() -> nn.Module:
 class ConformationAE(nn.Module):
     """See the module docstring. ``box`` must be a multiple of ``2**depth``."""
 
+    average: torch.Tensor  # buffer (b, b, b): the consensus average on the working grid
+    mask: torch.Tensor  # buffer (b, b, b): the soft mask
+
     def __init__(
         self, *, box: int, latent_dim: int = 4, base_channels: int = 8, depth: int = 3
     ) -> None:
@@ -73,7 +76,7 @@ class ConformationAE(nn.Module):
         self.register_buffer("average", torch.zeros((box,) * 3))
         self.register_buffer("mask", torch.ones((box,) * 3))
 
-    def _initialise(self, last: nn.Module) -> None:
+    def _initialise(self, last: nn.Conv3d) -> None:
         # variance-preserving weights for LeakyReLU (PyTorch's default shrinks activations
         # about threefold per layer, so an untrained latent would be ~0); a small last layer,
         # so that an untrained decoder returns about the average
@@ -82,7 +85,6 @@ class ConformationAE(nn.Module):
                 nn.init.kaiming_normal_(mod.weight, a=SLOPE, nonlinearity="leaky_relu")
                 if mod.bias is not None:
                     nn.init.zeros_(mod.bias)
-        assert isinstance(last, nn.Conv3d)
         with torch.no_grad():
             last.weight.mul_(0.1)
 

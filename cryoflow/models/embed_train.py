@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -166,8 +166,7 @@ def train_embedding(
         latent_dim=params.latent_dim,
         box=frame.work_box,
     )
-    model = build_model(spec)
-    assert isinstance(model, ConformationAE)  # build_model's contract for this arch
+    model = cast(ConformationAE, build_model(spec))
     model.set_frame_arrays(torch.as_tensor(average_work), torch.as_tensor(work_mask(frame)))
     model = model.to(device).train()
     t_all, w_all = targets.to(device), wedges.to(device)
