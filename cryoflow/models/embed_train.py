@@ -64,6 +64,7 @@ class EmbedTrainParams:
     batch_size: int = 16
     lr: float = 2e-3
     consistency: float = 1.0
+    full_weight: float = 0.1
     variance: float = 1.0
     latent_l2: float = 1e-3
     augment_tilt_deg: float = 60.0
@@ -125,12 +126,15 @@ def training_objective(
     a_spec = centred_rfft(model.average[None])[0]
     x1 = network_input(filled_spectra(targets, wedges, a_spec), band, model.mask)
     z1, d1 = model(x1)
-    loss = wedge_masked_loss(d1, targets, wedges, band)
-    if extra_wedges is not None:
+    if extra_wedges is None:
+        loss = wedge_masked_loss(d1, targets, wedges, band)
+    else:
+        loss = params.full_weight * wedge_masked_loss(d1, targets, wedges, band)
         w2 = wedges * extra_wedges
         x2 = network_input(filled_spectra(targets, w2, a_spec), band, model.mask)
         z2, d2 = model(x2)
-        loss = loss + wedge_masked_loss(d2, targets, wedges, band)
+        # scored where the second view saw nothing: its noise is independent of the input
+        loss = loss + wedge_masked_loss(d2, targets, wedges * (1.0 - extra_wedges), band)
         loss = loss + params.consistency * ((z1 - z2) ** 2).sum(dim=1).mean()
     spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0) + 1e-6)).mean()
     return loss + params.variance * spread + params.latent_l2 * (z1**2).sum(dim=1).mean()
