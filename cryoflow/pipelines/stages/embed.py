@@ -241,9 +241,9 @@ def embed(
     final = O.check_out(out, overwrite) if out is not None else None
     stack = open_particles(store, set_name)
     table = read_particle_table(store, set_name)
-    inputs = set_inputs(store, set_name, table, tuple(int(c) for c in stack.data.chunks[0]))
-    blocks = list(stack.data.to_delayed().ravel())
     box = int(stack.shape[1])
+    inputs = set_inputs(store, set_name, table, tuple(int(c) for c in stack.data.chunks[0]), box)
+    blocks = list(stack.data.to_delayed().ravel())
     tmp_root = None
     if final is not None:
         work = O.staging_dir(final)

@@ -10,7 +10,8 @@ alignment, wedge and half set, taken from the set's table.
   missing values in them, is refused.
 - **Shifts**: ``origin_{x,y,z}_angstrom`` (``rlnOriginX/Y/ZAngst``: RELION's sign, the shift
   that centres the particle), so the particle's centre lies at ``-origin / pixel`` from the box
-  centre; zero without them.
+  centre; zero without them. A fractional coordinate adds its offset from the box centre
+  (extraction starts boxes at whole voxels: ``x - (box_x0 + B // 2)``).
 - **Missing wedge**: the table's ``tilt_min_deg, tilt_max_deg``, else the tomogram's recorded
   tilt range (:func:`cryoflow.io.tomograms.tilt_range`).
 - **Half sets**: ``half`` (1 or 2), else even/odd rows.
@@ -28,6 +29,7 @@ from cryoflow.errors import ConfigError, GeometryError
 
 ANGLES = ("rot", "tilt", "psi")
 ORIGINS = ("origin_z_angstrom", "origin_y_angstrom", "origin_x_angstrom")
+BOX_STARTS = ("box_z0", "box_y0", "box_x0")
 NO_ORIENTATIONS = (
     "the set has no orientations (rot, tilt, psi); its particles are taken as already in one "
     "frame (identity rotations), so orientation differences count as conformation; run "
@@ -85,12 +87,18 @@ def orientations(table: pd.DataFrame, what: str) -> tuple[np.ndarray, bool]:
     return _finite(table, ANGLES, what), True
 
 
-def shifts_px(table: pd.DataFrame, pixel: np.ndarray, what: str) -> np.ndarray:
-    """Shifts ``(n, 3)`` zyx in voxels: ``-origin / pixel`` (zero without origins)."""
-    if not any(c in table.columns for c in ORIGINS):
-        return np.zeros((len(table), 3))
-    filled = table.reindex(columns=list(ORIGINS)).fillna(0.0)
-    return -_finite(filled, ORIGINS, what) / pixel[:, None]
+def shifts_px(table: pd.DataFrame, pixel: np.ndarray, what: str, box: int | None) -> np.ndarray:
+    """Shifts ``(n, 3)`` zyx in voxels: ``-origin / pixel`` (zero without origins), plus the
+    coordinate's offset from its box centre when the box starts are known."""
+    out = np.zeros((len(table), 3))
+    if any(c in table.columns for c in ORIGINS):
+        filled = table.reindex(columns=list(ORIGINS)).fillna(0.0)
+        out -= _finite(filled, ORIGINS, what) / pixel[:, None]
+    if box is not None and set(BOX_STARTS) <= set(table.columns):
+        coords = table[["z", "y", "x"]].to_numpy(np.float64)
+        starts = table[list(BOX_STARTS)].to_numpy(np.float64)
+        out += coords - (starts + int(box) // 2)
+    return out
 
 
 def tilt_ranges(store: object, table: pd.DataFrame) -> np.ndarray:
@@ -131,10 +139,14 @@ def halves(table: pd.DataFrame) -> np.ndarray:
 
 
 def set_inputs(
-    store: object, set_name: str, table: pd.DataFrame, chunks: tuple[int, ...]
+    store: object,
+    set_name: str,
+    table: pd.DataFrame,
+    chunks: tuple[int, ...],
+    box: int | None = None,
 ) -> SetInputs:
     """Every per-particle input of set ``set_name`` (``table`` its particle table, ``chunks``
-    its stack's chunks along ``particle``)."""
+    its stack's chunks along ``particle``, ``box`` its box side)."""
     what = f"particle set {set_name!r}"
     if len(table) < 2:
         raise GeometryError(f"{what}: the autoencoder needs at least 2 particles, got {len(table)}")
@@ -144,7 +156,7 @@ def set_inputs(
     bounds = tuple((int(e - c), int(e)) for c, e in zip(chunks, ends, strict=True) if c > 0)
     return SetInputs(
         euler_deg=euler,
-        shifts_zyx_px=shifts_px(table, pixel, what),
+        shifts_zyx_px=shifts_px(table, pixel, what, box),
         tilt_ranges=tilt_ranges(store, table),
         halves=halves(table),
         pixel_size_angstrom=float(np.median(pixel)),

@@ -86,3 +86,13 @@ def test_output_directory_refused_when_not_empty_and_published_whole(tmp_path) -
 def test_rows_follow_the_input_file() -> None:
     t = _table(4, input_index=[2, 0, 3, 1])
     assert input_order(t).tolist() == [1, 3, 0, 2]
+
+
+def test_fractional_coordinates_add_their_offset_from_the_box_centre() -> None:
+    # extraction starts boxes at whole voxels, rint(coordinate) - B // 2
+    t = _table(2, origin_x_angstrom=[10.0, 0.0], box_z0=[-7, -7], box_y0=[-7, -7], box_x0=[-4, -7])
+    t["x"] = [3.3, 0.0]
+    t["z"] = [1.0, 1.0]
+    got = set_inputs(None, "s", t, (2,), box=16)
+    assert np.allclose(got.shifts_zyx_px[0], [0.0, 0.0, -1.0 + 3.3 - (-4 + 8)])
+    assert np.allclose(got.shifts_zyx_px[1], [0.0, 0.0, -1.0])
