@@ -25,13 +25,10 @@ def embed(
     particle on the cluster and find classes in latent space: writes OUT/latent.csv
     (tomogram, x, y, z, z0 .. z{D-1}), classes.csv, particles.star, class_<k>.mrc,
     latent.png, trajectory.png, the model (weights.pt + model.json) and embed.json."""
-    from cryoflow.io.particleset import read_particle_table
     from cryoflow.pipelines.cluster.connect import connect, gpu_resources
     from cryoflow.pipelines.stages import embed as stage
-    from cryoflow.pipelines.stages.embed_outputs import check_out
 
-    check_out(out, overwrite)
-    read_particle_table(store, set_)  # a missing set is named before any cluster starts
+    stage.prepare(store, set_, out, overwrite)  # named before any cluster starts
     config = o.cluster(scheduler, workers, resources=gpu_resources(params.device))
     with connect(config) as client:
         res = stage.run(client, store, set_, params, out, overwrite=overwrite)

@@ -30,14 +30,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from cryoflow.pipelines.stages.base import StageParams
 from cryoflow.pipelines.stages.fields import choice
+
+if TYPE_CHECKING:  # the command line imports this module: no heavy imports at the top
+    import pandas as pd
 
 NAME = "embed"
 METHODS = ("gmm", "kmeans")
@@ -367,6 +369,16 @@ def classify_latent(
     return res.table.drop(
         columns=[c for c in res.table.columns if c.startswith("z") and c[1:].isdigit()]
     )
+
+
+def prepare(store: Any, set_name: str, out: str | Path, overwrite: bool) -> None:
+    """What the command checks before any cluster starts: the output directory may be
+    written, and the set exists (``NodeNotFoundError`` naming it otherwise)."""
+    from cryoflow.io.particleset import read_particle_table
+    from cryoflow.pipelines.stages.embed_outputs import check_out
+
+    check_out(out, overwrite)
+    read_particle_table(store, set_name)
 
 
 def run(
