@@ -109,3 +109,17 @@ def test_classify_latent_returns_the_set_table_with_classes(tmp_path) -> None:
     assert set(got["class"]) == {1, 2}
     order = np.argsort(table["input_index"].to_numpy(), kind="stable")
     assert class_accuracy(got["class"].to_numpy()[order] - 1, truth) >= 0.85
+
+
+@pytest.mark.gpu_test
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_embed_on_cuda_with_gpu_resources(tmp_path) -> None:
+    from cryoflow.pipelines.stages.embed import classify_latent
+
+    store, truth, _ = phantom_set(tmp_path, n=32, seed=3)
+    out = tmp_path / "gpu"
+    # no client: a local cluster whose workers carry the GPU resource the tasks ask for
+    got = classify_latent(store, "hinges", 2, steps=30, batch_size=8, device="cuda", out=out)
+    record = json.loads((out / "embed.json").read_text())
+    assert record["parameters"]["device"] == "cuda" and set(got["class"]) == {1, 2}
+    assert len(pd.read_csv(out / "latent.csv")) == 32
