@@ -7,7 +7,7 @@ particles from the store):
 1. **Consensus average**: per-batch, per-half Fourier sums through the averaging kernels
    (wedge-compensated), added in a fixed tree; the two half maps give an FSC.
 2. **Band**: ``--resolution`` (Å) or the FSC-0.143 resolution of those halves, but never finer
-   than ``B / 8`` voxels nor coarser than ``B / 3`` (conformational changes are low-resolution
+   than ``B / 6`` voxels nor coarser than ``B / 3`` (conformational changes are low-resolution
    differences, and the working grid stays small: ``docs/design/autoencoder.md``).
 3. **Training** on one worker (``{"GPU": 1}`` when ``--device cuda``) on the particles
    prepared by per-batch tasks (a random sample of at most ``--train-particles``); the
@@ -99,8 +99,8 @@ def band_px(
     radius = box / 2.0 - 3.0 if params.mask_radius is None else float(params.mask_radius)
     mask = spherical_mask(box, radius, 3.0)
     measured = fsc(half_maps[0], half_maps[1], mask).resolution_px(0.143)
-    chosen = float(np.clip(measured, max(box / 8.0, 2.0), max(box / 3.0, 2.0)))
-    return chosen, f"FSC-0.143 of the consensus halves {measured:.2f} px, clipped to [B/8, B/3]"
+    chosen = float(np.clip(measured, max(box / 6.0, 2.0), max(box / 3.0, 2.0)))
+    return chosen, f"FSC-0.143 of the consensus halves {measured:.2f} px, clipped to [B/6, B/3]"
 
 
 def _consensus(
