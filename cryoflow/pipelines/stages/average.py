@@ -49,6 +49,7 @@ OUTPUTS = (
     "shifts_zyx_px",
     "scores",
     "half",
+    "tilt_ranges",
     "history",
 )
 HISTORY = ("round", "band_px", "fsc0143_px", "fsc05_px", "mean_score")
@@ -213,9 +214,7 @@ def plan(store: object, names: list[str], params: AverageParams, *, log: Any = N
         mask = read_map(params.mask, box=info.box, what="--mask", voxel_size_angstrom=px)
         inputs[str(params.mask)] = file_sha256(params.mask)
     logic = RoundLogic(info, refine, reference, mask, log)
-    batch = AverageBatch(
-        store, params.set, info.tilt_ranges, info.half_ids, logic.n_initial, refine, params.device
-    )
+    batch = AverageBatch(store, params.set, logic.n_initial, refine, params.device)
     return Rounds(
         step_name(params.set),
         OUTPUTS,
