@@ -133,13 +133,13 @@ def load_set(store: object, name: str, seed: int) -> ParticleSetInfo:
     NodeNotFoundError, GeometryError, MissingTiltRangeError
     """
     from cryoflow.errors import GeometryError
-    from cryoflow.io.particleset import PARTICLES, open_particles
+    from cryoflow.io.particleset import PARTICLES, open_particles, read_particle_table
     from cryoflow.io.tomograms import tilt_range, tomogram_info
     from cryoflow.kernels.refine import split_halves
     from cryoflow.pipelines.stages.inputs import node_identity
 
     arr = open_particles(store, name)
-    table = arr.coords.to_dataset().to_dataframe().reset_index(drop=True)
+    table = read_particle_table(store, name).reset_index(drop=True)
     n, box = int(arr.shape[0]), int(arr.shape[1])
     where = f"{store}: particle set {name!r}"
     if n < 2:
