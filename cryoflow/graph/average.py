@@ -105,14 +105,14 @@ def read_batch(store: object, set_name: str, start: int, stop: int) -> np.ndarra
 class AverageBatch:
     """The map of a round: align and accumulate particles ``start:stop`` (module docstring).
 
-    ``tilt_ranges`` (n, 2) and ``half_ids`` (n,) 0/1 cover the whole set; ``params`` set each
-    round's search (:meth:`search`); ``n_initial`` as in :func:`phase_of`.
+    Per-particle inputs come with the state (broadcast once per round, not copied into every
+    task): ``tilt_ranges`` (n, 2), ``half`` (n,) 1/2, ``euler_deg`` and ``shifts_zyx_px``
+    (n, 3). ``params`` set each round's search (:meth:`search`); ``n_initial`` as in
+    :func:`phase_of`.
     """
 
     store: Any
     set_name: str
-    tilt_ranges: np.ndarray
-    half_ids: np.ndarray
     n_initial: int
     params: RefineParams
     device: str = "cpu"
@@ -129,7 +129,7 @@ class AverageBatch:
     def __call__(self, state: dict[str, np.ndarray], start: int, stop: int) -> Partial:
         vols = read_batch(self.store, self.set_name, start, stop)
         sl = slice(int(start), int(stop))
-        tr = self.tilt_ranges[sl]
+        tr = np.asarray(state["tilt_ranges"], dtype=float)[sl]
         phase = phase_of(int(state["round"][0]) + 1, self.n_initial)
         euler = np.asarray(state["euler_deg"], dtype=float)[sl]
         shifts = np.asarray(state["shifts_zyx_px"], dtype=float)[sl]
@@ -147,7 +147,9 @@ class AverageBatch:
             )
             search = self.search(phase, refs.mask)
             local = search.global_step_deg is None
-            halves = np.zeros(len(vols), dtype=int) if one else self.half_ids[sl]
+            halves = np.zeros(len(vols), dtype=int)
+            if not one:
+                halves = np.asarray(state["half"], dtype=int)[sl] - 1
             al = align_batch(
                 vols,
                 tr,

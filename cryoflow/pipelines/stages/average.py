@@ -49,6 +49,7 @@ OUTPUTS = (
     "shifts_zyx_px",
     "scores",
     "half",
+    "tilt_ranges",
     "history",
 )
 HISTORY = ("round", "band_px", "fsc0143_px", "fsc05_px", "mean_score")
@@ -132,13 +133,13 @@ def load_set(store: object, name: str, seed: int) -> ParticleSetInfo:
     NodeNotFoundError, GeometryError, MissingTiltRangeError
     """
     from cryoflow.errors import GeometryError
-    from cryoflow.io.particleset import PARTICLES, open_particles
+    from cryoflow.io.particleset import PARTICLES, open_particles, read_particle_table
     from cryoflow.io.tomograms import tilt_range, tomogram_info
     from cryoflow.kernels.refine import split_halves
     from cryoflow.pipelines.stages.inputs import node_identity
 
     arr = open_particles(store, name)
-    table = arr.coords.to_dataset().to_dataframe().reset_index(drop=True)
+    table = read_particle_table(store, name).reset_index(drop=True)
     n, box = int(arr.shape[0]), int(arr.shape[1])
     where = f"{store}: particle set {name!r}"
     if n < 2:
@@ -213,9 +214,7 @@ def plan(store: object, names: list[str], params: AverageParams, *, log: Any = N
         mask = read_map(params.mask, box=info.box, what="--mask", voxel_size_angstrom=px)
         inputs[str(params.mask)] = file_sha256(params.mask)
     logic = RoundLogic(info, refine, reference, mask, log)
-    batch = AverageBatch(
-        store, params.set, info.tilt_ranges, info.half_ids, logic.n_initial, refine, params.device
-    )
+    batch = AverageBatch(store, params.set, logic.n_initial, refine, params.device)
     return Rounds(
         step_name(params.set),
         OUTPUTS,

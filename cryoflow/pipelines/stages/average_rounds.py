@@ -15,6 +15,7 @@ The state (every array at least 1-D; what is recorded per round and published at
 ``shifts_zyx_px`` (n, 3)            each particle's centre relative to the box centre
 ``scores``     (n,)                 constrained cross-correlation of the last alignment
 ``half``       (n,)                 half set, 1 or 2
+``tilt_ranges`` (n, 2)              each particle's tilt range (degrees), its wedge
 ``history``    (rounds, 5)          round, band, FSC-0.143 and -0.5 periods, mean score
 ============== ==================== ====================================================
 
@@ -93,6 +94,7 @@ class RoundLogic:
             "shifts_zyx_px": np.zeros((n, 3)),
             "scores": np.zeros(n),
             "half": np.asarray(self.info.half_ids, np.int64) + 1,
+            "tilt_ranges": np.asarray(self.info.tilt_ranges, np.float64).reshape(n, 2),
             "history": np.zeros((0, 5)),
         }
         if self.reference is not None:
@@ -197,5 +199,6 @@ class RoundLogic:
             "shifts_zyx_px": ("particle", "axis"),
             "scores": ("particle",),
             "half": ("particle",),
+            "tilt_ranges": ("particle", "range"),
             "history": ("round", "stat"),
         }

@@ -26,7 +26,7 @@ def scheduler():
 
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=40,
+        dashboard_address="127.0.0.1:0", silence_logs=40,
     ) as cluster:  # fmt: skip
         yield cluster.scheduler_address
 
