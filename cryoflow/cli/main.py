@@ -5,11 +5,14 @@ callable like any function) and ``register(app: typer.Typer) -> None``. The comm
 :data:`FIRST`, then every registered stage (:data:`cryoflow.pipelines.stages.STAGES`) that
 has a ``cryoflow.cli.<stage>`` module, then :data:`LAST`: a new stage with a command needs no
 line here. Errors that are :class:`cryoflow.errors.CryoflowError` print one line naming the
-file and the problem and exit with status 2, without a traceback.
+file and the problem and exit with status 2, without a traceback; so do other errors (an
+``OSError`` names its file), their traceback written to a file in the temporary directory
+(``CRYOFLOW_TRACEBACK=1`` raises them instead).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 from importlib.util import find_spec
@@ -17,12 +20,12 @@ from typing import Any
 
 import typer
 
-from cryoflow.errors import CryoflowError
+from cryoflow.errors import CryoflowError, one_line
 from cryoflow.pipelines.stages import STAGES
 
 #: commands listed before the stages' and after them (``cryoflow --help`` order)
 FIRST: list[str] = ["demo", "simulate", "ingest", "export", "verify"]
-LAST: list[str] = ["train", "run", "check", "certs"]
+LAST: list[str] = ["train", "embed", "run", "check", "certs"]
 #: every command module, in the order ``cryoflow --help`` lists them
 COMMAND_MODULES: list[str] = [
     *FIRST,
@@ -125,11 +128,32 @@ def main(argv: list[str] | None = None) -> None:
         if exc.code == INTERRUPTED:  # Typer's exit for a KeyboardInterrupt in the command
             _interrupted()
         raise
+    except Exception as exc:  # not cryoflow's own: one line too, the traceback kept aside
+        if os.environ.get("CRYOFLOW_TRACEBACK") == "1":
+            raise
+        kept = _keep_traceback()
+        print(f"cryoflow: error: {one_line(exc)}", file=sys.stderr)
+        print(
+            f"cryoflow: the traceback is in {kept} (CRYOFLOW_TRACEBACK=1 shows it)", file=sys.stderr
+        )
+        sys.exit(2)
 
 
 def _interrupted() -> None:
     print("\ncryoflow: interrupted; rerun to resume", file=sys.stderr, flush=True)
     sys.exit(INTERRUPTED)
+
+
+def _keep_traceback() -> str:
+    """Write the exception being handled to a file in the temporary directory; its path."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="cryoflow-traceback-", suffix=".txt", delete=False
+    ) as f:
+        traceback.print_exc(file=f)
+    return f.name
 
 
 if __name__ == "__main__":
