@@ -163,7 +163,7 @@ def create_app(
         v, lv = _view_level(q)
         axis, index = _arg(q, "axis", str), _arg(q, "index", int)
         plane = v.plane(axis, index, lv)
-        png = v.png(plane, v.window(_arg(q, "low", float, 0.5), _arg(q, "high", float, 99.5)))
+        png = v.png(plane, v.window(lv, _arg(q, "low", float, 0.5), _arg(q, "high", float, 99.5)))
         headers = {"X-Cryoflow-Level": str(lv.level), "Cache-Control": "no-store"}
         return Response(png, media_type="image/png", headers=headers)
 

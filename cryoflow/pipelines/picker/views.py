@@ -14,15 +14,16 @@ voxels ``[i f, (i + 1) f)`` (``f`` the level's factor on that axis), so level-0 
 ``x0`` (covering ``[x0 - 0.5, x0 + 0.5)``) sits at ``u = (x0 + 0.5) / f`` and back
 ``x0 = u f - 0.5`` (:func:`to_voxel`, :func:`to_image`).
 
-Grey levels: the volume's ``low``/``high`` percentiles (a seeded sample of its coarsest level,
-so every slice of a tomogram shares one contrast) map to 0/255.
+Grey levels: the ``low``/``high`` percentiles of the level's central XY plane (the plane the
+page opens on; a seeded sample of at most 2^20 voxels) map to 0/255, so every slice read from
+one level shares one contrast (no flicker while browsing). The window is per level because
+averaging shrinks the noise: a coarse level's range would saturate level 0.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -83,6 +84,7 @@ class VolumeView:
                 self._data.append(open_volume(store, name, key, level=len(self._data)).data)
             except NodeNotFoundError:  # past the last level
                 break
+        self._samples: dict[int, np.ndarray] = {}
         factors = ome.level_factors(self.shape, len(self._data))
         self.levels = tuple(
             Level(k, tuple(s // f for s, f in zip(self.shape, fk, strict=True)), fk)  # type: ignore[arg-type]
@@ -90,24 +92,27 @@ class VolumeView:
         )
 
     # ------------------------------------------------------------------------ contrast
-    @cached_property
-    def _sample(self) -> np.ndarray:
-        coarsest = self._data[-1].compute(scheduler="synchronous")
-        data = np.asarray(coarsest, dtype=np.float32).ravel()
-        data = data[np.isfinite(data)]
-        if data.size > _SAMPLE:
-            data = np.random.default_rng(0).choice(data, _SAMPLE, replace=False)
-        return data
+    def _sample(self, lv: Level) -> np.ndarray:
+        if lv.level not in self._samples:
+            centre = self._data[lv.level][lv.shape[0] // 2].compute(scheduler="synchronous")
+            data = np.asarray(centre, dtype=np.float32).ravel()
+            data = data[np.isfinite(data)]
+            if data.size > _SAMPLE:
+                data = np.random.default_rng(0).choice(data, _SAMPLE, replace=False)
+            self._samples[lv.level] = data
+        return self._samples[lv.level]
 
-    def window(self, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
-        """The grey values at percentiles ``low`` and ``high`` of the volume."""
+    def window(self, lv: Level, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+        """The grey values at percentiles ``low`` and ``high`` of level ``lv``'s central
+        XY plane (``z = Z // 2``): one contrast for every view read from that level."""
         if not 0 <= low < high <= 100:
             raise ConfigError(
                 f"contrast percentiles need 0 <= low < high <= 100; got {low}, {high}"
             )
-        if self._sample.size == 0:
+        sample = self._sample(lv)
+        if sample.size == 0:
             return 0.0, 1.0
-        lo, hi = np.percentile(self._sample, [low, high])
+        lo, hi = np.percentile(sample, [low, high])
         return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
     # ------------------------------------------------------------------------ slices
