@@ -21,13 +21,24 @@ def picker(
         ),
     ] = "127.0.0.1",
     key: Annotated[str, typer.Option("--key", help="Volume to show and pick in.")] = "tomogram",
+    cache_mib: Annotated[
+        int,
+        typer.Option("--cache-mib", help="Memory for decoded slabs kept while browsing (MiB)."),
+    ] = 1024,
     scheduler: o.Scheduler = None,
     workers: o.Workers = None,
 ) -> None:
     """Serve the picking page for STORE; prints its URL (with its access token)."""
     from cryoflow.pipelines.picker.server import serve
 
-    serve(store, port=port, host=host, key=key, cluster=o.cluster(scheduler, workers))
+    serve(
+        store,
+        port=port,
+        host=host,
+        key=key,
+        cluster=o.cluster(scheduler, workers),
+        cache_mib=cache_mib,
+    )
 
 
 def register(app: typer.Typer) -> None:

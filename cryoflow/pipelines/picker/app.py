@@ -42,6 +42,7 @@ from starlette.staticfiles import StaticFiles
 from cryoflow.errors import ConfigError, CryoflowError, NodeNotFoundError
 from cryoflow.io.layout import list_tomograms
 from cryoflow.pipelines.picker import export, jobs, marks, views
+from cryoflow.pipelines.picker.cache import SlabCache
 
 __all__ = ["TOKEN_HEADER", "create_app"]
 
@@ -66,15 +67,18 @@ class TokenGate(BaseHTTPMiddleware):
 class Picker:
     """What the routes share: the store, its marks, cached volume views, the jobs."""
 
-    def __init__(self, store: str, key: str, cluster: Any, find: Any = None) -> None:
+    def __init__(
+        self, store: str, key: str, cluster: Any, find: Any = None, cache_bytes: int = 1 << 30
+    ) -> None:
         self.store, self.key, self.find = store, key, find
+        self.cache = SlabCache(cache_bytes)
         self.marks = marks.MarkStore(store)
         self.jobs = jobs.Jobs(cluster)
         self._views: OrderedDict[str, views.VolumeView] = OrderedDict()
 
     def view(self, name: str) -> views.VolumeView:
         if name not in self._views:
-            self._views[name] = views.VolumeView(self.store, name, self.key)
+            self._views[name] = views.VolumeView(self.store, name, self.key, self.cache)
             while len(self._views) > 8:
                 self._views.popitem(last=False)
         self._views.move_to_end(name)
@@ -100,14 +104,21 @@ def _error(exc: CryoflowError) -> JSONResponse:
 
 
 def create_app(
-    store: str, token: str, *, key: str = "tomogram", cluster: Any = None, find: Any = None
+    store: str,
+    token: str,
+    *,
+    key: str = "tomogram",
+    cluster: Any = None,
+    find: Any = None,
+    cache_bytes: int = 1 << 30,
 ) -> Starlette:
     """The picking application for dataset ``store`` (volume ``key``), guarded by ``token``.
 
     ``cluster`` is the :class:`~cryoflow.pipelines.cluster.connect.ClusterConfig` of "find
-    the rest"; ``find`` replaces the picking function (default: imported when first used).
+    the rest"; ``find`` replaces the picking function (default: imported when first used);
+    ``cache_bytes`` bounds the decoded slabs kept for browsing (:mod:`.cache`).
     """
-    pk = Picker(store, key, cluster, find)
+    pk = Picker(store, key, cluster, find, cache_bytes)
 
     def guarded(fn: Any) -> Any:
         async def endpoint(request: Request) -> Response:

@@ -55,6 +55,7 @@ def serve(
     host: str = "127.0.0.1",
     key: str = "tomogram",
     cluster: Any = None,
+    cache_mib: int = 1024,
 ) -> None:
     """Serve the picking page for ``store`` until interrupted (prints its URL first)."""
     import uvicorn
@@ -69,7 +70,9 @@ def serve(
             "the URL (and its token) can read and change this store's picks",
             file=sys.stderr,
         )
-    app = create_app(store, served.token, key=key, cluster=cluster)
+    if cache_mib < 0:
+        raise ConfigError(f"--cache-mib must be >= 0; got {cache_mib}")
+    app = create_app(store, served.token, key=key, cluster=cluster, cache_bytes=cache_mib << 20)
     port_n = served.sock.getsockname()[1]
     print(f"cryoflow picker: {served.url}", flush=True)
     print(

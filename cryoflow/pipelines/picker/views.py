@@ -30,6 +30,7 @@ import numpy as np
 from cryoflow.errors import ConfigError, NodeNotFoundError
 from cryoflow.io import ome
 from cryoflow.io.store import open_volume
+from cryoflow.pipelines.picker.cache import SlabCache
 
 __all__ = ["AXES", "Level", "VolumeView", "to_image", "to_voxel"]
 
@@ -73,8 +74,11 @@ class VolumeView:
         No such tomogram or volume.
     """
 
-    def __init__(self, store: object, name: str, key: str = "tomogram") -> None:
+    def __init__(
+        self, store: object, name: str, key: str = "tomogram", cache: SlabCache | None = None
+    ) -> None:
         self.store, self.name, self.key = store, name, key
+        self.cache = cache if cache is not None else SlabCache(0)
         base = open_volume(store, name, key, level=0)
         self.shape: tuple[int, int, int] = tuple(int(s) for s in base.shape)  # type: ignore[assignment]
         self.pixel_size_angstrom = float(base.attrs["pixel_size_angstrom"])
@@ -94,7 +98,7 @@ class VolumeView:
     # ------------------------------------------------------------------------ contrast
     def _sample(self, lv: Level) -> np.ndarray:
         if lv.level not in self._samples:
-            centre = self._data[lv.level][lv.shape[0] // 2].compute(scheduler="synchronous")
+            centre = self._level_plane(lv, 0, lv.shape[0] // 2)
             data = np.asarray(centre, dtype=np.float32).ravel()
             data = data[np.isfinite(data)]
             if data.size > _SAMPLE:
@@ -145,11 +149,11 @@ class VolumeView:
                 f"got {index}"
             )
         k = min(int(index) // lv.factors[normal], lv.shape[normal] - 1)
-        vol = self._data[lv.level]
-        sel: list[object] = [slice(None)] * 3
-        sel[normal] = k
-        out = vol[tuple(sel)].compute(scheduler="synchronous")
-        return np.asarray(out, dtype=np.float32)
+        return np.asarray(self._level_plane(lv, normal, k), dtype=np.float32)
+
+    def _level_plane(self, lv: Level, normal: int, k: int) -> np.ndarray:
+        key = (str(self.store), self.name, self.key, lv.level)
+        return self.cache.plane(key, self._data[lv.level], normal, k)
 
     def png(self, plane: np.ndarray, window: tuple[float, float]) -> bytes:
         """``plane`` as an 8-bit greyscale PNG, ``window`` mapped to 0..255."""
