@@ -2,9 +2,10 @@
 
 A storage chunk is the unit of decoding: a plane through a volume stored in 128^3 chunks
 costs as much as the 128 planes of the chunk slab around it. :class:`SlabCache` keeps the
-decoded slab (all chunks along the view's normal axis that hold the plane) of the most
-recent views, least recently used first out, within ``max_bytes``; the next planes of the
-same slab (the page's arrow keys) are then slices of memory. The store is never written.
+decoded slab (all chunks along the view's normal axis that hold the plane, read in one call,
+so the store decodes them concurrently) of the most recent views, least recently used first
+out, within ``max_bytes``; the next planes of the same slab (the page's arrow keys) are then
+slices of memory. The store is never written.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import Any
 
-import dask.array as da
 import numpy as np
 
 __all__ = ["SlabCache"]
@@ -32,15 +33,15 @@ class SlabCache:
     def nbytes(self) -> int:
         return sum(a.nbytes for _, a in self._slabs.values())
 
-    def plane(self, key: Hashable, data: da.Array, axis: int, k: int) -> np.ndarray:
-        """``data``'s plane ``k`` along ``axis`` (a view into its cached slab).
+    def plane(self, key: Hashable, array: Any, axis: int, k: int) -> np.ndarray:
+        """Plane ``k`` along ``axis`` of ``array`` (a view into its cached slab).
 
-        ``key`` names ``data`` (tomogram, volume, level); the slab is the run of storage
-        chunks along ``axis`` that holds ``k``.
+        ``array`` is array-like with ``shape``, regular ``chunks`` (ints, as a Zarr array's)
+        and ``__getitem__``; ``key`` names it (tomogram, volume, level).
         """
-        bounds = np.cumsum((0, *data.chunks[axis]))
-        j = int(np.searchsorted(bounds, k, side="right") - 1)
-        k0, k1 = int(bounds[j]), int(bounds[j + 1])
+        step = int(array.chunks[axis])
+        j = int(k) // step
+        k0, k1 = j * step, min((j + 1) * step, int(array.shape[axis]))
         slab_key = (key, axis, j)
         with self._lock:
             hit = self._slabs.get(slab_key)
@@ -48,15 +49,14 @@ class SlabCache:
                 self._slabs.move_to_end(slab_key)
                 self.hits += 1
         if hit is None:
-            self.misses += 1
-            sel: list[slice] = [slice(None)] * data.ndim
+            sel: list[slice] = [slice(None)] * len(array.shape)
             sel[axis] = slice(k0, k1)
-            slab = np.asarray(data[tuple(sel)].compute(scheduler="threads"))
-            hit = (k0, slab)
+            hit = (k0, np.asarray(array[tuple(sel)]))
             with self._lock:
-                if slab.nbytes <= self.max_bytes:
+                self.misses += 1
+                if hit[1].nbytes <= self.max_bytes:
                     self._slabs[slab_key] = hit
                     while self.nbytes > self.max_bytes:
                         self._slabs.popitem(last=False)
         start, slab = hit
-        return np.take(slab, k - start, axis=axis)
+        return np.take(slab, int(k) - start, axis=axis)

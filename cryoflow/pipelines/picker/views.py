@@ -27,8 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cryoflow.errors import ConfigError, NodeNotFoundError
-from cryoflow.io import ome
+from cryoflow.errors import ConfigError
+from cryoflow.io import nodes, ome
+from cryoflow.io.chunks import CheckedArray
+from cryoflow.io.layout import LABELS, TOMOGRAMS, VOLUMES, open_dataset
 from cryoflow.io.store import open_volume
 from cryoflow.pipelines.picker.cache import SlabCache
 
@@ -65,6 +67,17 @@ def to_image(x0: float, factor: int) -> float:
     return (float(x0) + 0.5) / factor
 
 
+def _level_arrays(store: object, name: str, key: str) -> list[CheckedArray]:
+    """The pyramid levels of volume ``key`` (an image, else a label image), as checked
+    arrays: one Zarr read per slab (its chunks decoded concurrently), corrupt chunks named."""
+    root = open_dataset(store)
+    base = f"{TOMOGRAMS}/{name}"
+    section = VOLUMES if nodes.exists(root, f"{base}/{VOLUMES}/{key}") else LABELS
+    group = nodes.open_node(root, f"{base}/{section}/{key}", what="volume")
+    n_levels = len(group.attrs["ome"]["multiscales"][0]["datasets"])
+    return [CheckedArray(nodes.child_array(group, str(k))) for k in range(n_levels)]
+
+
 class VolumeView:
     """Slices of tomogram ``name``'s volume ``key`` in ``store`` (reads only, no state).
 
@@ -79,15 +92,10 @@ class VolumeView:
     ) -> None:
         self.store, self.name, self.key = store, name, key
         self.cache = cache if cache is not None else SlabCache(0)
-        base = open_volume(store, name, key, level=0)
+        base = open_volume(store, name, key, level=0)  # a clear error when there is none
         self.shape: tuple[int, int, int] = tuple(int(s) for s in base.shape)  # type: ignore[assignment]
         self.pixel_size_angstrom = float(base.attrs["pixel_size_angstrom"])
-        self._data = [base.data]
-        while True:
-            try:
-                self._data.append(open_volume(store, name, key, level=len(self._data)).data)
-            except NodeNotFoundError:  # past the last level
-                break
+        self._data = _level_arrays(store, name, key)
         self._samples: dict[int, np.ndarray] = {}
         factors = ome.level_factors(self.shape, len(self._data))
         self.levels = tuple(
