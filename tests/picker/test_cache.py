@@ -25,9 +25,11 @@ def test_planes_equal_the_volume_across_chunkings(chunks: tuple[int, int, int]) 
     for axis in range(3):
         for k in range(vol.shape[axis]):
             np.testing.assert_array_equal(cache.plane("v", data, axis, k), np.take(vol, k, axis))
-    # every slab along each axis was decoded once, every other plane a hit
+            cache.wait()  # the slab read in the background after a miss
+    # a miss per slab along each axis, every other plane a hit from the slab
     slabs = sum(-(-n // c) for n, c in zip(vol.shape, chunks, strict=True))
     assert cache.misses == slabs and cache.hits == sum(vol.shape) - slabs
+    cache.close()
 
 
 def test_memory_bound_and_lru() -> None:
@@ -36,10 +38,14 @@ def test_memory_bound_and_lru() -> None:
     cache = SlabCache(2 * 2048)
     for k in (0, 8, 16):
         cache.plane("v", data, 0, k)
+        cache.wait()
     assert cache.nbytes <= 2 * 2048 and cache.misses == 3
     cache.plane("v", data, 0, 9)  # slab 1 kept
     cache.plane("v", data, 0, 1)  # slab 0 was evicted first
     assert (cache.hits, cache.misses) == (1, 4)
     none = SlabCache(0)
     none.plane("v", data, 0, 1)
+    none.wait()
     assert none.nbytes == 0
+    cache.close()
+    none.close()

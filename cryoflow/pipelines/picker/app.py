@@ -288,6 +288,7 @@ def create_app(
             yield
         finally:
             pk.jobs.close()
+            pk.cache.close()
 
     app = Starlette(
         routes=routes, middleware=[Middleware(TokenGate, token=token)], lifespan=lifespan

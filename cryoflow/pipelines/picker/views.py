@@ -104,9 +104,10 @@ class VolumeView:
         )
 
     # ------------------------------------------------------------------------ contrast
-    def _sample(self, lv: Level) -> np.ndarray:
+    def _sample(self, lv: Level, centre: np.ndarray | None = None) -> np.ndarray:
         if lv.level not in self._samples:
-            centre = self._level_plane(lv, 0, lv.shape[0] // 2)
+            if centre is None:
+                centre = self._level_plane(lv, 0, lv.shape[0] // 2)
             data = np.asarray(centre, dtype=np.float32).ravel()
             data = data[np.isfinite(data)]
             if data.size > _SAMPLE:
@@ -157,7 +158,10 @@ class VolumeView:
                 f"got {index}"
             )
         k = min(int(index) // lv.factors[normal], lv.shape[normal] - 1)
-        return np.asarray(self._level_plane(lv, normal, k), dtype=np.float32)
+        out = np.asarray(self._level_plane(lv, normal, k), dtype=np.float32)
+        if normal == 0 and k == lv.shape[0] // 2:
+            self._sample(lv, out)  # the contrast window's plane, read once
+        return out
 
     def _level_plane(self, lv: Level, normal: int, k: int) -> np.ndarray:
         key = (str(self.store), self.name, self.key, lv.level)
