@@ -121,6 +121,14 @@ def test_pick_save_reload_in_the_browser(server: Server, page: Page) -> None:
     expect(page.locator("#overlay circle.positive")).to_have_count(0)
     assert (read_table(server.store, "cell_a", "picker", "marks")["kind"] == "positive").sum() == 0
 
+    # undo brings it back, at the same voxel
+    page.click("#undo")
+    expect(page.locator("#status")).to_contain_text("undone")
+    expect(page.locator("#overlay circle.positive")).to_have_count(1)
+    marks = read_table(server.store, "cell_a", "picker", "marks")
+    back = marks[marks["kind"] == "positive"]
+    assert back[["x", "y", "z"]].values.tolist() == [[x, y, z]]
+
 
 @pytest.mark.skipif(
     find_spec("cryoflow.pipelines.stages.pick") is not None,

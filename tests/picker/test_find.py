@@ -119,12 +119,32 @@ def test_find_accept_reject_save(live: Server, tmp_path: Path) -> None:
     # the threshold slider hides low scores; the picks come back where they are (u = x + 0.5)
     assert _overlay_picks(live, 0.8) == [(12.0, 1.0, "pending")]
     assert _overlay_picks(live, 0.5) == [(12.0, 1.0, "pending"), (42.0, 0.6, "pending")]
-    assert live.json(
-        "POST", "/api/picks", {"tomogram": "cell", "status": "accepted", "threshold": 0.8}
-    ) == {"changed": 1}
-    assert live.json(
-        "POST", "/api/picks", {"tomogram": "cell", "status": "rejected", "threshold": 0.8}
-    ) == {"changed": 1}
+    assert (
+        live.json(
+            "POST", "/api/picks", {"tomogram": "cell", "status": "accepted", "threshold": 0.8}
+        )["changed"]
+        == 1
+    )
+    assert (
+        live.json(
+            "POST", "/api/picks", {"tomogram": "cell", "status": "rejected", "threshold": 0.8}
+        )["changed"]
+        == 1
+    )
+    # the page's undo: picks back to a status by id
+    ids = [
+        i["id"]
+        for i in live.json("GET", "/api/overlay?tomogram=cell&axis=z&index=8&level=0&radius=4")[
+            "items"
+        ]
+        if i["table"] == "picks"
+    ]
+    undo = live.json("POST", "/api/picks", {"tomogram": "cell", "status": "pending", "ids": ids})
+    assert sorted(undo["previous"].values()) == ["accepted", "rejected"]
+    assert _overlay_picks(live, 0.5) == [(12.0, 1.0, "pending"), (42.0, 0.6, "pending")]
+    for status in ("accepted", "rejected"):
+        body = {"tomogram": "cell", "status": status, "threshold": 0.8}
+        assert live.json("POST", "/api/picks", body)["changed"] == 1
     # decided picks show at any threshold
     assert _overlay_picks(live, 0.99) == [(12.0, 1.0, "accepted"), (42.0, 0.6, "rejected")]
     tomo = live.json("GET", "/api/tomograms")["tomograms"][0]

@@ -229,3 +229,14 @@ def test_bad_bodies_are_refused(server: Server) -> None:
     code, _, raw = server.post("/api/save", {"what": "everything"})
     assert code == 400 and b"examples, negatives, picks" in raw
     assert json.loads(raw)["error"]
+
+
+def test_marks_route_adds_and_removes_by_position_and_id(server: Server) -> None:
+    body = {"tomogram": "cell_b", "op": "add", "x": 3, "y": 4, "z": 5, "kind": "negative"}
+    new = server.json("POST", "/api/marks", body)["id"]
+    gone = server.json("POST", "/api/marks", {"tomogram": "cell_b", "op": "remove", "id": new})
+    assert gone == {"xyz": [3.0, 4.0, 5.0], "kind": "negative"}
+    code, _, raw = server.post("/api/marks", {**body, "x": 100})
+    assert code == 400 and b"outside its volume" in raw
+    code, _, raw = server.post("/api/marks", {"tomogram": "cell_b", "op": "remove", "id": new})
+    assert code == 404 and f"no mark {new}".encode() in raw

@@ -15,7 +15,8 @@ route                      what
                            high]``); headers ``X-Cryoflow-Level``, ``X-Cryoflow-Index``
 ``GET /api/overlay``       the circles to draw on a view (``..., level, radius, threshold``)
 ``POST /api/click``        add/remove a mark or accept/reject a pick at an image position
-``POST /api/picks``        accept or reject every pending pick above/below a score
+``POST /api/picks``        accept or reject every pending pick above/below a score (or ``ids``)
+``POST /api/marks``        add a mark at ``x, y, z`` or remove mark ``id`` (the page's undo)
 ``POST /api/save``         write a particle file (``what, path, overwrite``)
 ``POST /api/find``         start "find the rest"; ``GET /api/jobs/<id>`` polls it
 =========================  ======================================================================
@@ -223,20 +224,38 @@ def create_app(
             new = pk.marks.add(name, xyz, mode)
             return JSONResponse({"action": "added", "id": new, "kind": mode, "xyz": xyz})
         if hit.table == "marks":
-            pk.marks.remove(name, hit.id)
-            return JSONResponse({"action": "removed", "id": hit.id})
+            gone = pk.marks.remove(name, hit.id)
+            return JSONResponse({"action": "removed", "id": hit.id, **gone})
         status = "accepted" if mode == "positive" else "rejected"
-        pk.marks.set_status(name, [hit.id], status)
-        return JSONResponse({"action": status, "id": hit.id})
+        before = pk.marks.set_status(name, [hit.id], status)
+        return JSONResponse({"action": status, "id": hit.id, "previous": before})
 
     def picks(request: Request, body: Any) -> Response:
         name, status = _arg(body, "tomogram", str), _arg(body, "status", str)
-        threshold = _arg(body, "threshold", float)
-        rows = pk.marks.read(name, "picks")
-        pending = rows["status"] == "pending"
-        side = rows["score"] >= threshold if status == "accepted" else rows["score"] < threshold
-        n = pk.marks.set_status(name, rows.loc[pending & side, "id"].tolist(), status)
-        return JSONResponse({"changed": n})
+        if "ids" in body:  # these picks (the page's undo)
+            ids = [int(i) for i in body["ids"]]
+        else:  # every pending pick at or above the threshold (accept), or below it (reject)
+            threshold = _arg(body, "threshold", float)
+            rows = pk.marks.read(name, "picks")
+            pending = rows["status"] == "pending"
+            side = rows["score"] >= threshold if status == "accepted" else rows["score"] < threshold
+            ids = rows.loc[pending & side, "id"].tolist()
+        before = pk.marks.set_status(name, ids, status)
+        return JSONResponse({"changed": len(before), "previous": before})
+
+    def mark(request: Request, body: Any) -> Response:
+        name, op = _arg(body, "tomogram", str), _arg(body, "op", str)
+        if op == "add":  # a mark at level-0 voxel x, y, z (the page's undo of a removal)
+            xyz = (_arg(body, "x", float), _arg(body, "y", float), _arg(body, "z", float))
+            shape = pk.view(name).shape
+            if not all(0 <= c <= n - 1 for c, n in zip(xyz, shape[::-1], strict=True)):
+                raise ConfigError(
+                    f"tomogram {name!r}: x, y, z {xyz} outside its volume {shape[::-1]}"
+                )
+            return JSONResponse({"id": pk.marks.add(name, xyz, _arg(body, "kind", str))})
+        if op == "remove":
+            return JSONResponse(pk.marks.remove(name, _arg(body, "id", int)))
+        raise ConfigError(f"mark op must be add or remove; got {op!r}")
 
     def save(request: Request, body: Any) -> Response:
         files, n = export.save_particles(
@@ -276,6 +295,7 @@ def create_app(
         Route("/api/overlay", guarded(overlay)),
         Route("/api/click", guarded(click), methods=["POST"]),
         Route("/api/picks", guarded(picks), methods=["POST"]),
+        Route("/api/marks", guarded(mark), methods=["POST"]),
         Route("/api/save", guarded(save), methods=["POST"]),
         Route("/api/find", guarded(find_rest), methods=["POST"]),
         Route("/api/jobs/{job:int}", guarded(job_status)),

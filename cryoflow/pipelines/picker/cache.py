@@ -7,8 +7,8 @@ so the store decodes them concurrently) of the most recent views, least recently
 out, within ``max_bytes``; the next planes of the same slab (the page's arrow keys) are then
 slices of memory. On a miss the plane alone is read at once (a plane costs a fraction of its
 slab: fewer bytes copied out of each chunk) and the slab is read in one background thread,
-ready for the next request; a slab already being read is not asked for twice. The store is
-never written.
+ready for the next request; a request for a slab being read waits for it (a second read
+would only compete with it for the disk and the cores). The store is never written.
 """
 
 from __future__ import annotations
@@ -54,13 +54,21 @@ class SlabCache:
             if hit is not None:
                 self._slabs.move_to_end(slab_key)
                 self.hits += 1
+            loading = self._pending.get(slab_key)
+        if hit is None and loading is not None:  # the slab is on its way: wait, not compete
+            loading.exception()
+            with self._lock:
+                hit = self._slabs.get(slab_key)
+                if hit is not None:
+                    self.hits += 1
         if hit is None:
             sel: list[slice | int] = [slice(None)] * len(array.shape)
             sel[axis] = int(k)
             plane = np.asarray(array[tuple(sel)])
             with self._lock:
                 self.misses += 1
-                wanted = slab_key not in self._pending and 0 < plane.nbytes <= self.max_bytes
+                slab_bytes = plane.nbytes * (k1 - k0)
+                wanted = slab_key not in self._pending and 0 < slab_bytes <= self.max_bytes
                 if wanted:
                     sel[axis] = slice(k0, k1)
                     self._pending[slab_key] = self._reader.submit(

@@ -91,26 +91,31 @@ class MarkStore:
             self._write(name, "marks", pd.concat([marks, row], ignore_index=True))
         return new_id
 
-    def remove(self, name: str, mark_id: int) -> None:
-        """Remove mark ``mark_id`` of tomogram ``name``."""
+    def remove(self, name: str, mark_id: int) -> dict[str, object]:
+        """Remove mark ``mark_id`` of tomogram ``name``; returns it (``xyz``, ``kind``)."""
         with self._lock:
             marks = self.read(name, "marks")
-            if not (marks["id"] == mark_id).any():
+            row = marks[marks["id"] == mark_id]
+            if not len(row):
                 raise NodeNotFoundError(f"tomogram {name!r} has no mark {mark_id}")
             self._write(name, "marks", marks[marks["id"] != mark_id])
+        rec = row.iloc[0]
+        return {"xyz": [float(rec["x"]), float(rec["y"]), float(rec["z"])], "kind": rec["kind"]}
 
     # ------------------------------------------------------------------------ picks
-    def set_status(self, name: str, ids: Iterable[int], status: str) -> int:
-        """Set the status of picks ``ids`` of tomogram ``name``; returns how many changed."""
+    def set_status(self, name: str, ids: Iterable[int], status: str) -> dict[int, str]:
+        """Set the status of picks ``ids`` of tomogram ``name``; returns the previous status
+        of each pick that changed."""
         if status not in STATUSES:
             raise ConfigError(f"pick status must be one of {', '.join(STATUSES)}; got {status!r}")
         with self._lock:
             picks = self.read(name, "picks")
-            hit = picks["id"].isin(list(ids)) & (picks["status"] != status)
+            hit = picks["id"].isin([int(i) for i in ids]) & (picks["status"] != status)
+            before = dict(zip(picks.loc[hit, "id"].tolist(), picks.loc[hit, "status"], strict=True))
             if hit.any():
                 picks.loc[hit, "status"] = status
                 self._write(name, "picks", picks)
-            return int(hit.sum())
+            return {int(k): str(v) for k, v in before.items()}
 
     def replace_picks(self, name: str, found: pd.DataFrame, radius: float) -> int:
         """Store a new search's ``found`` (``x, y, z, score``) of tomogram ``name`` as pending.

@@ -3,7 +3,7 @@
 "use strict";
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const $ = (id) => document.getElementById(id);
-const state = { tomo: null, level: null, seq: 0, list: [] };
+const state = { tomo: null, level: null, seq: 0, list: [], undo: [] };
 
 async function api(path, body) {
   const opts = { headers: { "X-Cryoflow-Token": TOKEN } };
@@ -140,6 +140,12 @@ async function click(ev) {
       level: state.level, u, v, mode, radius: Number($("radius").value),
     })).json();
     say(r.action + (r.xyz ? " " + r.kind + " at x, y, z = " + r.xyz.join(", ") : " " + r.id));
+    const name = state.tomo.name;
+    if (r.action === "added") state.undo.push(["api/marks", { tomogram: name, op: "remove", id: r.id }]);
+    else if (r.action === "removed") {
+      const [x, y, z] = r.xyz;
+      state.undo.push(["api/marks", { tomogram: name, op: "add", x, y, z, kind: r.kind }]);
+    } else pushPicks(name, r.previous);
     await drawOverlay();
     await loadTomograms();
   } catch (e) { say("click: " + e.message, true); }
@@ -183,9 +189,29 @@ async function decide(status) {
       tomogram: state.tomo.name, status, threshold: Number($("threshold").value),
     })).json();
     say(status + " " + r.changed + " pick(s)");
+    pushPicks(state.tomo.name, r.previous);
     await loadTomograms();
     await drawOverlay();
   } catch (e) { say(status + ": " + e.message, true); }
+}
+
+function pushPicks(name, previous) {  // undo: each pick back to its previous status
+  const by = {};
+  for (const [id, st] of Object.entries(previous)) (by[st] = by[st] || []).push(Number(id));
+  for (const [st, ids] of Object.entries(by)) {
+    state.undo.push(["api/picks", { tomogram: name, status: st, ids }]);
+  }
+}
+
+async function undo() {
+  const last = state.undo.pop();
+  if (!last) { say("nothing to undo"); return; }
+  try {
+    await api(last[0], last[1]);
+    say("undone");
+    await loadTomograms();
+    await drawOverlay();
+  } catch (e) { say("undo: " + e.message, true); }
 }
 
 function step(d) {
@@ -207,11 +233,13 @@ function init() {
     drawOverlay();
   });
   $("save").addEventListener("click", save);
+  $("undo").addEventListener("click", undo);
   $("find").addEventListener("click", findRest);
   $("accept").addEventListener("click", () => decide("accepted"));
   $("reject").addEventListener("click", () => decide("rejected"));
   document.addEventListener("keydown", (ev) => {
     if (ev.target.tagName === "INPUT" && ev.target.type !== "range") return;
+    if (ev.key === "z" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); undo(); return; }
     const d = { ArrowUp: 1, ArrowDown: -1, PageUp: 10, PageDown: -10 }[ev.key];
     if (d !== undefined) { ev.preventDefault(); step(d); }
   });
