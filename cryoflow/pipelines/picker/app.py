@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,14 +77,19 @@ class Picker:
         self.marks = marks.MarkStore(store)
         self.jobs = jobs.Jobs(cluster)
         self._views: OrderedDict[str, views.VolumeView] = OrderedDict()
+        self._lock = threading.Lock()
 
     def view(self, name: str) -> views.VolumeView:
-        if name not in self._views:
-            self._views[name] = views.VolumeView(self.store, name, self.key, self.cache)
+        with self._lock:
+            view = self._views.get(name)
+        if view is None:
+            view = views.VolumeView(self.store, name, self.key, self.cache)
+        with self._lock:
+            view = self._views.setdefault(name, view)
+            self._views.move_to_end(name)
             while len(self._views) > 8:
                 self._views.popitem(last=False)
-        self._views.move_to_end(name)
-        return self._views[name]
+        return view
 
     def names(self) -> list[str]:
         return list_tomograms(self.store)
