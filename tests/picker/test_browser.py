@@ -121,6 +121,12 @@ def test_pick_save_reload_in_the_browser(server: Server, page: Page) -> None:
     expect(page.locator("#overlay circle.positive")).to_have_count(0)
     assert (read_table(server.store, "cell_a", "picker", "marks")["kind"] == "positive").sum() == 0
 
+    # picking options are JSON, checked before anything is sent
+    page.fill("#params", "{not json")
+    page.click("#find")
+    expect(page.locator("#job")).to_contain_text("options are not JSON")
+    page.fill("#params", "")
+
     # undo brings it back, at the same voxel
     page.click("#undo")
     expect(page.locator("#status")).to_contain_text("undone")

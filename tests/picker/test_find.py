@@ -112,6 +112,7 @@ def test_find_accept_reject_save(live: Server, tmp_path: Path) -> None:
     job = _wait(live, job)
     assert job["state"] == "done", job
     assert job["result"]["picks"] == {"cell": 2}
+    assert "dashboard" in job  # the cluster's dashboard link (none here: dashboard=False)
     ex = CALLS[0]["examples"]
     assert ex[["tomogram", "x", "y", "z"]].values.tolist() == [["cell", 12.0, 12.0, 8.0]]
     assert CALLS[0]["negatives"] is None

@@ -145,6 +145,13 @@ def create_app(
 
         return endpoint
 
+    def _has_volume(name: str) -> bool:
+        try:
+            pk.view(name)
+        except NodeNotFoundError:
+            return False
+        return True
+
     def page(request: Request, body: Any) -> Response:
         html = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{token}}", token)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
@@ -275,10 +282,10 @@ def create_app(
         return JSONResponse({"files": [str(f) for f in files], "rows": n})
 
     def find_rest(request: Request, body: Any) -> Response:
-        names = body.get("names") or pk.names()
-        unknown = sorted(set(names) - set(pk.names()))
+        names = body.get("names") or [n for n in pk.names() if _has_volume(n)]
+        unknown = sorted(set(names) - {n for n in pk.names() if _has_volume(n)})
         if unknown:
-            raise NodeNotFoundError(f"{store}: no tomograms {unknown}")
+            raise NodeNotFoundError(f"{store}: no tomograms {unknown} with a volume {key!r}")
         radius = _arg(body, "radius", float, 8.0)
         params = body.get("params") or {}
         if not isinstance(params, dict):

@@ -40,6 +40,7 @@ class Job:
     phase: str = "starting"
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    dashboard: str | None = None
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -52,6 +53,7 @@ class Job:
             "phase": self.phase,
             "error": self.error,
             "result": self.result,
+            "dashboard": self.dashboard,
             "elapsed_s": round(end - self.started, 2),
         }
 
@@ -158,6 +160,7 @@ def find_rest(
     find = find or load_find_particles()
     job.phase = "connecting to the cluster"
     client = jobs.client()
+    job.dashboard = getattr(client, "dashboard_link", None)
     job.phase = f"picking in {len(names)} tomogram(s) on the cluster"
     found = find(
         marks.store,

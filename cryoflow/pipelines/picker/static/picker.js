@@ -164,10 +164,22 @@ async function findRest() {
   const job = $("job");
   job.className = "";
   try {
-    let j = await (await api("api/find", { radius: Number($("radius").value) })).json();
+    let params = {};
+    const text = $("params").value.trim();
+    if (text) {
+      try { params = JSON.parse(text); } catch (e) { throw new Error("options are not JSON: " + e.message); }
+    }
+    const body = { radius: Number($("radius").value), params };
+    if ($("only-this").checked && state.tomo) body.names = [state.tomo.name];
+    let j = await (await api("api/find", body)).json();
     $("find").disabled = true;
     while (j.state === "running") {
       job.textContent = j.phase + " (" + j.elapsed_s + " s)";
+      if (j.dashboard) {
+        const a = document.createElement("a");
+        a.href = j.dashboard; a.textContent = " dashboard"; a.target = "_blank";
+        job.appendChild(a);
+      }
       await new Promise((ok) => setTimeout(ok, 500));
       j = await (await api("api/jobs/" + j.id)).json();
     }
