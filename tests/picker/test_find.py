@@ -150,6 +150,7 @@ def test_find_accept_reject_save(live: Server, tmp_path: Path) -> None:
     assert _overlay_picks(live, 0.99) == [(12.0, 1.0, "accepted"), (42.0, 0.6, "rejected")]
     tomo = live.json("GET", "/api/tomograms")["tomograms"][0]
     assert (tomo["pending"], tomo["accepted"], tomo["rejected"]) == (0, 1, 1)
+    assert tomo["score_range"] == [pytest.approx(0.6), pytest.approx(1.0)]
 
     out = tmp_path / "picks.star"
     assert live.json("POST", "/api/save", {"what": "picks", "path": str(out)})["rows"] == 1

@@ -173,6 +173,9 @@ def create_app(
                     "positives": int((m["kind"] == "positive").sum()),
                     "negatives": int((m["kind"] == "negative").sum()),
                     **{s: int((p["status"] == s).sum()) for s in marks.STATUSES},
+                    "score_range": (
+                        [float(p["score"].min()), float(p["score"].max())] if len(p) else None
+                    ),
                 }
             )
         return JSONResponse({"store": str(store), "key": key, "tomograms": out})

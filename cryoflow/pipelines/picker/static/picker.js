@@ -60,6 +60,11 @@ async function loadTomograms() {
     body.appendChild(tr);
   }
   if (state.tomo) state.tomo = data.tomograms.find((t) => t.name === state.tomo.name);
+  const range = state.tomo && state.tomo.score_range;
+  if (range) {  // the slider spans 0..1 and any score outside it
+    $("threshold").min = Math.min(0, range[0]);
+    $("threshold").max = Math.max(1, range[1]);
+  }
   return data.tomograms;
 }
 
