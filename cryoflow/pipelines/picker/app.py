@@ -133,13 +133,12 @@ def create_app(
 
             try:
                 body = await request.json() if request.method == "POST" else {}
-                if not isinstance(body, dict):
-                    raise ConfigError(f"a request body is a JSON object; got {body!r}")
+            except ValueError as exc:  # not JSON
+                return _error(ConfigError(f"a request body is a JSON object; got none ({exc})"))
+            if not isinstance(body, dict):
+                return _error(ConfigError(f"a request body is a JSON object; got {body!r}"))
+            try:
                 return await run_in_threadpool(fn, request, body)  # type: ignore[no-any-return]
-            except ValueError as exc:
-                if not isinstance(exc, CryoflowError):
-                    exc = ConfigError(f"a request body is a JSON object; could not read it ({exc})")
-                return _error(exc)
             except CryoflowError as exc:
                 return _error(exc)
 
