@@ -3,6 +3,7 @@ cluster). Runs once ``cryoflow.pipelines.stages.pick`` is part of the build."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from importlib.util import find_spec
@@ -18,6 +19,8 @@ from cryoflow.io.results import read_table
 from cryoflow.simulate.crowded import CrowdedConfig, simulate_crowded
 from tests.picker.conftest import Server, start_server, stop_server
 
+#: the picking network's quick settings (as its own tests use them)
+FAST = {"steps": 300, "n_random_negatives": 2000, "shells": 4, "degree": 3}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.slow,
@@ -35,7 +38,19 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, object]]:
     path = tmp_path_factory.mktemp("net") / "crowded.zarr"
-    cfg = CrowdedConfig(shape=(48, 96, 96), snr=0.5, n_targets=10, n_decoys=10, seed=4)
+    cfg = CrowdedConfig(  # small and clear: the network's own test phantom
+        shape=(32, 64, 64),
+        pixel_size_angstrom=20.0,
+        diameter_angstrom=180.0,
+        n_targets=10,
+        n_decoys=10,
+        decoys=("rod",),
+        clutter_fraction=0.01,
+        tilt_step_deg=6.0,
+        snr=2.0,
+        blur="gaussian",
+        seed=3,
+    )
     sim = simulate_crowded(cfg)
     attrs = {"tilt_range_deg": [cfg.tilt_min_deg, cfg.tilt_max_deg], "tilt_range_source": "sim"}
     S.write_volume(
@@ -66,7 +81,7 @@ def test_find_accept_save_with_the_network(crowded: tuple[Server, object], tmp_p
         try:
             page.goto(srv.url)
             page.wait_for_function("state.level !== null")
-            page.fill("#params", '{"steps": 100}')
+            page.fill("#params", json.dumps(FAST))
             page.click("#find")
             expect(page.locator("#job")).to_contain_text("done:", timeout=900_000)
             picks = read_table(srv.store, "crowded", "picker", "picks")
