@@ -20,7 +20,7 @@ from cryoflow.simulate.crowded import CrowdedConfig, simulate_crowded
 from tests.picker.conftest import Server, start_server, stop_server
 
 #: the picking network's quick settings (as its own tests use them)
-FAST = {"steps": 300, "n_random_negatives": 2000, "shells": 4, "degree": 3}
+FAST = {"steps": 300, "n_random_negatives": 2000}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.slow,
@@ -83,7 +83,14 @@ def test_find_accept_save_with_the_network(crowded: tuple[Server, object], tmp_p
             page.wait_for_function("state.level !== null")
             page.fill("#params", json.dumps(FAST))
             page.click("#find")
-            expect(page.locator("#job")).to_contain_text("done:", timeout=900_000)
+            page.wait_for_function(
+                "(() => { const j = document.getElementById('job'); "
+                "return j.textContent.startsWith('done:') || j.className === 'error'; })()",
+                timeout=900_000,
+            )
+            assert page.locator("#job").text_content().startswith("done:"), page.locator(
+                "#job"
+            ).text_content()
             picks = read_table(srv.store, "crowded", "picker", "picks")
             assert len(picks) and set(picks["status"]) == {"pending"}
             page.fill("#threshold", "0")
