@@ -96,6 +96,7 @@ def reference_frame_spectra(
     *,
     group: SymmetryGroup,
     pad: int = 2,
+    soft_weight: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Each particle's measured components in the reference frame (see module docstring).
 
@@ -104,6 +105,11 @@ def reference_frame_spectra(
     ``W_p(M q)``, at the ``K = B * B * (B//2+1)`` components ``q`` of the centred rfft grid
     (FFT order, flattened). ``particles`` is a (n, B, B, B) float tensor; the other arrays are
     (n, 3), (n, 3) and (n, 2) as in :func:`accumulate_batch`.
+
+    ``soft_weight``: instead, ``data`` is the interpolated sample itself (no exact mask) and
+    ``weight`` the padded wedge interpolated the same way, in ``[0, 1]``: near the wedge's
+    edges both fall off together (what filling the rest from another map needs; the
+    averaging sums keep the exact mask, see the module docstring).
     """
     n, box = particles.shape[0], box_side(particles)
     dev = particles.device
@@ -122,6 +128,11 @@ def reference_frame_spectra(
             mq = q @ mt.T  # (K, 3): M q
             val = sample_transform(f, mq.to(torch.float32)[None, None])[0, 0].to(torch.complex128)
             phase = torch.exp(2j * np.pi * (mq @ shift))
+            if soft_weight:
+                wp = torch.stack([wedges[key], torch.zeros_like(wedges[key])])[None]
+                ws = sample_transform(wp, mq.to(torch.float32)[None, None])[0, 0].real
+                yield i, val * phase, ws.to(torch.float64).clamp(0.0, 1.0)
+                continue
             w = wedge_mask((box,) * 3, key, rotation_zyx=m, rfft=True).reshape(-1)
             wt = torch.as_tensor(w, dtype=torch.float64, device=dev)
             yield i, wt * val * phase, wt

@@ -3,10 +3,17 @@
 For particle ``p`` with consensus pose ``(M, s)`` and wedge ``W_p``, in the reference frame
 (the averaging sums' rule, :func:`~cryoflow.kernels.average.reference_frame_spectra`):
 
-    X_p(q) = W_p(M q) P(M q) e^{2 pi i (M q).s}  +  (1 - W_p(M q)) A(q)
+    X_p(q) = P~(M q) e^{2 pi i (M q).s}  +  (1 - W~_p(M q)) A(q)
 
 the particle's measured components where it has them and the consensus average ``A``'s
-where it has not (*filling from the average*). Then ``x_p = mask * irfft(X_p)`` and the
+where it has not (*filling from the average*). ``P~`` is the particle's wedge-masked,
+oversampled transform interpolated at ``M q`` and ``W~_p`` its wedge interpolated the same
+way (:func:`~cryoflow.kernels.average.reference_frame_spectra` with ``soft_weight``), so at
+the wedge's edges the particle's part and the fill blend; with the exact binary weight
+there the interpolated data fall short and the fill does not make up for it (measured: one
+map in eight poses with +-60 degree wedges, the features' spread about their mean is 0.18 of
+the mean's norm with the interpolated weight, 0.37 with the exact one, 1.07 unfilled, 0.04
+with no wedge, where only interpolation differs). Then ``x_p = mask * irfft(X_p)`` and the
 feature vector is the band of ``rfft(x_p)`` (``highpass < |k| <= 1/resolution_px``, the
 averaging score's band cube), real and imaginary parts times ``sqrt`` of each component's
 Hermitian multiplicity, so Euclidean distances between features are real-space distances of
@@ -104,7 +111,9 @@ def features_batch(
     idx, root = _band(box, resolution_px, highpass_px, dev)
     out = np.empty((n, 2 * int(idx.numel())), np.float32)
     shape = (1, box, box, box // 2 + 1)
-    for i, data, weight in reference_frame_spectra(v, e, s, tr, group=parse_symmetry("C1")):
+    for i, data, weight in reference_frame_spectra(
+        v, e, s, tr, group=parse_symmetry("C1"), soft_weight=True
+    ):
         filled = data + (1.0 - weight) * avg
         x = centred_irfft(filled.reshape(shape), box)[0] * msk
         spec = centred_rfft(x[None]).reshape(-1)[idx] * root

@@ -51,14 +51,15 @@ class PcaParams:
     """Settings of a PCA classification (lengths in voxels).
 
     ``n_classes`` None: ``K`` by BIC up to ``max_classes``; ``n_components``: principal
-    coordinates the classes are made from; ``n_eigen``: components kept (eigenvolumes);
+    coordinates the classes are made from (None: ``max(2, K - 1)``, the ``K - 1`` that can
+    separate ``K`` class means, at least two; 2 with ``K`` by BIC); ``n_eigen``: components kept (eigenvolumes);
     ``oversampling``, ``power_iterations``: the randomized sketch; ``highpass_px``: the
     features' high-pass period (None: DC only).
     """
 
     n_classes: int | None = 2
     max_classes: int = 6
-    n_components: int = 3
+    n_components: int | None = None
     n_eigen: int = 6
     oversampling: int = 10
     power_iterations: int = 1
@@ -70,14 +71,21 @@ class PcaParams:
     def __post_init__(self) -> None:
         if self.n_classes is not None and int(self.n_classes) < 1:
             raise ConfigError(f"n_classes must be >= 1 or None (BIC), got {self.n_classes}")
-        if not 1 <= int(self.n_components) <= int(self.n_eigen):
+        if not 1 <= self.components <= int(self.n_eigen):
             raise ConfigError(
-                f"need 1 <= n_components <= n_eigen, got {self.n_components} and {self.n_eigen}"
+                f"need 1 <= n_components <= n_eigen, got {self.components} and {self.n_eigen}"
             )
         if int(self.power_iterations) < 0 or int(self.oversampling) < 0:
             raise ConfigError("power_iterations and oversampling must be >= 0")
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def components(self) -> int:
+        """The number of principal coordinates the classes are made from."""
+        if self.n_components is not None:
+            return int(self.n_components)
+        return 2 if self.n_classes is None else max(2, int(self.n_classes) - 1)
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,7 @@ def classify_pca(
     basis = finish_pca(sketch, proj, probe, p.n_eigen)
     coords = coordinates(basis, np.concatenate(projected))
     clusters = cluster(
-        coords[:, : int(p.n_components)], p.n_classes, max_classes=p.max_classes, seed=p.seed
+        coords[:, : p.components], p.n_classes, max_classes=p.max_classes, seed=p.seed
     )
     eig = features_to_volumes(basis.components, box, resolution_px, p.highpass_px)
     mean = features_to_volumes(basis.mean, box, resolution_px, p.highpass_px)[0]
