@@ -132,6 +132,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
     from cryoflow.io.layout import tilt_series_chunks
     from cryoflow.pipelines.cluster.connect import prepare_workers, worker_environ
     from cryoflow.pipelines.stages import ingest
+    from cryoflow.pipelines.stages.eager import Target
     from cryoflow.pipelines.stages.ingest import IngestParams
 
     n, Y, X = shape
@@ -161,7 +162,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
             workers_before = set(client.scheduler_info()["workers"])
             t0 = time.perf_counter()
             with Sampler(client) as sampler:
-                ingest.run(client, str(out), IngestParams(inputs=(str(mrc),)), quiet=True)
+                ingest.run(client, Target(str(out), (), quiet=True), IngestParams(inputs=(str(mrc),)))
             seconds = time.perf_counter() - t0
             maxrss = {a: m["hwm"] for a, m in client.run(memory_now).items()}
             workers_after = set(client.scheduler_info()["workers"])

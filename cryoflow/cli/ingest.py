@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
-from cryoflow.cli.options import Scheduler, Workers, cluster, param
-from cryoflow.pipelines.stages.ingest import IngestParams as P
+from cryoflow.cli import options as o
+from cryoflow.pipelines.stages import ingest as stage
+from cryoflow.pipelines.stages.ingest import IngestParams
 
 
 @contextlib.contextmanager
@@ -35,25 +36,22 @@ def one_line_warnings() -> Iterator[None]:
         warnings.showwarning = original
 
 
+@o.with_params(
+    IngestParams, arguments=("inputs",), types_={"inputs": list[str]}, skip=("max_expanded_bytes",)
+)
 def ingest(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(help="MRC file(s), directories or glob patterns (TILTS.mrc|DIR|GLOB)."),
-    ],
+    params: IngestParams,
     out: Annotated[
         str,
         typer.Option(
             "--out", help="Dataset store (STORE.zarr path or fsspec URL); created if missing."
         ),
     ],
-    name: Annotated[str | None, param(P, "name")] = P.default("name"),
-    angles: Annotated[Path | None, param(P, "angles")] = None,
-    tomogram: Annotated[bool, param(P, "tomogram")] = P.default("tomogram"),
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing tilt series / tomograms.")
     ] = False,
-    scheduler: Scheduler = None,
-    workers: Workers = None,
+    scheduler: o.Scheduler = None,
+    workers: o.Workers = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Save a Dask performance report (HTML) here.")
     ] = None,
@@ -71,21 +69,16 @@ def ingest(
     stem. Open the result with cryoflow.open_tilt_series(STORE, NAME).
     """
     from cryoflow.pipelines.cluster.connect import connect
-    from cryoflow.pipelines.stages import ingest as stage
+    from cryoflow.pipelines.stages.eager import Target
     from cryoflow.pipelines.stages.ingestion import plan_ingest
 
-    params = P(
-        inputs=tuple(inputs),
-        name=name,
-        angles=str(angles) if angles else None,
-        tomogram=tomogram,
-        max_expanded_bytes=None if max_expanded_gib is None else int(max_expanded_gib * 2**30),
-    )
+    if max_expanded_gib is not None:
+        params = stage.with_limit(params, int(max_expanded_gib * 2**30))
     with one_line_warnings():
         plan = plan_ingest(out, params, overwrite=overwrite)  # bad input: before a cluster
         try:
-            with connect(cluster(scheduler, workers, report=report)) as client:
-                names = stage.run(client, out, params, plan=plan)
+            with connect(o.cluster(scheduler, workers, report=report)) as client:
+                names = stage.run(client, Target(out, (), overwrite=overwrite), params, plan=plan)
         finally:
             plan.cleanup()
     for n in names:

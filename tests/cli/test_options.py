@@ -12,6 +12,7 @@ from importlib import import_module
 import pytest
 
 from cryoflow.cli.main import COMMAND_MODULES
+from cryoflow.cli.options import names_list
 
 
 def _field_options(func):
@@ -33,27 +34,56 @@ def test_commands_are_named_functions_whose_defaults_are_the_models(module) -> N
         info = model.model_fields[field]
         if info.is_required():
             assert default is inspect.Parameter.empty, (module, name)
+        elif isinstance(model.default(field), tuple) and default in (None, ""):
+            # a comma-separated list option: not given means the model's (empty) default
+            assert names_list(default) == model.default(field) == (), (module, name)
         else:
             assert default == model.default(field), (module, name, field)
 
 
-def test_stage_commands_take_every_field_they_expose() -> None:
-    """The parameter-model options of a stage command cover the model's own fields."""
-    from cryoflow.cli import edges, lift, localize, reconstruct
-    from cryoflow.pipelines.stages.edges import EdgesParams
-    from cryoflow.pipelines.stages.lift import LiftParams
-    from cryoflow.pipelines.stages.localize import LocalizeParams
-    from cryoflow.pipelines.stages.reconstruct import ReconstructParams
+def test_stage_commands_take_every_field_of_their_model() -> None:
+    """A stage command has an option for every field of its parameter model, except those it
+    sets from options of its own (``localize --boxes/--from-truth``, ``train --from-truth``)."""
+    from cryoflow.cli import (
+        annotate,
+        detect,
+        edges,
+        ingest,
+        lift,
+        localize,
+        reconstruct,
+        simulate,
+        train,
+    )
 
     cases = [
-        (edges.edges, EdgesParams, set()),
-        (lift.lift, LiftParams, {"classes"}),  # a comma-separated text option
-        (localize.localize, LocalizeParams, {"boxes", "classes"}),  # --boxes FILE | --from-truth
-        (reconstruct.reconstruct, ReconstructParams, {"source"}),  # a pipeline's bin results
+        (edges.edges, set()),
+        (lift.lift, set()),
+        (localize.localize, {"boxes"}),
+        (reconstruct.reconstruct, {"source"}),  # the bin stage's results: cryoflow run only
+        (annotate.annotate, set()),
+        (detect.detect, set()),
+        (simulate.simulate, set()),
+        (ingest.ingest, {"max_expanded_bytes"}),  # --max-expanded-gib
+        (train.train, {"source", "network"}),  # --from-truth/--labels/--boxes, --arch/--steps
     ]
-    for func, model, elsewhere in cases:
-        seen = {field for _, _, field, _ in _field_options(func)}
+    for func, elsewhere in cases:
+        found = list(_field_options(func))
+        assert found, func.__name__
+        model = found[0][1]
+        seen = {field for _, _, field, _ in found}
         assert seen | elsewhere == set(model.model_fields), func.__name__
+
+
+def test_field_options_build_the_model(tmp_path) -> None:
+    """Calling a command with field values builds the model (and its errors name options)."""
+    from cryoflow.cli.lift import lift
+    from cryoflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--chunk must be greater than or equal to 8"):
+        lift(str(tmp_path), chunk=2)
+    with pytest.raises(ConfigError, match="invalid class name '../x'"):
+        lift(str(tmp_path), classes="a,../x")
 
 
 def test_command_line_starts_without_the_heavy_stack() -> None:

@@ -13,6 +13,7 @@ from cryoflow.errors import AlreadyExistsError, NodeNotFoundError, StaleResultEr
 from cryoflow.io import lineage, nodes, store
 from cryoflow.io.layout import open_dataset
 from cryoflow.io.verify import find_leftovers, verify_store
+from cryoflow.pipelines.stages.eager import Target
 from cryoflow.pipelines.stages.ingest import IngestParams
 from cryoflow.pipelines.stages.ingest import run as ingest
 from tests.io_files import tilt_stack, write_mrc, write_tlt
@@ -197,7 +198,7 @@ def test_failed_overwrite_leaves_results_current(tmp_path, images) -> None:
 
 
 def test_ingest_overwrite_through_the_cli(tmp_path, rng, capsys) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed
     data = tilt_stack(rng, n=4, ny=16, nx=12)
     mrc = write_mrc(tmp_path / "TS_1.mrc", data)
     write_tlt(tmp_path / "TS_1.tlt", [-30.0, -10.0, 10.0, 30.0])
@@ -205,7 +206,7 @@ def test_ingest_overwrite_through_the_cli(tmp_path, rng, capsys) -> None:
     with distributed.Client(
         processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as client:
-        ingest(client, out, IngestParams(inputs=(str(mrc),)), quiet=True)
+        ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(mrc),)))
         store.write_result(
             out,
             "TS_1",
@@ -216,7 +217,7 @@ def test_ingest_overwrite_through_the_cli(tmp_path, rng, capsys) -> None:
             provenance={"inputs": {"tilt_series": "TS_1"}},
         )
         write_mrc(mrc, data * 2)
-        ingest(client, out, IngestParams(inputs=(str(mrc),)), overwrite=True, quiet=True)
+        ingest(client, Target(out, (), overwrite=True, quiet=True), IngestParams(inputs=(str(mrc),)))
     with pytest.raises(StaleResultError, match="TS_1/tilt_series"):
         store.open_result(out, "TS_1", "edges", "edges2d")
     capsys.readouterr()

@@ -12,16 +12,16 @@ import torch
 from cryoflow.errors import CheckpointError, ConfigError, InputFileError
 from cryoflow.kernels.augment import augment, standardize
 from cryoflow.kernels.combine import combine_features
+from cryoflow.kernels.iou import mask_iou
 from cryoflow.models.arch import ModelSpec, build_model
 from cryoflow.models.checkpoint import load_checkpoint, save_checkpoint
 from cryoflow.models.predict import predict_images, run_in_batches
-from cryoflow.kernels.iou import mask_iou
 from cryoflow.models.train import TrainParams, train_model
 from cryoflow.models.trainset import (
-    training_set_from_masks,
     from_box_file,
     from_labels,
     read_labels,
+    training_set_from_masks,
 )
 from tests._models_data import blob_images
 

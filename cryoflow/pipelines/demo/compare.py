@@ -52,6 +52,7 @@ from cryoflow.models.trainset import training_set_from_masks
 from cryoflow.pipelines.cluster.connect import gpu_resources
 from cryoflow.pipelines.stages.annotate import infer_on_cluster
 from cryoflow.pipelines.stages.train import (
+    box_counts,
     load_images,
     save_trained,
     submit_training,
@@ -162,28 +163,19 @@ def compare_routes(
         rng = np.random.default_rng(cfg.seed)
         jobs = {}
         for f in cfg.features:
+            where = {"kind": "truth", "tomogram": train_name, "images": "tilts"}
             ts = training_set_from_masks(
-                tilts_train,
-                masks_train[f],
-                feature=f,
-                n_positive=cfg.n_boxes,
-                n_negative=cfg.n_negative,
-                box_size=cfg.box_size,
-                margin=cfg.margin,
-                rng=rng,
-                source={"kind": "truth", "tomogram": train_name, "images": "tilts"},
+                tilts_train, masks_train[f], feature=f, rng=rng, source=where, **box_counts(cfg)
             )
             jobs[f"tilts_{f}"] = submit_training(client, ts, params)
+        where = {"kind": "truth", "tomogram": train_name, "images": "slices"}
         ts3d = training_set_from_masks(
             slices_train,
             truth3d_train,
             feature=cfg.feature,
-            n_positive=cfg.n_boxes,
-            n_negative=cfg.n_negative,
-            box_size=cfg.box_size,
-            margin=cfg.margin,
             rng=rng,
-            source={"kind": "truth", "tomogram": train_name, "images": "slices"},
+            source=where,
+            **box_counts(cfg),
         )
         jobs["slices"] = submit_training(client, ts3d, replace(params, seed=cfg.seed + 1))
         trained = {k: save_trained(fut, root / k) for k, fut in jobs.items()}

@@ -28,6 +28,7 @@ from cryoflow.kernels.iou import mask_iou, match_boxes, surface_scores
 from cryoflow.kernels.project import project_block
 from cryoflow.pipelines.cluster.progress import runner
 from cryoflow.pipelines.stages import lift, localize
+from cryoflow.pipelines.stages.eager import Target
 from cryoflow.pipelines.stages.edges import EdgesParams
 from cryoflow.pipelines.stages.lift import LiftParams
 from cryoflow.pipelines.stages.localize import LocalizeParams
@@ -89,9 +90,8 @@ def seg3d_metrics(
     params = LiftParams(
         masks="corrupt/masks2d", classes=(class_name,), thickness=int(truth3d.shape[0])
     )
-    res = lift.run(client, store, [name], params, out="seg3d", overwrite=overwrite, quiet=quiet)[
-        name
-    ]
+    where = Target(store, (name,), out="seg3d", overwrite=overwrite, quiet=quiet)
+    res = lift.run(client, where, params)[name]
     pred = res["labels"] == res["class_ids"][class_name]
     truth_np, pred_np = client.compute([truth3d, pred], sync=True)
     votes = S.open_result(store, name, "seg3d", f"votes_{class_name}").data
@@ -275,7 +275,7 @@ def box_metrics(
         boxes="truth", classes=(class_name,), jitter_px=jitter_px, seed=seed, thickness=depth
     )
     truth = truth_boxes3d(client, store, name, class_name)
-    pred = localize.run(client, store, [name], params, overwrite=overwrite, quiet=quiet)
+    pred = localize.run(client, Target(store, (name,), overwrite=overwrite, quiet=quiet), params)
     cols = ["z0", "y0", "x0", "z1", "y1", "x1"]
     pi, ti, iou = match_boxes(pred[cols].to_numpy(float), truth[cols].to_numpy(float))
     votes = S.open_result(store, name, "localize", f"votes_{class_name}").data

@@ -27,11 +27,12 @@ def stage_simulate(ctx: DemoContext) -> None:
     """Simulate a small cellular dataset (tilt series, truth, reconstruction) into the store."""
     from cryoflow.io import store as S
     from cryoflow.pipelines.stages import simulate
+    from cryoflow.pipelines.stages.eager import Target
     from cryoflow.pipelines.stages.simulate import SimulateParams
 
     preset = "tiny" if ctx.config.quick else "demo"
     params = SimulateParams(preset=preset, n_tomograms=2, seed=ctx.config.seed)
-    names = simulate.run(ctx.client, ctx.store, params, quiet=True)
+    names = simulate.run(ctx.client, Target(ctx.store, (), quiet=True), params)
     ctx.state["names"] = list(names)
     ctx.state["train"], ctx.state["test"] = names[0], names[-1]
     name = names[-1]

@@ -176,9 +176,14 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     """Read and validate ``PIPELINE.yaml``; relative store paths resolve against its folder."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read pipeline file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at byte offset "
+            f"{exc.start}); save the pipeline file as UTF-8"
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

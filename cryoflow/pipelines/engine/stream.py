@@ -34,6 +34,7 @@ from cryoflow.errors import CryoflowError, StoreError
 from cryoflow.io import nodes
 from cryoflow.io.layout import COMPRESSOR, RESULTS, TOMOGRAMS, check_dtype, open_dataset
 from cryoflow.io.nodes import ATTR
+from cryoflow.io.results import chunked_array
 from cryoflow.io.writer import store_blocks
 from cryoflow.pipelines.engine.config import PipelineConfig, StepConfig
 from cryoflow.pipelines.engine.provenance import make_record, run_token
@@ -179,16 +180,7 @@ class TomogramStream:
             "provenance": record,
             "attrs": dict(out.attrs),
         }
-        arr = parent.create_array(
-            leaf,
-            shape=shape,
-            dtype=dtype,
-            chunks=chunk_shape,
-            compressors=COMPRESSOR,
-            dimension_names=out.dims,
-            attributes={ATTR: meta},
-            fill_value=0,
-        )
+        arr = chunked_array(parent, leaf, shape, dtype, chunk_shape, out.dims, {ATTR: meta})
         return arr, False
 
     def _progress(
@@ -199,7 +191,13 @@ class TomogramStream:
         if not fresh and name in group and group[name].shape == (n_chunks,):
             return group[name]
         return group.create_array(
-            name, shape=(n_chunks,), dtype="uint8", chunks=(1,), fill_value=0, overwrite=True
+            name,
+            shape=(n_chunks,),
+            dtype="uint8",
+            chunks=(1,),
+            fill_value=0,
+            compressors=COMPRESSOR,
+            overwrite=True,
         )
 
     # -- submitting ----------------------------------------------------------------------

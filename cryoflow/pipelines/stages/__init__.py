@@ -28,6 +28,7 @@ STAGES: dict[str, str] = {
     "edges": "cryoflow.pipelines.stages.edges",
     "detect": "cryoflow.pipelines.stages.detect",
     "localize": "cryoflow.pipelines.stages.localize",
+    "intensity": "cryoflow.pipelines.stages.intensity",
 }
 
 

@@ -28,7 +28,8 @@ from cryoflow.errors import ConfigError
 from cryoflow.io.names import validate_name
 from cryoflow.pipelines.cluster.connect import gpu_resources
 from cryoflow.pipelines.stages.base import CheckContext, Output, Plan, Stage, StageParams
-from cryoflow.pipelines.stages.eager import run_stage
+from cryoflow.pipelines.stages.eager import Target, run_stage
+from cryoflow.pipelines.stages.fields import Texts
 from cryoflow.pipelines.stages.inputs import node_identity
 
 NAME = "annotate"
@@ -38,7 +39,7 @@ COMBINED = "combined"
 class AnnotateParams(StageParams):
     """Probability maps of trained networks (one checkpoint per feature) over every image."""
 
-    checkpoint: tuple[str, ...] = Field(
+    checkpoint: Texts = Field(
         min_length=1,
         description="model directories from `cryoflow train`, one per feature (relative to "
         "the pipeline file)",
@@ -47,18 +48,6 @@ class AnnotateParams(StageParams):
     volume_key: str = Field(default="tomogram", description="with slices: the volume to slice")
     batch_size: int = Field(default=8, ge=1, description="images per task")
     device: str = Field(default="cpu", description="cpu or cuda[:N] (tasks ask for GPU=1)")
-
-    @field_validator("checkpoint", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        if isinstance(v, str | Path):
-            return (str(v),)
-        return tuple(str(p) for p in v) if isinstance(v, list | tuple) else v
-
-    @field_validator("checkpoint")
-    @classmethod
-    def _paths(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(str(p) for p in v)
 
     @field_validator("device")
     @classmethod
@@ -206,28 +195,18 @@ def check(params: AnnotateParams, ctx: CheckContext) -> list[str]:
     return lines
 
 
-def run(
-    client: Any,
-    store: object,
-    names: Sequence[str],
-    params: AnnotateParams,
-    *,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> dict[str, dict[str, Any]]:
+def run(client: Any, target: Target, params: AnnotateParams) -> dict[str, dict[str, Any]]:
     """Annotate each tomogram with every checkpoint; per tomogram the written keys (feature ->
     result key, plus ``combined``) and each feature's threshold."""
-    done = run_stage(client, STAGE, store, names, params, overwrite=overwrite, quiet=quiet)
+    done = run_stage(client, STAGE, target, params)
     summary = {}
     for name, w in done.items():
         maps = [o for o in w.plan.outputs if "feature" in o.attrs]
         keys = {o.attrs["feature"]: o.key for o in maps}
         if len(w.plan.outputs) > len(maps):
             keys[COMBINED] = w.plan.outputs[-1].key
-        summary[name] = {
-            "keys": keys,
-            "thresholds": {o.attrs["feature"]: o.attrs["threshold"] for o in maps},
-        }
+        thresholds = {o.attrs["feature"]: o.attrs["threshold"] for o in maps}
+        summary[name] = {"keys": keys, "thresholds": thresholds}
     return summary
 
 

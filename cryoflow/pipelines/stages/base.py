@@ -3,14 +3,16 @@
 A stage module (``cryoflow/pipelines/stages/<name>.py``) holds exactly:
 
 1. ``<Name>Params(StageParams)``: a frozen, typed pydantic model and the only place the stage's
-   defaults live. ``cryoflow <name>``'s options (``cli.options.option(Params, field)``), a
-   pipeline file's step mapping (validated by it), the Python API and the demo all build one.
+   defaults live. ``cryoflow <name>``'s options (generated from it by
+   ``cryoflow.cli.options.with_params``), a pipeline file's step mapping (validated by it), the
+   Python API and the demo all build one. Shared field types: :mod:`.fields`.
 2. ``plan(store, tomogram, params) -> Plan``: the stage's lazy Dask graph for one tomogram,
    built with :mod:`cryoflow.graph` builders and chunked as it will be stored. It reads
    metadata, never computes.
-3. ``run(client, store, names, params, *, out, overwrite, quiet)``: the thin eager entry point,
-   which runs those same plans on a client (:func:`cryoflow.pipelines.stages.eager.run_stage`)
-   and returns a short summary per tomogram.
+3. ``run(client, target, params)``: the thin eager entry point, which runs those same plans on
+   a client for the tomograms of a :class:`~cryoflow.pipelines.stages.eager.Target`
+   (:func:`cryoflow.pipelines.stages.eager.run_stage`) and returns a short summary per
+   tomogram.
 4. ``STAGE = Stage(NAME, Params, plan=plan)``, listed by one line in
    :data:`cryoflow.pipelines.stages.STAGES`; ``cryoflow run`` (the engine) writes the same
    plans chunk by chunk, resumably. So ``cryoflow <name>`` and ``cryoflow run`` cannot
@@ -23,7 +25,7 @@ or ``dataset=`` (many tomograms in, one result out, in map-reduce rounds:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -45,7 +47,6 @@ __all__ = [
     "Stage",
     "StageParams",
     "explain",
-    "one_of",
     "params_validation",
 ]
 
@@ -108,14 +109,6 @@ class StageParams(BaseModel):
         """A copy whose relative file paths are made relative to ``base`` (a pipeline file's
         folder). Stages with path fields override it; the default returns ``self``."""
         return self
-
-
-def one_of(value: str, allowed: Sequence[str]) -> str:
-    """``value`` when it is one of ``allowed``, else a ``ValueError`` naming them (for field
-    validators of choices defined elsewhere, e.g. :data:`cryoflow.kernels.ramp.FILTERS`)."""
-    if value not in allowed:
-        raise ValueError(f"must be one of {', '.join(allowed)}")
-    return value
 
 
 def _choices(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, ...]:

@@ -17,8 +17,7 @@ The table ``results/detect/<feature>`` (columns ``tilt, class, score, y0, x0, y1
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -26,16 +25,9 @@ from pydantic import Field, field_validator, model_validator
 from cryoflow.errors import ConfigError
 from cryoflow.io.names import NAME_RULE, is_valid_name
 from cryoflow.pipelines.cluster.connect import gpu_resources
-from cryoflow.pipelines.stages.base import (
-    CheckContext,
-    Finished,
-    Output,
-    Plan,
-    Stage,
-    StageParams,
-    one_of,
-)
-from cryoflow.pipelines.stages.eager import run_stage
+from cryoflow.pipelines.stages.base import CheckContext, Finished, Output, Plan, Stage, StageParams
+from cryoflow.pipelines.stages.eager import Target, run_stage
+from cryoflow.pipelines.stages.fields import choice
 from cryoflow.pipelines.stages.inputs import result_input
 
 if TYPE_CHECKING:
@@ -58,7 +50,9 @@ class DetectParams(StageParams):
     """Per-tilt 2D boxes of one feature (see the module docstring)."""
 
     feature: str = Field(description="the class to detect (results/annotate/<feature>)")
-    method: str = Field(default="components", description="components (light) or fasterrcnn")
+    method: Annotated[str, choice(lambda: METHODS)] = Field(
+        default="components", description="components (light) or fasterrcnn"
+    )
     threshold: float | None = Field(
         default=None, gt=0, lt=1, description="components: probability cut (default: the model's)"
     )
@@ -75,11 +69,6 @@ class DetectParams(StageParams):
         if not is_valid_name(f"{v}_counts"):
             raise ValueError(f"invalid feature name {v!r}: {NAME_RULE}")
         return v
-
-    @field_validator("method")
-    @classmethod
-    def _methods(cls, v: str) -> str:
-        return one_of(v, METHODS)
 
     @model_validator(mode="after")
     def _method(self) -> DetectParams:
@@ -194,26 +183,21 @@ def _detect_task(images: np.ndarray, start: int, model: Any, feature: str) -> pd
     return detect(model, images, class_name=feature, first_index=start)
 
 
-def _fasterrcnn(
-    client: Any,
-    store: object,
-    names: Sequence[str],
-    params: DetectParams,
-    overwrite: bool,
-    quiet: bool,
-) -> dict[str, pd.DataFrame]:
+def _fasterrcnn(client: Any, target: Target, params: DetectParams) -> dict[str, pd.DataFrame]:
+    """Train the Faster R-CNN once, then box every tilt of each tomogram with it."""
     import dask
 
     from cryoflow.graph.boxes import box_tables_graph
     from cryoflow.io.store import open_tilt_series, write_table
     from cryoflow.pipelines.cluster.progress import wait_with_progress
 
+    store = target.store
     model = train_fasterrcnn(client, store, params)
     [model_future] = client.scatter([model], broadcast=True)
     detector = params.detector()
     resources = gpu_resources(detector.device)
     out = {}
-    for name in names:
+    for name in target.names:
         data = open_tilt_series(store, name).data
         ctx = dask.annotate(resources=resources) if resources else contextlib.nullcontext()
         with ctx:
@@ -227,7 +211,7 @@ def _fasterrcnn(
                 pure=False,
             )
         futures = client.compute(tasks, optimize_graph=resources is None)
-        table = box_table(wait_with_progress(client, futures, f"detect {name}", quiet=quiet))
+        table = box_table(wait_with_progress(client, futures, f"detect {name}", quiet=target.quiet))
         provenance = {
             "step": NAME,
             "parameters": {
@@ -238,25 +222,23 @@ def _fasterrcnn(
             "inputs": {"images": f"{name}/tilt_series"},
         }
         write_table(
-            store, name, NAME, params.feature, table, provenance=provenance, overwrite=overwrite
+            store,
+            name,
+            NAME,
+            params.feature,
+            table,
+            provenance=provenance,
+            overwrite=target.overwrite,
         )
         out[name] = table
     return out
 
 
-def run(
-    client: Any,
-    store: object,
-    names: Sequence[str],
-    params: DetectParams,
-    *,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> dict[str, pd.DataFrame]:
+def run(client: Any, target: Target, params: DetectParams) -> dict[str, pd.DataFrame]:
     """Boxes of every tilt of each tomogram (written to ``results/detect/<feature>``)."""
     if params.method == "fasterrcnn":
-        return _fasterrcnn(client, store, names, params, overwrite, quiet)
-    done = run_stage(client, STAGE, store, names, params, overwrite=overwrite, quiet=quiet)
+        return _fasterrcnn(client, target, params)
+    done = run_stage(client, STAGE, target, params)
     return {name: w.tables[params.feature] for name, w in done.items()}
 
 

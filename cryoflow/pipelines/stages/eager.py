@@ -15,7 +15,6 @@ Provenance is the engine's record (step, parameters, input identities, checkpoin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,24 @@ from cryoflow.pipelines.stages.base import Output, Plan, Stage, StageParams
 # the store's modules (zarr) are imported where they are used: stage modules, and so the
 # command line that builds its options from them, stay quick to import
 
-__all__ = ["Written", "location", "prepare", "run_stage", "write_plan"]
+__all__ = ["Target", "Written", "location", "prepare", "run_stage", "write_plan"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a stage's command works: which tomograms of which store, where their outputs go
+    (``out``: the result step, and the key of a volume output; default the stage's name),
+    whether existing outputs may be replaced, whether to show progress. What is computed is
+    the stage's parameters, apart from this."""
+
+    store: Any
+    names: tuple[str, ...]
+    out: str | None = None
+    overwrite: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
 
 
 @dataclass(frozen=True)
@@ -63,16 +79,8 @@ def _exists(store: object, tomogram: str, rel: str) -> bool:
     return exists(root, path) and not is_stale(root, path)
 
 
-def prepare(
-    stage: Stage,
-    store: object,
-    names: Sequence[str],
-    params: StageParams,
-    *,
-    out: str | None = None,
-    overwrite: bool = False,
-) -> dict[str, Plan]:
-    """Every tomogram's plan (lazy), refusing existing outputs unless ``overwrite``.
+def prepare(stage: Stage, target: Target, params: StageParams) -> dict[str, Plan]:
+    """Every tomogram's plan (lazy), refusing existing outputs unless ``target.overwrite``.
 
     Raises
     ------
@@ -83,10 +91,11 @@ def prepare(
 
     if stage.plan is None:
         raise ConfigError(f"stage {stage.name!r} has no per-tomogram plan")
-    plans = {name: stage.plan(store, name, params) for name in names}
-    if not overwrite:
+    store = target.store
+    plans = {name: stage.plan(store, name, params) for name in target.names}
+    if not target.overwrite:
         for name, plan in plans.items():
-            where = out or plan.step
+            where = target.out or plan.step
             rels = [location(o, where) for o in plan.outputs]
             rels += [f"{RESULTS}/{where}/{key}" for key in plan.tables]
             for rel in rels:
@@ -98,15 +107,7 @@ def prepare(
 
 
 def write_plan(
-    client: Any,
-    store: object,
-    tomogram: str,
-    plan: Plan,
-    params: StageParams,
-    *,
-    out: str | None = None,
-    overwrite: bool = False,
-    quiet: bool = False,
+    client: Any, target: Target, tomogram: str, plan: Plan, params: StageParams
 ) -> Written:
     """Write every output of ``plan`` for ``tomogram``, then its tables; publish together."""
     from cryoflow.io import store as S
@@ -114,7 +115,7 @@ def write_plan(
     from cryoflow.pipelines.cluster.progress import runner
     from cryoflow.pipelines.engine.provenance import make_record
 
-    where = out or plan.step
+    store, overwrite, where = target.store, target.overwrite, target.out or plan.step
     record = make_record(plan.step, params.to_dict(), plan.inputs, checkpoints=plan.checkpoints)
     pendings = []
     try:
@@ -148,7 +149,7 @@ def write_plan(
             )
             tables[key] = done.tables[key]
 
-    compute = runner(client, f"{plan.step} {tomogram}", quiet, resources=plan.resources)
+    compute = runner(client, f"{plan.step} {tomogram}", target.quiet, resources=plan.resources)
     if plan.setup is not None:
         plan.setup(client)
     run_together(pendings, compute, before_commit=finish)
@@ -202,22 +203,7 @@ def _pending(
     )
 
 
-def run_stage(
-    client: Any,
-    stage: Stage,
-    store: object,
-    names: Sequence[str],
-    params: StageParams,
-    *,
-    out: str | None = None,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> dict[str, Written]:
+def run_stage(client: Any, stage: Stage, target: Target, params: StageParams) -> dict[str, Written]:
     """:func:`prepare` then :func:`write_plan` for each tomogram, in order."""
-    plans = prepare(stage, store, names, params, out=out, overwrite=overwrite)
-    return {
-        name: write_plan(
-            client, store, name, plan, params, out=out, overwrite=overwrite, quiet=quiet
-        )
-        for name, plan in plans.items()
-    }
+    plans = prepare(stage, target, params)
+    return {name: write_plan(client, target, name, plan, params) for name, plan in plans.items()}

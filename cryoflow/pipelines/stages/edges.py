@@ -10,17 +10,23 @@ threshold) ``edges2d`` ``(tilt, y, x)`` bool, the refined per-voxel sums ``S = s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, get_args
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from cryoflow.pipelines.stages.base import Output, Plan, Stage, StageParams, one_of
-from cryoflow.pipelines.stages.eager import run_stage
+from cryoflow.pipelines.stages.base import Output, Plan, Stage, StageParams
+from cryoflow.pipelines.stages.eager import Target, run_stage
+from cryoflow.pipelines.stages.fields import Chunk, Thickness, choice
 from cryoflow.pipelines.stages.inputs import block_chunks, tilt_series_input, volume_shape
 
 NAME = "edges"
+
+
+def _denoisers() -> tuple[str, ...]:
+    from cryoflow.kernels.edges import Denoise
+
+    return get_args(Denoise)
 
 
 class EdgesParams(StageParams):
@@ -31,24 +37,17 @@ class EdgesParams(StageParams):
     alpha: float = Field(
         default=0.5, ge=0, le=1, description="2D threshold min+alpha*(max-min) of the DoG peaks"
     )
-    denoise: str = Field(default="none", description="none, gaussian or median")
+    denoise: Annotated[str, choice(_denoisers)] = Field(
+        default="none", description="none, gaussian or median"
+    )
     denoise_size: float = Field(default=1.0, gt=0, description="sigma or window (px)")
     invert: bool = Field(default=False, description="dark structures on bright images")
     iterations: int = Field(default=4, ge=0, description="refinement iterations m")
     window: int = Field(default=1, ge=1, description="neighbour tilts on each side (k)")
     min_support: int = Field(default=2, ge=1, description="neighbours that must agree")
     threshold: float = Field(default=2.0, description="E3D = sum > T")
-    thickness: int | None = Field(default=None, ge=1, description="volume depth Z (voxels)")
-    chunk: int = Field(default=64, ge=8, description="output chunk edge in voxels")
-
-    @field_validator("denoise")
-    @classmethod
-    def _denoise(cls, v: str) -> str:
-        from typing import get_args
-
-        from cryoflow.kernels.edges import Denoise
-
-        return one_of(v, get_args(Denoise))
+    thickness: Thickness = None
+    chunk: Chunk = 64
 
     @model_validator(mode="after")
     def _sigmas(self) -> EdgesParams:
@@ -88,11 +87,12 @@ def plan(store: object, tomogram: str, params: EdgesParams) -> Plan:
     # 2. per-tilt edge maps (one chunk per tilt)
     e2d = G.edge_maps(images, **params.detector(), name=f"edges:{tomogram}-2d")
     # 3. refined sums S and E3D = S > T
+    cz, cy, cx = block_chunks(shape, params.chunk)
     sums = G.edge_sums(
         e2d,
         geometry,
         shape,
-        chunks=block_chunks(shape, params.chunk),  # type: ignore[arg-type]
+        chunks=(cz, cy, cx),
         **params.refinement(),
         name=f"edges:{tomogram}-sums",
     )
@@ -109,28 +109,13 @@ def plan(store: object, tomogram: str, params: EdgesParams) -> Plan:
     )
 
 
-def run(
-    client: Any,
-    store: object,
-    names: Sequence[str],
-    params: EdgesParams,
-    *,
-    out: str = NAME,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> dict[str, dict[str, Any]]:
+def run(client: Any, target: Target, params: EdgesParams) -> dict[str, dict[str, Any]]:
     """Algorithm 2 on each tomogram; per tomogram ``{"n_edge_voxels": int}``."""
     from cryoflow.io.store import open_volume
 
-    run_stage(client, STAGE, store, names, params, out=out, overwrite=overwrite, quiet=quiet)
-    return {
-        name: {
-            "n_edge_voxels": int(
-                client.compute(open_volume(store, name, out).data.sum(), sync=True)
-            )
-        }
-        for name in names
-    }
+    done = run_stage(client, STAGE, target, params)
+    count = {name: open_volume(target.store, name, w.out).data.sum() for name, w in done.items()}
+    return {name: {"n_edge_voxels": int(n)} for name, n in client.compute(count, sync=True).items()}
 
 
 STAGE = Stage(NAME, EdgesParams, plan=plan)

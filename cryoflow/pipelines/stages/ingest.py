@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from cryoflow.pipelines.stages.base import CheckContext, SourceReport, Stage, StageParams
+from cryoflow.pipelines.stages.eager import Target
+from cryoflow.pipelines.stages.fields import Texts
 
 NAME = "ingest"
 
@@ -28,7 +30,7 @@ class IngestParams(StageParams):
     skipped (see :func:`ingest_step`).
     """
 
-    inputs: tuple[str, ...] = Field(
+    inputs: Texts = Field(
         min_length=1,
         description="MRC file(s), directories or glob patterns (TILTS.mrc|DIR|GLOB); angles "
         "come from the .mdoc/.rawtlt/.tlt beside each file",
@@ -54,42 +56,28 @@ class IngestParams(StageParams):
         description="tilt series chunk tile edge (default: cryoflow.io.layout.TILE_PX)",
     )
 
-    @field_validator("inputs", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        if isinstance(v, str | Path):
-            return (str(v),)
-        return tuple(str(p) for p in v) if isinstance(v, list | tuple) else v
-
-    @field_validator("inputs")
-    @classmethod
-    def _texts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(str(p) for p in v)
-
     def with_base(self, base: Path) -> IngestParams:
         paths = tuple(p if Path(p).is_absolute() else str(base / p) for p in self.inputs)
         return self.model_copy(update={"inputs": paths})
 
 
-def run(
-    client: Any,
-    out: str,
-    params: IngestParams,
-    *,
-    overwrite: bool = False,
-    plan: Any = None,
-    quiet: bool = False,
-) -> list[str]:
-    """Ingest every input of ``params`` into the store ``out`` through ``client``; returns the
-    tomogram names written.
+def with_limit(params: IngestParams, max_expanded_bytes: int) -> IngestParams:
+    """``params`` refusing compressed input that expands past ``max_expanded_bytes``."""
+    return IngestParams(**{**params.to_dict(), "max_expanded_bytes": max_expanded_bytes})
+
+
+def run(client: Any, target: Target, params: IngestParams, *, plan: Any = None) -> list[str]:
+    """Ingest every input of ``params`` into ``target.store`` through ``client``; returns the
+    tomogram names written (``target.names`` is not used: the inputs name the tomograms).
 
     ``plan`` (from :func:`~cryoflow.pipelines.stages.ingestion.plan_ingest`, e.g. made before
     starting a cluster) is used and cleaned up; without it the inputs are planned here.
     """
     from cryoflow.pipelines.stages.ingestion import plan_ingest, write_ingest
 
-    plan = plan if plan is not None else plan_ingest(out, params, overwrite=overwrite)
-    return write_ingest(client, plan, quiet=quiet)
+    if plan is None:
+        plan = plan_ingest(str(target.store), params, overwrite=target.overwrite)
+    return write_ingest(client, plan, quiet=target.quiet)
 
 
 def ingest_step(
@@ -126,7 +114,7 @@ def ingest_step(
         t0 = time.perf_counter()
         one = params.model_copy(update={"inputs": (str(path),), "name": None, "angles": None})
         try:
-            run(client, store, one, quiet=True)
+            run(client, Target(store, (), quiet=True), one)
         except Exception as exc:  # one bad file is recorded; the others still ingest
             report.failures[name] = f"ingest: {type(exc).__name__}: {exc}"
             if log is not None:

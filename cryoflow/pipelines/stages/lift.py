@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from cryoflow.errors import ConfigError
-from cryoflow.io.names import NAME_RULE, is_valid_name
 from cryoflow.pipelines.stages.base import Finished, Output, Plan, Stage, StageParams
-from cryoflow.pipelines.stages.eager import run_stage
+from cryoflow.pipelines.stages.eager import Target, run_stage
+from cryoflow.pipelines.stages.fields import Chunk, Classes, StepKey, Thickness, Threshold
 from cryoflow.pipelines.stages.inputs import (
     block_chunks,
     result_input,
@@ -41,37 +41,17 @@ LABELS = "labels"
 class LiftParams(StageParams):
     """Algorithm 1: 2D masks of every tilt -> a 3D label volume (see the module docstring)."""
 
-    masks: str = Field(
+    masks: StepKey = Field(
         default="truth/masks2d",
         description="STEP/KEY of the 2D maps (tilt, y, x): truth/masks2d (simulator) or "
         "annotate/<feature>",
     )
-    classes: tuple[str, ...] = Field(
+    classes: Classes = Field(
         default=(), description="classes: maps are read from STEP/KEY_<class>; none: KEY itself"
     )
-    threshold: float | None = Field(
-        default=None, ge=0, description="fixed T in votes > T (default: Algorithm 1's search)"
-    )
-    thickness: int | None = Field(default=None, ge=1, description="volume depth Z (voxels)")
-    chunk: int = Field(default=64, ge=8, description="output chunk edge in voxels")
-
-    @field_validator("masks")
-    @classmethod
-    def _maps(cls, v: str) -> str:
-        parts = v.split("/")
-        if len(parts) != 2 or not all(is_valid_name(p) for p in parts):
-            raise ValueError(f"masks must be STEP/KEY, e.g. truth/masks2d, got {v!r}")
-        return v
-
-    @field_validator("classes")
-    @classmethod
-    def _classes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for c in v:
-            if not is_valid_name(f"votes_{c}"):
-                raise ValueError(f"invalid class name {c!r}: {NAME_RULE}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"classes must be unique, got {list(v)}")
-        return v
+    threshold: Threshold = None
+    thickness: Thickness = None
+    chunk: Chunk = 64
 
     def maps(self) -> tuple[str, str, tuple[str, ...]]:
         """``(step, key, classes)``; without classes, one class named after ``key``."""
@@ -211,26 +191,17 @@ def lift_masks(
     return LiftedClass(name, votes, float(t[0]), np.asarray(ts), np.asarray(sc), geometry.n_tilts)
 
 
-def run(
-    client: Any,
-    store: object,
-    names: Sequence[str],
-    params: LiftParams,
-    *,
-    out: str = NAME,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> dict[str, dict[str, Any]]:
+def run(client: Any, target: Target, params: LiftParams) -> dict[str, dict[str, Any]]:
     """Algorithm 1 on each tomogram; per tomogram the chosen ``T`` of each class, the class
     ids and the label volume (read back lazily)."""
     from cryoflow.io.layout import open_dataset
     from cryoflow.io.store import open_volume
 
-    done = run_stage(client, STAGE, store, names, params, out=out, overwrite=overwrite, quiet=quiet)
+    done = run_stage(client, STAGE, target, params)
     _, _, classes = params.maps()
+    root: Any = open_dataset(target.store)
     summary = {}
     for name, w in done.items():
-        root: Any = open_dataset(store)
         arrays = {
             f"threshold_{c}": root[f"tomograms/{name}/{w.locations[f'threshold_{c}']}"]
             for c in classes
@@ -238,7 +209,7 @@ def run(
         summary[name] = {
             "thresholds": chosen_thresholds(arrays, classes),
             "class_ids": class_ids(classes),
-            "labels": open_volume(store, name, out).data,
+            "labels": open_volume(target.store, name, w.out).data,
         }
     return summary
 

@@ -27,9 +27,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from cryoflow.errors import ConfigError
-from cryoflow.io.names import NAME_RULE, is_valid_name
 from cryoflow.pipelines.stages.base import Finished, Output, Plan, Stage, StageParams
-from cryoflow.pipelines.stages.eager import run_stage
+from cryoflow.pipelines.stages.eager import Target, run_stage
+from cryoflow.pipelines.stages.fields import Chunk, Classes, Thickness, Threshold, is_step_key
 from cryoflow.pipelines.stages.inputs import (
     block_chunks,
     node_identity,
@@ -64,41 +64,26 @@ class LocalizeParams(StageParams):
         description="2D boxes: truth (around the simulator's 2D masks), STEP/KEY of a stored "
         "box table (e.g. detect/granule), or a .csv/.json file",
     )
-    classes: tuple[str, ...] = Field(
+    classes: Classes = Field(
         default=(), description="classes to localise; none: every class in the boxes"
     )
-    threshold: float | None = Field(
-        default=None, ge=0, description="fixed T in votes > T (default: Algorithm 1's search)"
-    )
+    threshold: Threshold = None
     min_score: float = Field(default=0.0, ge=0, description="weaker 2D boxes are ignored")
     connectivity: int = Field(default=1, ge=1, le=3, description="1 faces, 2 edges, 3 corners")
     min_voxels: int = Field(default=1, ge=1, description="smaller 3D components are dropped")
     jitter_px: float = Field(default=0.0, ge=0, description="truth boxes: edge jitter (px, sd)")
     seed: int = Field(default=0, description="truth boxes: seed of the jitter")
-    thickness: int | None = Field(default=None, ge=1, description="volume depth Z (voxels)")
-    chunk: int = Field(default=64, ge=8, description="output chunk edge in voxels")
+    thickness: Thickness = None
+    chunk: Chunk = 64
 
     @field_validator("boxes")
     @classmethod
     def _boxes(cls, v: str) -> str:
-        if v == "truth" or _is_file(v):
+        if v == "truth" or _is_file(v) or is_step_key(v):
             return v
-        parts = v.split("/")
-        if len(parts) != 2 or not all(is_valid_name(p) for p in parts):
-            raise ValueError(
-                f"boxes must be 'truth', STEP/KEY of a stored table or a .csv/.json file, got {v!r}"
-            )
-        return v
-
-    @field_validator("classes")
-    @classmethod
-    def _classes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for c in v:
-            if not is_valid_name(f"labels_{c}"):
-                raise ValueError(f"invalid class name {c!r}: {NAME_RULE}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"classes must be unique, got {list(v)}")
-        return v
+        raise ValueError(
+            f"boxes must be 'truth', STEP/KEY of a stored table or a .csv/.json file, got {v!r}"
+        )
 
     def with_base(self, base: Path) -> LocalizeParams:
         if _is_file(self.boxes) and not Path(self.boxes).is_absolute():
@@ -242,16 +227,16 @@ def boxes_table(
 ) -> pd.DataFrame:
     """3D boxes of every class from the written ``labels_<c>``/``votes_<c>`` arrays (Zarr),
     computed on the cluster (per-chunk statistics merged in one task), with each class's ``T``."""
-    import dask.array as da
     import pandas as pd
 
     from cryoflow.graph.labels import component_boxes
+    from cryoflow.io.layout import lazy
 
     tables = []
     for c, t in thresholds.items():
         lazy = component_boxes(
-            da.from_zarr(arrays[f"labels_{c}"]),
-            da.from_zarr(arrays[f"votes_{c}"]),
+            lazy(arrays[f"labels_{c}"], f"labels_{c}"),
+            lazy(arrays[f"votes_{c}"], f"votes_{c}"),
             c,
             min_voxels=min_voxels,
         )
@@ -263,6 +248,16 @@ def boxes_table(
     return pd.concat(tables, ignore_index=True)[boxes3d_columns()]
 
 
+def with_boxes(
+    params: LocalizeParams, boxes: Path | str | None, from_truth: bool
+) -> LocalizeParams:
+    """``params`` with the boxes of a command's ``--boxes FILE`` or ``--from-truth`` (exactly
+    one of them)."""
+    if (boxes is None) == (not from_truth):
+        raise ConfigError("give exactly one of --boxes FILE or --from-truth")
+    return LocalizeParams(**{**params.to_dict(), "boxes": "truth" if from_truth else str(boxes)})
+
+
 def check_boxes(params: LocalizeParams) -> None:
     """Read a box file now (before any cluster starts), so a bad file fails at once."""
     if _is_file(params.boxes):
@@ -272,21 +267,13 @@ def check_boxes(params: LocalizeParams) -> None:
 
 
 def run(
-    client: Any,
-    store: object,
-    names: Sequence[str],
-    params: LocalizeParams,
-    *,
-    out: str = NAME,
-    overwrite: bool = False,
-    export: Path | None = None,
-    quiet: bool = False,
+    client: Any, target: Target, params: LocalizeParams, *, export: Path | None = None
 ) -> pd.DataFrame:
     """Algorithm 3 on each tomogram; all 3D boxes with a ``tomogram`` column (also written to
     ``export``, CSV or JSON, when given)."""
     import pandas as pd
 
-    done = run_stage(client, STAGE, store, names, params, out=out, overwrite=overwrite, quiet=quiet)
+    done = run_stage(client, STAGE, target, params)
     tables = [w.tables[TABLE].assign(tomogram=name) for name, w in done.items()]
     columns = ["tomogram", *boxes3d_columns()]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)

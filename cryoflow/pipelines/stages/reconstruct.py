@@ -9,17 +9,31 @@ back-projected chunkwise (:func:`cryoflow.graph.reconstruct.weighted_backproject
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from cryoflow.pipelines.stages.base import Output, Plan, Stage, StageParams, one_of
-from cryoflow.pipelines.stages.eager import run_stage
+from cryoflow.pipelines.stages.base import Output, Plan, Stage, StageParams
+from cryoflow.pipelines.stages.eager import Target, run_stage
+from cryoflow.pipelines.stages.fields import Chunk, Thickness, choice
 from cryoflow.pipelines.stages.inputs import tilt_series_input
 
 NAME = "reconstruct"
 KEY = "volume"  # the result key under cryoflow run
+VOLUME = "tomogram"  # the volume cryoflow reconstruct writes by default
+
+
+def _filters() -> tuple[str, ...]:
+    from cryoflow.kernels.ramp import FILTERS
+
+    return FILTERS
+
+
+def _interpolations() -> tuple[str, ...]:
+    from cryoflow.kernels.backproject import INTERPOLATIONS
+
+    return INTERPOLATIONS
 
 
 class ReconstructParams(StageParams):
@@ -28,27 +42,15 @@ class ReconstructParams(StageParams):
     source: Literal["tilt_series", "bin"] = Field(
         default="tilt_series", description="the images: the tilt series or the bin stage's result"
     )
-    thickness: int | None = Field(
-        default=None, ge=1, description="volume depth Z in output voxels (default: the width)"
+    thickness: Thickness = None
+    filter: Annotated[str, choice(_filters)] = Field(
+        default="ramp", description="ramp (weighted back-projection) or none"
     )
-    filter: str = Field(default="ramp", description="ramp (weighted back-projection) or none")
     bin: int = Field(default=1, ge=1, description="average N x N detector pixels first")
-    interpolation: str = Field(default="linear", description="linear or nearest")
-    chunk: int = Field(default=128, ge=8, description="output chunk edge in voxels")
-
-    @field_validator("filter")
-    @classmethod
-    def _filter(cls, v: str) -> str:
-        from cryoflow.kernels.ramp import FILTERS
-
-        return one_of(v, FILTERS)
-
-    @field_validator("interpolation")
-    @classmethod
-    def _interpolation(cls, v: str) -> str:
-        from cryoflow.kernels.backproject import INTERPOLATIONS
-
-        return one_of(v, INTERPOLATIONS)
+    interpolation: Annotated[str, choice(_interpolations)] = Field(
+        default="linear", description="linear or nearest"
+    )
+    chunk: Chunk = 128
 
 
 def reconstruction(
@@ -57,16 +59,8 @@ def reconstruction(
     """The lazy volume ``(Z, Y', X')`` float32 of ``images`` ``(n, Y, X)`` and the geometry used."""
     from cryoflow.graph.reconstruct import weighted_backprojection
 
-    return weighted_backprojection(
-        images,
-        geometry,
-        thickness=params.thickness,
-        filter=params.filter,
-        bin=params.bin,
-        interpolation=params.interpolation,
-        chunk=params.chunk,
-        prefix=prefix,
-    )
+    options = params.model_dump(exclude={"source"})  # thickness, filter, bin, interpolation, chunk
+    return weighted_backprojection(images, geometry, **options, prefix=prefix)
 
 
 def plan(store: object, tomogram: str, params: ReconstructParams) -> Plan:
@@ -86,23 +80,16 @@ def plan(store: object, tomogram: str, params: ReconstructParams) -> Plan:
     return Plan(NAME, (out,), inputs, pixel_size_angstrom=pixel)
 
 
-def run(
-    client: Any,
-    store: object,
-    names: Sequence[str],
-    params: ReconstructParams,
-    *,
-    key: str = "tomogram",
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> dict[str, dict[str, Any]]:
-    """Reconstruct each tomogram into ``volumes/<key>``; per tomogram its shape and voxel size."""
-    done = run_stage(client, STAGE, store, names, params, out=key, overwrite=overwrite, quiet=quiet)
+def run(client: Any, target: Target, params: ReconstructParams) -> dict[str, dict[str, Any]]:
+    """Reconstruct each tomogram into ``volumes/<target.out>`` (default ``tomogram``); per
+    tomogram its shape, voxel size and key."""
+    target = replace(target, out=target.out or VOLUME)
+    done = run_stage(client, STAGE, target, params)
     return {
         name: {
             "shape": tuple(int(s) for s in w.plan.outputs[0].data.shape),
             "pixel_size_angstrom": w.plan.pixel_size_angstrom,
-            "key": key,
+            "key": target.out,
         }
         for name, w in done.items()
     }

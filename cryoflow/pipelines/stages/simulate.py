@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from cryoflow.errors import ConfigError, NodeNotFoundError
 from cryoflow.pipelines.stages.base import CheckContext, SourceReport, Stage, StageParams
+from cryoflow.pipelines.stages.eager import Target
 
 if TYPE_CHECKING:
     from cryoflow.simulate.dataset import SimulationConfig
@@ -169,21 +170,16 @@ def check(params: SimulateParams, ctx: CheckContext) -> list[str]:
     ]
 
 
-def run(
-    client: Any,
-    store: object,
-    params: SimulateParams,
-    *,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> list[str]:
-    """``cryoflow simulate``: the tomograms of ``params`` (refused when they exist, unless
-    ``overwrite``); returns their names."""
+def run(client: Any, target: Target, params: SimulateParams) -> list[str]:
+    """``cryoflow simulate``: the tomograms of ``params`` into ``target.store`` (refused when
+    they exist, unless ``target.overwrite``); returns their names."""
     from cryoflow.pipelines.stages.simulation import check_free, simulate_dataset
 
     simulation = params.simulation()
-    check_free(store, simulation, overwrite)
-    return simulate_dataset(client, store, simulation, overwrite=overwrite, quiet=quiet)
+    check_free(target.store, simulation, target.overwrite)
+    return simulate_dataset(
+        client, target.store, simulation, overwrite=target.overwrite, quiet=target.quiet
+    )
 
 
 STAGE = Stage(NAME, SimulateParams, source=simulate_step, check=check)

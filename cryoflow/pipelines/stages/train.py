@@ -17,14 +17,15 @@ reads what it writes).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from cryoflow.errors import ConfigError
 from cryoflow.pipelines.cluster.connect import gpu_resources
-from cryoflow.pipelines.stages.base import StageParams, one_of
+from cryoflow.pipelines.stages.base import StageParams
+from cryoflow.pipelines.stages.fields import choice
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the command line starts quickly
     from cryoflow.models.checkpoint import ModelConfig
@@ -45,7 +46,7 @@ class TrainingParams(StageParams):
     """
 
     feature: str = Field(description="feature to learn, e.g. granule")
-    source: str = Field(
+    source: Annotated[str, choice(lambda: SOURCES)] = Field(
         default="truth", description="where the masks come from: truth, labels, boxes"
     )
     labels: str | None = Field(
@@ -60,11 +61,6 @@ class TrainingParams(StageParams):
     slices: bool = Field(default=False, description="train on tomogram z slices, not tilts")
     volume_key: str = Field(default="tomogram", description="with slices: the volume to slice")
     network: Any = Field(default=None, description="a cryoflow.models.train.TrainParams")
-
-    @field_validator("source")
-    @classmethod
-    def _source(cls, v: str) -> str:
-        return one_of(v, SOURCES)
 
     @model_validator(mode="after")
     def _source_file(self) -> TrainingParams:
@@ -98,12 +94,39 @@ def network(
     )
 
 
+def with_network(params: TrainingParams, *, source: str, network: Any) -> TrainingParams:
+    """``params`` with its mask ``source`` and ``network`` settings set."""
+    values = {k: getattr(params, k) for k in params.model_fields}
+    return TrainingParams(**{**values, "source": source, "network": network})
+
+
 def choose_source(from_truth: bool, labels: Any, boxes: Any) -> str:
     """The one mask source of ``--from-truth``, ``--labels FILE``, ``--boxes FILE``."""
     given = [s for s, on in (("truth", from_truth), ("labels", labels), ("boxes", boxes)) if on]
     if len(given) != 1:
         raise ConfigError("give exactly one of --from-truth, --labels FILE, --boxes FILE")
     return given[0]
+
+
+class BoxCounts(TypedDict):
+    """The box sampling keywords of :mod:`cryoflow.models.trainset`'s builders."""
+
+    n_positive: int
+    n_negative: int
+    box_size: int
+    margin: int
+
+
+def box_counts(sizes: Any) -> BoxCounts:
+    """The box sampling of ``sizes`` (anything with ``n_boxes``, ``n_negative``, ``box_size``
+    and ``margin``: :class:`TrainingParams`, the demo's comparison settings) as the keyword
+    arguments of :mod:`cryoflow.models.trainset`'s training-set builders."""
+    return BoxCounts(
+        n_positive=sizes.n_boxes,
+        n_negative=sizes.n_negative,
+        box_size=sizes.box_size,
+        margin=sizes.margin,
+    )
 
 
 def load_images(client: Any, store: Any, name: str, slices: bool, volume_key: str) -> np.ndarray:
@@ -154,28 +177,18 @@ def training_set(client: Any, store: Any, name: str, config: TrainingParams) -> 
             labels,
             feature=config.feature,
             feature_value=config.feature_value,
-            n_positive=config.n_boxes,
-            n_negative=config.n_negative,
-            box_size=config.box_size,
-            margin=config.margin,
             rng=rng,
             source={**where, "path": str(config.labels)},
+            **box_counts(config),
         )
     if config.source == "boxes" and config.boxes is not None:
         return from_box_file(
             images, config.boxes, feature=config.feature, margin=config.margin, source=where
         )
     masks = truth_masks(client, store, name, config.feature, config.slices)
+    source = {"kind": "truth", **where}
     return training_set_from_masks(
-        images,
-        masks,
-        feature=config.feature,
-        n_positive=config.n_boxes,
-        n_negative=config.n_negative,
-        box_size=config.box_size,
-        margin=config.margin,
-        rng=rng,
-        source={"kind": "truth", **where},
+        images, masks, feature=config.feature, rng=rng, source=source, **box_counts(config)
     )
 
 

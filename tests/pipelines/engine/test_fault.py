@@ -23,9 +23,9 @@ import yaml
 
 from cryoflow.errors import NodeNotFoundError
 from cryoflow.io.store import open_result, write_tilt_series
+from cryoflow.kernels.binning import bin_image
 from cryoflow.pipelines.engine.config import parse_pipeline
 from cryoflow.pipelines.engine.run import read_summary, run_pipeline
-from cryoflow.kernels.binning import bin_image
 
 pytestmark = pytest.mark.fault
 
@@ -338,3 +338,52 @@ def test_worker_retiring_on_a_timer_run_completes(tmp_path, cluster):
     assert cluster.workers["walltime"].wait(timeout=30) == 0  # it left gracefully
     assert summary.ok, summary.failures
     assert_identical(store, data)
+
+
+# ---------------------------------------------------------------------------- dataset rounds
+def _rounds_pipeline(tmp_path: Path, store: Path, address: str | None, rounds: int) -> dict:
+    cluster = {"scheduler": address} if address else {}
+    return {"dataset": {"store": str(store)}, "cluster": {**cluster, "retries": 0},
+            "steps": [{"intensity": {"rounds": rounds, "batch_size": 1}}]}
+
+
+def _round_records(store: Path) -> list[str]:
+    """The published round records of an unfinished intensity step (never the temporary ones)."""
+    return sorted(p.name for p in (store / "results" / "intensity").glob(".tmp-rounds-*/round-*"))
+
+
+def test_sigkill_client_mid_round_resumes_at_the_last_round_identically(tmp_path, cluster):
+    """A dataset-level step in rounds: the client of ``cryoflow run`` is SIGKILLed in the middle
+    of a round; the rerun resumes after the last recorded round and its result equals an
+    uninterrupted run's, bit for bit."""
+    from cryoflow.io.results import open_dataset_result
+    from cryoflow.io.verify import find_leftovers
+
+    cluster.add_worker("w0")
+    rounds = 8
+    store, ref = tmp_path / "d.zarr", tmp_path / "ref.zarr"
+    make_dataset(store, 6)
+    make_dataset(ref, 6)
+    # the uninterrupted run, on the same cluster
+    assert run_pipeline(parse_pipeline(_rounds_pipeline(tmp_path, ref, None, rounds)),
+                        cluster.client, quiet=True).ok
+    path = tmp_path / "ROUNDS.yaml"
+    path.write_text(yaml.safe_dump(_rounds_pipeline(tmp_path, store, cluster.address, rounds)))
+    proc = _cli("run", str(path), "--quiet", log=tmp_path / "client-rounds.log")
+    try:
+        _wait_for(lambda: len(_round_records(store)) >= 1, timeout=120, what="a recorded round")
+    finally:
+        _kill(proc)  # SIGKILL, in the round after the first recorded one
+    recorded = len(_round_records(store))
+    assert 1 <= recorded < rounds, recorded
+    with pytest.raises(NodeNotFoundError):  # nothing published yet
+        open_dataset_result(store, "intensity", "mean")
+    summary = run_pipeline(parse_pipeline(_rounds_pipeline(tmp_path, store, None, rounds)),
+                           cluster.client, quiet=True)
+    assert summary.ok, summary.failures
+    assert summary.steps["intensity"].chunks == rounds - recorded  # only the rounds left
+    for key in ("mean", "std", "count", "history"):
+        np.testing.assert_array_equal(open_dataset_result(store, "intensity", key).values,
+                                      open_dataset_result(ref, "intensity", key).values)
+    assert open_dataset_result(store, "intensity", "history").shape == (rounds, 3)
+    assert find_leftovers(store) == []

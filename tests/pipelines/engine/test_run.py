@@ -10,9 +10,9 @@ import yaml
 
 from cryoflow.errors import ConfigError
 from cryoflow.io.store import open_result, write_tilt_series
+from cryoflow.kernels.binning import bin_image
 from cryoflow.pipelines.engine.config import load_pipeline, parse_pipeline
 from cryoflow.pipelines.engine.run import read_summary, run_pipeline
-from cryoflow.kernels.binning import bin_image
 
 ANGLES = np.linspace(-60, 60, 8)
 

@@ -321,12 +321,12 @@ def test_localize_step_matches_cryoflow_localize_and_reruns_skip(store, client):
     table; a rerun skips; the table records the run token."""
     import pandas as pd
 
-    from cryoflow.io.boxes import BOX3D_COLUMNS
+    from cryoflow.io.boxes import BOX3D_COLUMNS, write_boxes
     from cryoflow.io.layout import open_dataset
     from cryoflow.io.nodes import ATTR
     from cryoflow.io.results import read_table, write_table
-    from cryoflow.io.boxes import write_boxes
     from cryoflow.pipelines.stages import localize
+    from cryoflow.pipelines.stages.eager import Target
     from cryoflow.pipelines.stages.localize import LocalizeParams, truth_boxes2d
 
     c = "mito_membrane"
@@ -342,9 +342,8 @@ def test_localize_step_matches_cryoflow_localize_and_reruns_skip(store, client):
     for name in NAMES:
         boxes2d = write_boxes(store.parent / f"{name}-boxes.csv",
                               truth_boxes2d(client, store, name, [c]), ndim=2)
-        ref = localize.run(client, store, [name], LocalizeParams(
-            boxes=str(boxes2d), classes=(c,), thickness=16, chunk=16), out="localize_ref",
-            quiet=True)
+        ref = localize.run(client, Target(store, [name], out="localize_ref", quiet=True),
+                           LocalizeParams(boxes=str(boxes2d), classes=(c,), thickness=16, chunk=16))
         got = read_table(store, name, "localize", "boxes3d")
         assert len(got) > 0
         pd.testing.assert_frame_equal(rows(got), rows(ref), check_dtype=False)

@@ -44,6 +44,7 @@ def test_cli_train_then_annotate_and_detect(dataset, client, tmp_path, monkeypat
     from cryoflow.pipelines.stages.annotate import run as annotate_dataset
     from cryoflow.pipelines.stages.detect import DetectParams
     from cryoflow.pipelines.stages.detect import run as detect_dataset
+    from cryoflow.pipelines.stages.eager import Target
     from cryoflow.pipelines.stages.train import TrainingParams, train
 
     # 1. the CLI trains a network from the simulator's truth (its own local cluster)
@@ -91,7 +92,7 @@ def test_cli_train_then_annotate_and_detect(dataset, client, tmp_path, monkeypat
     )
     # 3. annotate the test tomogram with both; maps are uint8 with the model's threshold recorded
     out = annotate_dataset(
-        client, dataset, ["test"], AnnotateParams(checkpoint=(m1, m2), batch_size=4)
+        client, Target(dataset, ["test"]), AnnotateParams(checkpoint=(m1, m2), batch_size=4)
     )
     assert out["test"]["keys"] == {
         "granule": "granule",
@@ -108,14 +109,14 @@ def test_cli_train_then_annotate_and_detect(dataset, client, tmp_path, monkeypat
         "2": "mito_membrane",
     }
     # 4. slices of the reconstruction
-    annotate_dataset(client, dataset, ["test"], AnnotateParams(checkpoint=(m1,), slices=True))
+    annotate_dataset(client, Target(dataset, ["test"]), AnnotateParams(checkpoint=(m1,), slices=True))
     sl = S.open_result(dataset, "test", "annotate", "granule_slices")
     assert (
         sl.dims == ("z", "y", "x") and sl.shape == S.open_volume(dataset, "test", "tomogram").shape
     )
     # 5. light detector from the maps: a box table per tomogram for Algorithm 3
     tables = detect_dataset(
-        client, dataset, ["test"], DetectParams(feature="granule", threshold=0.5)
+        client, Target(dataset, ["test"]), DetectParams(feature="granule", threshold=0.5)
     )
     table = S.read_table(dataset, "test", "detect", "granule")
     assert list(table.columns) == ["tilt", "class", "score", "y0", "x0", "y1", "x1"]

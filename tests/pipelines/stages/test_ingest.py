@@ -9,6 +9,17 @@ import sys
 
 import numpy as np
 import pytest
+
+import cryoflow
+from cryoflow.cli.main import main
+from cryoflow.errors import InputFileError, InputFilesError, NonStandardInputWarning
+from cryoflow.io import mrc as mrc_io
+from cryoflow.io import store
+from cryoflow.io.verify import find_leftovers
+from cryoflow.pipelines.stages.eager import Target
+from cryoflow.pipelines.stages.ingest import IngestParams
+from cryoflow.pipelines.stages.ingest import run as ingest
+from cryoflow.pipelines.stages.ingestion import plan_ingest
 from tests.io_files import (
     gzip_file,
     patch_bytes,
@@ -20,22 +31,12 @@ from tests.io_files import (
     write_tlt,
 )
 
-import cryoflow
-from cryoflow.cli.main import main
-from cryoflow.errors import InputFileError, InputFilesError, NonStandardInputWarning
-from cryoflow.io import mrc as mrc_io
-from cryoflow.io import store
-from cryoflow.io.verify import find_leftovers
-from cryoflow.pipelines.stages.ingest import IngestParams
-from cryoflow.pipelines.stages.ingest import run as ingest
-from cryoflow.pipelines.stages.ingestion import plan_ingest
-
 ANGLES = np.round(np.linspace(-45.0, 45.0, 8), 2)
 
 
 @pytest.fixture(scope="module")
 def client():
-    distributed = pytest.importorskip("distributed")
+    import distributed
     with distributed.Client(
         processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as c:
@@ -58,7 +59,7 @@ def _series(tmp_path, rng, name="TS_01", dtype=np.float32, angles=ANGLES, **kw):
 def test_single_file_with_companion_tlt(tmp_path, rng, client) -> None:
     path, data = _series(tmp_path, rng, voxel_size=1.35)
     out = str(tmp_path / "s.zarr")
-    assert ingest(client, out, IngestParams(inputs=(str(path),)), quiet=True) == ["TS_01"]
+    assert ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),))) == ["TS_01"]
     ts = cryoflow.open_tilt_series(out, "TS_01")
     np.testing.assert_array_equal(ts.values, data)
     np.testing.assert_allclose(ts["angle"], ANGLES, atol=1e-9)
@@ -81,7 +82,7 @@ def test_mdoc_gives_pixel_size_and_tilt_axis(tmp_path, rng, client) -> None:
     write_tlt(tmp_path / "TS_02.tlt", [9, 9, 9, 9])  # the mdoc comes first
     out = str(tmp_path / "s.zarr")
     with pytest.warns(NonStandardInputWarning, match="differs from the mdoc's"):
-        ingest(client, out, IngestParams(inputs=(str(path),), name="renamed"), quiet=True)
+        ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),), name="renamed"))
     ts = cryoflow.open_tilt_series(out, "renamed")
     assert ts.attrs["pixel_size_angstrom"] == 3.1
     np.testing.assert_allclose(ts["angle"], [2.0, -2.0, 4.0, -4.0])
@@ -96,7 +97,7 @@ def test_directory_and_glob_in_parallel(tmp_path, rng, client) -> None:
     for i, dtype in enumerate([np.int8, np.uint16, np.float16]):
         _, written[f"TS_{i}"] = _series(src, rng, name=f"TS_{i}", dtype=dtype)
     out = str(tmp_path / "s.zarr")
-    names = ingest(client, out, IngestParams(inputs=(str(src),), tile_px=16), quiet=True)
+    names = ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(src),), tile_px=16))
     assert names == ["TS_0", "TS_1", "TS_2"] == store.list_tomograms(out)
     for name, data in written.items():
         ts = cryoflow.open_tilt_series(out, name)
@@ -104,7 +105,7 @@ def test_directory_and_glob_in_parallel(tmp_path, rng, client) -> None:
         np.testing.assert_array_equal(ts.values, data)
     out2 = str(tmp_path / "g.zarr")
     assert ingest(
-        client, out2, IngestParams(inputs=(str(src / "TS_[12].mrc"),)), quiet=True
+        client, Target(out2, (), quiet=True), IngestParams(inputs=(str(src / "TS_[12].mrc"),))
     ) == ["TS_1", "TS_2"]
 
 
@@ -113,7 +114,7 @@ def test_old_file_and_extended_header_ingest_with_warning(tmp_path, rng, client)
     patch_bytes(path, 208, b"\0\0\0\0")
     out = str(tmp_path / "s.zarr")
     with pytest.warns(NonStandardInputWarning, match="no 'MAP ' stamp"):
-        ingest(client, out, IngestParams(inputs=(str(path),)), quiet=True)
+        ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),)))
     np.testing.assert_array_equal(cryoflow.open_tilt_series(out, "TS_01").values, data)
 
 
@@ -122,7 +123,7 @@ def test_compressed_input(tmp_path, rng, client) -> None:
     packed = gzip_file(path, tmp_path / "TS_01.mrc.gz")
     path.unlink()
     out = str(tmp_path / "s.zarr")
-    ingest(client, out, IngestParams(inputs=(str(packed),)), quiet=True)
+    ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(packed),)))
     np.testing.assert_array_equal(cryoflow.open_tilt_series(out, "TS_01").values, data)
 
 
@@ -130,7 +131,7 @@ def test_tomogram_volume(tmp_path, rng, client) -> None:
     vol = rng.normal(size=(12, 20, 18)).astype(np.float32)
     path = write_mrc(tmp_path / "rec.mrc", vol, voxel_size=8.0)
     out = str(tmp_path / "s.zarr")
-    ingest(client, out, IngestParams(inputs=(str(path),), tomogram=True), quiet=True)
+    ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),), tomogram=True))
     v = store.open_volume(out, "rec", "tomogram")
     np.testing.assert_array_equal(v.values, vol)
     assert v.attrs["pixel_size_angstrom"] == 8.0
@@ -140,7 +141,7 @@ def test_tomogram_volume(tmp_path, rng, client) -> None:
 def test_failure_while_writing_leaves_store_unchanged(tmp_path, rng, client, monkeypatch) -> None:
     path, _ = _series(tmp_path, rng)
     out = str(tmp_path / "s.zarr")
-    ingest(client, out, IngestParams(inputs=(str(path),), name="keep"), quiet=True)
+    ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),), name="keep"))
     before = snapshot(tmp_path / "s.zarr")
     original = mrc_io.read_mrc_block
 
@@ -151,12 +152,12 @@ def test_failure_while_writing_leaves_store_unchanged(tmp_path, rng, client, mon
 
     monkeypatch.setattr(mrc_io, "read_mrc_block", flaky)
     with pytest.raises(OSError, match="disk went away"):
-        ingest(client, out, IngestParams(inputs=(str(path),), name="lost"), quiet=True)
+        ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),), name="lost"))
     with pytest.raises(OSError, match="disk went away"):
         ingest(
             client,
-            out, IngestParams(inputs=(str(path),), name="keep"), overwrite=True,
-            quiet=True,
+            Target(out, (), overwrite=True, quiet=True),
+            IngestParams(inputs=(str(path),), name="keep"),
         )
     assert snapshot(tmp_path / "s.zarr") == before
     assert store.list_tomograms(out) == ["keep"]
@@ -245,7 +246,7 @@ def _bad_missing(tmp_path, rng):
 def test_bad_input_one_line_exit_2_store_unchanged(tmp_path, rng, client, capsys, case) -> None:
     keep, _ = _series(tmp_path, rng, name="keep")
     out = tmp_path / "s.zarr"
-    ingest(client, str(out), IngestParams(inputs=(str(keep),)), quiet=True)
+    ingest(client, Target(str(out), (), quiet=True), IngestParams(inputs=(str(keep),)))
     before = snapshot(out)
     capsys.readouterr()
     args, expected = case(tmp_path, rng)

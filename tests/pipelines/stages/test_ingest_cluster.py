@@ -14,18 +14,18 @@ import sys
 import time
 from pathlib import Path
 
+import distributed
 import mrcfile
 import numpy as np
 import pytest
-from tests.io_files import tilt_stack, write_mdoc, write_mrc, write_tlt
 
 import cryoflow
 from cryoflow.cli.main import main
 from cryoflow.io import store
+from cryoflow.pipelines.stages.eager import Target
 from cryoflow.pipelines.stages.ingest import IngestParams
 from cryoflow.pipelines.stages.ingest import run as ingest
-
-import distributed  # noqa: E402 - a required dependency
+from tests.io_files import tilt_stack, write_mdoc, write_mrc, write_tlt
 
 
 def _dask_cli(*args: str) -> list[str]:
@@ -125,13 +125,13 @@ def test_tcp_cluster_ingest_matches_local(tmp_path, tcp_cluster) -> None:
     config = dict(inputs=(str(src),), tile_px=16)
     remote, local = tmp_path / "remote.zarr", tmp_path / "local.zarr"
     with distributed.Client(tcp_cluster) as client, distributed.get_task_stream(client) as stream:
-        names = ingest(client, str(remote), IngestParams(**config), quiet=True)
+        names = ingest(client, Target(str(remote), (), quiet=True), IngestParams(**config))
     workers = {t["worker"] for t in stream.data if "ingest" in str(t.get("key", ""))}
     assert len(workers) == 2, workers
     with distributed.Client(
         processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as c:
-        assert ingest(c, str(local), IngestParams(**config), quiet=True) == names
+        assert ingest(c, Target(str(local), (), quiet=True), IngestParams(**config)) == names
 
     assert _chunk_hashes(remote) == _chunk_hashes(local)
     for name in names:

@@ -7,10 +7,11 @@ import pytest
 
 from cryoflow.errors import ConfigError
 from cryoflow.geometry import TiltGeometry
+from cryoflow.geometry.binning import bin_geometry as binned_geometry
 from cryoflow.io import store as S
 from cryoflow.kernels.project import project_block
 from cryoflow.kernels.ramp import ramp_filter
-from cryoflow.geometry.binning import bin_geometry as binned_geometry
+from cryoflow.pipelines.stages.eager import Target
 from cryoflow.pipelines.stages.reconstruct import ReconstructParams, reconstruction
 from cryoflow.pipelines.stages.reconstruct import run as reconstruct_dataset
 
@@ -74,7 +75,7 @@ def test_ramp_filter_has_no_dc_and_keeps_shape():
 def test_weighted_beats_plain_backprojection(dataset, client):
     store, vol = dataset
     reconstruct_dataset(
-        client, store, ["a", "b"], ReconstructParams(thickness=SHAPE[0]), quiet=True
+        client, Target(store, ["a", "b"], quiet=True), ReconstructParams(thickness=SHAPE[0])
     )
     out = S.open_volume(store, "a", "tomogram")
     assert out.shape == SHAPE and out.dtype == np.float32
