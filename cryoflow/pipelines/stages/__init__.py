@@ -30,6 +30,7 @@ STAGES: dict[str, str] = {
     "localize": "cryoflow.pipelines.stages.localize",
     "intensity": "cryoflow.pipelines.stages.intensity",
     "classify": "cryoflow.pipelines.stages.classify",
+    "multibody": "cryoflow.pipelines.stages.multibody",
 }
 
 

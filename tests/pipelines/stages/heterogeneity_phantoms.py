@@ -57,3 +57,39 @@ def write_set(store: Path, name: str, sim: SubtomoSet, *, poses: bool = True) ->
         str(store), name, table, stack, provenance=make_provenance("extract", {"box": BOX})
     )
     return table
+
+
+def hinge_phantom(n: int, seed: int, angles_deg: tuple[float, ...]) -> SubtomoSet:
+    """``n`` hinge particles whose arm takes each of ``angles_deg`` in turn (truth: labels)."""
+    labels = np.arange(n) % len(angles_deg)
+    return simulate_subtomograms(
+        [hinge_shape(a) for a in angles_deg],
+        n,
+        box=BOX,
+        pixel_size_angstrom=PX,
+        snr=0.5,
+        tilt_range_deg=(-60.0, 60.0),
+        labels=labels,
+        seed=seed,
+    )
+
+
+def body_masks(angle_deg: float, folder: Path) -> list[Path]:
+    """Soft masks of the hinge's fixed body and of its arm at ``angle_deg`` (MRC files)."""
+    import mrcfile
+    from scipy import ndimage
+
+    from cryoflow.simulate.subtomo import Shape, render_shape
+
+    full = hinge_shape(angle_deg)
+    paths = []
+    for k, parts in enumerate((full.parts[:2], full.parts[2:]), start=1):
+        v = render_shape(Shape(f"b{k}", parts), BOX, PX, blur_px=0.0)
+        m = ndimage.binary_dilation(v > 0.2, iterations=2).astype(np.float32)
+        m = np.clip(ndimage.gaussian_filter(m, 1.0), 0.0, 1.0)
+        path = folder / f"body{k}.mrc"
+        with mrcfile.new(path, overwrite=True) as mrc:
+            mrc.set_data(m.astype(np.float32))
+            mrc.voxel_size = PX
+        paths.append(path)
+    return paths
