@@ -1,0 +1,149 @@
+"""``cryoflow classify`` end to end: a real particle set on disk, a LocalCluster with worker
+processes, the command line (a subprocess and the in-process entry point), real MRC and STAR
+files read back. Tiny phantoms: two hinge conformations (0 and 45 degrees), 24^3 boxes,
+24 particles at SNR 0.5 with a +-60 degree wedge, the set carrying the true consensus poses.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from cryoflow.cli.main import main
+from cryoflow.kernels.heterogeneity.metrics import class_accuracy
+from tests.pipelines.stages.heterogeneity_phantoms import BOX, PX, two_state_phantom, write_set
+
+N = 24
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame, np.ndarray]:
+    root = tmp_path_factory.mktemp("classify")
+    sim = two_state_phantom(N, seed=5)
+    table = write_set(root / "data.zarr", "parts", sim)
+    write_set(root / "bare.zarr", "parts", sim, poses=False)
+    return root, table, sim.labels
+
+
+def _check_outputs(out: Path, table: pd.DataFrame, k: int) -> pd.DataFrame:
+    for j in range(1, k + 1):
+        with mrcfile.open(out / f"class_{j}.mrc") as mrc:
+            assert mrc.data.shape == (BOX, BOX, BOX)
+            assert mrc.voxel_size.x == pytest.approx(PX)
+            assert float(np.abs(mrc.data).max()) > 0
+    star = starfile.read(out / "particles.star")
+    assert len(star) == len(table)
+    # the input coordinates exactly, row for row
+    for col, label in (("x", "rlnCoordinateX"), ("y", "rlnCoordinateY"), ("z", "rlnCoordinateZ")):
+        np.testing.assert_array_equal(star[label].to_numpy(), table[col].to_numpy())
+    assert star["rlnTomoName"].tolist() == table["tomogram"].tolist()
+    assert set(star["rlnClassNumber"]) <= set(range(1, k + 1))
+    assert set(star["rlnRandomSubset"]) <= {1, 2}
+    return star
+
+
+def test_multiref_from_the_command_line(dataset, scheduler, tmp_path) -> None:
+    root, table, labels = dataset
+    out = tmp_path / "mr"
+    args = ["classify", str(root / "data.zarr"), "--set", "parts", "--classes", "2"]
+    args += ["--out", str(out), "--iterations", "4", "--scheduler", scheduler]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "cryoflow.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    star = _check_outputs(out, table, 2)
+    assert class_accuracy(star["rlnClassNumber"].to_numpy() - 1, labels) >= 0.9
+    # orientations in the contract's ZYZ convention, from the set's consensus (no re-alignment)
+    for c, label in (("rot", "rlnAngleRot"), ("tilt", "rlnAngleTilt"), ("psi", "rlnAnglePsi")):
+        np.testing.assert_allclose(star[label].to_numpy(), table[c].to_numpy(), atol=1e-6)
+    # shifts searched around the consensus: the origins stay within the search of the input
+    moved = star["rlnOriginXAngst"].to_numpy() - table["origin_x_angstrom"].to_numpy()
+    assert np.abs(moved).max() <= 3.0 * PX + 1e-6
+    # an existing result is not overwritten: a clear error, nothing touched
+    before = (out / "particles.star").read_bytes()
+    again = subprocess.run(
+        [sys.executable, "-m", "cryoflow.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert again.returncode == 2
+    assert "already exist" in again.stderr and "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert (out / "particles.star").read_bytes() == before
+
+
+def test_pca_writes_eigenvolumes_and_a_rerun_reuses_the_result(
+    dataset, scheduler, tmp_path, capsys
+) -> None:
+    root, table, labels = dataset
+    out = tmp_path / "pca"
+    args = ["classify", str(root / "data.zarr"), "--set", "parts", "--classes", "2"]
+    args += ["--method", "pca", "--out", str(out), "--scheduler", scheduler]
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code in (0, None)
+    star = _check_outputs(out, table, 2)
+    assert class_accuracy(star["rlnClassNumber"].to_numpy() - 1, labels) >= 0.85
+    for j in range(1, 7):
+        assert (out / f"eigen_{j}.mrc").is_file()
+    coords = pd.read_csv(out / "pca.csv")
+    assert list(coords.columns[:5]) == ["tomogram", "x", "y", "z", "class"]
+    assert (out / "pca_scatter.png").stat().st_size > 1000
+    # the same parameters again (--overwrite): the published rounds are reused, same classes
+    with pytest.raises(SystemExit):
+        main([*args, "--overwrite"])
+    again = starfile.read(out / "particles.star")
+    np.testing.assert_array_equal(again["rlnClassNumber"], star["rlnClassNumber"])
+
+
+def _fails(args: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_bad_requests_fail_before_any_cluster_with_clear_errors(dataset, tmp_path, capsys) -> None:
+    root, _, _ = dataset
+    base = ["classify", str(root / "data.zarr"), "--set", "parts", "--out", str(tmp_path / "o")]
+    err = _fails([*base, "--method", "autoencoder"], capsys)
+    assert "--method autoencoder" in err and "not available in this build" in err
+    err = _fails([*base, "--classes", "13"], capsys)
+    assert "--classes 13" in err and "24 particles" in err
+    err = _fails([*base[:2], "--set", "nope", *base[4:]], capsys)
+    assert "nope" in err
+    bare = ["classify", str(root / "bare.zarr"), "--set", "parts", "--out", str(tmp_path / "b")]
+    err = _fails(bare, capsys)
+    assert "no orientations" in err and "--reference" in err
+    bad_ref = tmp_path / "small.mrc"
+    with mrcfile.new(bad_ref) as mrc:
+        mrc.set_data(np.zeros((8, 8, 8), np.float32))
+        mrc.voxel_size = PX
+    err = _fails([*bare, "--reference", str(bad_ref)], capsys)
+    assert str(bad_ref) in err and "24^3" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
