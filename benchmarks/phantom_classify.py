@@ -7,7 +7,10 @@ and ``--hinge-deg``) in random orientations at ``--snr`` with a ``--tilt`` wedge
 ``--init-res``, as the averaging benchmark does; ``--consensus truth``: the true poses), then
 classifies with ``multiref`` (PCA-split seeds and random seeds) and ``pca`` (K = 2 and K by
 BIC), and prints each one's class accuracy against the truth (best matching of class numbers)
-and its time: the demo's ``class_accuracy`` (multiref) and ``pca_class_accuracy``.
+and its time: the demo's ``class_accuracy`` (multiref) and ``pca_class_accuracy``. The peer,
+measured in the same run: plain k-means (scikit-learn, K = 2, 10 starts) on the particles'
+raw voxels, no alignment and no wedge handling; the ratios ``multiref / kmeans_raw`` and
+``pca / kmeans_raw`` are printed (accuracy is at least 0.5 by construction, chance).
 
 Run: ``nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/phantom_classify.py``.
 """
@@ -134,6 +137,14 @@ def main() -> None:
             "explained": [round(float(v), 3) for v in pc.basis.explained_ratio[:4]],
             "seconds": round(time.perf_counter() - t0, 1),
         }
+    from sklearn.cluster import KMeans
+
+    t0 = time.perf_counter()
+    raw = KMeans(2, n_init=10, random_state=a.seed).fit(sim.volumes.reshape(a.n, -1)).labels_
+    peer = class_accuracy(raw, sim.labels)
+    out["kmeans_raw"] = {"accuracy": round(peer, 3), "seconds": round(time.perf_counter() - t0, 1)}
+    out["ratio_multiref_vs_kmeans_raw"] = round(out["multiref"]["accuracy"] / peer, 3)  # type: ignore[index]
+    out["ratio_pca_vs_kmeans_raw"] = round(out["pca"]["accuracy"] / peer, 3)  # type: ignore[index]
     out["class_accuracy"] = out["multiref"]["accuracy"]  # type: ignore[index]
     out["pca_class_accuracy"] = out["pca"]["accuracy"]  # type: ignore[index]
     print(json.dumps(out, indent=1))

@@ -60,6 +60,7 @@ def _check_outputs(out: Path, table: pd.DataFrame, k: int) -> pd.DataFrame:
     return star
 
 
+@pytest.mark.slow  # about 40 s of CPU (a subprocess and its rounds)
 def test_multiref_from_the_command_line(dataset, scheduler, tmp_path) -> None:
     root, table, labels = dataset
     out = tmp_path / "mr"
