@@ -109,9 +109,7 @@ def test_cli_train_then_annotate_and_detect(dataset, client, tmp_path, monkeypat
         "2": "mito_membrane",
     }
     # 4. slices of the reconstruction
-    annotate_dataset(
-        client, Target(dataset, ["test"]), AnnotateParams(checkpoint=(m1,), slices=True)
-    )
+    annotate_dataset(client, Target(dataset, ["test"]), AnnotateParams(checkpoint=(m1,), slices=True))
     sl = S.open_result(dataset, "test", "annotate", "granule_slices")
     assert (
         sl.dims == ("z", "y", "x") and sl.shape == S.open_volume(dataset, "test", "tomogram").shape

@@ -15,7 +15,6 @@ from cryoflow.pipelines.stages.export import ExportConfig, export_mrc, mrc_dtype
 @pytest.fixture(scope="module")
 def client():
     import distributed
-
     with distributed.Client(
         processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as c:

@@ -37,7 +37,6 @@ ANGLES = np.round(np.linspace(-45.0, 45.0, 8), 2)
 @pytest.fixture(scope="module")
 def client():
     import distributed
-
     with distributed.Client(
         processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as c:
@@ -60,9 +59,7 @@ def _series(tmp_path, rng, name="TS_01", dtype=np.float32, angles=ANGLES, **kw):
 def test_single_file_with_companion_tlt(tmp_path, rng, client) -> None:
     path, data = _series(tmp_path, rng, voxel_size=1.35)
     out = str(tmp_path / "s.zarr")
-    assert ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),))) == [
-        "TS_01"
-    ]
+    assert ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),))) == ["TS_01"]
     ts = cryoflow.open_tilt_series(out, "TS_01")
     np.testing.assert_array_equal(ts.values, data)
     np.testing.assert_allclose(ts["angle"], ANGLES, atol=1e-9)
@@ -85,9 +82,7 @@ def test_mdoc_gives_pixel_size_and_tilt_axis(tmp_path, rng, client) -> None:
     write_tlt(tmp_path / "TS_02.tlt", [9, 9, 9, 9])  # the mdoc comes first
     out = str(tmp_path / "s.zarr")
     with pytest.warns(NonStandardInputWarning, match="differs from the mdoc's"):
-        ingest(
-            client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),), name="renamed")
-        )
+        ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(path),), name="renamed"))
     ts = cryoflow.open_tilt_series(out, "renamed")
     assert ts.attrs["pixel_size_angstrom"] == 3.1
     np.testing.assert_allclose(ts["angle"], [2.0, -2.0, 4.0, -4.0])
@@ -102,9 +97,7 @@ def test_directory_and_glob_in_parallel(tmp_path, rng, client) -> None:
     for i, dtype in enumerate([np.int8, np.uint16, np.float16]):
         _, written[f"TS_{i}"] = _series(src, rng, name=f"TS_{i}", dtype=dtype)
     out = str(tmp_path / "s.zarr")
-    names = ingest(
-        client, Target(out, (), quiet=True), IngestParams(inputs=(str(src),), tile_px=16)
-    )
+    names = ingest(client, Target(out, (), quiet=True), IngestParams(inputs=(str(src),), tile_px=16))
     assert names == ["TS_0", "TS_1", "TS_2"] == store.list_tomograms(out)
     for name, data in written.items():
         ts = cryoflow.open_tilt_series(out, name)
