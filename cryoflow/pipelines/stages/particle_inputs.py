@@ -19,11 +19,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from cryoflow.errors import AlreadyExistsError, ConfigError, GeometryError, InputFileError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ORIGINS_XYZ = ("origin_x_angstrom", "origin_y_angstrom", "origin_z_angstrom")
 #: table columns of the set that describe its storage, not the particle (not written out)
