@@ -156,13 +156,23 @@ def build(inputs: SetInputs, p: Any, reference: np.ndarray | None, device: str) 
         n_items=n,
         batch_size=int(p.batch_size),
         rounds=round_count(p, aligning),
-        inputs={f"particles/{inputs.name}": identity},
+        inputs={f"particles/{inputs.name}": identity, **_reference_identity(reference)},
         start=start,
         map=partial(map_batch, src),
         combine=combine,
         update=update,
         resources={"GPU": 1} if str(device).startswith("cuda") else None,
     )
+
+
+def _reference_identity(reference: np.ndarray | None) -> dict[str, str]:
+    """The reference's content in the run token (a changed file at the same path reruns)."""
+    if reference is None:
+        return {}
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(reference, dtype=np.float32).tobytes())
+    return {"reference": digest.hexdigest()[:32]}
 
 
 def _highpass(mask: np.ndarray, p: Any) -> float:
