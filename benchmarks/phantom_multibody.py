@@ -13,6 +13,8 @@ finish functions ``cryoflow multibody`` maps over a cluster) and prints:
   ``angle - a0``, with ``a0`` (the arm's angle in the body's reconstruction, which the data
   fix only up to that offset) fitted once for the whole set on a 0.5-degree grid; the peer is
   the consensus pose itself (no multi-body: error = the swing), printed with the ratio;
+- the arm's turn about the hinge axis alone (the ``y`` component of its rotation vector
+  relative to the consensus) against the true swing: median error and correlation;
 - each body's FSC-0.5 resolution against the truth inside its own mask (the body's map and
   the consensus map), and their ratio (< 1: the body map is sharper).
 
@@ -99,6 +101,10 @@ def main() -> None:
     err = body_angle_errors_deg(res.euler_deg, truth(a0))
     cons_e = np.repeat(sim.euler_deg[:, None], 2, axis=1)
     peer = body_angle_errors_deg(cons_e, truth(a0))
+    # the turn about the hinge axis alone (the y component of the relative rotation vector)
+    rel = np.swapaxes(r_cons, 1, 2) @ matrix_xyz_from_euler(res.euler_deg[:, 1])
+    turn = -Rotation.from_matrix(rel).as_rotvec(degrees=True)[:, 1]
+    axis_err = np.abs(turn - (swing - a0))
     truth_map = render_shape(hinge_shape(a0), a.box, a.pixel)
     fsc_res = {}
     for b in range(2):
@@ -126,6 +132,8 @@ def main() -> None:
             float(np.median(err[:, 1]) / max(np.median(peer[:, 1]), 1e-9)), 3
         ),
         "multibody_angle_error_deg": round(float(np.median(err[:, 1])), 2),
+        "arm_hinge_axis_error_deg": round(float(np.median(axis_err)), 2),
+        "arm_turn_vs_truth_correlation": round(float(np.corrcoef(turn, swing)[0, 1]), 3),
         "fsc_vs_truth": fsc_res,
         "seconds": round(seconds, 1),
     }

@@ -148,3 +148,30 @@ def test_bad_requests_fail_before_any_cluster_with_clear_errors(dataset, tmp_pat
     err = _fails([*bare, "--reference", str(bad_ref)], capsys)
     assert str(bad_ref) in err and "24^3" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.slow  # about 60 s of CPU (a global orientation search)
+def test_reference_aligns_a_set_without_orientations(dataset, scheduler, tmp_path) -> None:
+    root, table, labels = dataset
+    sim = two_state_phantom(N, seed=5)  # the same particles: their truth maps
+    ref = tmp_path / "ref.mrc"
+    with mrcfile.new(ref) as mrc:
+        mrc.set_data(sim.truth.mean(axis=0).astype(np.float32))
+        mrc.voxel_size = PX
+    out = tmp_path / "ref_out"
+    args = ["classify", str(root / "bare.zarr"), "--set", "parts", "--classes", "2"]
+    args += ["--reference", str(ref), "--align-rounds", "2", "--iterations", "3"]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--out", str(out), "--scheduler", scheduler])
+    assert done.value.code in (0, None)
+    star = _check_outputs(out, table, 2)
+    assert class_accuracy(star["rlnClassNumber"].to_numpy() - 1, labels) >= 0.8
+    # orientations were found (the set had none): most within 30 degrees of the truth
+    from cryoflow.geometry.orientation_error import orientation_errors_deg
+    from cryoflow.geometry.rotation import matrix_xyz_from_euler
+
+    found = star[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()
+    err, _ = orientation_errors_deg(
+        matrix_xyz_from_euler(found), matrix_xyz_from_euler(sim.euler_deg)
+    )
+    assert np.median(err) < 30.0
