@@ -76,6 +76,12 @@ def load_set(store: object, name: str, *, seed: int = 0) -> SetInputs:
     if len(px) != 1 or not px[0] > 0:
         raise GeometryError(f"{where} mixes voxel sizes {px.tolist()} Å; classify one at a time")
     tr = table[["tilt_min_deg", "tilt_max_deg"]].to_numpy(float)
+    bad = np.flatnonzero(~np.isfinite(tr).all(axis=1) | (tr[:, 0] >= tr[:, 1]))
+    if bad.size:
+        raise GeometryError(
+            f"{where}: particle {int(bad[0])} has no usable tilt range {tr[bad[0]].tolist()} "
+            f"(its tomogram's missing wedge is unknown)"
+        )
     if "half" in table.columns and table["half"].notna().all():
         halves = table["half"].to_numpy(int) - 1
         if not set(np.unique(halves)) <= {0, 1}:
