@@ -101,6 +101,10 @@ def build(inputs: SetInputs, p: Any, reference: np.ndarray | None, device: str) 
     src = BatchSource(
         inputs.store, inputs.name, inputs.tilt_ranges, inputs.half_ids, _settings(p, k_all, device)
     )
+    # shifts are searched in a ball about the box centre: it must hold the set's own shifts
+    reach = max(float(p.max_shift_px), float(np.abs(inputs.shifts_zyx_px).max(initial=0.0)) + 1.0)
+    src.settings["classify_search"]["max_shift_px"] = reach
+    src.settings["align_local"]["max_shift_px"] = reach
     if aligning and inputs.has_poses:  # no round is the global one: all local, around them
         src.settings["align_rounds"] = int(p.align_rounds) + 1
     voxel = inputs.voxel_size_angstrom
