@@ -99,13 +99,19 @@ class ClassOutcome:
 MethodFn = Callable[[Any, SetInputs, ClassifyParams, "np.ndarray | None"], ClassOutcome]
 
 
-def _rounds(client: Any, inputs: SetInputs, p: ClassifyParams, ref: np.ndarray | None) -> Any:
+def _rounds(
+    client: Any,
+    inputs: SetInputs,
+    p: ClassifyParams,
+    ref: np.ndarray | None,
+    assignments: np.ndarray | None = None,
+) -> Any:
     from cryoflow.pipelines.engine.rounds import run_rounds
     from cryoflow.pipelines.stages.classify_rounds import KEYS, build
 
     if ref is None:
         require_poses(inputs, "cryoflow classify")
-    plan = build(inputs, p, ref, p.device)
+    plan = build(inputs, p, ref, p.device, assignments)
     done = run_rounds(client, inputs.store, plan, p.to_dict())
     if done.skipped:  # the published result of these very parameters and inputs
         from cryoflow.io.chunks import read_checked
@@ -156,6 +162,15 @@ def _pca(client: Any, inputs: SetInputs, p: ClassifyParams, ref: Any) -> ClassOu
     out = _outcome(st, "pca")
     out.extra.update(pca_files(st, inputs))
     return out
+
+
+def given_classes(
+    client: Any, inputs: SetInputs, p: ClassifyParams, ref: Any, assignments: np.ndarray
+) -> ClassOutcome:
+    """Class maps and outputs for classes another method found (``assignments`` (n,), 0 ..
+    K-1, e.g. in the autoencoder's latent space): the consensus and one pass of
+    wedge-compensated class sums on the cluster. A new method's runner calls this."""
+    return _outcome(_rounds(client, inputs, p, ref, assignments), p.method)
 
 
 #: method name -> runner; a new method (the autoencoder's) is one line here

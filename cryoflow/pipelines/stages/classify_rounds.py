@@ -73,17 +73,30 @@ def _settings(p: Any, k: int, device: str) -> dict[str, Any]:
     }
 
 
-def round_count(p: Any, aligning: bool) -> int:
-    """Rounds of a run (module docstring): consensus, seeds, class sums, classification."""
+def round_count(p: Any, aligning: bool, given: bool = False) -> int:
+    """Rounds of a run (module docstring): consensus, seeds, class sums, classification;
+    with ``given`` classes (another method's, e.g. the autoencoder's) consensus and sums."""
     n = int(p.align_rounds) if aligning else 1
+    if given:
+        return n + 1
     if p.method == "pca" or p.seed_method == "pca":
         n += 2 + int(p.power_iterations)
     n += 1
     return n + (int(p.iterations) if p.method == "multiref" else 0)
 
 
-def build(inputs: SetInputs, p: Any, reference: np.ndarray | None, device: str) -> Any:
-    """The :class:`~cryoflow.pipelines.engine.rounds.Rounds` of a classification."""
+def build(
+    inputs: SetInputs,
+    p: Any,
+    reference: np.ndarray | None,
+    device: str,
+    assignments: np.ndarray | None = None,
+) -> Any:
+    """The :class:`~cryoflow.pipelines.engine.rounds.Rounds` of a classification.
+
+    ``assignments`` (n,) classes ``0 .. K-1`` found by another method: the rounds only make
+    the consensus and average those classes (wedge-compensated) into the class maps.
+    """
     from cryoflow.kernels.fsc import lowpass
     from cryoflow.kernels.heterogeneity.features import feature_dimension
     from cryoflow.kernels.masks import spherical_mask
@@ -98,6 +111,9 @@ def build(inputs: SetInputs, p: Any, reference: np.ndarray | None, device: str) 
             f"{k_all} classes of at least {min_count}"
         )
     aligning = reference is not None
+    given = None if assignments is None else np.asarray(assignments, dtype=int).reshape(-1)
+    if given is not None and (given.shape != (n,) or given.min() < 0 or given.max() >= k_all):
+        raise ConfigError(f"need {n} given classes in 0 .. {k_all - 1}, got shape {given.shape}")
     src = BatchSource(
         inputs.store, inputs.name, inputs.tilt_ranges, inputs.half_ids, _settings(p, k_all, device)
     )
@@ -142,13 +158,16 @@ def build(inputs: SetInputs, p: Any, reference: np.ndarray | None, device: str) 
         if phase in (CONSENSUS, ALIGN):
             _consensus(st, part, phase, p, voxel)
             if int(st["left"][0]) == 0:
-                _start_seeds(st, p, n, k_all, min_count, feature_dimension)
+                if given is not None:
+                    st["assign"], st["phase"] = given, np.array([SUMS])
+                else:
+                    _start_seeds(st, p, n, k_all, min_count, feature_dimension)
         elif phase == SKETCH:
             _sketch(st, part)
         elif phase == PROJECT:
             _project(st, part, p, k_all, min_count, box)
         elif phase == SUMS:
-            _sums(st, part, p, voxel)
+            _sums(st, part, p, voxel, given is not None)
         elif phase == CLASSIFY:
             _classify(st, part, p, voxel, min_count)
         return st
@@ -159,8 +178,12 @@ def build(inputs: SetInputs, p: Any, reference: np.ndarray | None, device: str) 
         KEYS,
         n_items=n,
         batch_size=int(p.batch_size),
-        rounds=round_count(p, aligning),
-        inputs={f"particles/{inputs.name}": identity, **_reference_identity(reference)},
+        rounds=round_count(p, aligning, given is not None),
+        inputs={
+            f"particles/{inputs.name}": identity,
+            **_reference_identity(reference),
+            **_reference_identity(given, "assignments"),
+        },
         start=start,
         map=partial(map_batch, src),
         combine=combine,
@@ -169,14 +192,14 @@ def build(inputs: SetInputs, p: Any, reference: np.ndarray | None, device: str) 
     )
 
 
-def _reference_identity(reference: np.ndarray | None) -> dict[str, str]:
-    """The reference's content in the run token (a changed file at the same path reruns)."""
-    if reference is None:
+def _reference_identity(array: np.ndarray | None, key: str = "reference") -> dict[str, str]:
+    """An input array's content in the run token (a changed file at the same path reruns)."""
+    if array is None:
         return {}
     import hashlib
 
-    digest = hashlib.sha256(np.ascontiguousarray(reference, dtype=np.float32).tobytes())
-    return {"reference": digest.hexdigest()[:32]}
+    digest = hashlib.sha256(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return {key: digest.hexdigest()[:32]}
 
 
 def _highpass(mask: np.ndarray, p: Any) -> float:
@@ -281,9 +304,9 @@ def _finish(st: State, sums: Any, p: Any, voxel: float) -> None:
     )
 
 
-def _sums(st: State, part: Partial, p: Any, voxel: float) -> None:
+def _sums(st: State, part: Partial, p: Any, voxel: float, last: bool) -> None:
     _finish(st, part.sums, p, voxel)
-    st["phase"] = np.array([DONE if p.method == "pca" else CLASSIFY])
+    st["phase"] = np.array([CLASSIFY if p.method == "multiref" and not last else DONE])
     _log(st, SUMS)
 
 

@@ -175,3 +175,23 @@ def test_reference_aligns_a_set_without_orientations(dataset, scheduler, tmp_pat
         matrix_xyz_from_euler(found), matrix_xyz_from_euler(sim.euler_deg)
     )
     assert np.median(err) < 30.0
+
+
+def test_classes_found_elsewhere_are_averaged_on_the_cluster(dataset, scheduler) -> None:
+    """The runner a method such as the autoencoder plugs into: given classes -> class maps."""
+    from distributed import Client
+
+    from cryoflow.pipelines.stages.classify import ClassifyParams, given_classes
+    from cryoflow.pipelines.stages.particle_inputs import load_set
+
+    root, _, labels = dataset
+    truth = two_state_phantom(N, seed=5).truth
+    with Client(scheduler) as client:
+        inputs = load_set(str(root / "data.zarr"), "parts")
+        params = ClassifyParams(set="parts", classes=2)
+        res = given_classes(client, inputs, params, None, labels)
+    np.testing.assert_array_equal(res.assign, labels)
+    assert res.maps.shape == (2, BOX, BOX, BOX)
+    corr = np.corrcoef(np.concatenate([res.maps.reshape(2, -1), truth.reshape(2, -1)]))[:2, 2:]
+    assert corr[0, 0] > corr[0, 1] and corr[1, 1] > corr[1, 0]  # each map is its own state
+    assert [r["phase"] for r in res.summary["rounds"]] == ["consensus", "sums"]
