@@ -52,7 +52,10 @@ class SearchParams:
 
     ``global_step_deg``: the global grid's step (None: local search around priors only);
     ``local_levels``: ``(step_deg, radius_deg)`` pairs, coarse to fine; ``max_shift_px``: the
-    largest shift searched (a ball); ``top_k``: global candidates refined per particle.
+    largest shift searched (a ball); ``top_k``: global candidates refined per particle;
+    ``local_shift_windows``: ``(radius_px, step_px)`` of the shifts searched around each
+    particle's current shift at local level ``j`` (levels beyond the tuple, and by default
+    all, use ``(1, 0.5)``: half-voxel offsets within 1 voxel).
     """
 
     global_step_deg: float | None = 20.0
@@ -61,8 +64,14 @@ class SearchParams:
     top_k: int = 1
     highpass_px: float | None = None
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    local_shift_windows: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
+        for w in self.local_shift_windows:
+            if len(w) != 2 or not (w[0] >= 0 and w[1] > 0):
+                raise ConfigError(
+                    f"each local shift window is (radius_px >= 0, step_px > 0), got {w!r}"
+                )
         g = self.global_step_deg
         if g is not None and not (np.isfinite(g) and 0 < g <= 180):
             raise ConfigError(f"global_step_deg must lie in (0, 180] degrees or be None, got {g}")
@@ -198,9 +207,13 @@ def _align_half(
         cand = priors_xyz[:, None]
         best_s = None
     # 2. local refinement around the current best, level by level, half-voxel shifts
-    for step, rad in search.local_levels:
+    for j, (step, rad) in enumerate(search.local_levels):
         lg = local_grid(cand.reshape(-1, 3, 3), step, rad).reshape(n, -1, 3, 3)
-        scores, shifts = _search(parts, ref, _zyx(lg), centres, fine, max_s, search.chunk_bytes)
+        win = fine
+        if j < len(search.local_shift_windows):
+            w_rad, w_step = search.local_shift_windows[j]
+            win = shift_window(min(w_rad, max_s), dev, step_px=w_step)
+        scores, shifts = _search(parts, ref, _zyx(lg), centres, win, max_s, search.chunk_bytes)
         best = scores.argmax(dim=1)
         rows = torch.arange(n, device=dev)
         cand = lg[np.arange(n), best.cpu().numpy()][:, None]

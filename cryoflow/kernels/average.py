@@ -25,6 +25,7 @@ round's batches reduce as a tree in any order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +88,56 @@ def _padded_wedge(
     return torch.as_tensor(np.fft.fftshift(m).astype(np.float32), device=device)
 
 
+def reference_frame_spectra(
+    particles: torch.Tensor,
+    euler_deg: np.ndarray,
+    shifts_zyx_px: np.ndarray,
+    tilt_ranges: np.ndarray,
+    *,
+    group: SymmetryGroup,
+    pad: int = 2,
+    soft_weight: bool = False,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Each particle's measured components in the reference frame (see module docstring).
+
+    Yields ``(i, data, weight)`` per particle ``i`` and symmetry operator: ``data`` (K,)
+    complex128, ``W_p(M q) P(M q) e^{+2 pi i (M q).s}``, and ``weight`` (K,) float64,
+    ``W_p(M q)``, at the ``K = B * B * (B//2+1)`` components ``q`` of the centred rfft grid
+    (FFT order, flattened). ``particles`` is a (n, B, B, B) float tensor; the other arrays are
+    (n, 3), (n, 3) and (n, 2) as in :func:`accumulate_batch`.
+
+    ``soft_weight``: instead, ``data`` is the interpolated sample itself (no exact mask) and
+    ``weight`` the padded wedge interpolated the same way, in ``[0, 1]``: near the wedge's
+    edges both fall off together (what filling the rest from another map needs; the
+    averaging sums keep the exact mask, see the module docstring).
+    """
+    n, box = particles.shape[0], box_side(particles)
+    dev = particles.device
+    q = rfft_frequencies(box, dev).reshape(-1, 3).to(torch.float64)  # (K, 3)
+    m_all = matrix_zyx_from_euler(np.asarray(euler_deg, dtype=float)).reshape(n, 3, 3)
+    wedges: dict[tuple[float, float], torch.Tensor] = {}
+    for i in range(n):
+        key = (float(tilt_ranges[i, 0]), float(tilt_ranges[i, 1]))
+        if key not in wedges:
+            wedges[key] = _padded_wedge(pad * box, key, dev)
+        f = padded_transform(particles[i : i + 1], pad) * wedges[key]
+        shift = torch.as_tensor(np.asarray(shifts_zyx_px[i], float), device=dev)
+        for g in group.operators_zyx:
+            m = m_all[i] @ g
+            mt = torch.as_tensor(m, dtype=torch.float64, device=dev)
+            mq = q @ mt.T  # (K, 3): M q
+            val = sample_transform(f, mq.to(torch.float32)[None, None])[0, 0].to(torch.complex128)
+            phase = torch.exp(2j * np.pi * (mq @ shift))
+            if soft_weight:
+                wp = torch.stack([wedges[key], torch.zeros_like(wedges[key])])[None]
+                ws = sample_transform(wp, mq.to(torch.float32)[None, None])[0, 0].real
+                yield i, val * phase, ws.to(torch.float64).clamp(0.0, 1.0)
+                continue
+            w = wedge_mask((box,) * 3, key, rotation_zyx=m, rfft=True).reshape(-1)
+            wt = torch.as_tensor(w, dtype=torch.float64, device=dev)
+            yield i, wt * val * phase, wt
+
+
 def accumulate_batch(
     particles: np.ndarray,
     euler_deg: np.ndarray,
@@ -128,25 +179,9 @@ def accumulate_batch(
     group = parse_symmetry(symmetry)
     data = torch.zeros((2, box * box * (box // 2 + 1)), dtype=torch.complex128, device=v.device)
     weight = torch.zeros((2, box * box * (box // 2 + 1)), dtype=torch.float64, device=v.device)
-    q = rfft_frequencies(box, v.device).reshape(-1, 3).to(torch.float64)  # (K, 3)
-    m_all = matrix_zyx_from_euler(e).reshape(n, 3, 3)
-    wedges: dict[tuple[float, float], torch.Tensor] = {}
-    for i in range(n):
-        key = (float(tr[i, 0]), float(tr[i, 1]))
-        if key not in wedges:
-            wedges[key] = _padded_wedge(pad * box, key, v.device)
-        f = padded_transform(v[i : i + 1], pad) * wedges[key]
-        for g in group.operators_zyx:
-            m = m_all[i] @ g
-            mt = torch.as_tensor(m, dtype=torch.float64, device=v.device)
-            mq = q @ mt.T  # (K, 3): M q
-            val = sample_transform(f, mq.to(torch.float32)[None, None])[0, 0].to(torch.complex128)
-            shift = torch.as_tensor(s[i], dtype=torch.float64, device=v.device)
-            phase = torch.exp(2j * np.pi * (mq @ shift))
-            w = wedge_mask((box,) * 3, key, rotation_zyx=m, rfft=True).reshape(-1)
-            wt = torch.as_tensor(w, dtype=torch.float64, device=v.device)
-            data[halves[i]] += wt * val * phase
-            weight[halves[i]] += wt
+    for i, val, wt in reference_frame_spectra(v, e, s, tr, group=group, pad=pad):
+        data[halves[i]] += val
+        weight[halves[i]] += wt
     shape = (2, box, box, box // 2 + 1)
     count = np.bincount(halves, minlength=2).astype(np.int64) * len(group)
     return HalfSums(

@@ -30,6 +30,8 @@ STAGES: dict[str, str] = {
     "localize": "cryoflow.pipelines.stages.localize",
     "intensity": "cryoflow.pipelines.stages.intensity",
     "average": "cryoflow.pipelines.stages.average",
+    "classify": "cryoflow.pipelines.stages.classify",
+    "multibody": "cryoflow.pipelines.stages.multibody",
 }
 
 

@@ -1,0 +1,252 @@
+"""The ``classify`` stage: a particle set's conformations as ``K`` classes (``cryoflow classify``).
+
+Methods are a small table, :data:`METHODS`: name -> a function ``(client, inputs, params,
+reference) -> ClassOutcome``. ``multiref`` (reference-based multi-class refinement, the
+default) and ``pca`` (wedge-filled PCA + k-means) run the resumable rounds of
+:mod:`cryoflow.pipelines.stages.classify_rounds` on the cluster; ``autoencoder`` (the
+conformation autoencoder of ``cryoflow embed``) is listed in :data:`UNAVAILABLE` until its
+module is merged, and asking for it fails naming the option.
+
+Outputs in ``--out`` (:mod:`cryoflow.pipelines.stages.particle_inputs`): ``class_<k>.mrc``
+(``k = 1 .. K``, the tomogram's voxel size, box centre ``B // 2``), ``particles.star``
+(every input column and coordinate, ``rlnClassNumber`` 1..K, each particle's pose in its
+class as contract ZYZ angles and RELION origins, ``rlnRandomSubset``) and ``classify.json``
+(method, class sizes and resolutions, the rounds); with ``pca`` also ``eigen_<j>.mrc``, the
+principal coordinates ``pca.csv`` and their scatter ``pca_scatter.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from cryoflow.errors import ConfigError
+from cryoflow.pipelines.stages.base import Stage, StageParams
+from cryoflow.pipelines.stages.particle_inputs import (
+    SetInputs,
+    check_out,
+    load_set,
+    posed_table,
+    read_map,
+    require_poses,
+    write_map,
+    write_table,
+)
+
+NAME = "classify"
+
+
+class ClassifyParams(StageParams):
+    """Classification of a particle set's conformations."""
+
+    set: str = Field(description="particle set (particles/<set> of the store)")
+    classes: int = Field(default=2, ge=1, le=64, description="number of classes K")
+    method: Literal["multiref", "pca", "autoencoder"] = Field(
+        default="multiref", description="multiref, pca or autoencoder"
+    )
+    reference: str | None = Field(
+        default=None, description="MRC map to align the set to first (its frame is kept)"
+    )
+    iterations: int = Field(default=10, ge=1, le=200, description="multiref rounds at most")
+    seed_method: Literal["pca", "random"] = Field(
+        default="pca", description="multiref's first classes: pca split or random subsets"
+    )
+    align_rounds: int = Field(default=3, ge=1, le=50, description="alignment rounds (reference)")
+    global_step_deg: float = Field(default=20.0, gt=0, le=180, description="global grid step")
+    max_shift_px: float = Field(default=3.0, ge=0, description="largest shift searched (voxels)")
+    initial_resolution_px: float = Field(
+        default=4.0, gt=0, description="the reference's low-pass period (voxels)"
+    )
+    resolution_px: float | None = Field(
+        default=None, gt=0, description="fixed band limit (voxels); default the FSC's"
+    )
+    highpass_mask_factor: float = Field(default=1.3, gt=0, description="high-pass / mask radius")
+    min_class_fraction: float = Field(
+        default=0.02, ge=0, lt=1, description="classes smaller than this share are reseeded"
+    )
+    tolerance: float = Field(default=0.005, ge=0, lt=1, description="settled: changed share")
+    n_eigen: int = Field(default=6, ge=1, le=64, description="principal components kept")
+    n_components: int | None = Field(
+        default=None, ge=1, description="coordinates k-means uses (default max(2, K-1))"
+    )
+    power_iterations: int = Field(default=1, ge=0, le=10, description="PCA power iterations")
+    batch_size: int = Field(default=16, ge=1, description="particles per task")
+    seed: int = Field(default=0, description="random seed (half sets, seeds, k-means)")
+    device: str = Field(default="cpu", description="torch device of the batch tasks")
+
+
+@dataclass(frozen=True)
+class ClassOutcome:
+    """What a method returns: ``assign`` (n,) classes ``0 .. K-1``; ``maps`` (K, B, B, B);
+    ``euler_deg``/``shifts_zyx_px`` (n, 3) each particle's pose in its class; ``scores``
+    (n, K) or None; ``summary`` JSON-able figures; ``extra`` file name -> writer(path)."""
+
+    assign: np.ndarray
+    maps: np.ndarray
+    euler_deg: np.ndarray
+    shifts_zyx_px: np.ndarray
+    scores: np.ndarray | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+
+
+MethodFn = Callable[[Any, SetInputs, ClassifyParams, "np.ndarray | None"], ClassOutcome]
+
+
+def _rounds(
+    client: Any,
+    inputs: SetInputs,
+    p: ClassifyParams,
+    ref: np.ndarray | None,
+    assignments: np.ndarray | None = None,
+) -> Any:
+    from cryoflow.pipelines.engine.rounds import run_rounds
+    from cryoflow.pipelines.stages.classify_rounds import KEYS, build
+
+    if ref is None:
+        require_poses(inputs, "cryoflow classify")
+    plan = build(inputs, p, ref, p.device, assignments)
+    done = run_rounds(client, inputs.store, plan, p.to_dict())
+    if done.skipped:  # the published result of these very parameters and inputs
+        from cryoflow.io.chunks import read_checked
+        from cryoflow.io.layout import RESULTS, open_dataset
+        from cryoflow.io.nodes import open_node
+
+        root = open_dataset(inputs.store)
+        return {
+            k: read_checked(open_node(root, f"{RESULTS}/{plan.step}/{k}", what="result"))
+            for k in KEYS
+        }
+    return done.state
+
+
+def _outcome(st: dict[str, np.ndarray], method: str) -> ClassOutcome:
+    from cryoflow.graph.heterogeneity import PHASES
+
+    hist = st["history"].reshape(-1, 4)
+    summary = {
+        "method": method,
+        "class_sizes": np.bincount(st["assign"].astype(int), minlength=len(st["class_maps"]))
+        .astype(int)
+        .tolist(),
+        "class_resolution_px": [None if not np.isfinite(r) else float(r) for r in st["resolution"]],
+        "rounds": [
+            {"phase": PHASES[int(h[0])], "changed": float(h[1]), "reseeded": int(h[2])}
+            for h in hist
+        ],
+    }
+    return ClassOutcome(
+        st["assign"].astype(int),
+        st["class_maps"],
+        st["euler"],
+        st["shifts"],
+        st["scores"] if method == "multiref" else None,
+        summary,
+    )
+
+
+def _multiref(client: Any, inputs: SetInputs, p: ClassifyParams, ref: Any) -> ClassOutcome:
+    return _outcome(_rounds(client, inputs, p, ref), "multiref")
+
+
+def _pca(client: Any, inputs: SetInputs, p: ClassifyParams, ref: Any) -> ClassOutcome:
+    from cryoflow.pipelines.stages.classify_report import pca_files
+
+    st = _rounds(client, inputs, p, ref)
+    out = _outcome(st, "pca")
+    out.extra.update(pca_files(st, inputs))
+    return out
+
+
+def given_classes(
+    client: Any, inputs: SetInputs, p: ClassifyParams, ref: Any, assignments: np.ndarray
+) -> ClassOutcome:
+    """Class maps and outputs for classes another method found (``assignments`` (n,), 0 ..
+    K-1, e.g. in the autoencoder's latent space): the consensus and one pass of
+    wedge-compensated class sums on the cluster. A new method's runner calls this."""
+    return _outcome(_rounds(client, inputs, p, ref, assignments), p.method)
+
+
+#: method name -> runner; a new method (the autoencoder's) is one line here
+METHODS: dict[str, MethodFn] = {"multiref": _multiref, "pca": _pca}
+#: methods of the contract that this build lacks, and why
+UNAVAILABLE: dict[str, str] = {
+    "autoencoder": "the conformation autoencoder (cryoflow embed's model) is not part of this "
+    "build",
+}
+
+
+def method_runner(method: str) -> MethodFn:
+    """The runner of ``--method`` (``ConfigError`` naming the option otherwise)."""
+    if method in METHODS:
+        return METHODS[method]
+    why = UNAVAILABLE.get(method, "unknown method")
+    raise ConfigError(
+        f"--method {method}: not available in this build ({why}); available: {', '.join(METHODS)}"
+    )
+
+
+def out_names(k: int) -> list[str]:
+    """The contract's files of ``K`` classes (what ``--out`` must not already hold)."""
+    return [*(f"class_{j}.mrc" for j in range(1, k + 1)), "particles.star"]
+
+
+def preflight(
+    store: object, params: ClassifyParams, out: str | Path, overwrite: bool
+) -> tuple[MethodFn, SetInputs, Path, np.ndarray | None]:
+    """Every check that needs no cluster (method, set, ``--out``, reference, poses), in the
+    order a user fixes them; returns the runner, the set, the folder and the reference."""
+    runner = method_runner(params.method)
+    inputs = load_set(store, params.set, seed=params.seed)
+    ref = None
+    if params.reference is not None:
+        ref = read_map(params.reference, inputs.box, inputs.voxel_size_angstrom)
+    elif params.method in ("multiref", "pca"):
+        require_poses(inputs, "cryoflow classify")
+    d = check_out(out, out_names(int(params.classes)), overwrite)
+    return runner, inputs, d, ref
+
+
+def classify(
+    client: Any, store: object, params: ClassifyParams, out: str | Path, *, overwrite: bool = False
+) -> ClassOutcome:
+    """Classify ``params.set`` of ``store`` on ``client`` and write ``out`` (module docstring)."""
+    runner, inputs, d, ref = preflight(store, params, out, overwrite)
+    res = runner(client, inputs, params, ref)
+    for k, vol in enumerate(res.maps, start=1):
+        write_map(d / f"class_{k}.mrc", vol, inputs.voxel_size_angstrom)
+    for fname, writer in res.extra.items():
+        writer(d / fname)
+    table = posed_table(inputs, res.euler_deg, res.shifts_zyx_px)
+    table["class"] = res.assign + 1
+    if res.scores is not None:
+        table["class_score"] = res.scores[np.arange(len(res.assign)), res.assign]
+    summary = {**res.summary, "set": params.set, "n_particles": inputs.n}
+    (d / "classify.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_table(d / "particles.star", table)
+    return res
+
+
+def plan(store: object, names: list[str], params: ClassifyParams) -> Any:
+    """The rounds of ``cryoflow run`` (``multiref``/``pca``; results/classify-<set>/...)."""
+    from cryoflow.pipelines.stages.classify_rounds import build
+
+    method_runner(params.method)
+    if params.method not in ("multiref", "pca"):
+        raise ConfigError(f"--method {params.method}: cryoflow run takes multiref or pca")
+    inputs = load_set(store, params.set, seed=params.seed)
+    ref = None
+    if params.reference is not None:
+        ref = read_map(params.reference, inputs.box, inputs.voxel_size_angstrom)
+    else:
+        require_poses(inputs, "classify")
+    return build(inputs, params, ref, params.device)
+
+
+STAGE = Stage(NAME, ClassifyParams, dataset=plan)
