@@ -9,14 +9,15 @@ from torch import nn
 
 from cryoflow.errors import ConfigError
 
-ARCHITECTURES = ("tomoseg", "unet")
+ARCHITECTURES = ("tomoseg", "unet", "unet3d")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Which network to build and its size.
 
-    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions) or ``"unet"`` (small U-Net).
+    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions), ``"unet"`` (small 2D U-Net) or
+        ``"unet3d"`` (residual 3D U-Net of :mod:`cryoflow.models.unet3d`, missing-wedge filling).
     channels : hidden channels of the tomoseg net's two feature layers.
     kernel_size : odd tomoseg kernel size (EMAN2: 15).
     base_channels, depth : U-Net width of the first level and number of poolings.
@@ -71,7 +72,12 @@ class ModelSpec:
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """A freshly initialised network mapping ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits."""
+    """A freshly initialised network: ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits, or for
+    ``"unet3d"`` ``(B, 1, Z, Y, X)`` volumes to volumes."""
+    if spec.arch == "unet3d":
+        from cryoflow.models.unet3d import UNet3D
+
+        return UNet3D(base_channels=spec.base_channels, depth=spec.depth)
     if spec.arch == "tomoseg":
         from cryoflow.models.tomoseg import TomosegNet
 
