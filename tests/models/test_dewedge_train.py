@@ -8,11 +8,12 @@ import torch
 
 from cryoflow.errors import ConfigError
 from cryoflow.models.checkpoint import load_checkpoint
+from cryoflow.models.dewedge_batches import TrainingBatches
 from cryoflow.models.dewedge_checkpoint import read_dewedge, save_dewedge
 from cryoflow.models.dewedge_loss import masked_fourier_loss
 from cryoflow.models.dewedge_predict import apply_network
 from cryoflow.models.dewedge_sampling import WedgeTomogram, build_pool, normalisation
-from cryoflow.models.dewedge_train import DewedgeTrainConfig, _Batches, train_dewedge
+from cryoflow.models.dewedge_train import DewedgeTrainConfig, train_dewedge
 from cryoflow.models.unet3d import UNet3D
 from cryoflow.simulate.dataset import SimulationConfig, simulate_tomogram
 from cryoflow.simulate.recon import fbp
@@ -56,7 +57,7 @@ def trained():
 def _held_out_loss(model: torch.nn.Module, tomos) -> float:
     rng = np.random.default_rng(99)
     pool = build_pool(tomos, 16, 6, rng)
-    batches = _Batches(pool, SMALL, [True] * len(tomos), rng, torch.device("cpu"))
+    batches = TrainingBatches(pool, SMALL, [True] * len(tomos), rng, torch.device("cpu"))
     with torch.no_grad():
         return float(
             np.mean(
