@@ -37,7 +37,7 @@ from cryoflow.models.checkpoint import ModelConfig, save_checkpoint
 from cryoflow.models.dewedge_predict import predict_tile
 
 BLOCK, MARGIN, BLEND, BIN = 64, 16, 8, 2
-SPEC = ModelSpec(arch="unet3d", base_channels=8, depth=2)
+SPEC = ModelSpec(arch="unet3d", base_channels=8, depth=3)  # the training default
 
 
 def _checkpoint(directory: Path) -> None:

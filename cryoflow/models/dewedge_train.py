@@ -62,7 +62,7 @@ class DewedgeTrainConfig:
     rotations: str = "cube"
     update_every: int = 200
     base_channels: int = 8
-    depth: int = 2
+    depth: int = 3
     sigma_px: float = 2.0
     quiet_fraction: float = 0.25
     seed: int = 0

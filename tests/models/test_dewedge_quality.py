@@ -33,7 +33,7 @@ def test_learned_filling_is_real() -> None:
             for s in sims
         ]
         train = DewedgeTrainConfig(
-            box=16, bin_factor=2, steps=300, boxes_per_tomogram=32, update_every=100
+            box=16, bin_factor=2, depth=2, steps=300, boxes_per_tomogram=32, update_every=100
         )
         model = train_dewedge(tomos, train).model
         for s in sims:

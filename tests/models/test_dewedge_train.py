@@ -39,6 +39,7 @@ def _halves(index: int):
 SMALL = DewedgeTrainConfig(
     box=16,
     bin_factor=1,
+    depth=2,
     boxes_per_tomogram=12,
     steps=40,
     batch_size=2,
@@ -99,6 +100,7 @@ def test_single_tomogram_without_halves_and_cube_rotation_free_config() -> None:
     cfg = DewedgeTrainConfig(
         box=8,
         bin_factor=2,
+        depth=2,
         boxes_per_tomogram=4,
         steps=3,
         batch_size=2,
