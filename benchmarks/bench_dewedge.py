@@ -1,7 +1,7 @@
 """Missing-wedge inference: voxels/s on 1 and 2 Dask workers vs a plain torch loop, and memory.
 
 All runs apply the same network (the default 3D U-Net, bin 2, untrained weights: speed does not
-depend on them) over the same blended tiles (block 64, margin 16, blend 8) of the same tomogram
+depend on them) over the same blended tiles (dewedge_lazy's defaults: block 128, margin 32, blend 8) of the same tomogram
 read from a Zarr array, with one torch thread each, and write the result to a Zarr array.
 
 - plain: one process loops over the tiles: reads each footprint from the store,
@@ -14,7 +14,7 @@ Targets (issue 14): 1 worker >= 0.9x the plain loop; 2 workers over 1 >= 0.85 of
 machine's ceiling (two plain loops at once over one, ``_concurrent.py``); the workers' peak
 memory (``VmHWM`` minus their resident memory after start-up) flat as the tomogram grows.
 
-Usage: python benchmarks/bench_dewedge.py [--shape 64 256 256] [--repeats 2]
+Usage: python benchmarks/bench_dewedge.py [--shape 64 256 384] [--repeats 2]
        [--memory-sides 128 256 384] [--skip-memory]
 """
 
@@ -36,7 +36,7 @@ from cryoflow.models.arch import ModelSpec, build_model
 from cryoflow.models.checkpoint import ModelConfig, save_checkpoint
 from cryoflow.models.dewedge_predict import predict_tile
 
-BLOCK, MARGIN, BLEND, BIN = 64, 16, 8, 2
+BLOCK, MARGIN, BLEND, BIN = 128, 32, 8, 2  # dewedge_lazy's defaults
 SPEC = ModelSpec(arch="unet3d", base_channels=8, depth=3)  # the training default
 
 
@@ -189,7 +189,7 @@ def peak_memory(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", type=int, nargs=3, default=[64, 256, 256])
+    ap.add_argument("--shape", type=int, nargs=3, default=[64, 256, 384])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--memory-sides", type=int, nargs="+", default=[128, 256, 384])
     ap.add_argument("--skip-memory", action="store_true")

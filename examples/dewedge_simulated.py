@@ -106,6 +106,7 @@ def main() -> None:
             # 3. every tomogram, chunkwise
             for s in sims:
                 loc, scale = normalisation(s.tomogram)
+                # 64-voxel blocks (the default is 128) so that the demo's tomograms have seams
                 lazy = dewedge_lazy(
                     da.from_array(s.tomogram, chunks=64),
                     handle,
@@ -113,7 +114,7 @@ def main() -> None:
                     scale=scale,
                     settings=settings,
                     block=64,
-                    margin=16,
+                    margin=32,
                     blend=8,
                 )
                 t1 = time.perf_counter()
