@@ -147,7 +147,7 @@ def main() -> None:
             if client is not None:
                 client.close()
                 cluster.close()
-    _print(report)
+    _print(report)  # adds report["demo_metrics"]
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
 
@@ -172,6 +172,18 @@ def _print(report: dict) -> None:
     peers = [r for r in rows if r.startswith("peer:")]
     best = max(peers, key=lambda r: np.mean([report["tomograms"][n][r]["wedge_cc"] for n in names]))
     print(f"best peer by wedge_cc: {best}")
+
+    def mean(row: str, key: str) -> float:
+        return float(np.mean([report["tomograms"][n][row][key] for n in names]))
+
+    demo = {
+        "dewedge_wedge_cc": mean("after", "wedge_cc"),
+        "dewedge_cc_before": mean("before", "cc"),
+        "dewedge_cc_after": mean("after", "cc"),
+        "dewedge_z_ratio": mean("after", "z_ratio"),
+    }
+    report["demo_metrics"] = demo
+    print("demo metrics:", {k: round(v, 3) for k, v in demo.items()})
     for n in names:
         print(n, report["tomograms"][n]["seam"])
 
