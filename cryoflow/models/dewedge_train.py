@@ -150,6 +150,14 @@ def train_dewedge(
     ]
     # 2. boxes from every tomogram, cut large enough for the rotation family
     side = extraction_size(config.box, config.rotations)
+    for t in binned:
+        if min(t.volume.shape) < side:
+            raise ConfigError(
+                f"tomogram {t.name!r} binned {config.bin_factor}x is {t.volume.shape} voxels, "
+                f"too small for {side}-voxel training boxes (box {config.box}, rotations "
+                f"{config.rotations!r}; 'random' cuts sqrt(3) times larger boxes): use a smaller "
+                "box, bin_factor or rotations='cube'"
+            )
     pool = build_pool(
         binned,
         side,

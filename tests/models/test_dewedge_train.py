@@ -112,6 +112,13 @@ def test_single_tomogram_without_halves_and_cube_rotation_free_config() -> None:
     assert result.config.params["bin_factor"] == 2
 
 
+def test_tomogram_too_thin_for_the_boxes_is_named() -> None:
+    tomo, _ = _halves(0)  # 32 x 64 x 64: binned 2x, 16 voxels thick
+    cfg = DewedgeTrainConfig(box=16, bin_factor=2, depth=2, rotations="random", steps=1)
+    with pytest.raises(ConfigError, match=r"sim_000.*\(16, 32, 32\).*28-voxel"):
+        train_dewedge([tomo], cfg)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
