@@ -159,7 +159,7 @@ def end_to_end(store: Path, geometry, shape, n_workers: int, repeat: int) -> flo
     from distributed import Client, LocalCluster
 
     from cryoflow.io import store as S
-    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
+    from cryoflow.pipelines.cluster.connect import prepare_workers, worker_environ
 
     with (
         worker_environ(),

@@ -3,7 +3,7 @@
 All three read the same images from the same Zarr array and run the same network
 (tomoseg, untrained weights: speed does not depend on them) with one thread each. The plain
 loop is a single process calling :func:`cryoflow.models.predict.predict_images`; the cluster
-runs use ``cryoflow.pipelines.annotate.infer_on_cluster`` with the network loaded once per worker
+runs use ``cryoflow.pipelines.stages.annotate.infer_on_cluster`` with the network loaded once per worker
 by the plugin (a warm-up pass is not timed). Targets (issue 4): 1 worker >= 0.9x the plain
 loop; 2 workers >= 1.8x one worker (needs two free cores). Also printed: two plain loops run
 at once over one (``_concurrent.py``), the most two workers can reach on this machine.
@@ -26,7 +26,7 @@ import zarr
 from cryoflow.models.arch import ModelSpec, build_model
 from cryoflow.models.checkpoint import ModelConfig, save_checkpoint
 from cryoflow.models.predict import predict_images
-from cryoflow.pipelines.annotate import infer_on_cluster, load_models
+from cryoflow.pipelines.stages.annotate import infer_on_cluster, load_models
 
 
 def _plain_setup():
@@ -48,7 +48,7 @@ def _cluster_rate(
 ) -> float:
     from distributed import Client, LocalCluster
 
-    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
+    from cryoflow.pipelines.cluster.connect import prepare_workers, worker_environ
 
     with (
         worker_environ(),

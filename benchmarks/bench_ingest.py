@@ -2,7 +2,7 @@
 
 For each stack size a float32 MRC (noise, one tilt written at a time) and its ``.tlt`` go to a
 scratch directory; a fresh local cluster of 2 single-threaded worker processes with a memory
-limit ingests it with :func:`cryoflow.pipelines.ingest.ingest` (one memory-mapped read and one
+limit ingests it with :func:`cryoflow.pipelines.stages.ingest.run` (one memory-mapped read and one
 Zarr chunk write per task). While it runs, a thread polls every worker's resident memory
 (``/proc/self/status``: ``VmRSS``, anonymous and file-backed parts); at the end each worker's
 kernel-tracked peak (``VmHWM``, which unlike ``ru_maxrss`` does not inherit the parent's peak
@@ -130,8 +130,10 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
 
     import cryoflow
     from cryoflow.io.layout import tilt_series_chunks
-    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
-    from cryoflow.pipelines.ingest import IngestConfig, ingest
+    from cryoflow.pipelines.cluster.connect import prepare_workers, worker_environ
+    from cryoflow.pipelines.stages import ingest
+    from cryoflow.pipelines.stages.eager import Target
+    from cryoflow.pipelines.stages.ingest import IngestParams
 
     n, Y, X = shape
     mrc = scratch / f"stack_{Y}x{X}x{n}.mrc"
@@ -160,7 +162,7 @@ def run_size(scratch: Path, shape: tuple[int, int, int], limit_mib: int, seed: i
             workers_before = set(client.scheduler_info()["workers"])
             t0 = time.perf_counter()
             with Sampler(client) as sampler:
-                ingest(client, IngestConfig(inputs=(str(mrc),), out=str(out)), quiet=True)
+                ingest.run(client, Target(str(out), (), quiet=True), IngestParams(inputs=(str(mrc),)))
             seconds = time.perf_counter() - t0
             maxrss = {a: m["hwm"] for a, m in client.run(memory_now).items()}
             workers_after = set(client.scheduler_info()["workers"])

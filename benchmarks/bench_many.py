@@ -68,15 +68,15 @@ class MemoryWatch:
 
 def _warm_up() -> None:
     import cryoflow.api  # noqa: F401 - the back-projection stack the run uses
-    import cryoflow.pipelines.steps  # noqa: F401
+    import cryoflow.pipelines.stages.bin  # noqa: F401
 
 
 def one_run(n: int, workers: int, args: argparse.Namespace, tmp: Path) -> dict:
     from distributed import Client, LocalCluster, get_task_stream
 
-    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
-    from cryoflow.pipelines.config import parse_pipeline
-    from cryoflow.pipelines.run import run_pipeline
+    from cryoflow.pipelines.cluster.connect import prepare_workers, worker_environ
+    from cryoflow.pipelines.engine.config import parse_pipeline
+    from cryoflow.pipelines.engine.run import run_pipeline
 
     store = tmp / f"d-{n}-{workers}.zarr"
     make_dataset(store, n, args.tilts, args.px)

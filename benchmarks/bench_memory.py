@@ -15,7 +15,7 @@ Usage: ``python benchmarks/bench_memory.py [--small] [--limit-mib N] [--tilts N]
 [--factors F ...] [--no-trim]``. Default: 1536 MiB limit, volumes of 1, 2, 4 and 8 x the limit (Z = 256,
 4 tilts), every chunk write submitted at once; ``--wave N`` submits N at a time.
 ``BENCH_DASK_MALLOC=1`` starts the workers with Distributed's own malloc settings instead of
-cryoflow's (``cryoflow.pipelines.cluster.WORKER_MALLOC``), for comparison.
+cryoflow's (``cryoflow.pipelines.cluster.connect.WORKER_MALLOC``), for comparison.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def masks_for(n: int, Y: int, X: int, seed: int) -> np.ndarray:
 
 def in_waves(client, tasks: list, wave: int) -> None:
     """Compute the chunk writes ``wave`` at a time (0: all at once), releasing each as it ends."""
-    from cryoflow.pipelines.cluster import compute_with_progress
+    from cryoflow.pipelines.cluster.progress import compute_with_progress
 
     step = wave or len(tasks)
     for i in range(0, len(tasks), step):
@@ -84,7 +84,7 @@ def run_size(
     from distributed import Client, LocalCluster
 
     from cryoflow.io import store as S
-    from cryoflow.pipelines.cluster import prepare_workers, worker_environ
+    from cryoflow.pipelines.cluster.connect import prepare_workers, worker_environ
 
     with (
         worker_environ()

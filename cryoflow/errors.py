@@ -19,9 +19,16 @@ class InputFileError(CryoflowError, ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across Dask workers
+        return (type(self), (self.path, self.problem))
+
 
 class AngleFileError(InputFileError):
     """A tilt-angle file (.tlt, .rawtlt, .mdoc) cannot be used."""
+
+
+class AlignmentFileError(InputFileError):
+    """An alignment file made elsewhere (IMOD .xf/.tlt, AreTomo .aln) cannot be used."""
 
 
 class InvalidNameError(CryoflowError, ValueError):
@@ -48,6 +55,27 @@ class UnsafeStoreError(StoreError):
     """A store holds something cryoflow refuses to load (object dtype, pickle codecs)."""
 
 
+class CorruptChunkError(StoreError):
+    """A stored chunk fails its checksum or cannot be decoded.
+
+    ``array`` is the array's store path, ``chunk`` the chunk's grid index (of the shard, for a
+    sharded array) and ``key`` its store key.
+    """
+
+    def __init__(self, message: str, *, array: str, chunk: tuple[int, ...], key: str) -> None:
+        super().__init__(message)
+        self.array = array
+        self.chunk = tuple(chunk)
+        self.key = key
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across Dask workers
+        return (_corrupt_chunk, (str(self), self.array, self.chunk, self.key))
+
+
+def _corrupt_chunk(message: str, array: str, chunk: tuple[int, ...], key: str) -> CorruptChunkError:
+    return CorruptChunkError(message, array=array, chunk=chunk, key=key)
+
+
 class ConfigError(CryoflowError, ValueError):
     """A pipeline or command configuration is invalid."""
 
@@ -61,7 +89,11 @@ class TrainingError(CryoflowError, RuntimeError):
 
 
 class ChunkAlignmentError(CryoflowError, ValueError):
-    """A write region does not line up with the target array's chunks."""
+    """A write region does not line up with the target array's chunks (or shards)."""
+
+
+class SourceTypeError(CryoflowError, TypeError):
+    """A function was given data of a type it does not take (e.g. NumPy where Dask is needed)."""
 
 
 class CryoflowWarning(UserWarning):
@@ -89,3 +121,6 @@ class InputFilesError(InputFileError):
         )
         self.path = ", ".join(getattr(e, "path", "?") for e in self.errors)
         self.problem = str(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.errors, self.n_inputs))

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 
-from cryoflow.pipelines.cluster import ClusterConfig, connect
-from cryoflow.pipelines.edges import sphere_metrics
+from cryoflow.pipelines.cluster.connect import ClusterConfig, connect
+from cryoflow.pipelines.demo.figures import sphere_metrics
 
 
 def main() -> None:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def check(
-    pipeline: Path = typer.Argument(..., help="PIPELINE.yaml to validate."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    pipeline: Annotated[Path, typer.Argument(help="PIPELINE.yaml to validate.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
 ) -> None:
     """Validate PIPELINE.yaml (keys, values, steps) and every input's header; exit 2 on a problem."""
-    from cryoflow.pipelines.config import load_pipeline
-    from cryoflow.pipelines.run import check_pipeline
+    from cryoflow.pipelines.engine.check import check_pipeline
+    from cryoflow.pipelines.engine.config import load_pipeline
 
     config = load_pipeline(pipeline)
     lines = check_pipeline(config)

@@ -7,8 +7,13 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from cryoflow.cli import options as o
+from cryoflow.pipelines.stages import ingest as stage
+from cryoflow.pipelines.stages.ingest import IngestParams
 
 
 @contextlib.contextmanager
@@ -31,67 +36,54 @@ def one_line_warnings() -> Iterator[None]:
         warnings.showwarning = original
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("ingest")
-    def ingest(
-        inputs: list[str] = typer.Argument(
-            ..., help="MRC file(s), directories or glob patterns (TILTS.mrc|DIR|GLOB)."
+@o.with_params(
+    IngestParams, arguments=("inputs",), types_={"inputs": list[str]}, skip=("max_expanded_bytes",)
+)
+def ingest(
+    params: IngestParams,
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out", help="Dataset store (STORE.zarr path or fsspec URL); created if missing."
         ),
-        out: str = typer.Option(
-            ..., "--out", help="Dataset store (STORE.zarr path or fsspec URL); created if missing."
-        ),
-        name: str = typer.Option(
-            None, "--name", help="Tomogram name (one input only). Default: the file's stem."
-        ),
-        angles: Path = typer.Option(
-            None, "--angles", help="IMOD .tlt/.rawtlt or SerialEM .mdoc (one input only)."
-        ),
-        tomogram: bool = typer.Option(
-            False, "--tomogram", help="Ingest reconstructed volumes (to volumes/tomogram)."
-        ),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Replace existing tilt series / tomograms."
-        ),
-        scheduler: str = typer.Option(
-            None, "--scheduler", help="Address of an existing Dask scheduler."
-        ),
-        workers: int = typer.Option(
-            None, "--workers", help="Worker processes of the local cluster (default 2)."
-        ),
-        report: Path = typer.Option(
-            None, "--report", help="Save a Dask performance report (HTML) here."
-        ),
-        max_expanded_gib: float = typer.Option(
-            64.0,
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing tilt series / tomograms.")
+    ] = False,
+    scheduler: o.Scheduler = None,
+    workers: o.Workers = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Save a Dask performance report (HTML) here.")
+    ] = None,
+    max_expanded_gib: Annotated[
+        float | None,
+        typer.Option(
             "--max-expanded-gib",
-            help="Refuse compressed (.gz/.bz2) input that would expand past this.",
+            help="Refuse compressed (.gz/.bz2) input that would expand past this (default 64).",
         ),
-    ) -> None:
-        """Ingest MRC tilt series (or --tomogram volumes) into STORE.zarr.
+    ] = None,
+) -> None:
+    """Ingest MRC tilt series (or --tomogram volumes) into STORE.zarr.
 
-        Angles come from --angles or from a .mdoc, .rawtlt or .tlt beside the MRC with the same
-        stem. Open the result with cryoflow.open_tilt_series(STORE, NAME).
-        """
-        from cryoflow.pipelines.cluster import ClusterConfig, connect
-        from cryoflow.pipelines.ingest import IngestConfig, plan_ingest
-        from cryoflow.pipelines.ingest import ingest as run_ingest
+    Angles come from --angles or from a .mdoc, .rawtlt or .tlt beside the MRC with the same
+    stem. Open the result with cryoflow.open_tilt_series(STORE, NAME).
+    """
+    from cryoflow.pipelines.cluster.connect import connect
+    from cryoflow.pipelines.stages.eager import Target
+    from cryoflow.pipelines.stages.ingestion import plan_ingest
 
-        config = IngestConfig(
-            inputs=tuple(inputs),
-            out=out,
-            name=name,
-            angles=str(angles) if angles else None,
-            tomogram=tomogram,
-            overwrite=overwrite,
-            max_expanded_bytes=int(max_expanded_gib * 2**30),
-        )
-        cluster = ClusterConfig.from_env(scheduler=scheduler, n_workers=workers, report=report)
-        with one_line_warnings():
-            plan = plan_ingest(config)  # refuse bad input before starting a cluster
-            try:
-                with connect(cluster) as client:
-                    names = run_ingest(client, config, plan=plan)
-            finally:
-                plan.cleanup()
-        for n in names:
-            print(f"cryoflow: ingested {n} into {out}")
+    if max_expanded_gib is not None:
+        params = stage.with_limit(params, int(max_expanded_gib * 2**30))
+    with one_line_warnings():
+        plan = plan_ingest(out, params, overwrite=overwrite)  # bad input: before a cluster
+        try:
+            with connect(o.cluster(scheduler, workers, report=report)) as client:
+                names = stage.run(client, Target(out, (), overwrite=overwrite), params, plan=plan)
+        finally:
+            plan.cleanup()
+    for n in names:
+        print(f"cryoflow: ingested {n} into {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)

@@ -1,26 +1,32 @@
 """The ``cryoflow`` command. Each command lives in its own module under ``cryoflow.cli``.
 
-A command module defines ``register(app: typer.Typer) -> None``. Errors that are
-:class:`cryoflow.errors.CryoflowError` print one line naming the file and the problem and exit
-with status 2, without a traceback.
+A command module defines one named, module-level function per command (importable and
+callable like any function) and ``register(app: typer.Typer) -> None``. The commands are
+:data:`FIRST`, then every registered stage (:data:`cryoflow.pipelines.stages.STAGES`) that
+has a ``cryoflow.cli.<stage>`` module, then :data:`LAST`: a new stage with a command needs no
+line here. Errors that are :class:`cryoflow.errors.CryoflowError` print one line naming the
+file and the problem and exit with status 2, without a traceback.
 """
 
 from __future__ import annotations
 
 import sys
 from importlib import import_module
+from importlib.util import find_spec
 
 import typer
 
 from cryoflow.errors import CryoflowError
+from cryoflow.pipelines.stages import STAGES
 
-# Command modules, in the order ``cryoflow --help`` lists them.
+#: commands listed before the stages' and after them (``cryoflow --help`` order)
+FIRST: list[str] = ["demo", "simulate", "ingest", "export", "verify"]
+LAST: list[str] = ["train", "run", "check", "certs"]
+#: every command module, in the order ``cryoflow --help`` lists them
 COMMAND_MODULES: list[str] = [
-    "demo", "simulate",
-    "ingest", "export", "verify",
-    "reconstruct", "lift", "edges", "localize",
-    "run", "check", "certs",
-    "train", "annotate", "detect",
+    *FIRST,
+    *(s for s in STAGES if s not in FIRST + LAST and find_spec(f"cryoflow.cli.{s}") is not None),
+    *LAST,
 ]
 
 app = typer.Typer(

@@ -5,27 +5,30 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+from cryoflow.cli.options import Scheduler
+
 
 def run(
-    pipeline: Path = typer.Argument(..., help="PIPELINE.yaml (see `cryoflow check`)."),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Address of a running scheduler (tcp://HOST:PORT or tls://...)."
-    ),
-    report: Path | None = typer.Option(
-        None,
-        "--report",
-        help="Dask performance report (HTML); default: STORE.reports/run-TIME.html.",
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+    pipeline: Annotated[Path, typer.Argument(help="PIPELINE.yaml (see `cryoflow check`).")],
+    scheduler: Scheduler = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Dask performance report (HTML); default: STORE.reports/run-TIME.html.",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,
 ) -> None:
     """Run every step of PIPELINE.yaml over every tomogram; resumable (rerun to continue)."""
-    from cryoflow.pipelines.cluster import ClusterConfig, connect
-    from cryoflow.pipelines.config import load_pipeline
-    from cryoflow.pipelines.run import run_pipeline
-    from cryoflow.pipelines.security import load_security
+    from cryoflow.pipelines.cluster.connect import ClusterConfig, connect
+    from cryoflow.pipelines.cluster.security import load_security
+    from cryoflow.pipelines.engine.config import load_pipeline
+    from cryoflow.pipelines.engine.run import run_pipeline
 
     config = load_pipeline(pipeline)
     c = config.cluster
@@ -46,7 +49,7 @@ def run(
     )
     with connect(cluster, quiet=quiet) as client:
         summary = run_pipeline(config, client, quiet=quiet)
-    _print_summary(summary, quiet)
+    print_summary(summary)
     if report is not None and not quiet:
         typer.echo(f"cryoflow: performance report {report}", err=True)
     if not summary.ok:
@@ -57,7 +60,8 @@ def run(
         raise typer.Exit(1)
 
 
-def _print_summary(summary, quiet: bool) -> None:  # noqa: ANN001
+def print_summary(summary: Any) -> None:
+    """The run summary as a table on stdout (one row per step)."""
     from rich.console import Console
     from rich.table import Table
 

@@ -46,9 +46,12 @@ def chunk_footprint(
     Z, Y, X = volume_shape
     V, U = detector_shape
     corners = np.array(
-        [[z, y, x] for z in (block[0].start, block[0].stop - 1)
-         for y in (block[1].start, block[1].stop - 1)
-         for x in (block[2].start, block[2].stop - 1)],
+        [
+            [z, y, x]
+            for z in (block[0].start, block[0].stop - 1)
+            for y in (block[1].start, block[1].stop - 1)
+            for x in (block[2].start, block[2].stop - 1)
+        ],
         dtype=float,
     )
     centred = corners - (np.array([Z, Y, X], float) - 1) / 2
@@ -60,7 +63,8 @@ def chunk_footprint(
     v0 = int(np.clip(lo[:, 0].min(), 0, V))
     v1 = int(np.clip(hi[:, 0].max(), 0, V))
     u = tuple(
-        (int(np.clip(a, 0, U)), int(np.clip(b, 0, U))) if np.clip(b, 0, U) > np.clip(a, 0, U)
+        (int(np.clip(a, 0, U)), int(np.clip(b, 0, U)))
+        if np.clip(b, 0, U) > np.clip(a, 0, U)
         else (0, 0)
         for a, b in zip(lo[:, 1], hi[:, 1], strict=True)
     )

@@ -102,7 +102,9 @@ class TiltGeometry:
         return cls(
             angles_deg=tuple(float(a) for a in np.rad2deg(t)),
             matrices=tuple(_tuple2(mi) for mi in m),
-            shifts_px=_tuple2(shifts.reshape(n, 2)) if shifts.size == 2 * n else _bad_shifts(shifts, n),
+            shifts_px=_tuple2(shifts.reshape(n, 2))
+            if shifts.size == 2 * n
+            else _bad_shifts(shifts, n),
             tilt_axis_deg=float(tilt_axis_deg),
         )
 
@@ -122,7 +124,9 @@ class TiltGeometry:
         th = np.deg2rad(np.asarray(theta_deg, float).reshape(-1))
         ph = np.deg2rad(np.asarray(phi_deg, float).reshape(-1))
         if th.shape != ph.shape:
-            raise GeometryError(f"theta and phi must have the same length, got {th.size} and {ph.size}")
+            raise GeometryError(
+                f"theta and phi must have the same length, got {th.size} and {ph.size}"
+            )
         n_xyz = np.stack([np.cos(th) * np.cos(ph), np.cos(th) * np.sin(ph), np.sin(th)], axis=1)
         y = np.array([0.0, 1.0, 0.0])
         mats = np.zeros((th.size, 2, 3))
@@ -185,7 +189,8 @@ class TiltGeometry:
         """True when image row ``v`` sees only volume row ``y`` (no rotation, no v shift)."""
         m = self.matrix_array
         return bool(
-            np.allclose(m[:, 0], [0.0, 1.0, 0.0]) and np.allclose(m[:, 1, 1], 0.0)
+            np.allclose(m[:, 0], [0.0, 1.0, 0.0])
+            and np.allclose(m[:, 1, 1], 0.0)
             and np.allclose(self.shift_array[:, 0], 0.0)
         )
 
@@ -203,8 +208,11 @@ class TiltGeometry:
     def with_shifts(self, shifts_px: np.ndarray) -> TiltGeometry:
         s = np.asarray(shifts_px, dtype=float)
         return TiltGeometry(
-            self.angles_deg, self.matrices, _tuple2(s.reshape(self.n_tilts, 2)),
-            self.tilt_axis_deg, self.axis_id,
+            self.angles_deg,
+            self.matrices,
+            _tuple2(s.reshape(self.n_tilts, 2)),
+            self.tilt_axis_deg,
+            self.axis_id,
         )
 
     # ------------------------------------------------------------------ serialisation
@@ -255,7 +263,9 @@ def as_geometry(angles: object) -> TiltGeometry:
     try:
         a = np.asarray(angles, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise GeometryError(f"angles must be a TiltGeometry or 1-D degrees, got {type(angles)!r}") from exc
+        raise GeometryError(
+            f"angles must be a TiltGeometry or 1-D degrees, got {type(angles)!r}"
+        ) from exc
     if a.ndim != 1:
         raise GeometryError(f"angles must be 1-D (n_tilts,), got shape {a.shape}")
     return TiltGeometry.single_axis(a)

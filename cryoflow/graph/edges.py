@@ -53,10 +53,14 @@ def edge_maps(
     if arr.ndim != 3:
         raise ValueError(f"images must have shape (n_tilts, Y, U), got {arr.shape}")
     arr = arr.rechunk({0: 1, 1: -1, 2: -1})
-    params = dict(sigma1=sigma1, sigma2=sigma2, alpha=alpha, denoise=denoise,
-                  denoise_size=denoise_size)
+    params = dict(
+        sigma1=sigma1, sigma2=sigma2, alpha=alpha, denoise=denoise, denoise_size=denoise_size
+    )
     return arr.map_blocks(
-        k.detect_edges, **params, dtype=bool, meta=np.zeros((0, 0, 0), bool),
+        k.detect_edges,
+        **params,
+        dtype=bool,
+        meta=np.zeros((0, 0, 0), bool),
         name=f"{name}-{tokenize(arr, params)}",
     )
 
@@ -94,8 +98,13 @@ def edge_sums(
         raise ValueError(
             f"edges must have shape (n_tilts={geometry.n_tilts}, V, U), got {arr.shape}"
         )
-    k.refine(np.zeros((geometry.n_tilts, 1), bool), geometry, iterations, window=window,
-             min_support=min_support)  # validate early
+    k.refine(
+        np.zeros((geometry.n_tilts, 1), bool),
+        geometry,
+        iterations,
+        window=window,
+        min_support=min_support,
+    )  # validate early
     vol = (int(volume_shape[0]), int(volume_shape[1]), int(volume_shape[2]))
     det = (int(arr.shape[1]), int(arr.shape[2]))
     cz, cy, cx = (chunks,) * 3 if isinstance(chunks, int) else tuple(chunks)
@@ -118,8 +127,15 @@ def edge_sums(
             )
             continue
         blocks[idx] = dask.delayed(k.edge_sums, pure=True)(
-            arr[:, v0:v1, u0:u1], geometry, vol, det, block, (v0, u0),
-            iterations=iterations, window=window, min_support=min_support,
+            arr[:, v0:v1, u0:u1],
+            geometry,
+            vol,
+            det,
+            block,
+            (v0, u0),
+            iterations=iterations,
+            window=window,
+            min_support=min_support,
             dask_key_name=(out_name, *idx),
         )
     out_chunks = tuple(

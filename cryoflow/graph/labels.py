@@ -28,13 +28,22 @@ from dask.highlevelgraph import HighLevelGraph
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cryoflow.kernels.components import face_pairs, label_block, structure
+from cryoflow.kernels.components import (
+    block_stats,
+    bounding_boxes,
+    face_pairs,
+    label_block,
+    merge_stats,
+    structure,
+)
 
-__all__ = ["blocks_to_array", "label", "relabel_table"]
+__all__ = ["blocks_to_array", "component_boxes", "label", "relabel_table"]
 
 
 def blocks_to_array(
-    name: str, blocks: dict[tuple[int, ...], Any], chunks: tuple[tuple[int, ...], ...],
+    name: str,
+    blocks: dict[tuple[int, ...], Any],
+    chunks: tuple[tuple[int, ...], ...],
     dtype: Any,
 ) -> da.Array:
     """A Dask array named ``name`` from Delayed blocks keyed ``(name, *block_index)``.
@@ -44,8 +53,9 @@ def blocks_to_array(
     """
     merged = HighLevelGraph.merge(*(b.__dask_graph__() for b in blocks.values()))
     graph = HighLevelGraph.from_collections(name, dict(merged), dependencies=())
-    return da.Array(graph, name, chunks=chunks, dtype=dtype,
-                    meta=np.zeros((0,) * len(chunks), dtype=dtype))
+    return da.Array(
+        graph, name, chunks=chunks, dtype=dtype, meta=np.zeros((0,) * len(chunks), dtype=dtype)
+    )
 
 
 def _label(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
@@ -147,11 +157,13 @@ def label(mask: Any, *, connectivity: int = 1, name: str = "label") -> tuple[da.
     for idx in labelled:
         shape = tuple(chunks[a][idx[a]] for a in range(3))
         d = dask.delayed(_offset, pure=True)(
-            labelled[idx][0], offsets[idx],
+            labelled[idx][0],
+            offsets[idx],
             dask_key_name=f"{name}-offset-{tok}-{'-'.join(map(str, idx))}",
         )
-        glob_blocks[idx] = da.from_delayed(d, shape=shape, dtype=np.int64,
-                                           meta=np.zeros((0, 0, 0), np.int64))
+        glob_blocks[idx] = da.from_delayed(
+            d, shape=shape, dtype=np.int64, meta=np.zeros((0, 0, 0), np.int64)
+        )
     glob = da.block(glob_blocks.tolist())
     # 3. pairs across every chunk boundary plane
     pairs = []
@@ -160,17 +172,19 @@ def label(mask: Any, *, connectivity: int = 1, name: str = "label") -> tuple[da.
             sl = [slice(None)] * 3
             sl[axis] = slice(int(b) - 1, int(b) + 1)
             slab = glob[tuple(sl)]
-            pairs.append(dask.delayed(face_pairs, pure=True)(
-                slab, axis, connectivity,
-                dask_key_name=f"{name}-faces-{tok}-{axis}-{int(b)}",
-            ))
+            pairs.append(
+                dask.delayed(face_pairs, pure=True)(
+                    slab,
+                    axis,
+                    connectivity,
+                    dask_key_name=f"{name}-faces-{tok}-{axis}-{int(b)}",
+                )
+            )
     # 4. union-find
     table = dask.delayed(relabel_table, pure=True)(
         n_total, pairs, dask_key_name=f"{name}-merge-{tok}"
     )
-    n_final = dask.delayed(_count, pure=True)(
-        table, dask_key_name=f"{name}-count-{tok}"
-    )
+    n_final = dask.delayed(_count, pure=True)(table, dask_key_name=f"{name}-count-{tok}")
     # 5. relabel
     out_name = f"{name}-{tok}"
     out_blocks = {
@@ -180,3 +194,34 @@ def label(mask: Any, *, connectivity: int = 1, name: str = "label") -> tuple[da.
         for idx in labelled
     }
     return blocks_to_array(out_name, out_blocks, mask.chunks, np.int32), n_final
+
+
+def component_boxes(
+    labels: da.Array,
+    votes: da.Array | None,
+    class_name: str,
+    *,
+    min_voxels: int = 1,
+) -> Any:
+    """Lazy 3D boxes of a chunked label volume (per-chunk statistics, merged in one task).
+
+    Parameters
+    ----------
+    labels : dask array of shape (Z, Y, X), int (global labels, 0 = background)
+    votes : dask array of shape (Z, Y, X) or None, rechunked like ``labels``
+
+    Returns
+    -------
+    dask.delayed.Delayed computing to the DataFrame of
+    :func:`cryoflow.kernels.components.bounding_boxes`.
+    """
+    lab = labels.to_delayed()
+    vot = votes.rechunk(labels.chunks).to_delayed() if votes is not None else None
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in labels.chunks]
+    parts = []
+    for idx in itertools.product(*(range(n) for n in lab.shape)):
+        offset = tuple(int(starts[a][i]) for a, i in enumerate(idx))
+        block = None if vot is None else vot[idx]
+        parts.append(dask.delayed(block_stats, pure=True)(lab[idx], block, offset))
+    merged = dask.delayed(merge_stats, pure=True)(parts)
+    return dask.delayed(bounding_boxes, pure=True)(merged, class_name, min_voxels=min_voxels)

@@ -16,7 +16,7 @@ import numpy as np
 
 
 def stored_source(images: da.Array) -> Any | None:
-    """The Zarr array that ``images`` is a plain view of, else None.
+    """The stored array (Zarr or a checked reader of one) that ``images`` views, else None.
 
     A plain view is what ``da.from_array(source, ...)`` builds (two graph layers: the source
     under ``original-<name>`` and one getter per chunk) with the source's shape and dtype, so
@@ -31,7 +31,9 @@ def stored_source(images: da.Array) -> Any | None:
         return None
     source = images.dask[f"original-{name}"]
     source = getattr(source, "value", source)  # a DataNode in newer task specs
-    if not isinstance(source, zarr.Array):
+    # a Zarr array, or a reader wrapping one (cryoflow.io.chunks.CheckedArray, whose reads
+    # name the damaged chunk); reading through the wrapper keeps that check
+    if not isinstance(getattr(source, "zarr_array", source), zarr.Array):
         return None
     if tuple(source.shape) != tuple(images.shape) or np.dtype(source.dtype) != images.dtype:
         return None

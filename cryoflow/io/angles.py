@@ -1,14 +1,27 @@
-"""Tilt-angle files: IMOD ``.tlt``/``.rawtlt`` and SerialEM ``.mdoc``.
+"""Tilt-angle files: IMOD ``.tlt``/``.rawtlt`` and SerialEM ``.mdoc``; the tilt-axis angle.
 
 Every parser returns an :class:`AngleRecord`; every problem raises
 :class:`~cryoflow.errors.AngleFileError` naming the file and, where there is one, the line.
+
+The tilt-axis angle (:func:`resolve_tilt_axis`) is in IMOD's and SerialEM's convention: degrees
+from the image y axis to the tilt axis, counter-clockwise positive with x to the right and the
+row index y pointing up (as 3dmod displays an MRC file): the value an ``.mdoc`` records as
+"Tilt axis angle" and etomo as the tilt axis rotation. It is
+``TiltGeometry.single_axis(..., tilt_axis_deg=...)`` unchanged (``docs/design/conventions.md``).
+
+Companion files are looked up beside the input *as given*: a symbolic link
+``TS_07.mrc -> good.mrc`` is named ``TS_07`` and uses ``TS_07.rawtlt`` beside the link
+(:func:`input_path`, :func:`input_stem`, :func:`find_companion`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +46,17 @@ class AngleRecord:
     pixel_size_angstrom : float or None
         From an mdoc's ``PixelSpacing``; ``None`` for IMOD files.
     tilt_axis_deg : float or None
-        From an mdoc's "Tilt axis angle = ..." title line, when present.
+        From an mdoc's "Tilt axis angle = ..." title line, else the median of its sections'
+        ``RotationAngle``, when present.
+    tilt_axis_key : str
+        Which mdoc entry gave ``tilt_axis_deg`` (``"Tilt axis angle"`` or ``"RotationAngle"``).
     """
 
     path: str
     angles_deg: tuple[float, ...]
     pixel_size_angstrom: float | None = None
     tilt_axis_deg: float | None = None
+    tilt_axis_key: str = ""
 
     @property
     def n_tilts(self) -> int:
@@ -59,12 +76,30 @@ def read_angles(path: str | os.PathLike[str]) -> AngleRecord:
     )
 
 
+def input_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` made absolute *without* resolving symbolic links (the input as the user named it).
+
+    Use it wherever an input's name or neighbours matter; ``Path.resolve()`` would turn
+    ``TS_07.mrc -> good.mrc`` into ``good.mrc``.
+    """
+    return Path(os.path.abspath(os.fspath(path)))
+
+
+def input_stem(path: str | os.PathLike[str]) -> str:
+    """The tomogram name an input file gives: its own stem (a link's, not its target's).
+
+    ``TS_01.mrc``, ``TS_01.st``, ``TS_01.mrc.gz`` -> ``TS_01``.
+    """
+    return _stem(Path(path))
+
+
 def find_companion(mrc_path: str | os.PathLike[str]) -> Path | None:
     """The ``.mdoc``, ``.rawtlt`` or ``.tlt`` beside ``mrc_path`` with the same stem (in that order).
 
-    SerialEM's ``TS_01.mrc.mdoc`` is accepted as well as ``TS_01.mdoc``.
+    SerialEM's ``TS_01.mrc.mdoc`` is accepted as well as ``TS_01.mdoc``. A symbolic link is
+    not followed: the companion is looked for beside the link, with the link's own stem.
     """
-    p = Path(mrc_path)
+    p = input_path(mrc_path)
     stem = _stem(p)
     candidates: list[Path] = []
     for suffix in ANGLE_SUFFIXES:
@@ -132,6 +167,7 @@ def read_mdoc(path: str | os.PathLike[str]) -> AngleRecord:
     zvalue: int | None = None
     pixel: float | None = None
     tilt_axis: float | None = None
+    rotations: list[float] = []
     for i, line in enumerate(lines, start=1):
         if m := _SECTION.match(line):
             try:
@@ -152,6 +188,8 @@ def read_mdoc(path: str | os.PathLike[str]) -> AngleRecord:
             if zvalue is None:
                 raise AngleFileError(p, f"line {i}: TiltAngle outside a [ZValue = n] section")
             sections[zvalue] = _parse_angle(p, i, value)
+        elif key == "RotationAngle":
+            rotations.append(_finite(p, i, value, "RotationAngle"))
         elif key == "PixelSpacing" and pixel is None:
             pixel = _finite(p, i, value, "PixelSpacing")
             if pixel <= 0:
@@ -163,7 +201,10 @@ def read_mdoc(path: str | os.PathLike[str]) -> AngleRecord:
         raise AngleFileError(p, f"section ZValue = {missing[0]} has no TiltAngle")
     _cross_check(p, len(sections))
     order = sorted(sections)
-    return AngleRecord(str(p), tuple(sections[z] for z in order), pixel, tilt_axis)
+    key = "Tilt axis angle" if tilt_axis is not None else ""
+    if tilt_axis is None and rotations:
+        tilt_axis, key = float(np.median(rotations)), "RotationAngle"
+    return AngleRecord(str(p), tuple(sections[z] for z in order), pixel, tilt_axis, key)
 
 
 def _finite(p: Path, lineno: int, text: str, what: str) -> float:
@@ -176,14 +217,93 @@ def _finite(p: Path, lineno: int, text: str, what: str) -> float:
     return value
 
 
+@contextlib.contextmanager
+def _quiet_mdocfile() -> Iterator[None]:
+    """Keep ``mdocfile``'s log lines ("Unknown fields will be preserved") off the terminal."""
+    logger = logging.getLogger("mdocfile")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 def _cross_check(p: Path, n_sections: int) -> None:
     import mdocfile
 
     try:
-        df = mdocfile.read(p)
+        with _quiet_mdocfile():
+            df = mdocfile.read(p)
     except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         raise AngleFileError(p, f"malformed mdoc: {str(exc).splitlines()[0]}") from exc
     if len(df) != n_sections or not np.all(np.isfinite(df["TiltAngle"].to_numpy(dtype=float))):
         raise AngleFileError(
             p, f"malformed mdoc: mdocfile reads {len(df)} sections, expected {n_sections}"
         )
+
+
+# ---------------------------------------------------------------------------- tilt axis
+@dataclass(frozen=True)
+class TiltAxis:
+    """The tilt-axis angle to use and where it came from.
+
+    Attributes
+    ----------
+    deg : float
+        IMOD/SerialEM convention (module docstring).
+    source : str
+        ``"--tilt-axis"``, ``"<file>.mdoc (Tilt axis angle)"``, ``"<file>.mdoc (RotationAngle)"``,
+        ``"<file>.mrc: FEI1 extended header"`` (or ``FEI``, ``FEI2``, ``MRC label``), or
+        ``"none recorded (0)"``.
+    """
+
+    deg: float
+    source: str
+
+    def describe(self) -> str:
+        """E.g. ``"tilt axis 85.3° (from TS_01.mrc.mdoc (Tilt axis angle))"``."""
+        return f"tilt axis {self.deg:g}° (from {self.source})"
+
+
+def parse_tilt_axis(value: object) -> float:
+    """A user's ``--tilt-axis`` value in degrees (finite, -360..360), else ``ValueError``."""
+    try:
+        deg = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--tilt-axis must be a number of degrees, got {value!r}") from exc
+    if not math.isfinite(deg) or abs(deg) > 360.0:
+        raise ValueError(f"--tilt-axis must be finite degrees in -360..360, got {value!r}")
+    return deg
+
+
+def resolve_tilt_axis(
+    *,
+    user_deg: float | None = None,
+    record: AngleRecord | None = None,
+    mrc_axis_deg: float | None = None,
+    mrc_axis_from: str = "",
+    mrc_path: str | os.PathLike[str] | None = None,
+) -> TiltAxis:
+    """The tilt-axis angle of a tilt series: the user's, else the mdoc's, else the MRC's, else 0.
+
+    Parameters
+    ----------
+    user_deg : float, optional
+        ``--tilt-axis``.
+    record : AngleRecord, optional
+        The angle file read (an mdoc may hold the axis; IMOD files never do).
+    mrc_axis_deg, mrc_axis_from : float, str
+        ``MrcInfo.extended.tilt_axis_deg`` and ``.tilt_axis_from``.
+    mrc_path : path, optional
+        The MRC file, for the source text.
+    """
+    if user_deg is not None:
+        return TiltAxis(parse_tilt_axis(user_deg), "--tilt-axis")
+    if record is not None and record.tilt_axis_deg is not None:
+        key = record.tilt_axis_key or "Tilt axis angle"
+        return TiltAxis(float(record.tilt_axis_deg), f"{Path(record.path).name} ({key})")
+    if mrc_axis_deg is not None and math.isfinite(mrc_axis_deg):
+        where = Path(mrc_path).name if mrc_path is not None else "MRC"
+        return TiltAxis(float(mrc_axis_deg), f"{where}: {mrc_axis_from or 'MRC header'}")
+    return TiltAxis(0.0, "none recorded (0)")

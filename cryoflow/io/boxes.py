@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 
 from cryoflow.errors import InputFileError
+from cryoflow.kernels.boxes import BOX2D_COLUMNS, BOX3D_COLUMNS
 
 __all__ = ["BOX2D_COLUMNS", "BOX3D_COLUMNS", "read_boxes", "write_boxes"]
 
-BOX2D_COLUMNS = ["tilt", "class", "score", "y0", "x0", "y1", "x1"]
-BOX3D_COLUMNS = ["class", "support", "z0", "y0", "x0", "z1", "y1", "x1"]
 _KINDS = {2: "cryoflow.boxes2d", 3: "cryoflow.boxes3d"}
 
 

@@ -14,10 +14,11 @@ import dask.array as da
 import numpy as np
 import zarr
 from dask.base import tokenize
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from cryoflow.errors import GeometryError, NodeNotFoundError, StoreError
 from cryoflow.io import nodes
+from cryoflow.io.chunks import CheckedArray
 from cryoflow.io.names import is_valid_name, validate_name
 from cryoflow.io.nodes import ATTR, PendingWrite
 
@@ -29,7 +30,12 @@ RESULTS = "results"
 TILE_PX = 1024
 VOLUME_CHUNK = 128
 PYRAMID_LEVELS = 3
-COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", blocksize=2**20)
+BLOSC = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", blocksize=2**20)
+# The bytes-to-bytes codec chain of every array cryoflow writes (``compressors=COMPRESSOR``):
+# Blosc/zstd, then a CRC-32C of the compressed chunk appended, so a flipped bit in a chunk
+# file fails the read (CorruptChunkError, see cryoflow.io.chunks) instead of decoding to
+# wrong-but-valid values. Stores written before the checksum still read (no crc32c codec).
+COMPRESSOR = (BLOSC, Crc32cCodec())
 DATASET_VERSION = 1
 
 
@@ -163,9 +169,18 @@ def volume_chunks(shape: Sequence[int], chunk: int = VOLUME_CHUNK) -> tuple[int,
 
 
 def lazy(arr: zarr.Array, label: str) -> da.Array:
-    """A Dask view of a stored array; the task name changes whenever the node is rewritten."""
+    """A Dask view of a stored array; the task name changes whenever the node is rewritten.
+
+    Reads go through :class:`~cryoflow.io.chunks.CheckedArray`: a damaged chunk raises
+    ``CorruptChunkError`` naming the array and the chunk.
+    """
     write_id = nodes.cryoflow_attrs(arr).get("write_id", "")
     token = tokenize(str(arr.store), arr.path, write_id, arr.shape, str(arr.dtype))
     return da.from_array(
-        arr, chunks=arr.chunks, name=f"open-{label}-{token}", asarray=True, lock=False
+        CheckedArray(arr),
+        chunks=arr.chunks,
+        name=f"open-{label}-{token}",
+        asarray=True,
+        lock=False,
+        meta=np.empty((0,) * len(arr.shape), dtype=arr.dtype),
     )

@@ -3,23 +3,26 @@
 Reading never trusts the header before checking it: :func:`read_mrc_header` opens the file
 with ``mrcfile`` (``permissive=True``, header only), then checks the mode, the sizes (absurd
 ones are refused before anything is allocated), and that the data block fits in the file.
-Non-standard but usable files (no ``MAP `` stamp, unknown machine stamp, trailing bytes) get a
-:class:`~cryoflow.errors.NonStandardInputWarning`. :func:`read_mrc_block` memory-maps the
-data block and copies out one region; :func:`mrc_dask_array` builds a Dask array whose every
-task reads its own region, so no task ever holds the whole stack.
+Non-standard but usable files (no ``MAP `` stamp, unknown machine stamp, trailing bytes, an axis
+order ``mapc, mapr, maps`` other than ``1, 2, 3``) get a
+:class:`~cryoflow.errors.NonStandardInputWarning`; a file of another format (a PNG renamed
+``.mrc``) is refused as "not an MRC file" (:mod:`cryoflow.io.mrc_raw`). The extended header (FEI
+old style, FEI1, FEI2, SerialEM) and the labels are read for pixel size, tilt angles and tilt
+axis (:mod:`cryoflow.io.mrc_extended`, in ``MrcInfo.extended``). :func:`read_mrc_block`
+memory-maps the data block and copies out one region, in ``(z, y, x)`` order whatever the
+header's axis order; :func:`mrc_dask_array` builds a Dask array whose every task reads its own
+region, so no task ever holds the whole stack.
 
 Compressed input (``.gz``, ``.bz2``) is decompressed, streaming, into a temporary file by
-:func:`decompress_mrc` after the size its header declares passed the limit; a stream that
-runs past the declared size is cut off and refused.
+:func:`decompress_mrc` (:mod:`cryoflow.io.mrc_compressed`) after the size its header declares
+passed the limit; a stream that runs past the declared size is cut off and refused.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,18 +31,26 @@ import dask.array as da
 import mrcfile
 import numpy as np
 from dask.base import tokenize
-from mrcfile.dtypes import HEADER_DTYPE
 from mrcfile.utils import data_dtype_from_header
 
 from cryoflow.errors import InputFileError, NonStandardInputWarning
+from cryoflow.io import mrc_compressed
+from cryoflow.io.mrc_extended import ExtendedHeader, parse_extended_header
+from cryoflow.io.mrc_raw import (
+    HEADER_BYTES,
+    MAX_DATA_BYTES,
+    MAX_SIDE,
+    SUPPORTED_MODES,
+    check_raw_header,
+    disk_order,
+    refuse_other_formats,
+)
 
-HEADER_BYTES = 1024
-SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
-MAX_SIDE = 65536
-MAX_DATA_BYTES = 2**40
-MAX_EXPANDED_BYTES = 64 * 2**30
-COMPRESSED_SUFFIXES: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open}
+COMPRESSED_SUFFIXES = mrc_compressed.COMPRESSED_SUFFIXES
+MAX_EXPANDED_BYTES = mrc_compressed.MAX_EXPANDED_BYTES
+decompress_mrc = mrc_compressed.decompress_mrc
 _VALID_MACHST = {(0x44, 0x44), (0x44, 0x41), (0x11, 0x11)}
+MAX_EXTENDED_PARSE = 16 * 2**20  # larger extended headers are skipped, not parsed
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,15 @@ class MrcInfo:
         From the header; 0 where the header does not say.
     notes : tuple of str
         Non-standard features found (also issued as warnings).
+    disk_order : tuple of int
+        ``shape[i]`` is the data block's axis ``disk_order[i]`` (sections, rows, columns): the
+        header's ``mapc, mapr, maps`` reordered to ``(z, y, x)``; ``(0, 1, 2)`` for standard files.
+    axis_order : tuple of int
+        The header's ``(mapc, mapr, maps)``.
+    extended : ExtendedHeader
+        Pixel size, tilt angles and tilt axis from the extended header and labels.
+    labels : tuple of str
+        The header's text labels.
     """
 
     path: str
@@ -69,6 +89,18 @@ class MrcInfo:
     data_offset: int
     voxel_size_angstrom: tuple[float, float, float]
     notes: tuple[str, ...] = ()
+    disk_order: tuple[int, int, int] = (0, 1, 2)
+    axis_order: tuple[int, int, int] = (1, 2, 3)
+    extended: ExtendedHeader = ExtendedHeader()
+    labels: tuple[str, ...] = ()
+
+    @property
+    def disk_shape(self) -> tuple[int, int, int]:
+        """(sections, rows, columns) as stored."""
+        out = [0, 0, 0]
+        for logical, disk in enumerate(self.disk_order):
+            out[disk] = self.shape[logical]
+        return (out[0], out[1], out[2])
 
     @property
     def nbytes(self) -> int:
@@ -94,15 +126,15 @@ def read_mrc_header(
     if not p.is_file():
         raise InputFileError(p, "no such file")
     file_size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(HEADER_BYTES)
+    refuse_other_formats(p, head)
     if file_size < HEADER_BYTES:
         raise InputFileError(
             p, f"truncated: {file_size} bytes, shorter than the {HEADER_BYTES}-byte MRC header"
         )
-    with open(p, "rb") as f:
-        head = f.read(HEADER_BYTES)
-    mode, (nz, ny, nx), dtype, nsymbt = _check_raw_header(
-        p, head, max_side=max_side, max_bytes=max_bytes
-    )
+    raw = check_raw_header(p, head, max_side=max_side, max_bytes=max_bytes)
+    mode, (nz, ny, nx), dtype, nsymbt = raw.mode, raw.shape, raw.dtype, raw.nsymbt
     nbytes = nx * ny * nz * dtype.itemsize
     offset = HEADER_BYTES + nsymbt
     expected = offset + nbytes
@@ -126,6 +158,16 @@ def read_mrc_header(
             f"ambiguous byte order: mrcfile reads {data_dtype_from_header(header)}, expected {dtype}",
         )
     notes = _non_standard(header, file_size, expected)
+    labels = _labels(header)
+    extended = _extended(p, head, nsymbt, nz, raw.order, labels)
+    notes += list(extended.notes)
+    perm = disk_order(raw.axis_order)
+    if perm != (0, 1, 2):
+        notes.append(
+            "axis order mapc, mapr, maps = {}, {}, {} (not 1, 2, 3); read as (z, y, x)".format(
+                *raw.axis_order
+            )
+        )
     if warn:
         for note in notes:
             warnings.warn(f"{p}: {note}", NonStandardInputWarning, stacklevel=2)
@@ -135,14 +177,50 @@ def read_mrc_header(
         c / g if g > 0 and np.isfinite(c) and c > 0 else 0.0
         for c, g in zip(cella, grid, strict=True)
     )
+    disk = (nz, ny, nx)
     return MrcInfo(
         path=str(p.resolve()),
-        shape=(nz, ny, nx),
+        shape=(disk[perm[0]], disk[perm[1]], disk[perm[2]]),
         dtype=dtype.str,
         mode=mode,
         data_offset=offset,
         voxel_size_angstrom=vs,  # type: ignore[arg-type]
         notes=tuple(notes),
+        disk_order=perm,
+        axis_order=raw.axis_order,
+        extended=extended,
+        labels=labels,
+    )
+
+
+def _labels(header: Any) -> tuple[str, ...]:
+    n = max(0, min(10, int(header.nlabl)))
+    out = []
+    for raw in list(header.label)[:n]:
+        text = bytes(raw).decode("latin-1").strip("\0 ").strip()
+        if text:
+            out.append(text)
+    return tuple(out)
+
+
+def _extended(
+    p: Path, head: bytes, nsymbt: int, nz: int, order: str, labels: tuple[str, ...]
+) -> ExtendedHeader:
+    """Parse the extended header (when of a sane size) and the labels."""
+    ext = b""
+    if 0 < nsymbt <= MAX_EXTENDED_PARSE:
+        with open(p, "rb") as f:
+            f.seek(HEADER_BYTES)
+            ext = f.read(nsymbt)
+    nint, nreal = (int(v) for v in np.frombuffer(head[128:132], dtype=np.dtype(f"{order}i2")))
+    return parse_extended_header(
+        ext,
+        exttyp=head[104:108],
+        nint=nint,
+        nreal=nreal,
+        n_sections=nz,
+        byte_order=order,
+        labels=labels,
     )
 
 
@@ -168,19 +246,27 @@ def read_mrc_block(info: MrcInfo, index: tuple[slice, slice, slice]) -> np.ndarr
     Parameters
     ----------
     info : MrcInfo
-    index : tuple of 3 slices into (nz, ny, nx)
+    index : tuple of 3 slices into ``info.shape``, (z, y, x) (the header's axis order undone)
 
     Returns
     -------
     ndarray of the region's shape, native byte order.
     """
     mm = np.memmap(
-        info.path, dtype=np.dtype(info.dtype), mode="r", offset=info.data_offset, shape=info.shape
+        info.path,
+        dtype=np.dtype(info.dtype),
+        mode="r",
+        offset=info.data_offset,
+        shape=info.disk_shape,
     )
-    try:
-        block = np.array(mm[index])
+    disk_index: list[slice] = [slice(None)] * 3
+    for logical, disk in enumerate(info.disk_order):
+        disk_index[disk] = index[logical]
+    try:  # read in stored order, then put the axes in (z, y, x) order
+        block = np.array(mm[tuple(disk_index)]).transpose(info.disk_order)
     finally:
         del mm
+    block = np.ascontiguousarray(block)
     return block.astype(block.dtype.newbyteorder("="), copy=False)
 
 
@@ -207,124 +293,6 @@ def mrc_dask_array(info: MrcInfo, chunks: Sequence[int], *, name: str = "read-mr
                 dsk[(full, i, j, k)] = (read_mrc_block, info, index)
     dtype = np.dtype(info.dtype).newbyteorder("=")
     return da.Array(dsk, full, norm, dtype=dtype)
-
-
-def decompress_mrc(
-    path: str | os.PathLike[str],
-    dest: str | os.PathLike[str],
-    *,
-    max_expanded_bytes: int = MAX_EXPANDED_BYTES,
-    max_side: int = MAX_SIDE,
-    max_bytes: int = MAX_DATA_BYTES,
-) -> Path:
-    """Stream-decompress a ``.gz``/``.bz2`` MRC into ``dest`` after checking its header.
-
-    Raises
-    ------
-    InputFileError
-        When the header declares more than ``max_expanded_bytes`` after expansion, or the
-        stream holds more than the header declares (a decompression bomb), or is corrupt.
-    """
-    src = Path(path)
-    opener = COMPRESSED_SUFFIXES.get(src.suffix.lower())
-    if opener is None:
-        raise InputFileError(
-            src, f"not a compressed MRC (suffix {src.suffix!r}); expected .gz or .bz2"
-        )
-    out = Path(dest)
-    try:
-        with opener(src, "rb") as fin:
-            head = fin.read(HEADER_BYTES)
-            if len(head) < HEADER_BYTES:
-                raise InputFileError(
-                    src, f"compressed stream holds only {len(head)} bytes, less than an MRC header"
-                )
-            declared = _declared_size(src, head, max_side=max_side, max_bytes=max_bytes)
-            if declared > max_expanded_bytes:
-                raise InputFileError(
-                    src,
-                    f"would expand to {declared} bytes, past the limit of {max_expanded_bytes} bytes",
-                )
-            written = len(head)
-            with open(out, "wb") as fout:
-                fout.write(head)
-                while chunk := fin.read(1 << 20):
-                    written += len(chunk)
-                    if written > declared:
-                        raise InputFileError(
-                            src,
-                            f"decompressed stream exceeds the {declared} bytes its header declares; "
-                            "refusing (possible decompression bomb)",
-                        )
-                    fout.write(chunk)
-    except (OSError, EOFError, ValueError) as exc:
-        out.unlink(missing_ok=True)
-        if isinstance(exc, InputFileError):
-            raise
-        raise InputFileError(src, f"corrupt compressed stream: {exc}") from exc
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
-    return out
-
-
-def _declared_size(src: Path, head: bytes, *, max_side: int, max_bytes: int) -> int:
-    """Total file size (header + extended header + data) that an MRC header declares."""
-    _, shape, dtype, nsymbt = _check_raw_header(src, head, max_side=max_side, max_bytes=max_bytes)
-    return HEADER_BYTES + nsymbt + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-
-
-def _check_raw_header(
-    p: Path, head: bytes, *, max_side: int, max_bytes: int
-) -> tuple[int, tuple[int, int, int], np.dtype, int]:
-    """Mode, shape (nz, ny, nx), data dtype and extended-header size from the raw 1024 bytes.
-
-    The byte order comes from the machine stamp, or (old files) from whichever order gives a
-    plausible header. Checks happen here, before any library allocates anything.
-    """
-    if len(head) < HEADER_BYTES:
-        raise InputFileError(
-            p, f"truncated: {len(head)} bytes, shorter than the {HEADER_BYTES}-byte MRC header"
-        )
-    stamp = head[212:214]
-    orders = (
-        [">"]
-        if stamp == b"\x11\x11"
-        else ["<"]
-        if stamp in (b"\x44\x44", b"\x44\x41")
-        else ["<", ">"]
-    )
-
-    def fields(order: str) -> tuple[int, int, int, int, int]:
-        h = np.frombuffer(head, dtype=HEADER_DTYPE.newbyteorder(order), count=1)[0]
-        return int(h["mode"]), int(h["nx"]), int(h["ny"]), int(h["nz"]), int(h["nsymbt"])
-
-    order = next(
-        (
-            o
-            for o in orders
-            if fields(o)[0] in SUPPORTED_MODES and all(0 < n <= max_side for n in fields(o)[1:4])
-        ),
-        orders[0],
-    )
-    mode, nx, ny, nz, nsymbt = fields(order)
-    if mode not in SUPPORTED_MODES:
-        allowed = ", ".join(f"{m} ({n})" for m, n in SUPPORTED_MODES.items())
-        raise InputFileError(p, f"unsupported MRC mode {mode}; supported modes: {allowed}")
-    for axis, n in (("nx", nx), ("ny", ny), ("nz", nz)):
-        if not 0 < n <= max_side:
-            raise InputFileError(p, f"header claims {axis} = {n}; allowed 1..{max_side}")
-    dtype = np.dtype(SUPPORTED_MODES[mode]).newbyteorder("<" if order == "<" else ">")
-    nbytes = nx * ny * nz * dtype.itemsize
-    if nbytes > max_bytes:
-        raise InputFileError(
-            p,
-            f"header claims {nz} x {ny} x {nx} values of {dtype.itemsize} bytes = {nbytes} bytes; "
-            f"the limit is {max_bytes} bytes",
-        )
-    if nsymbt < 0:
-        raise InputFileError(p, f"header claims a negative extended header size ({nsymbt} bytes)")
-    return mode, (nz, ny, nx), dtype, nsymbt
 
 
 def write_mrc_header_only(

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import zarr
 from zarr.core.buffer import default_buffer_prototype
@@ -68,6 +68,7 @@ __all__ = [
     "stale_record",
     "store_label",
     "temp_leaf",
+    "without_consolidated",
 ]
 
 ATTR = "cryoflow"  # namespace of cryoflow's own attributes on every node
@@ -94,15 +95,34 @@ def open_root(store: object, mode: str = "r") -> zarr.Group:
         When the store does not exist or is not a Zarr v3 group (mode ``"r"``/``"r+"``).
     """
     if isinstance(store, zarr.Group):
-        return store
+        return without_consolidated(store)
     if not isinstance(store, str | os.PathLike):
         raise StoreError(f"store must be a path, URL or zarr.Group, got {type(store).__name__}")
     try:
-        return zarr.open_group(str(store), mode=mode, zarr_format=3)  # type: ignore[arg-type]
+        return zarr.open_group(
+            str(store),
+            mode=mode,  # type: ignore[arg-type]
+            zarr_format=3,
+            use_consolidated=False,
+        )
     except (FileNotFoundError, KeyError) as exc:
         raise NodeNotFoundError(f"{store}: no cryoflow dataset (Zarr v3 group) here") from exc
     except ValueError as exc:  # zarr raises ValueError/ContainsArrayError for a non-group
         raise NodeNotFoundError(f"{store}: not a Zarr v3 group: {exc}") from exc
+
+
+def without_consolidated(group: zarr.Group) -> zarr.Group:
+    """``group`` reopened from its own ``zarr.json``, ignoring any consolidated metadata.
+
+    Consolidated metadata (a copy of every child's metadata inside a group's ``zarr.json``)
+    would let ``group[path]`` build a node from that copy instead of the node's own
+    ``zarr.json``, the one :func:`check_safe_metadata` checked. cryoflow never writes it and
+    never reads through it.
+    """
+    if group.metadata.consolidated_metadata is None:
+        return group
+    mode: Literal["r", "r+"] = "r" if group.store.read_only else "r+"
+    return zarr.open_group(store=group.store_path, mode=mode, use_consolidated=False)
 
 
 def node_path(group: zarr.Group, *parts: str) -> str:
@@ -172,13 +192,14 @@ def open_node(
         raise StaleResultError(f"{where} is stale: {describe_stale(info[STALE])}")
     if deep and meta.get("node_type") == "group":
         _check_children(group, full, where)
-    return group[path]
+    node = without_consolidated(group)[path]  # read from the node's own zarr.json
+    return without_consolidated(node) if isinstance(node, zarr.Group) else node
 
 
 def _check_children(group: zarr.Group, prefix: str, where: str) -> None:
     """Check every array below ``prefix`` from its raw metadata, before zarr parses it."""
     for child in list_dir(group, prefix):
-        if child in ("zarr.json", "c"):
+        if child == "zarr.json":  # (only groups are walked: no chunk folders here)
             continue
         path = f"{prefix}/{child}"
         meta = read_raw_metadata(group, path)
@@ -231,16 +252,19 @@ def cryoflow_attrs(node: zarr.Array | zarr.Group) -> dict[str, Any]:
 
 
 def child_group(parent: zarr.Group, name: str) -> zarr.Group:
-    """The sub-group ``name`` of ``parent`` (StoreError when it is an array)."""
-    node = parent[name]
+    """The sub-group ``name`` of ``parent`` (StoreError when it is an array).
+
+    Read from its own ``zarr.json``, never from consolidated metadata.
+    """
+    node = without_consolidated(parent)[name]
     if not isinstance(node, zarr.Group):
         raise StoreError(f"{store_label(parent)}: {node_path(parent, name)!r} is not a group")
-    return node
+    return without_consolidated(node)
 
 
 def child_array(parent: zarr.Group, name: str) -> zarr.Array:
-    """The array ``name`` of ``parent`` (StoreError when it is a group)."""
-    node = parent[name]
+    """The array ``name`` of ``parent`` (StoreError when it is a group), from its own metadata."""
+    node = without_consolidated(parent)[name]
     if not isinstance(node, zarr.Array):
         raise StoreError(f"{store_label(parent)}: {node_path(parent, name)!r} is not an array")
     return node
@@ -258,7 +282,7 @@ class PendingWrite:
     ``stages`` are callables returning lists of Dask ``Delayed`` chunk writes; each stage
     must be computed before the next is built (a pyramid level reads the previous one).
     Run them with :meth:`run`, passing the pipeline's compute function (for example one that
-    uses ``cryoflow.pipelines.cluster.compute_with_progress`` on a Client).
+    uses ``cryoflow.pipelines.cluster.progress.compute_with_progress`` on a Client).
     """
 
     parent: zarr.Group
@@ -312,10 +336,14 @@ class PendingWrite:
 def run_together(
     pendings: list[PendingWrite] | tuple[PendingWrite, ...],
     compute: Callable[[list[Any]], Any],
+    *,
+    before_commit: Callable[[], Any] | None = None,
 ) -> None:
     """Run several pending writes stage by stage (stage ``k`` of all of them in one
     ``compute``, then ``k + 1``: a pyramid level reads the level before), then commit each.
 
+    ``before_commit`` runs once everything is written and nothing is published yet (e.g. a
+    reduction over the written arrays whose result must be stored with them).
     On any failure every unpublished temporary node is deleted and the error re-raised.
     """
     try:
@@ -323,6 +351,8 @@ def run_together(
             tasks = [t for p in pendings if k < len(p.stages) for t in p.stages[k]()]
             if tasks:
                 compute(tasks)
+        if before_commit is not None:
+            before_commit()
         for p in pendings:
             p.commit()
     except BaseException:

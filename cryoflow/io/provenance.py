@@ -4,7 +4,7 @@
 ``tomograms/<name>/tilt_series``, optionally mapped to the input's ``write_id``); see
 ``docs/design/store.md`` for how :mod:`cryoflow.io.lineage` reads it to mark results stale when
 an input is replaced. Run tokens for skipping unchanged work live in
-:mod:`cryoflow.pipelines.provenance`.
+:mod:`cryoflow.pipelines.engine.provenance`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import xarray as xr
 
 from cryoflow.errors import StoreError
 from cryoflow.io import lineage, nodes
+from cryoflow.io.chunks import read_checked
 from cryoflow.io.layout import (
     COMPRESSOR,
     RESULTS,
@@ -40,6 +41,23 @@ def result_chunks(shape: Sequence[int], dims: Sequence[str]) -> tuple[int, ...]:
     return tuple(
         1 if d == "tilt" else max(1, min(int(n), side)) for n, d in zip(shape, dims, strict=True)
     )
+
+
+def chunked_array(
+    group: Any,
+    name: str,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    dims: Sequence[str],
+    attributes: dict[str, Any],
+) -> Any:
+    """A new array ``name`` of ``group`` as every cryoflow array is made: the store's
+    compressor, named dimensions, fill value 0."""
+    return group.create_array(
+        name, shape=tuple(shape), dtype=dtype, chunks=tuple(chunks), compressors=COMPRESSOR,
+        dimension_names=tuple(dims), attributes=attributes, fill_value=0,
+    )  # fmt: skip
 
 
 def write_result(
@@ -83,16 +101,7 @@ def write_result(
         store, name, [RESULTS, step, key], overwrite=overwrite, what="result"
     )
     with nodes.removed_on_error(parent, tmp):
-        arr = holder.create_array(
-            node_name,
-            shape=shape,
-            dtype=dtype,
-            chunks=chunk_shape,
-            compressors=COMPRESSOR,
-            dimension_names=dims,
-            attributes={ATTR: meta},
-            fill_value=0,
-        )
+        arr = chunked_array(holder, node_name, shape, dtype, chunk_shape, dims, {ATTR: meta})
     pending = PendingWrite(
         parent, leaf, tmp, overwrite, arr, description=f"write {name}/{step}/{key}"
     )
@@ -112,7 +121,19 @@ def open_result(store: object, name: str, step: str, key: str) -> xr.DataArray:
     """
     root = open_dataset(store)
     tomogram_group(root, name)
-    path = _result_path(name, step, key)
+    return _array_result(store, root, _result_path(name, step, key), f"{step}-{name}-{key}")
+
+
+def open_dataset_result(store: object, step: str, key: str) -> xr.DataArray:
+    """A dataset-level step's array result ``results/<step>/<key>`` at the dataset's root
+    (:mod:`cryoflow.pipelines.engine.rounds`), lazily, like :func:`open_result`."""
+    validate_name(step, "step name")
+    validate_name(key, "result key")
+    path = f"{RESULTS}/{step}/{key}"
+    return _array_result(store, open_dataset(store), path, f"{step}-{key}")
+
+
+def _array_result(store: object, root: Any, path: str, label: str) -> xr.DataArray:
     arr = nodes.open_node(root, path, what="result")
     meta = arr.attrs[ATTR]
     if meta.get("kind") != "result":
@@ -122,11 +143,9 @@ def open_result(store: object, name: str, step: str, key: str) -> xr.DataArray:
     attrs = dict(meta.get("attrs", {}))
     attrs["provenance"] = meta.get("provenance", {})
     return xr.DataArray(
-        lazy(arr, f"{step}-{name}-{key}"),
-        dims=tuple(arr.metadata.dimension_names),
-        name=key,
+        lazy(arr, label), dims=tuple(arr.metadata.dimension_names), name=path.rsplit("/", 1)[-1],
         attrs=attrs,
-    )
+    )  # fmt: skip
 
 
 def _result_path(name: str, step: str, key: str) -> str:
@@ -212,7 +231,7 @@ def read_table(store: object, name: str, step: str, key: str) -> pd.DataFrame:
         )
     data: dict[str, Any] = {}
     for i, info in enumerate(meta["columns"]):
-        values = np.asarray(group[f"c{i}"][...])
+        values = read_checked(nodes.child_array(group, f"c{i}"))
         if info["dtype"] == "category":
             cats = np.asarray(info["categories"], dtype=object)
             data[info["name"]] = cats[values] if len(values) else np.array([], dtype=object)

@@ -28,7 +28,6 @@ from cryoflow.errors import GeometryError, NodeNotFoundError, StoreError
 from cryoflow.geometry import TiltGeometry, as_geometry
 from cryoflow.io import lineage, nodes, ome
 from cryoflow.io.layout import (
-    COMPRESSOR,
     LABELS,
     PYRAMID_LEVELS,
     TILE_PX,
@@ -51,7 +50,13 @@ from cryoflow.io.layout import (
 )
 from cryoflow.io.names import validate_name
 from cryoflow.io.nodes import ATTR, PendingWrite
-from cryoflow.io.results import open_result, read_table, write_result, write_table
+from cryoflow.io.results import (
+    chunked_array,
+    open_result,
+    read_table,
+    write_result,
+    write_table,
+)
 from cryoflow.io.writer import as_dask, store_blocks
 
 __all__ = [
@@ -122,16 +127,7 @@ def write_tilt_series(
         store, name, [TILT_SERIES], overwrite=overwrite, what="tilt series"
     )
     with nodes.removed_on_error(parent, tmp):
-        arr = holder.create_array(
-            node_name,
-            shape=shape,
-            dtype=dtype,
-            chunks=chunks,
-            compressors=COMPRESSOR,
-            dimension_names=("tilt", "y", "x"),
-            attributes=attrs,
-            fill_value=0,
-        )
+        arr = chunked_array(holder, node_name, shape, dtype, chunks, ("tilt", "y", "x"), attrs)
     pending = PendingWrite(parent, leaf, tmp, overwrite, arr, description=f"ingest {name}")
     lineage.stale_on_replace(pending, store, name, TILT_SERIES)
     pending.stages.append(lambda: store_blocks(source, arr, name=f"ingest-{name}"))
@@ -229,15 +225,8 @@ def write_volume(
             if level == 0
             else ome.downsample(lazy(nodes.child_array(group, str(level - 1)), "level"), label)
         )
-        arr = group.create_array(
-            str(level),
-            shape=src.shape,
-            dtype=src.dtype,
-            chunks=volume_chunks(src.shape, chunk),
-            compressors=COMPRESSOR,
-            dimension_names=ome.AXES,
-            fill_value=0,
-        )
+        chunks = volume_chunks(src.shape, chunk)
+        arr = chunked_array(group, str(level), src.shape, src.dtype, chunks, ome.AXES, {})
         aligned = src.rechunk(arr.chunks)
         return store_blocks(aligned, arr, name=f"volume-{name}-{key}-{level}")
 

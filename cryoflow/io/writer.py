@@ -1,9 +1,13 @@
 """Chunk-aligned writes of Dask arrays into Zarr arrays.
 
-A writer task owns whole target chunks: two tasks never write into the same chunk, so no lock
-is needed and an interrupted write leaves only whole chunks. :func:`check_aligned` refuses a
-region whose source blocks would straddle target chunk boundaries (xarray's ``to_zarr`` accepts
-a misaligned region from a NumPy array silently; cryoflow does not).
+A writer task owns whole storage chunks of the target: whole chunks, or for a sharded array
+whole shards (a shard is one object holding many inner chunks, so two tasks writing inner
+chunks of one shard would each read, modify and rewrite it, and one would lose the other's
+chunks). Two tasks never write into the same storage chunk, so no lock is needed and an
+interrupted write leaves only whole chunks. :func:`check_aligned` refuses a region whose
+source blocks would straddle storage-chunk boundaries (xarray's ``to_zarr`` accepts a
+misaligned region from a NumPy array silently; cryoflow does not); ``store_blocks(...,
+regroup=True)`` rechunks such a source to the target's storage chunks instead.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import zarr
 from dask.base import tokenize
 from dask.delayed import Delayed
 
-from cryoflow.errors import ChunkAlignmentError
+from cryoflow.errors import ChunkAlignmentError, SourceTypeError
+from cryoflow.io.chunks import storage_chunk_shape
 
 
 def check_aligned(
@@ -28,6 +33,7 @@ def check_aligned(
     region_start: Sequence[int],
     *,
     where: str = "target",
+    unit: str = "chunk",
 ) -> None:
     """Refuse a write whose source blocks do not start and end on target chunk boundaries.
 
@@ -36,9 +42,12 @@ def check_aligned(
     source_chunks : tuple of tuple of int, one per axis
         Dask block sizes of the source, e.g. ``((1, 1), (64,), (64,))`` for ``(tilt, y, x)``.
     target_shape, target_chunks : tuple of int
-        Shape and chunk shape of the Zarr array written into.
+        Shape and storage-chunk shape of the Zarr array written into (the shard shape of a
+        sharded array: :func:`cryoflow.io.chunks.storage_chunk_shape`).
     region_start : tuple of int
         Index in the target where the source's first element goes.
+    unit : str
+        What ``target_chunks`` are, for the message (``"chunk"`` or ``"shard"``).
 
     Raises
     ------
@@ -62,8 +71,8 @@ def check_aligned(
         if bad:
             raise ChunkAlignmentError(
                 f"{where}: block boundary {bad[0]} on axis {axis} is not a multiple of the target "
-                f"chunk size {c} (region starts at {start}); rechunk the source to the target's "
-                f"chunks {tuple(target_chunks)} or choose an aligned region"
+                f"{unit} size {c} (region starts at {start}); rechunk the source to the target's "
+                f"{unit}s {tuple(target_chunks)} or choose an aligned region"
             )
 
 
@@ -101,6 +110,7 @@ def store_blocks(
     *,
     region_start: Sequence[int] | None = None,
     name: str = "write",
+    regroup: bool = False,
 ) -> list[Delayed]:
     """One lazy write task per source block (lazy; compute them to write).
 
@@ -111,14 +121,18 @@ def store_blocks(
     Parameters
     ----------
     source : dask.array.Array, any shape
-        The data; its blocks must be aligned with ``target``'s chunks (see
-        :func:`check_aligned`).
+        The data; its blocks must be aligned with ``target``'s storage chunks: its chunks,
+        or its shards when it is sharded (see :func:`check_aligned`).
     target : zarr.Array
         Destination, opened writable.
     region_start : tuple of int, optional
         Where ``source[0, 0, ...]`` lands in ``target`` (default: the origin).
     name : str
         Task-name prefix, e.g. ``"ingest-TS_01"``.
+    regroup : bool
+        Rechunk a misaligned ``source`` to the target's storage chunks (one task per chunk or
+        shard of the region) instead of refusing it. ``region_start`` itself must still lie
+        on a storage-chunk boundary.
 
     Returns
     -------
@@ -126,9 +140,23 @@ def store_blocks(
         One task per block in C order, each computing to the bytes it wrote (a ``(1, ..., 1)``
         array); deterministic keys ``(f"{name}-{token}", *block index)``.
     """
+    if not isinstance(source, da.Array):
+        raise SourceTypeError(
+            f"store_blocks into zarr array {target.path!r} takes a dask.array.Array, got "
+            f"{type(source).__module__}.{type(source).__qualname__}; wrap in-memory data with "
+            "cryoflow.io.writer.as_dask(data, chunks)"
+        )
     start = tuple(int(s) for s in (region_start or (0,) * source.ndim))
+    unit = storage_chunk_shape(target)
+    if regroup and len(start) == source.ndim == len(unit):
+        source = source.rechunk(aligned_chunks(source.shape, unit, start))
     check_aligned(
-        source.chunks, target.shape, target.chunks, start, where=f"zarr array {target.path!r}"
+        source.chunks,
+        target.shape,
+        unit,
+        start,
+        where=f"zarr array {target.path!r}",
+        unit="shard" if target.shards is not None else "chunk",
     )
     token = tokenize(source.name, str(target.store), target.path, start)
     written = da.map_blocks(
@@ -143,6 +171,18 @@ def store_blocks(
     )
     blocks = written.to_delayed(optimize_graph=True)
     return [blocks[idx] for idx in product(*(range(len(c)) for c in source.chunks))]
+
+
+def aligned_chunks(
+    shape: Sequence[int], unit: Sequence[int], start: Sequence[int]
+) -> tuple[tuple[int, ...], ...]:
+    """Dask chunks of a region of ``shape`` at ``start`` whose blocks end on multiples of
+    ``unit`` (the target's chunk or shard shape), e.g. ``(10,), (4,), (0,) -> ((4, 4, 2),)``."""
+    out = []
+    for n, c, s in zip(shape, unit, start, strict=True):
+        cuts = [s, *range((s // c + 1) * c, s + int(n), c), s + int(n)]
+        out.append(tuple(b - a for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a))
+    return tuple(out)
 
 
 def as_dask(data: Any, chunks: Sequence[int]) -> da.Array:

@@ -7,18 +7,9 @@ change (gain and offset; masks unchanged).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-
-def _refuse_dask(*arrays: Any) -> None:
-    for a in arrays:
-        if hasattr(a, "dask") or type(a).__module__.startswith("dask"):
-            raise TypeError(
-                "kernels take in-memory NumPy arrays; got a Dask array "
-                "(use cryoflow.graph.inference for lazy input)"
-            )
+from cryoflow.kernels._guards import refuse_lazy
 
 
 def standardize(images: np.ndarray) -> np.ndarray:
@@ -32,7 +23,7 @@ def standardize(images: np.ndarray) -> np.ndarray:
     -------
     ndarray of shape (N, Y, X), float32
     """
-    _refuse_dask(images)
+    refuse_lazy(images, "images")
     a = np.asarray(images, dtype=np.float32)
     if a.ndim != 3:
         raise ValueError(f"images must have shape (N, Y, X), got {a.shape}")
@@ -68,7 +59,8 @@ def augment(
     -------
     (ndarray of shape (N, h, w) float32, ndarray of shape (N, h, w) same dtype as masks)
     """
-    _refuse_dask(boxes, masks)
+    refuse_lazy(boxes, "boxes")
+    refuse_lazy(masks, "masks")
     x = np.asarray(boxes, dtype=np.float32)
     m = np.asarray(masks)
     if x.shape != m.shape or x.ndim != 3:

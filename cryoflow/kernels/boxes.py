@@ -12,9 +12,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from cryoflow.kernels.iou import refuse_dask
+from cryoflow.kernels._guards import refuse_lazy
 
-__all__ = ["box_masks", "boxes_from_masks"]
+__all__ = ["BOX2D_COLUMNS", "BOX3D_COLUMNS", "box_masks", "boxes_from_masks"]
+
+#: the 2D box schema (detector pixels, ``y1``/``x1`` exclusive, 0-based tilt index): every
+#: 2D box table (detectors, truth boxes, box files) has these columns in this order
+BOX2D_COLUMNS = ["tilt", "class", "score", "y0", "x0", "y1", "x1"]
+#: the 3D box schema (voxels, ``z1``/``y1``/``x1`` exclusive; ``support`` = mean votes inside)
+BOX3D_COLUMNS = ["class", "support", "z0", "y0", "x0", "z1", "y1", "x1"]
 
 
 def box_masks(
@@ -87,7 +93,7 @@ def boxes_from_masks(
     pandas.DataFrame with columns ``tilt, class, score, y0, x0, y1, x1`` (float coordinates,
     ``score`` 1.0), sorted by tilt.
     """
-    refuse_dask(masks, "boxes_from_masks")
+    refuse_lazy(masks, "boxes_from_masks")
     masks = np.asarray(masks, dtype=bool)
     rng = np.random.default_rng(seed)
     rows = []
@@ -103,4 +109,4 @@ def boxes_from_masks(
             if jitter_px > 0:
                 box += rng.normal(0.0, jitter_px, size=4)
             rows.append([t, class_name, 1.0, *box.tolist()])
-    return pd.DataFrame(rows, columns=["tilt", "class", "score", "y0", "x0", "y1", "x1"])
+    return pd.DataFrame(rows, columns=BOX2D_COLUMNS)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cryoflow.kernels.augment import _refuse_dask
+from cryoflow.kernels._guards import refuse_lazy
 
 
 def combine_features(probabilities: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
@@ -27,7 +27,7 @@ def combine_features(probabilities: np.ndarray, thresholds: Sequence[float]) -> 
     -------
     ndarray of shape (...), uint8 (F <= 254) with values ``0..F``.
     """
-    _refuse_dask(probabilities)
+    refuse_lazy(probabilities, "probabilities")
     p = np.asarray(probabilities)
     thr = np.asarray(thresholds, dtype=np.float64)
     if p.ndim < 1 or thr.shape != (p.shape[0],):

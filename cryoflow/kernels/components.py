@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from cryoflow.kernels.iou import refuse_dask
+from cryoflow.kernels._guards import refuse_lazy
 
 __all__ = [
     "STAT_COLUMNS",
@@ -47,7 +47,7 @@ def label_block(mask: np.ndarray, connectivity: int = 1) -> tuple[np.ndarray, in
         0 = background, ``1..n`` = components.
     n : int
     """
-    refuse_dask(mask, "label_block")
+    refuse_lazy(mask, "label_block")
     labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=structure(connectivity))
     return labels.astype(np.int32, copy=False), int(n)
 
@@ -68,7 +68,7 @@ def face_pairs(slab: np.ndarray, axis: int, connectivity: int = 1) -> np.ndarray
     ndarray of shape (k, 2), int64
         Unique pairs ``(label_before, label_after)``, both non-zero.
     """
-    refuse_dask(slab, "face_pairs")
+    refuse_lazy(slab, "face_pairs")
     s = np.moveaxis(np.asarray(slab), axis, 0)
     if s.shape[0] != 2:
         raise ValueError(f"slab must be 2 voxels thick along axis {axis}, got {slab.shape}")
@@ -104,7 +104,7 @@ def block_stats(
     -------
     pandas.DataFrame with :data:`STAT_COLUMNS`, boxes in volume coordinates (half-open).
     """
-    refuse_dask(labels, "block_stats")
+    refuse_lazy(labels, "block_stats")
     labels = np.asarray(labels)
     ids = np.unique(labels)
     ids = ids[ids > 0]
@@ -119,8 +119,9 @@ def block_stats(
     counts = np.bincount(dense.ravel(), minlength=ids.size + 1)[1:]
     sums: np.ndarray = np.zeros(ids.size)
     if votes is not None:
-        sums = np.bincount(dense.ravel(), weights=np.asarray(votes, np.float64).ravel(),
-                           minlength=ids.size + 1)[1:]
+        sums = np.bincount(
+            dense.ravel(), weights=np.asarray(votes, np.float64).ravel(), minlength=ids.size + 1
+        )[1:]
     rows = []
     for i, sl in enumerate(slices):
         lo = [s.start + o for s, o in zip(sl, offset, strict=True)]

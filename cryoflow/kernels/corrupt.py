@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from cryoflow.kernels.iou import refuse_dask
+from cryoflow.kernels._guards import refuse_lazy
 
 __all__ = ["corrupt_masks"]
 
@@ -48,7 +48,7 @@ def corrupt_masks(
     -------
     ndarray of shape (n_tilts, Y, U), bool
     """
-    refuse_dask(masks, "corrupt_masks")
+    refuse_lazy(masks, "corrupt_masks")
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 3:
         raise ValueError(f"masks must have shape (n_tilts, Y, U), got {masks.shape}")

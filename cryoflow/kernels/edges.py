@@ -38,8 +38,8 @@ import numpy as np
 from scipy import ndimage
 
 from cryoflow.geometry import TiltGeometry
+from cryoflow.kernels._guards import refuse_lazy
 from cryoflow.kernels.backproject import backproject_block
-from cryoflow.kernels.iou import refuse_dask
 
 __all__ = [
     "detect_edges",
@@ -77,7 +77,7 @@ def dog(
     -------
     ndarray of shape (n_tilts, Y, U), float32
     """
-    refuse_dask(images, "dog")
+    refuse_lazy(images, "dog")
     if not 0 <= sigma1 < sigma2:
         raise ValueError(f"need 0 <= sigma1 < sigma2, got sigma1={sigma1}, sigma2={sigma2}")
     img = np.asarray(images, dtype=np.float32)
@@ -108,7 +108,7 @@ def peak_threshold(response: np.ndarray, alpha: float = 0.5) -> float:
     float
         ``min(peaks) + alpha * (max(peaks) - min(peaks))``; ``inf`` when there is no peak.
     """
-    refuse_dask(response, "peak_threshold")
+    refuse_lazy(response, "peak_threshold")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     r = np.asarray(response)
@@ -188,7 +188,7 @@ def tilt_backprojections(
     ndarray of shape (n_tilts, bz, by, bx), bool
         ``B[h, z, y, x] = edges_full[h, rint(v), rint(u)]`` under the contract's rule.
     """
-    refuse_dask(edges, "tilt_backprojections")
+    refuse_lazy(edges, "tilt_backprojections")
     edges = np.asarray(edges, dtype=bool)
     n = edges.shape[0]
     shape = tuple(s.stop - s.start for s in block)
@@ -228,7 +228,7 @@ def refine(
     -------
     ndarray of the same shape, bool
     """
-    refuse_dask(b, "refine")
+    refuse_lazy(b, "refine")
     if iterations < 0 or window < 1 or min_support < 1:
         raise ValueError(
             f"need iterations >= 0, window >= 1, min_support >= 1; got "

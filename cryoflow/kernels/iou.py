@@ -5,22 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["box_iou", "mask_iou", "match_boxes", "refuse_dask", "surface_scores"]
+from cryoflow.kernels._guards import refuse_lazy
 
-
-def refuse_dask(x: object, name: str) -> None:
-    """Raise ``TypeError`` when ``x`` is a Dask array: kernels take one eager chunk."""
-    if type(x).__module__.startswith("dask"):
-        raise TypeError(
-            f"{name} is a kernel and takes eager NumPy arrays, got a Dask array; "
-            "use the matching cryoflow.graph builder for lazy input"
-        )
+__all__ = ["box_iou", "mask_iou", "match_boxes", "surface_scores"]
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two boolean masks of the same shape (any ndim); two empty masks give 1.0."""
-    refuse_dask(a, "mask_iou")
-    refuse_dask(b, "mask_iou")
+    refuse_lazy(a, "mask_iou")
+    refuse_lazy(b, "mask_iou")
     a = np.asarray(a, dtype=bool)
     b = np.asarray(b, dtype=bool)
     if a.shape != b.shape:
@@ -45,8 +38,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     -------
     ndarray of shape (n, m), float64
     """
-    refuse_dask(a, "box_iou")
-    refuse_dask(b, "box_iou")
+    refuse_lazy(a, "box_iou")
+    refuse_lazy(b, "box_iou")
     a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
     b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
     if a.shape[1] != b.shape[1] or a.shape[1] % 2:
@@ -112,8 +105,8 @@ def surface_scores(
     """
     from scipy.ndimage import distance_transform_edt
 
-    refuse_dask(pred, "surface_scores")
-    refuse_dask(truth, "surface_scores")
+    refuse_lazy(pred, "surface_scores")
+    refuse_lazy(truth, "surface_scores")
     pred = np.asarray(pred, dtype=bool)
     truth = np.asarray(truth, dtype=bool)
     n_pred, n_truth = int(pred.sum()), int(truth.sum())
@@ -124,5 +117,10 @@ def surface_scores(
     precision = float(np.mean(dist_truth[pred] <= tolerance))
     recall = float(np.mean(distance_transform_edt(~pred)[truth] <= tolerance))
     f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return {"precision": precision, "recall": recall, "f1": f1, "n_pred": n_pred,
-            "n_truth": n_truth}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "n_pred": n_pred,
+        "n_truth": n_truth,
+    }

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cryoflow.kernels.iou import refuse_dask
+from cryoflow.kernels._guards import refuse_lazy
 
 __all__ = ["assign_classes"]
 
@@ -38,7 +38,7 @@ def assign_classes(
     -------
     ndarray of shape (z, y, x), uint8
     """
-    refuse_dask(votes, "assign_classes")
+    refuse_lazy(votes, "assign_classes")
     v = np.asarray(votes)
     k = v.shape[0]
     t = np.asarray(thresholds, dtype=np.float64).reshape(-1)

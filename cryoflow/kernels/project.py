@@ -19,10 +19,11 @@ import torch
 
 from cryoflow.errors import GeometryError
 from cryoflow.geometry import TiltGeometry
-from cryoflow.kernels.backproject import (
+from cryoflow.kernels._guards import refuse_lazy
+from cryoflow.kernels.taps import (
+    BlockCall,
     axis_taps,
     detector_positions,
-    ensure_eager,
     parse_interpolation,
     row_taps,
     simple_row_offset,
@@ -102,7 +103,7 @@ def project_block(
     ndarray of shape (n_tilts, Vc, Uc)
         dtype as :func:`project_dtypes`; pixels no voxel falls on hold :func:`fill_value`.
     """
-    ensure_eager(volume, "volume")
+    refuse_lazy(volume, "volume")
     volume = np.asarray(volume)
     parse_mode(mode)
     parse_interpolation(interpolation)
@@ -112,33 +113,15 @@ def project_block(
     V, U = detector_shape
     v0, u0, Vc, Uc = crop if crop is not None else (0, 0, V, U)
     work, out_dtype = project_dtypes(volume.dtype, mode, interpolation)
+    call = BlockCall(
+        geometry, volume_shape, detector_shape, block, (v0, u0, Vc, Uc), interpolation, work
+    )
     with torch_threads(n_threads):
         offset = simple_row_offset(geometry, volume_shape, detector_shape)
         if offset is not None:
-            out = _project_rows(
-                volume,
-                geometry,
-                volume_shape,
-                detector_shape,
-                block,
-                (v0, u0, Vc, Uc),
-                offset,
-                mode,
-                interpolation,
-                work,
-            )
+            out = _project_rows(volume, call, offset, mode)
         else:
-            out = _project_pixels(
-                volume,
-                geometry,
-                volume_shape,
-                detector_shape,
-                block,
-                (v0, u0, Vc, Uc),
-                mode,
-                interpolation,
-                work,
-            )
+            out = _project_pixels(volume, call, mode)
     if mode == "any":
         return out > 0
     return out.astype(out_dtype, copy=False)
@@ -160,21 +143,14 @@ def _scatter(out: torch.Tensor, index: torch.Tensor, src: torch.Tensor, mode: st
         out.index_add_(0, index, src)
 
 
-def _project_rows(
-    volume: np.ndarray,
-    geometry: TiltGeometry,
-    volume_shape: tuple[int, int, int],
-    detector_shape: tuple[int, int],
-    block: tuple[slice, slice, slice],
-    crop: tuple[int, int, int, int],
-    row_offset: int,
-    mode: str,
-    interpolation: str,
-    work: torch.dtype,
-) -> np.ndarray:
+def _project_rows(volume: np.ndarray, call: BlockCall, row_offset: int, mode: str) -> np.ndarray:
     """Fast path: scatter whole (z, x) columns of ``by`` rows; returns (n, Vc, Uc)."""
+    geometry, volume_shape, detector_shape, block = (
+        call.geometry, call.volume_shape, call.detector_shape, call.block,
+    )  # fmt: skip
+    interpolation, work = call.interpolation, call.work
     n = geometry.n_tilts
-    v0, u0, Vc, Uc = crop
+    v0, u0, Vc, Uc = call.crop
     V, U = detector_shape
     bz, by, bx = volume.shape
     # 1. taps per tilt, (K*n, bz*bx); weight-0 and off-detector taps point at the pad row
@@ -204,20 +180,13 @@ def _project_rows(
     return out
 
 
-def _project_pixels(
-    volume: np.ndarray,
-    geometry: TiltGeometry,
-    volume_shape: tuple[int, int, int],
-    detector_shape: tuple[int, int],
-    block: tuple[slice, slice, slice],
-    crop: tuple[int, int, int, int],
-    mode: str,
-    interpolation: str,
-    work: torch.dtype,
-) -> np.ndarray:
+def _project_pixels(volume: np.ndarray, call: BlockCall, mode: str) -> np.ndarray:
     """General path: scatter single voxels, one z slab at a time; returns (n, Vc, Uc)."""
+    geometry, volume_shape, block = call.geometry, call.volume_shape, call.block
+    detector_shape = call.detector_shape
+    interpolation, work = call.interpolation, call.work
     n = geometry.n_tilts
-    v0, u0, Vc, Uc = crop
+    v0, u0, Vc, Uc = call.crop
     V, U = detector_shape
     pad = n * Vc * Uc
     table = torch.full((pad + 1, 1), fill_value(mode), dtype=work)
@@ -235,7 +204,7 @@ def _project_pixels(
                 inside = (iv >= v0) & (iv < v0 + Vc) & (iu >= u0) & (iu < u0 + Uc)
                 if np.any(on & ~inside):
                     raise ValueError(
-                        f"the detector crop {crop} (v0, u0, Vc, Uc) misses taps of block {block}"
+                        f"the detector crop {call.crop} (v0, u0, Vc, Uc) misses taps of block {block}"
                     )
                 flat = np.where(on, (iv - v0) * Uc + (iu - u0) + base, pad)
                 values = src.expand(n, -1)

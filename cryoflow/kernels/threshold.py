@@ -22,7 +22,7 @@ import numpy as np
 
 from cryoflow.errors import GeometryError
 from cryoflow.geometry import TiltGeometry
-from cryoflow.kernels.backproject import ensure_eager
+from cryoflow.kernels._guards import refuse_lazy
 from cryoflow.kernels.project import project_reference
 
 
@@ -101,8 +101,8 @@ def threshold_counts(
     mask : ndarray of shape (n_tilts,), int64
         ``#mask``.
     """
-    ensure_eager(maxproj, "maxproj")
-    ensure_eager(masks, "masks")
+    refuse_lazy(maxproj, "maxproj")
+    refuse_lazy(masks, "masks")
     maxproj = np.asarray(maxproj)
     masks = np.asarray(masks) != 0
     if maxproj.shape != masks.shape or maxproj.ndim != 3:

@@ -1,7 +1,7 @@
 """2D object detection on tilt images: Faster R-CNN from scratch, or boxes from segmentations.
 
 Both produce per-tilt box tables with columns ``tilt, class, score, y0, x0, y1, x1`` (pixels,
-``y1``/``x1`` exclusive; :mod:`cryoflow.io.boxes`), the input of the 2D-to-3D Algorithm 3.
+``y1``/``x1`` exclusive; :data:`cryoflow.kernels.boxes.BOX2D_COLUMNS`), the input of the 2D-to-3D Algorithm 3.
 
 The Faster R-CNN is torchvision's ``fasterrcnn_mobilenet_v3_large_fpn`` (or the ResNet-50 FPN
 variant) built with ``weights=None, weights_backbone=None``: nothing is downloaded, it is
@@ -21,9 +21,10 @@ from scipy import ndimage
 from torch import nn
 
 from cryoflow.errors import ConfigError
-from cryoflow.kernels.augment import _refuse_dask, standardize
+from cryoflow.kernels._guards import refuse_lazy
+from cryoflow.kernels.augment import standardize
+from cryoflow.kernels.boxes import BOX2D_COLUMNS, boxes_from_masks
 
-BOX_COLUMNS = ["tilt", "class", "score", "y0", "x0", "y1", "x1"]
 DETECTOR_ARCHS = ("small", "mobilenet", "resnet50")
 
 
@@ -59,7 +60,6 @@ class DetectorParams:
         return asdict(self)
 
 
-
 def _small_rcnn_settings(image_size: int) -> dict:
     """Faster R-CNN settings shared by every backbone: fixed image size, no ImageNet
     normalisation (no pretrained weights), and proposal/box budgets sized for a few small objects."""
@@ -76,6 +76,7 @@ def _small_rcnn_settings(image_size: int) -> dict:
         "box_batch_size_per_image": 64,
         "box_detections_per_img": 50,
     }
+
 
 def build_detector(params: DetectorParams, n_classes: int = 1) -> nn.Module:
     """An untrained Faster R-CNN for ``n_classes`` foreground classes (no downloads)."""
@@ -145,8 +146,8 @@ def _as_tensors(images: np.ndarray, device: torch.device) -> list[torch.Tensor]:
     return [torch.from_numpy(img).expand(3, -1, -1).contiguous().to(device) for img in x]
 
 
-def boxes_from_masks(masks: np.ndarray, *, min_pixels: int = 4) -> list[np.ndarray]:
-    """Bounding boxes of each image's connected components.
+def box_targets(masks: np.ndarray, *, min_pixels: int = 4) -> list[np.ndarray]:
+    """Training targets of each image: the boxes of its connected components.
 
     Parameters
     ----------
@@ -154,20 +155,13 @@ def boxes_from_masks(masks: np.ndarray, *, min_pixels: int = 4) -> list[np.ndarr
 
     Returns
     -------
-    list of N ndarrays of shape (k, 4), float32 ``(y0, x0, y1, x1)`` (end exclusive).
+    list of N ndarrays of shape (k, 4), float32 ``(y0, x0, y1, x1)`` (end exclusive), the
+    boxes :func:`cryoflow.kernels.boxes.boxes_from_masks` finds on that image.
     """
-    _refuse_dask(masks)
-    out = []
-    for m in np.asarray(masks, dtype=bool):
-        lab, n = ndimage.label(m)
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
-        rows = [
-            [sl[0].start, sl[1].start, sl[0].stop, sl[1].stop]
-            for i, sl in enumerate(ndimage.find_objects(lab), start=1)
-            if sl is not None and sizes[i] >= min_pixels
-        ]
-        out.append(np.asarray(rows, dtype=np.float32).reshape(-1, 4))
-    return out
+    table = boxes_from_masks(masks, "target", min_pixels=min_pixels)
+    coords = table[["y0", "x0", "y1", "x1"]].to_numpy(np.float32)
+    tilts = table["tilt"].to_numpy()
+    return [coords[tilts == i].reshape(-1, 4) for i in range(len(masks))]
 
 
 def train_detector(
@@ -185,7 +179,7 @@ def train_detector(
     -------
     (model in eval mode, metrics with the last losses and the steps done)
     """
-    _refuse_dask(images)
+    refuse_lazy(images, "images")
     if len(boxes) != len(images):
         raise ConfigError(f"{len(images)} images but {len(boxes)} box lists")
     device = torch.device(params.device)
@@ -246,7 +240,7 @@ def detect(
     pandas.DataFrame with columns ``tilt, class, score, y0, x0, y1, x1``; ``tilt`` counts
     from ``first_index``.
     """
-    _refuse_dask(images)
+    refuse_lazy(images, "images")
     device = next(model.parameters()).device
     rows = []
     for i, img in enumerate(_as_tensors(np.asarray(images), device)):
@@ -266,7 +260,7 @@ def detect(
                         float(x1),
                     ]
                 )
-    return pd.DataFrame(rows, columns=BOX_COLUMNS)
+    return pd.DataFrame(rows, columns=BOX2D_COLUMNS)
 
 
 def boxes_from_probabilities(
@@ -290,7 +284,7 @@ def boxes_from_probabilities(
     pandas.DataFrame with columns ``tilt, class, score, y0, x0, y1, x1``; ``score`` is the
     component's mean probability.
     """
-    _refuse_dask(probabilities)
+    refuse_lazy(probabilities, "probabilities")
     p = np.asarray(probabilities)
     prob = p.astype(np.float32) / (255.0 if p.dtype == np.uint8 else 1.0)
     rows = []
@@ -313,7 +307,7 @@ def boxes_from_probabilities(
                         float(sl[1].stop),
                     ]
                 )
-    return pd.DataFrame(rows, columns=BOX_COLUMNS)
+    return pd.DataFrame(rows, columns=BOX2D_COLUMNS)
 
 
 def average_precision(

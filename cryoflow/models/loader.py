@@ -2,13 +2,15 @@
 
 The pipeline registers :class:`ModelPlugin` (it carries only the checkpoint path, its hash and
 the device); each worker loads the network in ``setup`` and inference tasks fetch it with
-:func:`get_model`, so the network is never pickled into tasks. Outside a worker (e.g. the
-threaded scheduler) :func:`get_model` loads into a cache held by the :class:`ModelHandle`.
+:func:`get_model`, so the network is never pickled into tasks. The state lives in the plugin:
+``setup`` makes the plugin findable by name in its process and ``teardown`` withdraws it, so a
+task finds the network without asking Distributed for its worker. Where no plugin was set up
+(e.g. the threaded scheduler) :func:`get_model` loads into a cache held by the
+:class:`ModelHandle`.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,10 @@ class ModelHandle:
         object.__setattr__(self, "_cache", {})
 
 
+#: the plugins set up in this process, by plugin name (each holds its own network)
+_SET_UP: dict[str, ModelPlugin] = {}
+
+
 class ModelPlugin(WorkerPlugin):
     """Worker plugin that loads one checkpoint per worker in ``setup``.
 
@@ -70,36 +76,23 @@ class ModelPlugin(WorkerPlugin):
             self.handle.directory, device=self.handle.device, expected_hash=self.handle.sha256
         )
         self.n_loads += 1
+        _SET_UP[self.name] = self
 
     def teardown(self, worker: Any) -> None:
         self.model = None
+        if _SET_UP.get(self.name) is self:
+            del _SET_UP[self.name]
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         """Nothing to do on task transitions."""
 
 
 def get_model(handle: ModelHandle) -> tuple[nn.Module, ModelConfig]:
-    """The network for ``handle``: from this worker's plugin, else from the handle's cache."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):
-        worker = None
-    if worker is not None:
-        plugin = worker.plugins.get(handle.plugin_name)
-        if (
-            isinstance(plugin, ModelPlugin)
-            and plugin.model is not None
-            and plugin.config is not None
-        ):
-            return plugin.model, plugin.config
-        warnings.warn(
-            f"model {handle.sha256[:12]} is not registered on this worker; loading it inside the "
-            "task (register cryoflow.models.loader.ModelPlugin to load once per worker)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    """The network for ``handle``: from the plugin set up in this process, else from the
+    handle's own cache (loaded once per handle)."""
+    plugin = _SET_UP.get(handle.plugin_name)
+    if plugin is not None and plugin.model is not None and plugin.config is not None:
+        return plugin.model, plugin.config
     if "model" not in handle._cache:
         model, config, _ = load_checkpoint(
             handle.directory, device=handle.device, expected_hash=handle.sha256

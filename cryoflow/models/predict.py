@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cryoflow.kernels.augment import _refuse_dask, standardize
+from cryoflow.kernels._guards import refuse_lazy
+from cryoflow.kernels.augment import standardize
 
 
 def to_uint8(prob: np.ndarray) -> np.ndarray:
@@ -82,7 +83,7 @@ def predict_images(
     -------
     ndarray of shape (N, Y, X), uint8, ``round(255 * sigmoid(logits))``.
     """
-    _refuse_dask(images)
+    refuse_lazy(images, "images")
     x = standardize(np.asarray(images))
     dev = torch.device(device) if device is not None else next(model.parameters()).device
 

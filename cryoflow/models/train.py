@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from cryoflow.errors import ConfigError
 from cryoflow.kernels.augment import augment
+from cryoflow.kernels.iou import mask_iou
 from cryoflow.models.arch import ModelSpec, build_model
 from cryoflow.models.checkpoint import ModelConfig
 from cryoflow.models.trainset import TrainingSet
@@ -68,13 +69,6 @@ def _split(
     val = np.concatenate([pos[:n_val_pos], neg[:n_val_neg]])
     train = np.concatenate([pos[n_val_pos:], neg[n_val_neg:]])
     return train.astype(int), val.astype(int)
-
-
-def iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """IoU of two boolean arrays of the same shape (1.0 when both are empty)."""
-    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
-    union = np.logical_or(p, t).sum()
-    return 1.0 if union == 0 else float(np.logical_and(p, t).sum() / union)
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -147,14 +141,14 @@ def train_model(ts: TrainingSet, params: TrainParams) -> tuple[nn.Module, ModelC
     prob = _probabilities(model, ts.images[check], device)[:, inner]
     truth = ts.masks[check][:, inner].astype(bool)
     candidates = np.round(np.arange(0.1, 0.96, 0.05), 2)
-    scores = [iou(prob > t, truth) for t in candidates]
+    scores = [mask_iou(prob > t, truth) for t in candidates]
     best = int(np.argmax(scores))
     train_prob = _probabilities(model, ts.images[train_idx], device)[:, inner]
     metrics = {
         "val_iou": float(scores[best]),
-        "val_iou_at_0.5": float(iou(prob > 0.5, truth)),
+        "val_iou_at_0.5": float(mask_iou(prob > 0.5, truth)),
         "train_iou": float(
-            iou(train_prob > candidates[best], ts.masks[train_idx][:, inner].astype(bool))
+            mask_iou(train_prob > candidates[best], ts.masks[train_idx][:, inner].astype(bool))
         ),
         "final_loss": float(np.mean(losses[-10:])),
         "n_val_boxes": float(len(val_idx)),

@@ -123,7 +123,7 @@ def _cut(
     return images.astype(np.float32), masks.astype(np.uint8)
 
 
-def boxes_from_masks(
+def training_set_from_masks(
     images: np.ndarray,
     feature_mask: np.ndarray,
     *,
@@ -256,7 +256,7 @@ def from_labels(
         raise ConfigError(f"labels must hold integers, got dtype {lab.dtype}")
     fm = lab == feature_value
     neg = (lab != 0) & ~fm
-    return boxes_from_masks(
+    return training_set_from_masks(
         images,
         fm,
         feature=feature,

@@ -12,6 +12,6 @@
 - :mod:`~cryoflow.simulate.dataset`: :class:`SimulationConfig` (presets ``tiny``, ``demo``,
   ``realistic``) and :func:`simulate_tomogram`.
 
-The store-writing pipeline is :func:`cryoflow.pipelines.simulate.simulate_dataset`; the design
+The store-writing pipeline is :func:`cryoflow.pipelines.stages.simulation.simulate_dataset`; the design
 note is ``docs/design/simulator.md``.
 """

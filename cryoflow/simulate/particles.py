@@ -24,6 +24,7 @@ from cryoflow.simulate.shapes import Slices, box_coords
 #: number of conformations per particle class
 CONFORMATIONS: dict[str, int] = {"ribosome": 2, "rubisco": 1}
 
+
 @dataclass(frozen=True)
 class Blob:
     """One ellipsoidal blob: centre and semi-axes ``(z, y, x)`` in Ångström, body frame."""

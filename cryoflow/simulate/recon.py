@@ -1,7 +1,9 @@
 """A small ramp-filtered back-projection (FBP) for the simulator's ``tomogram``.
 
 Kept inside ``simulate`` so the simulator does not depend on the projector stages; it uses the
-exact transpose of the simulator's linear projector, so it follows the contract geometry.
+exact transpose of the simulator's linear projector, so it follows the contract geometry. The
+ramp filter is the project's one filter, :func:`cryoflow.kernels.ramp.ramp_filter` (edge-value
+padding, across the tilt axis of every image), as in ``cryoflow reconstruct``.
 """
 
 from __future__ import annotations
@@ -11,32 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from cryoflow.geometry import as_geometry
+from cryoflow.geometry.tilt_axis import filter_directions
+from cryoflow.kernels.ramp import ramp_filter
 from cryoflow.simulate.tilts import backproject_linear, require_numpy
-
-
-def ramp_filter(images: np.ndarray) -> np.ndarray:
-    """Filter each image row along ``u`` with a Ram-Lak ramp (zero-padded to 2U).
-
-    Parameters
-    ----------
-    images : ndarray of shape (n_tilts, Y, U)
-
-    Returns
-    -------
-    ndarray of float32, shape (n_tilts, Y, U)
-    """
-    img = require_numpy(images, "images").astype(np.float32, copy=False)
-    U = img.shape[-1]
-    n = int(2 ** np.ceil(np.log2(2 * U)))
-    # spatial-domain Ram-Lak kernel: exact DC and no wrap-around bias
-    k = np.zeros(n)
-    k[0] = 0.25
-    odd = np.arange(1, n // 2, 2)
-    k[odd] = -1.0 / (np.pi * odd) ** 2
-    k[n - odd] = k[odd]
-    h = np.fft.rfft(k).real
-    out = np.fft.irfft(np.fft.rfft(img, n=n, axis=-1) * h, n=n, axis=-1)[..., :U]
-    return out.astype(np.float32)
 
 
 def fbp(images: np.ndarray, angles: object, shape: Sequence[int]) -> np.ndarray:
@@ -47,8 +26,8 @@ def fbp(images: np.ndarray, angles: object, shape: Sequence[int]) -> np.ndarray:
     images : ndarray of shape (n_tilts, Y, U)
     angles : ndarray of shape (n_tilts,) in degrees, or a TiltGeometry
         A rotated tilt axis is back-projected with the general (bilinear) back-projector
-        :func:`cryoflow.kernels.backproject.backproject_block`; the ramp filter still runs
-        along detector rows, as in ``cryoflow reconstruct``.
+        :func:`cryoflow.kernels.backproject.backproject_block`; the ramp filter runs across
+        the tilt axis of every image, as in ``cryoflow reconstruct``.
     shape : (Z, Y, X)
         Output volume shape.
 
@@ -61,7 +40,7 @@ def fbp(images: np.ndarray, angles: object, shape: Sequence[int]) -> np.ndarray:
     geometry = as_geometry(angles)
     ang = np.asarray(geometry.angles_deg, dtype=float)
     step = np.deg2rad(np.median(np.diff(np.sort(ang)))) if ang.size > 1 else np.pi
-    img = ramp_filter(images)
+    img = ramp_filter(require_numpy(images, "images"), filter_directions(geometry))
     # the mean of each image carries the DC term a ramp filter drops; leave it dropped
     if geometry.is_simple:
         volume = backproject_linear(img, geometry, shape)

@@ -1,15 +1,15 @@
 """Tilt series from a phantom: projection, CTF-like blur, contrast, noise at a set SNR, masks.
 
-Geometry is the contract's single-axis tilt about ``y`` (see ``cryoflow.geometry``): voxel
-``(z, y, x)`` falls on ``uc = xc*cos(t) + zc*sin(t)`` (plus the tilt's ``du`` shift).
+Projection is the project's own projector, :func:`cryoflow.kernels.project.project_block`,
+for any geometry (the contract's single-axis tilt about ``y``, where voxel ``(z, y, x)`` falls
+on ``uc = xc*cos(t) + zc*sin(t)`` plus the tilt's ``du`` shift; a rotated tilt axis; ``v``
+shifts; a :class:`TiltGeometry`):
 
-- :func:`project_sum` splats each voxel linearly onto its two nearest detector columns
-  (a linear-interpolation sum projector; its transpose is :func:`backproject_linear`).
-- :func:`project_any` is the binary forward projection with the nearest-neighbour rule
-  ``u = rint(uc + (U-1)/2)``; voxels with ``u`` outside ``[0, U)`` fall off the detector.
-- Any other geometry (a rotated tilt axis, ``v`` shifts; a :class:`TiltGeometry`) goes through
-  the project's general projector :func:`cryoflow.kernels.project.project_block` (bilinear
-  ``"sum"`` for images, nearest-neighbour ``"any"`` for masks).
+- :func:`project_sum` is its bilinear ``"sum"`` projector (its transpose is
+  :func:`backproject_linear`, the kernels' bilinear back-projector);
+- :func:`project_any` and :func:`class_masks2d` are its binary forward projection (``"any"``)
+  with the nearest-neighbour rule ``u = rint(uc + (U-1)/2)``; voxels with ``u`` outside
+  ``[0, U)`` fall off the detector.
 
 Image formation (:func:`apply_blur`, :func:`apply_contrast`, :func:`add_noise`): projected
 mass ``P`` is blurred by a transfer ``T`` that passes mass with a positive sign at zero
@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import sparse
 
 from cryoflow.errors import ConfigError, GeometryError
 from cryoflow.geometry import TiltGeometry, as_geometry
+from cryoflow.kernels._guards import refuse_lazy
 
 #: image polarities: ``"em"`` dense = dark (microscope images), ``"mass"`` dense = bright
 CONTRASTS = ("em", "mass")
@@ -43,21 +43,8 @@ EM_ABSORPTION = 0.5
 
 def require_numpy(x: object, name: str) -> np.ndarray:
     """``numpy.asarray(x)``, refusing lazy (Dask) input with ``TypeError``."""
-    if hasattr(x, "dask") or type(x).__module__.startswith("dask"):
-        raise TypeError(f"{name}: simulate kernels take NumPy arrays, got a Dask array")
+    refuse_lazy(x, name)
     return np.asarray(x)
-
-
-def _single_axis(angles: object) -> tuple[np.ndarray, np.ndarray]:
-    """Angles (deg) and per-tilt ``du`` shifts of a single-axis geometry."""
-    geom: TiltGeometry = as_geometry(angles)
-    m = geom.matrix_array
-    if not geom.is_simple or not np.allclose(m[:, 1, 1], 0.0):
-        raise GeometryError(
-            "the simulator projects single-axis tilt series about y only "
-            "(no tilt-axis rotation, no v shifts)"
-        )
-    return np.asarray(geom.angles_deg, dtype=float), geom.shift_array[:, 1]
 
 
 def project_general(
@@ -99,48 +86,8 @@ def project_general(
     return out if mode == "any" else out.astype(np.float32, copy=False)
 
 
-def _detector_positions(angle_deg: float, du: float, Z: int, X: int, U: int) -> np.ndarray:
-    """ndarray of shape (Z*X,): uncentred detector position ``u`` of every (z, x) voxel."""
-    t = np.deg2rad(angle_deg)
-    zc = np.arange(Z, dtype=np.float64) - (Z - 1) / 2
-    xc = np.arange(X, dtype=np.float64) - (X - 1) / 2
-    uc = xc[None, :] * np.cos(t) + zc[:, None] * np.sin(t) + du
-    return (uc + (U - 1) / 2).reshape(-1)
-
-
-def splat_matrix(
-    angle_deg: float, du: float, Z: int, X: int, U: int, *, nearest: bool = False
-) -> sparse.csr_matrix:
-    """Sparse matrix of shape (U, Z*X) mapping a ``(z, x)`` plane to one detector row.
-
-    ``nearest=False``: linear splatting onto ``floor(u)`` and ``floor(u)+1``.
-    ``nearest=True``: weight 1 on ``rint(u)`` (the contract's nearest-neighbour rule).
-    """
-    u = _detector_positions(angle_deg, du, Z, X, U)
-    cols = np.arange(Z * X)
-    if nearest:
-        rows = np.rint(u).astype(np.int64)
-        keep = (rows >= 0) & (rows < U)
-        return sparse.csr_matrix(
-            (np.ones(int(keep.sum()), np.float32), (rows[keep], cols[keep])), shape=(U, Z * X)
-        )
-    lo = np.floor(u).astype(np.int64)
-    w_hi = (u - lo).astype(np.float32)
-    rows = np.concatenate([lo, lo + 1])
-    weights = np.concatenate([1.0 - w_hi, w_hi])
-    cc = np.concatenate([cols, cols])
-    keep = (rows >= 0) & (rows < U) & (weights > 0)
-    return sparse.csr_matrix((weights[keep], (rows[keep], cc[keep])), shape=(U, Z * X))
-
-
-def _planes(volume: np.ndarray) -> np.ndarray:
-    """(Z, Y, X) -> (Z*X, Y), C-contiguous, so each tilt is one sparse product."""
-    Z, Y, X = volume.shape
-    return np.ascontiguousarray(volume.transpose(0, 2, 1).reshape(Z * X, Y))
-
-
 def project_sum(volume: np.ndarray, angles: object, width: int | None = None) -> np.ndarray:
-    """Linear-interpolation sum projection.
+    """Linear-interpolation sum projection (the kernels' ``"sum"`` projector with bilinear taps).
 
     Parameters
     ----------
@@ -154,37 +101,28 @@ def project_sum(volume: np.ndarray, angles: object, width: int | None = None) ->
     ndarray of float32, shape (n_tilts, Y, U)
     """
     vol = require_numpy(volume, "volume")
-    if vol.ndim != 3:
-        raise GeometryError(f"volume must be (Z, Y, X), got shape {vol.shape}")
-    Z, Y, X = vol.shape
-    U = X if width is None else int(width)
-    geom = as_geometry(angles)
-    if not geom.is_simple:
-        vol32 = vol.astype(np.float32, copy=False)
-        return project_general(vol32, geom, U, mode="sum", interpolation="linear")
-    ang, du = _single_axis(geom)
-    planes = _planes(vol.astype(np.float32, copy=False))
-    out = np.empty((ang.size, Y, U), dtype=np.float32)
-    for i, (a, d) in enumerate(zip(ang, du, strict=True)):
-        out[i] = (splat_matrix(a, d, Z, X, U) @ planes).T
-    return out
+    U = vol.shape[-1] if width is None else int(width)
+    vol32 = vol.astype(np.float32, copy=False)
+    return project_general(vol32, as_geometry(angles), U, mode="sum", interpolation="linear")
 
 
 def backproject_linear(images: np.ndarray, angles: object, shape: Sequence[int]) -> np.ndarray:
-    """Adjoint of :func:`project_sum`: ``(n_tilts, Y, U)`` -> ``(Z, Y, X)`` float32."""
-    img = require_numpy(images, "images")
-    ang, du = _single_axis(angles)
+    """Adjoint of :func:`project_sum` (the kernels' bilinear back-projector):
+    ``(n_tilts, V, U)`` -> ``(Z, Y, X)`` float32."""
+    from cryoflow.kernels.backproject import backproject_block
+
+    img = require_numpy(images, "images").astype(np.float32, copy=False)
+    geometry = as_geometry(angles)
     Z, Y, X = (int(s) for s in shape)
-    if img.ndim != 3 or img.shape[0] != ang.size or img.shape[1] != Y:
+    if img.ndim != 3 or img.shape[0] != geometry.n_tilts:
         raise GeometryError(
-            f"images must be ({ang.size}, {Y}, U) for {ang.size} angles and shape {tuple(shape)}, "
+            f"images must be ({geometry.n_tilts}, V, U) for {geometry.n_tilts} angles, "
             f"got {img.shape}"
         )
-    U = img.shape[2]
-    acc = np.zeros((Z * X, Y), dtype=np.float32)
-    for i, (a, d) in enumerate(zip(ang, du, strict=True)):
-        acc += splat_matrix(a, d, Z, X, U).T @ np.ascontiguousarray(img[i].T, dtype=np.float32)
-    return np.ascontiguousarray(acc.reshape(Z, X, Y).transpose(0, 2, 1))
+    whole = (slice(0, Z), slice(0, Y), slice(0, X))
+    return backproject_block(
+        img, geometry, (Z, Y, X), img.shape[1:], whole, interpolation="linear", n_threads=1
+    ).astype(np.float32, copy=False)
 
 
 def project_any(mask: np.ndarray, angles: object, width: int | None = None) -> np.ndarray:
@@ -229,24 +167,13 @@ def class_masks2d(
     lab = require_numpy(labels, "labels")
     if lab.ndim != 3:
         raise GeometryError(f"labels must be (Z, Y, X), got shape {lab.shape}")
-    Z, Y, X = lab.shape
-    U = X if width is None else int(width)
+    U = lab.shape[2] if width is None else int(width)
     geom = as_geometry(angles)
-    if not geom.is_simple:
-        return {
-            name: project_general(lab == cid, geom, U, mode="any", interpolation="nearest")
-            for name, cid in class_ids.items()
-        }
-    ang, du = _single_axis(geom)
-    mats = [splat_matrix(a, d, Z, X, U, nearest=True) for a, d in zip(ang, du, strict=True)]
-    out = {}
-    for name, class_id in class_ids.items():  # one class at a time bounds memory
-        planes = _planes((lab == class_id).astype(np.float32))  # (Z*X, Y)
-        masks = np.empty((ang.size, Y, U), dtype=bool)
-        for i, m in enumerate(mats):
-            masks[i] = (m @ planes).T > 0
-        out[name] = masks
-    return out
+    # one class at a time bounds memory
+    return {
+        name: project_general(lab == cid, geom, U, mode="any", interpolation="nearest")
+        for name, cid in class_ids.items()
+    }
 
 
 def electron_wavelength_angstrom(voltage_kv: float) -> float:

@@ -37,8 +37,8 @@ def make_cluster(config_name: str = "slurm-cpu", config: Path | None = None):  #
 def main() -> None:
     from distributed import Client
 
-    from cryoflow.pipelines.config import load_pipeline
-    from cryoflow.pipelines.run import run_pipeline
+    from cryoflow.pipelines.engine.config import load_pipeline
+    from cryoflow.pipelines.engine.run import run_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("pipeline", type=Path)

@@ -17,8 +17,8 @@ def main() -> None:
     from dask_jobqueue.slurm import SLURMRunner
     from distributed import Client
 
-    from cryoflow.pipelines.config import load_pipeline
-    from cryoflow.pipelines.run import run_pipeline
+    from cryoflow.pipelines.engine.config import load_pipeline
+    from cryoflow.pipelines.engine.run import run_pipeline
 
     pipeline = load_pipeline(Path(sys.argv[1]))
     scratch = Path(os.environ.get("CRYOFLOW_RUNNER_DIR", Path.cwd()))

@@ -1,0 +1,60 @@
+"""``cryoflow check``: validate a pipeline and every input it names, computing nothing."""
+
+from __future__ import annotations
+
+from cryoflow.errors import NodeNotFoundError
+from cryoflow.io.layout import open_dataset
+from cryoflow.pipelines.engine.config import PipelineConfig
+from cryoflow.pipelines.engine.run import selected_tomograms
+from cryoflow.pipelines.stages import get_stage
+from cryoflow.pipelines.stages.base import CheckContext
+
+__all__ = ["check_pipeline"]
+
+
+def _store_exists(store: str) -> bool:
+    try:
+        open_dataset(store)
+    except NodeNotFoundError:
+        return False
+    return True
+
+
+def check_pipeline(config: PipelineConfig) -> list[str]:
+    """Validate everything a run needs without computing; return one line per checked item.
+
+    Checks the store is a cryoflow dataset and every selected tomogram's tilt series opens
+    (complete, safe dtype and codecs) with a sane shape, then asks every step's stage to check
+    its parameters against what exists (``Stage.check``: an ingest step reads every input MRC
+    header, an annotate step every checkpoint's ``model.json``, a bin step compares its factor
+    with the images). With a simulate step the tilt series do not exist yet (or will be
+    replaced), so they are not opened.
+
+    Raises
+    ------
+    ConfigError, InputFileError, StoreError, CheckpointError
+        The first problem found, naming the file or node.
+    """
+    from cryoflow.io.store import open_tilt_series
+
+    names = [s.name for s in config.steps]
+    lines: list[str] = []
+    images: dict[str, tuple[int, int, int]] = {}
+    creates = "ingest" in names and not _store_exists(config.dataset.store)
+    if "simulate" not in names and not creates:
+        for tomogram in selected_tomograms(config):
+            ts = open_tilt_series(config.dataset.store, tomogram)
+            n, y, x = (int(s) for s in ts.shape)
+            images[tomogram] = (n, y, x)
+            lines.append(
+                f"{tomogram}: tilt series {n} x {y} x {x} {ts.dtype}, "
+                f"{ts.attrs['pixel_size_angstrom']:.3g} Å/px"
+            )
+    if creates:
+        lines.append(f"{config.dataset.store}: will be created by ingest")
+    ctx = CheckContext(source=config.source, images=images)
+    for step in config.steps:
+        stage = get_stage(step.name)
+        if stage.check is not None:
+            lines += stage.check(step.params, ctx)
+    return lines

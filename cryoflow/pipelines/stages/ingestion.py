@@ -1,0 +1,320 @@
+"""Ingest MRC tilt series (or reconstructed tomograms) into a dataset store on a Dask cluster
+(the ``ingest`` stage's planning and writing).
+
+Two phases, so that bad input never changes the store:
+
+1. :func:`plan_ingest` (client side, no store writes): expand the inputs, read and check every
+   MRC header and angle file, resolve names, pixel sizes and geometry, refuse existing names
+   unless overwriting. All or nothing: every file is checked, and if any is unusable nothing
+   is written; one bad file raises its own typed error naming the file, several raise one
+   :class:`~cryoflow.errors.InputFilesError` naming each file and its problem.
+2. :func:`write_ingest` (on a Client): every file becomes a pending store write whose tasks each
+   memory-map and read one tilt (or tile, or 3D chunk) and write it to its own Zarr chunk;
+   all files run together under one progress bar; each node is published when complete.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryoflow.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    CryoflowError,
+    InputFileError,
+    InputFilesError,
+    NonStandardInputWarning,
+)
+from cryoflow.geometry import TiltGeometry
+from cryoflow.io import angles as angle_io
+from cryoflow.io import mrc, nodes
+from cryoflow.io.layout import (
+    TILE_PX,
+    TILT_SERIES,
+    TOMOGRAMS,
+    VOLUMES,
+    open_dataset,
+    tilt_series_chunks,
+    volume_chunks,
+)
+from cryoflow.io.names import validate_name
+from cryoflow.io.store import PendingWrite, write_tilt_series, write_volume
+from cryoflow.pipelines.stages.ingest import IngestParams
+
+__all__ = ["IngestItem", "IngestPlan", "expand_inputs", "plan_ingest", "write_ingest"]
+
+MRC_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".rec", ".map")
+TOMOGRAM_KEY = "tomogram"
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One validated input: everything needed to write it, nothing written yet."""
+
+    source: str  # the file as given (maybe compressed)
+    info: mrc.MrcInfo  # the readable MRC (maybe a decompressed temporary copy)
+    name: str
+    pixel_size_angstrom: float
+    geometry: TiltGeometry | None  # None for --tomogram
+    angles_file: str | None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class IngestPlan:
+    """Every checked input, and where it goes (nothing written yet)."""
+
+    params: IngestParams
+    out: str
+    overwrite: bool
+    items: list[IngestItem]
+    tempdir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    def cleanup(self) -> None:
+        if self.tempdir is not None:
+            self.tempdir.cleanup()
+            self.tempdir = None
+
+
+# ---------------------------------------------------------------------------- inputs
+def expand_inputs(inputs: Sequence[str]) -> list[Path]:
+    """Files named, MRC files in named directories, or matches of glob patterns (sorted)."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            matches = sorted(c for c in p.iterdir() if c.is_file() and _is_mrc_name(c.name))
+            if not matches:
+                raise InputFileError(p, f"directory holds no MRC files ({', '.join(MRC_SUFFIXES)})")
+            found += matches
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).is_file())
+            if not matches:
+                raise InputFileError(item, "pattern matches no files")
+            found += matches
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise InputFileError(p, "no such file or directory")
+    unique = list(dict.fromkeys(f.resolve() for f in found))
+    return unique
+
+
+def _is_mrc_name(name: str) -> bool:
+    low = name.lower()
+    for comp in mrc.COMPRESSED_SUFFIXES:
+        low = low.removesuffix(comp)
+    return low.endswith(MRC_SUFFIXES)
+
+
+# ---------------------------------------------------------------------------- planning
+def plan_ingest(out: str, params: IngestParams, *, overwrite: bool = False) -> IngestPlan:
+    """Validate every input and the store; write nothing to the store.
+
+    Raises
+    ------
+    InputFileError, AngleFileError
+        A file is missing, malformed, truncated, absurd, or its angles do not match.
+    InputFilesError
+        More than one input file has a problem; ``.errors`` holds each file's error.
+    InvalidNameError, ConfigError, AlreadyExistsError, NodeNotFoundError
+    """
+    out = str(out)
+    files = expand_inputs(params.inputs)
+    if len(files) > 1 and params.name is not None:
+        raise ConfigError(f"--name applies to one input file, got {len(files)} files")
+    if len(files) > 1 and params.angles is not None:
+        raise ConfigError(f"--angles applies to one input file, got {len(files)} files")
+    existing = _existing_names(out, tomogram=params.tomogram)
+    plan = IngestPlan(params, out, overwrite, [])
+    problems: list[CryoflowError] = []
+    try:
+        seen: dict[str, Path] = {}
+        for f in files:
+            try:
+                plan.items.append(_check_one(f, plan, seen, existing))
+            except CryoflowError as exc:  # go on, so that every bad file is named at once
+                problems.append(exc)
+    except BaseException:
+        plan.cleanup()
+        raise
+    if problems:
+        plan.cleanup()
+        if len(problems) == 1:
+            raise problems[0]
+        raise InputFilesError(problems, len(files))
+    return plan
+
+
+def _check_one(f: Path, plan: IngestPlan, seen: dict[str, Path], existing: set[str]) -> IngestItem:
+    """Plan one file and check its name against the other inputs and the store."""
+    item = _plan_one(f, plan.params, plan)
+    if item.name in seen:
+        raise ConfigError(f"{f}: tomogram name {item.name!r} is also the name of {seen[item.name]}")
+    seen[item.name] = f
+    if item.name in existing and not plan.overwrite:
+        what = "tomogram volume" if plan.params.tomogram else "tilt series"
+        raise AlreadyExistsError(
+            f"{plan.out}: {what} {item.name!r} already exists; pass --overwrite to replace it"
+        )
+    return item
+
+
+def _existing_names(out: str, *, tomogram: bool) -> set[str]:
+    """Names in ``out`` that already hold what this ingest would write (empty if no store)."""
+    if "://" not in out and not Path(out).exists():
+        return set()
+    root = open_dataset(out)
+    if TOMOGRAMS not in root:
+        return set()
+    leaf = f"{VOLUMES}/{TOMOGRAM_KEY}" if tomogram else TILT_SERIES
+    return {
+        n
+        for n in nodes.child_group(root, TOMOGRAMS).group_keys()
+        if nodes.exists(root, f"{TOMOGRAMS}/{n}/{leaf}")
+    }
+
+
+def _plan_one(path: Path, config: IngestParams, plan: IngestPlan) -> IngestItem:
+    name = validate_name(
+        config.name if config.name is not None else angle_io._stem(path), "tomogram name"
+    )
+    readable = path
+    if path.suffix.lower() in mrc.COMPRESSED_SUFFIXES:
+        if plan.tempdir is None:
+            plan.tempdir = tempfile.TemporaryDirectory(prefix="cryoflow-ingest-")
+        readable = mrc.decompress_mrc(
+            path,
+            Path(plan.tempdir.name) / f"{name}.mrc",
+            max_expanded_bytes=config.max_expanded_bytes or mrc.MAX_EXPANDED_BYTES,
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NonStandardInputWarning)
+        info = mrc.read_mrc_header(readable)
+    notes = tuple(str(w.message).replace(str(readable), str(path)) for w in caught)
+    for note in notes:
+        warnings.warn(note, NonStandardInputWarning, stacklevel=3)
+    header_px = info.voxel_size_angstrom[2]
+    if config.tomogram:
+        return IngestItem(str(path), info, name, _pixel(path, header_px, None), None, None, notes)
+    angle_path = Path(config.angles) if config.angles else angle_io.find_companion(path)
+    if angle_path is None:
+        raise InputFileError(
+            path,
+            "no tilt angles: pass --angles FILE or put a .mdoc, .rawtlt or .tlt with the same stem beside it",
+        )
+    record = angle_io.read_angles(angle_path)
+    n_images = info.shape[0]
+    if record.n_tilts != n_images:
+        raise InputFileError(
+            path, f"holds {n_images} images but {angle_path} lists {record.n_tilts} tilt angles"
+        )
+    geometry = TiltGeometry.single_axis(
+        record.angles_deg, tilt_axis_deg=record.tilt_axis_deg or 0.0
+    )
+    pixel = _pixel(path, header_px, record.pixel_size_angstrom)
+    return IngestItem(str(path), info, name, pixel, geometry, str(angle_path), notes)
+
+
+def _pixel(path: Path, header_px: float, mdoc_px: float | None) -> float:
+    """mdoc PixelSpacing, else the header's voxel size, else 1 Å with a warning."""
+    if mdoc_px is not None:
+        if header_px > 0 and abs(header_px - mdoc_px) > 0.01 * mdoc_px:
+            warnings.warn(
+                f"{path}: header pixel size {header_px:.4g} Å differs from the mdoc's {mdoc_px:.4g} Å; "
+                "using the mdoc's",
+                NonStandardInputWarning,
+                stacklevel=3,
+            )
+        return mdoc_px
+    if header_px > 0:
+        return header_px
+    warnings.warn(
+        f"{path}: no pixel size in the header; assuming 1 Å", NonStandardInputWarning, stacklevel=3
+    )
+    return 1.0
+
+
+# ---------------------------------------------------------------------------- running
+def _provenance(item: IngestItem, config: IngestParams) -> dict[str, Any]:
+    st = os.stat(item.source)
+    inputs: dict[str, Any] = {
+        "mrc": {
+            "path": item.source,
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "mode": item.info.mode,
+            "shape": list(item.info.shape),
+        },
+    }
+    if item.angles_file:
+        inputs["angles"] = {"path": item.angles_file, "bytes": os.stat(item.angles_file).st_size}
+    return {
+        "step": "ingest",
+        "parameters": {"tomogram": config.tomogram, "tile_px": config.tile_px or TILE_PX},
+        "inputs": inputs,
+        "notes": list(item.notes),
+    }
+
+
+def _pending(item: IngestItem, plan: IngestPlan) -> PendingWrite:
+    config = plan.params
+    prov = _provenance(item, config)
+    if config.tomogram:
+        source = mrc.mrc_dask_array(
+            item.info, volume_chunks(item.info.shape), name=f"ingest-read-{item.name}"
+        )
+        return write_volume(
+            plan.out,
+            item.name,
+            TOMOGRAM_KEY,
+            source,
+            pixel_size_angstrom=item.pixel_size_angstrom,
+            provenance=prov,
+            kind="image",
+            overwrite=plan.overwrite,
+            compute=False,
+        )
+    chunks = tilt_series_chunks(item.info.shape, config.tile_px or TILE_PX)
+    source = mrc.mrc_dask_array(item.info, chunks, name=f"ingest-read-{item.name}")
+    if item.geometry is None:
+        raise ConfigError(f"{item.source}: no geometry planned for a tilt series")
+    return write_tilt_series(
+        plan.out,
+        item.name,
+        source,
+        item.geometry,
+        item.pixel_size_angstrom,
+        overwrite=plan.overwrite,
+        provenance=prov,
+        compute=False,
+        tile_px=config.tile_px or TILE_PX,
+    )
+
+
+def write_ingest(client: Any, plan: IngestPlan, *, quiet: bool = False) -> list[str]:
+    """Write every planned input through ``client`` (one progress bar), then clean the plan
+    up; returns the tomogram names written."""
+    from cryoflow.pipelines.cluster.progress import runner
+
+    try:
+        pendings = []
+        try:
+            for item in plan.items:
+                pendings.append(_pending(item, plan))
+        except BaseException:
+            for p in pendings:
+                p.abort()
+            raise
+        what = "tomograms" if plan.params.tomogram else "tilt series"
+        nodes.run_together(pendings, runner(client, f"ingest {len(pendings)} {what}", quiet))
+    finally:
+        plan.cleanup()
+    return [item.name for item in plan.items]
