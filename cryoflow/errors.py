@@ -124,3 +124,7 @@ class InputFilesError(InputFileError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.errors, self.n_inputs))
+
+
+class MissingTiltRangeError(GeometryError):
+    """A tomogram's tilt range (its missing wedge) is needed but was never recorded."""

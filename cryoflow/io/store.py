@@ -185,6 +185,7 @@ def write_volume(
     multiscale: bool = True,
     compute: bool = True,
     chunk: int = VOLUME_CHUNK,
+    attrs: dict[str, Any] | None = None,
 ) -> PendingWrite:
     """Write a volume ``(z, y, x)`` as an OME-Zarr v0.5 multiscale image.
 
@@ -195,6 +196,9 @@ def write_volume(
     Parameters
     ----------
     volume : ndarray, dask array or DataArray of shape (Z, Y, X)
+    attrs : dict, optional
+        Extra JSON-serialisable attributes (e.g. ``tilt_range_deg`` of an ingested tomogram),
+        returned by :func:`open_volume` in ``.attrs``.
     """
     if kind not in ("image", "label"):
         raise StoreError(f"volume kind must be 'image' or 'label', got {kind!r}")
@@ -207,9 +211,11 @@ def write_volume(
     section = LABELS if label else VOLUMES
     n_levels = PYRAMID_LEVELS if multiscale else 1
     source = as_dask(volume, volume_chunks(shape, chunk)).astype(dtype)
+    meta = node_attrs(kind, provenance, "volume")
+    meta["attrs"] = nodes.normalise_provenance({"attrs": attrs or {}})["attrs"]
     group_attrs = {
         "ome": ome.multiscales_metadata(key, shape, pixel, n_levels, label=label),
-        ATTR: node_attrs(kind, provenance, "volume"),
+        ATTR: meta,
     }
     parent, leaf, tmp, holder, node_name = begin(
         store, name, [section, key], overwrite=overwrite, what=f"{kind} volume"
@@ -242,7 +248,8 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
     -------
     xarray.DataArray of shape (Z, Y, X)
         Dims ``("z", "y", "x")``; ``attrs["pixel_size_angstrom"]`` (of this level),
-        ``attrs["kind"]`` (``"image"``/``"label"``), ``attrs["provenance"]``.
+        ``attrs["kind"]`` (``"image"``/``"label"``), ``attrs["provenance"]``, and the extra
+        attributes it was written with.
     """
     root = open_dataset(store)
     tomogram_group(root, name)
@@ -269,6 +276,7 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
         dims=ome.AXES,
         name=key,
         attrs={
+            **dict(group.attrs[ATTR].get("attrs", {})),
             "pixel_size_angstrom": ome.level_scale(meta, level)[-1],
             "kind": group.attrs[ATTR]["kind"],
             "provenance": group.attrs[ATTR].get("provenance", {}),
