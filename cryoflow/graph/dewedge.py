@@ -76,10 +76,12 @@ def _run_tile(
     handle: ModelHandle,
     grid: TileGrid,
     index: tuple[int, ...],
-    opts: tuple[float, float, int, int],
+    opts: tuple[int, int],
+    stats: np.ndarray,
     footprint: np.ndarray,
 ) -> np.ndarray:
-    loc, scale, bin_factor, n_threads = opts
+    bin_factor, n_threads = opts
+    loc, scale = (float(v) for v in np.asarray(stats, dtype=np.float64).ravel()[:2])
     model, _ = get_model(handle)
     return predict_tile(
         model,
@@ -98,23 +100,25 @@ def _tile_from_blocks(
     handle: ModelHandle,
     grid: TileGrid,
     index: tuple[int, ...],
-    opts: tuple[float, float, int, int],
+    opts: tuple[int, int],
+    stats: np.ndarray,
     sources: list[tuple[int, ...]],
     *blocks: np.ndarray,
 ) -> np.ndarray:
     fp = _footprint_from_blocks(grid, index, sources, blocks)
-    return _run_tile(handle, grid, index, opts, fp)
+    return _run_tile(handle, grid, index, opts, stats, fp)
 
 
 def _tile_from_store(
     handle: ModelHandle,
     grid: TileGrid,
     index: tuple[int, ...],
-    opts: tuple[float, float, int, int],
+    opts: tuple[int, int],
+    stats: np.ndarray,
     source: Any,
 ) -> np.ndarray:
     fp = np.asarray(source[grid.footprint(index)], dtype=np.float32)
-    return _run_tile(handle, grid, index, opts, fp)
+    return _run_tile(handle, grid, index, opts, stats, fp)
 
 
 def _blend(
@@ -144,8 +148,8 @@ def dewedge_lazy(
     volume: Any,
     handle: ModelHandle,
     *,
-    loc: float,
-    scale: float,
+    loc: Any,
+    scale: Any,
     settings: DewedgeSettings,
     block: int = 128,
     margin: int = 32,
@@ -160,8 +164,9 @@ def dewedge_lazy(
     volume : dask.array.Array or ndarray of shape (Z, Y, X)
     handle : ModelHandle
         The checkpoint (``arch="unet3d"``) and the device to run it on.
-    loc, scale : float
-        The tomogram's mean and standard deviation (see :func:`lazy_normalisation`).
+    loc, scale : float or 0-d dask.array.Array
+        The tomogram's mean and standard deviation; lazy ones (:func:`lazy_normalisation`)
+        become one task every network task depends on.
     settings : DewedgeSettings
         The checkpoint's binning and alignment
         (:func:`cryoflow.models.dewedge_checkpoint.read_dewedge`).
@@ -191,21 +196,30 @@ def dewedge_lazy(
     check_alignment(int(block), int(margin), settings.alignment)
     bin_factor = settings.bin_factor
     grid = TileGrid(tuple(volume.shape), int(block), int(margin), int(blend))  # type: ignore[arg-type]
-    opts = (float(loc), float(scale), int(bin_factor), int(n_threads))
-    token = tokenize(volume.name, handle.sha256, handle.device, grid, opts)
+    opts = (int(bin_factor), int(n_threads))
+    deps: list[Any] = []
+    stats: Any
+    if isinstance(loc, da.Array) or isinstance(scale, da.Array):
+        lazy = da.stack([da.asarray(loc, dtype=np.float64), da.asarray(scale, dtype=np.float64)])
+        lazy = lazy.rechunk(-1)
+        deps.append(lazy)
+        stats, stats_id = (lazy.name, 0), lazy.name
+    else:
+        stats = np.array([float(loc), float(scale)])
+        stats_id = tuple(stats.tolist())
+    token = tokenize(volume.name, handle.sha256, handle.device, grid, opts, stats_id)
     tile_name, out_name = f"dewedge-tile-{token}", f"dewedge-{token}"
     # 1. one network task per tile, reading its footprint
     source = stored_source(volume)
     dsk: dict[Any, Any] = {}
-    deps: list[Any] = []
     if source is not None:
         src_key = f"dewedge-source-{token}"
         dsk[src_key] = source
         for idx in grid.indices():
-            dsk[(tile_name, *idx)] = (_tile_from_store, handle, grid, idx, opts, src_key)
+            dsk[(tile_name, *idx)] = (_tile_from_store, handle, grid, idx, opts, stats, src_key)
     else:
         cored = volume.astype(np.float32).rechunk(grid.chunks)
-        deps = [cored]
+        deps.append(cored)
         for idx in grid.indices():
             fp = grid.footprint(idx)
             srcs = [nb for nb in grid.neighbours(idx) if _crop(grid.core(nb), fp) is not None]
@@ -215,6 +229,7 @@ def dewedge_lazy(
                 grid,
                 idx,
                 opts,
+                stats,
                 srcs,
                 *[(cored.name, *nb) for nb in srcs],
             )
@@ -239,3 +254,14 @@ def lazy_normalisation(volume: da.Array) -> tuple[da.Array, da.Array]:
     compute once before :func:`dewedge_lazy`."""
     v = da.asarray(volume)
     return v.mean(dtype=np.float64), v.std(dtype=np.float64)
+
+
+def standardised_binned(volume: Any, loc: Any, scale: Any, bin_factor: int) -> da.Array:
+    """Lazy ``(volume - loc) / scale`` binned ``bin_factor`` times (means of ``bin**3`` voxels,
+    remainders at the far ends dropped): the same values as
+    :func:`cryoflow.models.dewedge_sampling.standardise_and_bin`, computed on the cluster."""
+    v = (da.asarray(volume).astype(np.float32) - loc) / scale
+    b = int(bin_factor)
+    if b > 1:
+        v = da.coarsen(np.mean, v, {0: b, 1: b, 2: b}, trim_excess=True)
+    return v.astype(np.float32)

@@ -133,10 +133,6 @@ def train_dewedge(
         The network and a :class:`~cryoflow.models.checkpoint.ModelConfig` recording the
         settings, every tomogram's name, tilt range and standardisation, and the losses.
     """
-    dev = torch.device(device)
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-    t0 = time.perf_counter()
     # 1. every tomogram (each half) standardised by its own mean and std, then binned
     stats = [(normalisation(t.volume), normalisation(t.halves[1])) for t in tomograms]
     binned = [
@@ -148,6 +144,26 @@ def train_dewedge(
         )
         for t, (sa, sb) in zip(tomograms, stats, strict=True)
     ]
+    return train_prepared(binned, [sa for sa, _ in stats], config, device=device, progress=progress)
+
+
+def train_prepared(
+    binned: Sequence[WedgeTomogram],
+    stats: Sequence[tuple[float, float]],
+    config: DewedgeTrainConfig = DewedgeTrainConfig(),
+    *,
+    device: str = "cpu",
+    progress: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """:func:`train_dewedge` on tomograms already standardised and binned ``config.bin_factor``
+    times (:func:`~cryoflow.models.dewedge_sampling.standardise_and_bin`, or the same done
+    lazily on a cluster); ``stats`` is each one's ``(mean, std)`` of its first half before that
+    (recorded in the checkpoint)."""
+    dev = torch.device(device)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    t0 = time.perf_counter()
+    tomograms = binned
     # 2. boxes from every tomogram, cut large enough for the rotation family
     side = extraction_size(config.box, config.rotations)
     for t in binned:
@@ -218,7 +234,7 @@ def train_dewedge(
                     "halves": t.partner is not None,
                     "normalisation": list(sa),
                 }
-                for t, (sa, _) in zip(tomograms, stats, strict=True)
+                for t, sa in zip(tomograms, stats, strict=True)
             ],
             "boxes": int(len(pool.tomogram)),
             "box_side_cut": int(side),
