@@ -130,3 +130,33 @@ def test_a_missing_volume_key_is_named(tmp_path: Path) -> None:
     proc = cli("dewedge", str(store), "--name", "t1", "--key", "denoised")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "denoised" in proc.stderr and "t1" in proc.stderr
+
+
+def test_recorded_tilt_range_no_halves_and_sizes_checked_before_training(tmp_path: Path) -> None:
+    from cryoflow.errors import GeometryError
+    from cryoflow.io.tomograms import TiltRange, tilt_range_attrs
+    from cryoflow.pipelines.stages.base import ParamsError
+    from cryoflow.pipelines.stages.dewedge import DewedgeParams, preflight
+    from cryoflow.pipelines.stages.dewedge_training import training_input
+    from cryoflow.pipelines.stages.eager import Target
+
+    store = tmp_path / "t.zarr"
+    S.create_dataset(store)
+    vol = np.random.default_rng(1).normal(size=(32, 40, 48)).astype(np.float32)
+    attrs = tilt_range_attrs(TiltRange(-50.0, 45.0, "--tilt-range"))
+    S.write_volume(
+        store, "ing", "tomogram", vol, pixel_size_angstrom=8.0, provenance=None, attrs=attrs
+    )
+    ranges = preflight(Target(store, ["ing"]), DewedgeParams(bin=1, box=16))
+    assert ranges["ing"].as_tuple == (-50.0, 45.0)
+    t = training_input(store, "ing", "tomogram", bin_factor=2, use_halves=True)
+    assert t.partner is None and "not reconstructed by cryoflow" in t.halves
+    assert t.tilt_range_deg == (-50.0, 45.0) and t.volume.shape == (16, 20, 24)
+    binned = t.volume.compute()
+    assert abs(float(binned.mean())) < 1e-4  # standardised before binning
+    with pytest.raises(GeometryError, match=r"'ing'.*too small for 24-voxel"):
+        preflight(Target(store, ["ing"]), DewedgeParams(bin=2, box=24))
+    with pytest.raises(ParamsError, match="blend <= margin"):
+        DewedgeParams(margin=4, blend=8)
+    with pytest.raises(ParamsError, match="--device"):
+        DewedgeParams(device="gpu")
