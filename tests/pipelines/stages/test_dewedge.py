@@ -160,3 +160,18 @@ def test_recorded_tilt_range_no_halves_and_sizes_checked_before_training(tmp_pat
         DewedgeParams(margin=4, blend=8)
     with pytest.raises(ParamsError, match="--device"):
         DewedgeParams(device="gpu")
+
+
+def test_a_cuda_device_needs_a_gpu_worker() -> None:
+    from distributed import Client, LocalCluster
+
+    from cryoflow.errors import ConfigError
+    from cryoflow.pipelines.stages.dewedge import require_gpu
+
+    kw = {"n_workers": 1, "threads_per_worker": 1, "processes": False, "dashboard_address": None}
+    with LocalCluster(**kw) as cluster, Client(cluster) as client:
+        require_gpu(client, "cpu")
+        with pytest.raises(ConfigError, match="GPU=1"):
+            require_gpu(client, "cuda")
+    with LocalCluster(**kw, resources={"GPU": 1}) as cluster, Client(cluster) as client:
+        require_gpu(client, "cuda:0")
