@@ -139,14 +139,14 @@ def cluster_run(client, source: zarr.Array, model_dir: Path, out_path: Path) -> 
 
 def _prepare(client, model_dir: Path) -> None:
     from cryoflow.models.loader import ModelHandle, ModelPlugin
-    from cryoflow.pipelines.cluster import prepare_workers
+    from cryoflow.pipelines.cluster.connect import prepare_workers
 
     prepare_workers(client)
     client.register_plugin(ModelPlugin(ModelHandle.from_directory(model_dir)))
 
 
 def rate(n_workers: int, source: zarr.Array, model_dir: Path, tmp: Path, repeats: int) -> float:
-    from cryoflow.pipelines.cluster import worker_environ
+    from cryoflow.pipelines.cluster.connect import worker_environ
 
     with worker_environ():
         cluster, client = _cluster(n_workers)
@@ -169,7 +169,7 @@ def peak_memory(
     """(shape, seconds, worker peak MiB over its start-up resident memory) for each size."""
     from bench_memory import peak_rss_mib, rss_mib
 
-    from cryoflow.pipelines.cluster import worker_environ
+    from cryoflow.pipelines.cluster.connect import worker_environ
 
     out = []
     for side in sides:
