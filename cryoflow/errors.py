@@ -76,6 +76,18 @@ def _corrupt_chunk(message: str, array: str, chunk: tuple[int, ...], key: str) -
     return CorruptChunkError(message, array=array, chunk=chunk, key=key)
 
 
+class ClusterError(CryoflowError, RuntimeError):
+    """The Dask cluster could not finish the work: its scheduler was lost, a task stalled."""
+
+
+class SchedulerLostError(ClusterError):
+    """The client lost its connection to the Dask scheduler mid run (a rerun resumes)."""
+
+
+class StalledTaskError(ClusterError):
+    """A tomogram's step finished no chunk for longer than its time limit."""
+
+
 class ConfigError(CryoflowError, ValueError):
     """A pipeline or command configuration is invalid."""
 
@@ -128,3 +140,17 @@ class InputFilesError(InputFileError):
 
 class MissingTiltRangeError(GeometryError):
     """A tomogram's tilt range (its missing wedge) is needed but was never recorded."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error that is not cryoflow's own as one line naming the file when it has one:
+    ``PATH: Not a directory (NotADirectoryError)``, else ``message (TypeName)``."""
+    filename = getattr(exc, "filename", None)
+    text = (getattr(exc, "strerror", None) if filename else None) or str(exc)
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    kind = type(exc).__name__
+    if filename:
+        other = getattr(exc, "filename2", None)
+        where = f"{filename} -> {other}" if other else str(filename)
+        return f"{where}: {text} ({kind})" if text else f"{where}: {kind}"
+    return f"{text} ({kind})" if text else kind

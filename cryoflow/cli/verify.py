@@ -1,4 +1,5 @@
-"""``cryoflow verify``: find (and with --clean remove) leftovers of interrupted writes."""
+"""``cryoflow verify``: find (and with --clean remove) leftovers of interrupted writes; with
+--deep also read every chunk and check it."""
 
 from __future__ import annotations
 
@@ -6,29 +7,62 @@ from typing import Annotated
 
 import typer
 
-from cryoflow.cli.options import Store
+from cryoflow.cli.options import Scheduler, Store, Workers, cluster
 
 
 def verify(
     store: Store,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Also read every chunk of every array and check it (checksum, decoding, "
+            "shape), naming each array and chunk that fails; on a Dask cluster for a big "
+            "store or when --scheduler/--workers is given.",
+        ),
+    ] = False,
     clean: Annotated[
         bool, typer.Option("--clean", help="Delete the leftovers found (never while writing).")
     ] = False,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
 ) -> None:
-    """Report temporary nodes (.tmp-*, .trash-*) and results never marked complete.
+    """Report temporary nodes (.tmp-*, .trash-*), results never marked complete or stale, and
+    orphaned *.partial files; with --deep, damaged chunks too.
 
-    Exit status 0 when the store is clean (or was cleaned), 1 when leftovers remain.
+    Exit status 0 when the store is sound (or was cleaned), 1 when leftovers remain or a chunk
+    is damaged (--clean never removes a damaged chunk: it is data).
     """
-    from cryoflow.pipelines.stages.verify import verify_store
+    from cryoflow.pipelines.stages.verify import deep_verify, verify_store
 
     problems = verify_store(store, clean=clean)
     for p in problems:
         print(f"{'removed' if clean else 'leftover'}: {p.path} ({p.reason})")
-    if not problems:
-        print(f"cryoflow: {store} is clean")
-    elif not clean:
-        print(f"cryoflow: {len(problems)} leftover(s); run with --clean to remove them")
+    remaining = 0 if clean else len(problems)
+    damaged = 0
+    if deep:
+        named = scheduler is not None or workers is not None
+        report = deep_verify(
+            store, cluster(scheduler, workers), use_cluster=True if named else None
+        )
+        for d in report.problems:
+            print(f"damaged: {d}")
+        damaged = len(report.problems)
+        print(
+            f"cryoflow: deep check read {report.n_chunks} chunk(s) of {report.n_arrays} "
+            f"array(s){' on the cluster' if report.on_cluster else ''}: "
+            + (f"{damaged} damaged" if damaged else "all sound")
+        )
+    if remaining:
+        print(f"cryoflow: {remaining} leftover(s); run with --clean to remove them")
+    if damaged:
+        print(
+            f"cryoflow: {damaged} damaged chunk(s) or array(s); recompute or restore the "
+            "arrays named above (reading them fails)"
+        )
+    if remaining or damaged:
         raise typer.Exit(1)
+    print(f"cryoflow: {store} is {'clean' if not problems else 'cleaned'}")
 
 
 def register(app: typer.Typer) -> None:

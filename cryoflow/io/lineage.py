@@ -219,5 +219,24 @@ def stale_on_replace(pending: PendingWrite, store: object, name: str, rel: str) 
     Only an overwriting write can replace a node, so other writes are left as they are.
     """
     if pending.overwrite:
-        pending.before_publish.append(lambda: mark_dependents_stale(store, name, rel))
+        pending.before_publish.append(lambda: _report_stale(store, name, rel))
     return pending
+
+
+def _report_stale(store: object, name: str, rel: str) -> list[str]:
+    """:func:`mark_dependents_stale`, saying which results it marked (a ``CryoflowWarning``)."""
+    import warnings
+
+    from cryoflow.errors import CryoflowWarning
+
+    marked = mark_dependents_stale(store, name, rel)
+    if marked:
+        shown = ", ".join(p.split(f"{TOMOGRAMS}/{name}/", 1)[-1] for p in marked)
+        warnings.warn(
+            f"{nodes.store_label(store)}: replacing {name}/{rel} marked {len(marked)} result(s) "
+            f"derived from it stale: {shown} (rerun their steps; cryoflow verify --clean "
+            "removes them)",
+            CryoflowWarning,
+            stacklevel=2,
+        )
+    return marked

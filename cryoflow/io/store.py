@@ -241,6 +241,18 @@ def write_volume(
     return finish(pending, compute)
 
 
+def _volume_keys(root: Any, base: str) -> str:
+    """``"volumes tomogram; labels lift"`` (or ``"no volumes or labels"``), for messages."""
+    parts = []
+    for section in (VOLUMES, LABELS):
+        if section in nodes.child_group(root, base):
+            keys = sorted(nodes.child_group(nodes.child_group(root, base), section).group_keys())
+            keys = [k for k in keys if not k.startswith(".")]
+            if keys:
+                parts.append(f"{section} {', '.join(keys)}")
+    return "; ".join(parts) if parts else "no volumes or labels"
+
+
 def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataArray:
     """Volume ``key`` of tomogram ``name`` (an image, else a label image) at pyramid ``level``.
 
@@ -261,7 +273,8 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
         section = LABELS
     else:
         raise NodeNotFoundError(
-            f"{nodes.store_label(store)}: tomogram {name!r} has no volume or label image {key!r}"
+            f"{nodes.store_label(store)}: tomogram {name!r} has no volume or label image "
+            f"{key!r}; it has {_volume_keys(root, base)}"
         )
     group = nodes.open_node(root, f"{base}/{section}/{key}", what="volume")
     meta = group.attrs["ome"]

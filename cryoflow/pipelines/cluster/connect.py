@@ -9,6 +9,7 @@ to 127.0.0.1 (dashboard link printed), or connects to ``--scheduler ADDRESS`` / 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryoflow.errors import ConfigError
+from cryoflow.errors import ConfigError, SchedulerLostError
+from cryoflow.pipelines.cluster.retry import RETRIES
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class ClusterConfig:
         or ``None``.
     report : path of a Dask performance report (HTML) to write, or ``None``.
     dashboard : serve the dashboard for a local cluster (on 127.0.0.1, random port if busy).
+    retries : extra attempts of a failing task, for every computation on the client
+        (:mod:`cryoflow.pipelines.cluster.retry`).
     """
 
     scheduler: str | None = None
@@ -40,6 +44,7 @@ class ClusterConfig:
     report: Path | None = None
     dashboard: bool = True
     resources: dict[str, float] | None = None
+    retries: int = RETRIES
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClusterConfig:
@@ -112,6 +117,13 @@ def prepare_workers(client: Any) -> None:
     client.register_plugin(TrimMemory())
 
 
+def _local_workers_ignore_sigint(client: Any) -> None:
+    """Ctrl-C is the client's alone on a local cluster (:mod:`.interrupt`)."""
+    from cryoflow.pipelines.cluster.interrupt import IgnoreSigint
+
+    client.register_plugin(IgnoreSigint())
+
+
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -120,10 +132,13 @@ def _say(msg: str, quiet: bool) -> None:
 @contextlib.contextmanager
 def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iterator[Any]:
     """Yield a ``distributed.Client`` for ``config``; closes what it started on exit."""
-    from distributed import Client, LocalCluster, performance_report
+    from distributed import LocalCluster, performance_report
 
+    from cryoflow.pipelines.cluster.retry import retrying_client
+
+    Client = retrying_client()  # noqa: N806  (every task retried: one policy, retry.py)
     cfg = config or ClusterConfig()
-    with contextlib.ExitStack() as stack:
+    with _client_log_level(), contextlib.ExitStack() as stack:
         if cfg.scheduler:
             client = stack.enter_context(
                 Client(cfg.scheduler, security=cfg.security, set_as_default=False)
@@ -146,11 +161,13 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
                 )
             )
             client = stack.enter_context(Client(cluster, set_as_default=False))
+            _local_workers_ignore_sigint(client)
             _say(
                 f"cryoflow: local cluster with {cfg.n_workers} worker process(es) "
                 f"at {cluster.scheduler_address}",
                 quiet,
             )
+        client.cryoflow_retries = cfg.retries
         prepare_workers(client)
         link = getattr(client, "dashboard_link", None)
         if link:
@@ -159,8 +176,38 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
             Path(cfg.report).parent.mkdir(parents=True, exist_ok=True)
             # performance_report needs a current client; ours is not the global default
             stack.enter_context(client.as_current())
-            stack.enter_context(performance_report(filename=str(cfg.report)))
-        yield client
+            stack.enter_context(_report_unless_lost(performance_report(filename=str(cfg.report))))
+        try:
+            yield client
+        except SchedulerLostError:
+            # the client closes next: its own logs (a cancelled reconnection, with a traceback)
+            # would bury the one line that says what happened; restored once it has closed
+            logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+            raise
+
+
+@contextlib.contextmanager
+def _client_log_level() -> Iterator[None]:
+    """The level of Distributed's client logger, restored on exit."""
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _report_unless_lost(report: Any) -> Iterator[None]:
+    """``report`` (a performance report), not written when the run ended because the
+    scheduler was lost: writing it needs the scheduler, and its own traceback would hide the
+    one line that says what happened."""
+    report.__enter__()
+    try:
+        yield
+    except SchedulerLostError:
+        raise  # no report: the scheduler that holds it is gone
+    report.__exit__(None, None, None)
 
 
 def gpu_resources(device: str) -> dict[str, float] | None:

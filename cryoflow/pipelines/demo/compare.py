@@ -17,8 +17,15 @@ reconstruction ``volumes/tomogram``):
   connected components (the light detector) against truth component boxes;
   ``detect_ap50_fasterrcnn`` too when ``fasterrcnn=True``.
 
-The time budget is split between the trainings (each stops early when its share is spent),
-so the figures depend on the machine's speed; the steps done are returned with them.
+With a time budget the trainings share it (each stops early when its share is spent), so
+the figures depend on the machine's speed; the steps done are returned with them. Without
+one (``time_budget_s=None``, the paper preset) every training runs its number of steps, so a
+seed gives the same figures on an idle or a busy machine.
+
+Given several test tomograms, the networks are trained once and every figure is measured on
+each test tomogram: the result holds the mean (under the figure's own name), ``<name>_std``
+(the spread over test tomograms) and ``<name>_n`` (how many were scored)
+(:func:`cryoflow.pipelines.demo.presets.over_tomograms`).
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ class CompareConfig:
     feature : the lifted feature (the paper's calcium-phosphate granules); features : the
     features annotated together for ``annotate_iou_<feature>``; n_boxes, n_negative, box_size :
     the few-shot training set (same for both routes); spec, steps, batch_size : network and
-    training; time_budget_s : rough wall-time budget of the whole comparison; fasterrcnn :
+    training; time_budget_s : rough wall-time budget of the whole comparison, or ``None`` for
+    none (every training runs its steps); fasterrcnn :
     also train and score the Faster R-CNN, for ``detector_steps`` steps (on the demo's
     tomograms 150 steps gave AP50 0.197, 400 steps 0.312: it is still learning there);
     device : ``cpu``/``cuda``.
@@ -82,7 +90,7 @@ class CompareConfig:
     spec: ModelSpec = ModelSpec(arch="unet", base_channels=8)
     steps: int = 200
     batch_size: int = 8
-    time_budget_s: float = 180.0
+    time_budget_s: float | None = 180.0
     fasterrcnn: bool = False
     detector_steps: int = 300
     device: str = "cpu"
@@ -93,7 +101,7 @@ class CompareConfig:
             raise ConfigError(
                 f"feature {self.feature!r} must be one of features {list(self.features)}"
             )
-        if self.time_budget_s <= 0:
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0, got {self.time_budget_s}")
 
 
@@ -113,7 +121,7 @@ def compare_routes(
     client: Any,
     store: Any,
     train_name: str,
-    test_name: str,
+    test_name: str | Sequence[str],
     config: CompareConfig | None = None,
     *,
     model_dir: Path | None = None,
@@ -122,36 +130,37 @@ def compare_routes(
 
     Parameters
     ----------
-    train_name, test_name : simulated tomograms in ``store`` (distinct phantoms).
+    train_name : the simulated tomogram the networks train on; test_name : one tomogram (or
+        several) of ``store`` they are scored on (distinct phantoms).
     model_dir : where to keep the trained networks (default: a temporary directory).
 
     Returns
     -------
     dict of float: ``seg2d3d_iou``, ``seg3d_conventional_iou``, ``annotate_iou_<feature>``,
     ``detect_ap50`` (and ``detect_ap50_fasterrcnn``), ``seg2d_test_iou`` (2D IoU of the lifted
-    feature's maps on the test tilts), ``lift_threshold``, ``train_steps_*`` and ``compare_seconds``.
+    feature's maps on the test tilts), ``lift_threshold``, ``train_steps_*`` and ``compare_seconds``
+    (with ``<name>_std`` and ``<name>_n`` for the per-test figures given several test tomograms).
     """
-    from cryoflow.pipelines.stages.lift import lift_masks
+    from cryoflow.pipelines.demo.presets import over_tomograms
 
     cfg = config or CompareConfig()
+    tests = [test_name] if isinstance(test_name, str) else list(test_name)
     t0 = time.perf_counter()
     tmp = tempfile.TemporaryDirectory(prefix="cryoflow-compare-") if model_dir is None else None
     root = Path(tmp.name if tmp is not None else model_dir)  # type: ignore[arg-type]
     try:
-        # 1. data: tilts and truth of both tomograms, slices of both reconstructions
+        # 1. data: tilts and truth of the training tomogram, slices of its reconstruction
         tilts_train = load_images(client, store, train_name, False, "tomogram")
-        tilts_test = load_images(client, store, test_name, False, "tomogram")
         slices_train = load_images(client, store, train_name, True, "tomogram")
-        slices_test = S.open_volume(store, test_name, "tomogram").data
         truth3d_train = truth_masks(client, store, train_name, cfg.feature, True)
-        truth3d_test = truth_masks(client, store, test_name, cfg.feature, True)
         masks_train = {f: truth_masks(client, store, train_name, f, False) for f in cfg.features}
-        masks_test = {f: truth_masks(client, store, test_name, f, False) for f in cfg.features}
 
         # 2. train every network at once on the cluster, each with its share of the budget
         n_models = len(cfg.features) + 1
         n_parallel = max(1, min(n_models, len(client.scheduler_info()["workers"])))
-        share = 0.6 * cfg.time_budget_s * n_parallel / n_models
+        share = (
+            None if cfg.time_budget_s is None else 0.6 * cfg.time_budget_s * n_parallel / n_models
+        )
         params = TrainParams(
             spec=cfg.spec,
             steps=cfg.steps,
@@ -182,48 +191,15 @@ def compare_routes(
         metrics: dict[str, float] = {
             f"train_steps_{k}": float(c.metrics["steps_done"]) for k, (_, c) in trained.items()
         }
-
-        # 3. 2D-to-3D: annotate the test tilts, lift the feature with Algorithm 1
-        probs = {
-            f: _infer(client, tilts_test, root / f"tilts_{f}", cfg, f"compare-{test_name}-{f}")
-            for f in cfg.features
-        }
-        thresholds = {f: trained[f"tilts_{f}"][1].threshold for f in cfg.features}
-        masks2d = probs[cfg.feature] > 255 * thresholds[cfg.feature]
-        metrics["seg2d_test_iou"] = mask_iou(masks2d, masks_test[cfg.feature])
-        geometry = S.read_geometry(store, test_name)
-        lifted = lift_masks(client, masks2d, geometry, tuple(truth3d_test.shape), name=cfg.feature)
-        pred3d = np.asarray(client.compute(lifted.votes > lifted.threshold).result())
-        metrics["seg2d3d_iou"] = mask_iou(pred3d, truth3d_test)
-        metrics["lift_threshold"] = float(lifted.threshold)
-
-        # 4. conventional: the slice network over the test reconstruction, slice by slice
-        p3d = _infer(client, slices_test, root / "slices", cfg, f"compare-{test_name}-slices")
-        metrics["seg3d_conventional_iou"] = mask_iou(
-            p3d > 255 * trained["slices"][1].threshold, truth3d_test
+        detector = (
+            _train_fasterrcnn(client, tilts_train, masks_train[cfg.feature], cfg, share)
+            if cfg.fasterrcnn
+            else None
         )
 
-        # 5. multi-feature annotation quality on the test tilts
-        names = list(cfg.features)
-        combined = combine_features(
-            np.stack([probs[f] for f in names]), [thresholds[f] for f in names]
-        )
-        for k, f in enumerate(names):
-            metrics[f"annotate_iou_{f}"] = mask_iou(combined == k + 1, masks_test[f])
-
-        # 6. detection: component boxes of the feature's maps against truth component boxes
-        truth_boxes = _truth_table(masks_test[cfg.feature])
-        pred = boxes_from_probabilities(
-            probs[cfg.feature],
-            class_name=cfg.feature,
-            threshold=thresholds[cfg.feature],
-            min_pixels=4,
-        )
-        metrics["detect_ap50"] = average_precision(pred, truth_boxes)
-        if cfg.fasterrcnn:
-            metrics["detect_ap50_fasterrcnn"] = _fasterrcnn_ap(
-                client, tilts_train, masks_train[cfg.feature], tilts_test, truth_boxes, cfg, share
-            )
+        # 3.-6. every test tomogram
+        per = [_score_test(client, store, name, root, trained, detector, cfg) for name in tests]
+        metrics.update(per[0] if len(per) == 1 else over_tomograms(per))
         metrics["compare_seconds"] = time.perf_counter() - t0
         return metrics
     finally:
@@ -231,21 +207,82 @@ def compare_routes(
             tmp.cleanup()
 
 
+def _score_test(
+    client: Any,
+    store: Any,
+    test_name: str,
+    root: Path,
+    trained: dict[str, Any],
+    detector: Any,
+    cfg: CompareConfig,
+) -> dict[str, float]:
+    """Steps 3-6 of the comparison on one test tomogram, with the trained networks."""
+    from cryoflow.pipelines.stages.lift import lift_masks
+
+    tilts_test = load_images(client, store, test_name, False, "tomogram")
+    slices_test = S.open_volume(store, test_name, "tomogram").data
+    truth3d_test = truth_masks(client, store, test_name, cfg.feature, True)
+    masks_test = {f: truth_masks(client, store, test_name, f, False) for f in cfg.features}
+    metrics: dict[str, float] = {}
+
+    # 3. 2D-to-3D: annotate the test tilts, lift the feature with Algorithm 1
+    probs = {
+        f: _infer(client, tilts_test, root / f"tilts_{f}", cfg, f"compare-{test_name}-{f}")
+        for f in cfg.features
+    }
+    thresholds = {f: trained[f"tilts_{f}"][1].threshold for f in cfg.features}
+    masks2d = probs[cfg.feature] > 255 * thresholds[cfg.feature]
+    metrics["seg2d_test_iou"] = mask_iou(masks2d, masks_test[cfg.feature])
+    geometry = S.read_geometry(store, test_name)
+    lifted = lift_masks(client, masks2d, geometry, tuple(truth3d_test.shape), name=cfg.feature)
+    pred3d = np.asarray(client.compute(lifted.votes > lifted.threshold).result())
+    metrics["seg2d3d_iou"] = mask_iou(pred3d, truth3d_test)
+    metrics["lift_threshold"] = float(lifted.threshold)
+
+    # 4. conventional: the slice network over the test reconstruction, slice by slice
+    p3d = _infer(client, slices_test, root / "slices", cfg, f"compare-{test_name}-slices")
+    metrics["seg3d_conventional_iou"] = mask_iou(
+        p3d > 255 * trained["slices"][1].threshold, truth3d_test
+    )
+
+    # 5. multi-feature annotation quality on the test tilts
+    names = list(cfg.features)
+    combined = combine_features(np.stack([probs[f] for f in names]), [thresholds[f] for f in names])
+    for k, f in enumerate(names):
+        metrics[f"annotate_iou_{f}"] = mask_iou(combined == k + 1, masks_test[f])
+
+    # 6. detection: component boxes of the feature's maps against truth component boxes
+    truth_boxes = _truth_table(masks_test[cfg.feature])
+    pred = boxes_from_probabilities(
+        probs[cfg.feature],
+        class_name=cfg.feature,
+        threshold=thresholds[cfg.feature],
+        min_pixels=4,
+    )
+    metrics["detect_ap50"] = average_precision(pred, truth_boxes)
+    metrics["detect_n_truth_boxes"] = float(len(truth_boxes))
+    if detector is not None:
+        from cryoflow.models.detector import detect
+
+        found = detect(detector, tilts_test, class_name=cfg.feature)
+        metrics["detect_ap50_fasterrcnn"] = average_precision(found, truth_boxes)
+    return metrics
+
+
 def _truth_table(masks: np.ndarray, min_pixels: int = 4) -> pd.DataFrame:
     """The true boxes: every component of each tilt's mask."""
     return boxes_from_masks(masks, "truth", min_pixels=min_pixels)
 
 
-def _fasterrcnn_ap(
+def _train_fasterrcnn(
     client: Any,
     tilts_train: np.ndarray,
     masks_train: np.ndarray,
-    tilts_test: np.ndarray,
-    truth: pd.DataFrame,
     cfg: CompareConfig,
-    seconds: float,
-) -> float:
-    from cryoflow.models.detector import detect, train_detector
+    seconds: float | None,
+) -> Any:
+    """The Faster R-CNN trained on six tilts of the training tomogram (on a worker)."""
+    from cryoflow.models.detector import train_detector
 
     pick = np.unique(np.linspace(0, len(tilts_train) - 1, 6).round().astype(int))
     params = DetectorParams(
@@ -260,8 +297,7 @@ def _fasterrcnn_ap(
         pure=False,
     )
     model, _ = fut.result()
-    pred = detect(model, tilts_test, class_name=cfg.feature)
-    return average_precision(pred, truth)
+    return model
 
 
 def compare_metrics_names(features: Sequence[str]) -> list[str]:

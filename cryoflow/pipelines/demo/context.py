@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryoflow.pipelines.demo.presets import DemoPreset, resolve_preset
 from cryoflow.pipelines.demo.report import Report
 
 __all__ = ["DemoConfig", "DemoContext", "DemoStage"]
@@ -14,12 +15,23 @@ __all__ = ["DemoConfig", "DemoContext", "DemoStage"]
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Where the demo writes, its seed, and whether it may replace an earlier demo."""
+    """Where the demo writes, its seed, whether it may replace an earlier demo, and its
+    preset (``demo`` or ``paper``, :mod:`cryoflow.pipelines.demo.presets`; ``quick``: the
+    preset's smallest sizes). An unknown preset is a ``ConfigError`` naming ``--preset``."""
 
     out: Path
     seed: int = 0
     overwrite: bool = False
     quick: bool = False
+    preset: str = "demo"
+
+    def __post_init__(self) -> None:
+        self.sizes  # noqa: B018  (refuses an unknown preset on construction)
+
+    @property
+    def sizes(self) -> DemoPreset:
+        """The resolved sizes of ``preset`` (and ``quick``)."""
+        return resolve_preset(self.preset, self.quick)
 
 
 @dataclass

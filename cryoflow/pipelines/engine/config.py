@@ -75,6 +75,12 @@ class ClusterSection(_Frozen):
     dashboard: bool = True
     max_in_flight: int = Field(default=4, ge=1, description="tomograms processed at once")
     retries: int = Field(default=1, ge=0, description="extra attempts for a failing chunk")
+    stall_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="fail a tomogram whose step finishes no chunk for this long (seconds); "
+        "default: derived from the run (see cryoflow.pipelines.engine.watch)",
+    )
 
     @field_validator("scheduler")
     @classmethod

@@ -17,7 +17,11 @@ How a stream proceeds
 4. On a rerun, published results with the same run token are skipped; a staging node is
    resumed from its recorded chunks; everything else is recomputed.
 5. A tomogram whose task fails (after ``retries``) is recorded as failed with the reason;
-   the others go on.
+   the others go on. So is one whose step finishes no chunk within its time limit
+   (:mod:`cryoflow.pipelines.engine.watch`: a hung task).
+6. When the client loses the scheduler, the run stops with
+   :class:`~cryoflow.errors.SchedulerLostError` ("scheduler lost; rerun to resume"): no
+   tomogram is blamed, and what was recorded is kept for the rerun.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from cryoflow.errors import CryoflowError, StoreError
+from cryoflow.errors import CryoflowError, SchedulerLostError, StalledTaskError, StoreError
 from cryoflow.io import nodes
 from cryoflow.io.layout import COMPRESSOR, RESULTS, TOMOGRAMS, check_dtype, open_dataset
 from cryoflow.io.nodes import ATTR
@@ -39,10 +43,13 @@ from cryoflow.io.writer import store_blocks
 from cryoflow.pipelines.engine.config import PipelineConfig, StepConfig
 from cryoflow.pipelines.engine.provenance import make_record, run_token
 from cryoflow.pipelines.engine.summary import PROGRESS, RUNS, RunSummary
+from cryoflow.pipelines.engine.watch import StallWatch, hung_tasks, restart_workers
 from cryoflow.pipelines.stages import get_stage
 from cryoflow.pipelines.stages.base import Finished, Output, Plan
 
 __all__ = ["TomogramStream"]
+
+POLL_S = 1.0  # how often (seconds) the stream looks for stalled tomograms
 
 
 @dataclass
@@ -68,6 +75,7 @@ class _Unit:
     progress: zarr.Array
     pending: dict[Any, int] = field(default_factory=dict)  # future key -> chunk number
     started: float = field(default_factory=time.perf_counter)
+    last_progress: float = field(default_factory=time.perf_counter)  # submit or last chunk
 
 
 def _n_chunks(data: Any) -> int:
@@ -106,6 +114,7 @@ class TomogramStream:
         self.futures: dict[Any, tuple[_Unit, Any]] = {}
         self.active: dict[str, _Unit] = {}
         self.next_step: dict[str, int] = {}
+        self.watch = StallWatch(config.cluster.stall_timeout_s)
 
     # -- planning ----------------------------------------------------------------------
     def _stage(self, tomogram: str, step: StepConfig) -> _Unit | None:
@@ -224,6 +233,7 @@ class TomogramStream:
         futures = self.client.compute(
             tasks, retries=self.config.cluster.retries, resources=unit.plan.resources
         )
+        unit.last_progress = time.perf_counter()
         for fut, number in zip(futures, numbers, strict=True):
             unit.pending[fut.key] = number
             self.futures[fut.key] = (unit, fut)
@@ -351,6 +361,11 @@ class TomogramStream:
             self.ac.add(fut)
             return
         del self.futures[fut.key]
+        if fut.status == "cancelled" and self._scheduler_lost(fut):
+            raise SchedulerLostError(
+                f"scheduler lost ({self.config.cluster.scheduler or 'local cluster'}); "
+                f"rerun to resume: the chunks written so far are recorded in {self.store}"
+            )
         if fut.status != "finished":
             try:
                 exc = fut.exception()
@@ -363,6 +378,9 @@ class TomogramStream:
             return
         number = unit.pending.pop(fut.key)
         unit.progress[number] = 1  # recorded in the store...
+        now = time.perf_counter()
+        self.watch.progressed(unit.step.name, now - unit.last_progress)
+        unit.last_progress = now
         fut.release()  # ...then the future (and its result) is let go
         self.recorded += 1
         if self.on_chunk is not None:
@@ -374,6 +392,13 @@ class TomogramStream:
                 self._fail(unit.tomogram, unit.step.name, exc)
             self._fill()
 
+    def _scheduler_lost(self, fut: Any) -> bool:
+        """Whether a future we did not cancel was cancelled because the client lost the
+        scheduler (Distributed cancels every future then, with this reason)."""
+        cause = getattr(getattr(fut, "_state", None), "exception", None)
+        reason = getattr(cause, "reason", None)
+        return reason == "scheduler-connection-lost" or self.client.status != "running"
+
     # -- driver --------------------------------------------------------------------------
     def run(self, names: list[str]) -> None:
         """Stream ``names`` through the steps."""
@@ -382,6 +407,30 @@ class TomogramStream:
         self.queue: deque[str] = deque(names)
         self.ac = as_completed(loop=self.client.loop)
         self._fill()
-        for fut in self.ac:
-            self._on_done(fut)
-            del fut
+        checked = time.perf_counter()
+        while not self.ac.is_empty():
+            ready = self.ac.next_batch(block=False)
+            for fut in ready:
+                self._on_done(fut)
+            del ready
+            if time.perf_counter() - checked > POLL_S:
+                self._stalls()
+                checked = time.perf_counter()
+            time.sleep(0.02)
+
+    def _stalls(self) -> None:
+        """Fail every tomogram with a task executing longer than its step's limit; restart
+        the workers running them (:mod:`cryoflow.pipelines.engine.watch`)."""
+        now = time.perf_counter()
+        for unit in [u for u in self.active.values() if u.pending]:
+            step = unit.step.name
+            limit = self.watch.limit(step)
+            if now - unit.last_progress <= limit:
+                continue
+            hung = hung_tasks(self.client, set(unit.pending), limit)
+            if not hung:
+                continue  # queued behind other work, or the scheduler is going away
+            _, task, ran = max(hung, key=lambda h: h[2])
+            self._fail(unit.tomogram, step, StalledTaskError(self.watch.stalled(step, task, ran)))
+            restart_workers(self.client, sorted({w for w, _, _ in hung}), self.log)
+            self._fill()

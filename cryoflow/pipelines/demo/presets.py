@@ -1,0 +1,181 @@
+"""The demo's presets (``cryoflow demo --preset demo|paper``): what is simulated and how long
+each network trains.
+
+- ``demo`` (the default): two 64 x 128 x 128 tomograms (one to train on, one to test on),
+  the trainings on a wall-clock budget so the demo ends in a few minutes. Unchanged from the
+  demo before presets existed.
+- ``paper``: the 2D-to-3D paper's experiments (Zeng et al. 2023) at the paper's scale:
+  several 128 x 512 x 512 tomograms, tilts -60..+60 degrees every 3 degrees, the realistic
+  preset's dose (SNR 0.2) and CTF blur; the networks train on the first tomogram's annotated
+  tilts (2D-to-3D) or reconstruction slices (conventional, the same number of boxes and
+  steps) and every figure is measured on each of the other tomograms, reported as the mean,
+  with ``<figure>_std`` (spread over test tomograms) and ``<figure>_n`` (tomograms behind it).
+  Training length is a number of steps, never a clock, so a seed gives the same figures on an
+  idle or a busy machine.
+
+``--quick`` keeps a preset's protocol at the smallest sizes (for smoke tests).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryoflow.errors import ConfigError
+
+__all__ = ["PRESETS", "DemoPreset", "over_tomograms", "resolve_preset"]
+
+
+@dataclass(frozen=True)
+class DemoPreset:
+    """Resolved sizes of one demo run.
+
+    simulate : keyword arguments of
+        :class:`~cryoflow.pipelines.stages.simulate.SimulateParams` (``n_tomograms`` and
+        ``seed`` aside); n_tomograms : tomograms simulated; n_train : the first ``n_train``
+        train the networks, the others are scored (the demo preset trains and tests on its two
+        tomograms' first and last); sphere_size : side of Algorithm 2's hollow-sphere volume;
+        time_budget_s : wall-clock budget of the comparison's trainings, or ``None`` (steps
+        only); unet_steps, detector_steps, n_boxes, n_negative, box_size, batch_size : the
+        comparison's training (see :class:`~cryoflow.pipelines.demo.compare.CompareConfig`).
+    """
+
+    name: str
+    simulate: dict[str, Any] = field(default_factory=dict)
+    n_tomograms: int = 2
+    n_train: int = 1
+    sphere_size: int = 100
+    time_budget_s: float | None = 170.0
+    unet_steps: int = 200
+    detector_steps: int = 300
+    n_boxes: int = 12
+    n_negative: int = 8
+    box_size: int = 64
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_train < self.n_tomograms:
+            raise ConfigError(
+                f"demo preset {self.name!r}: n_train must be in 1..n_tomograms-1 "
+                f"({self.n_tomograms} tomograms), got {self.n_train}"
+            )
+
+    @property
+    def per_tomogram(self) -> bool:
+        """Whether figures are measured on every test tomogram (mean, spread, count) rather
+        than on the last tomogram alone (the small demo)."""
+        return self.n_tomograms - self.n_train > 1
+
+    def simulate_params(self, seed: int) -> Any:
+        """The :class:`~cryoflow.pipelines.stages.simulate.SimulateParams` of this preset."""
+        from cryoflow.pipelines.stages.simulate import SimulateParams
+
+        return SimulateParams(**self.simulate, n_tomograms=self.n_tomograms, seed=seed)
+
+    def sizes(self, seed: int = 0) -> dict[str, Any]:
+        """What this preset runs, as plain values (printed by ``cryoflow demo --dry-run``)."""
+        sim = self.simulate_params(seed).simulation()
+        angles = sim.angles_deg
+        return {
+            "preset": self.name,
+            "shape_zyx": list(sim.shape),
+            "n_tilts": int(angles.size),
+            "tilt_range_deg": [float(angles[0]), float(angles[-1])],
+            "tilt_step_deg": float(sim.tilt_step_deg),
+            "snr": sim.snr,
+            "blur": sim.blur,
+            "pixel_size_angstrom": float(sim.pixel_size_angstrom),
+            "n_tomograms": self.n_tomograms,
+            "train_tomograms": [sim.tomogram_name(i) for i in range(self.n_train)],
+            "test_tomograms": [sim.tomogram_name(i) for i in range(self.n_train, self.n_tomograms)],
+            "sphere_size": self.sphere_size,
+            "unet_steps": self.unet_steps,
+            "detector_steps": self.detector_steps,
+            "time_budget_s": self.time_budget_s,
+            "n_boxes": self.n_boxes,
+        }
+
+
+_PAPER_SIM = {
+    "preset": "realistic",
+    "shape": (128, 512, 512),
+    "tilt_range_deg": (-60.0, 60.0),
+    "tilt_step_deg": 3.0,
+}
+
+#: (preset, quick) -> resolved sizes
+PRESETS: dict[tuple[str, bool], DemoPreset] = {
+    ("demo", False): DemoPreset("demo", {"preset": "demo"}),
+    ("demo", True): DemoPreset("demo", {"preset": "tiny"}, sphere_size=48, time_budget_s=60.0),
+    ("paper", False): DemoPreset(
+        "paper",
+        _PAPER_SIM,
+        n_tomograms=4,
+        n_train=1,
+        sphere_size=128,
+        time_budget_s=None,
+        unet_steps=600,
+        detector_steps=600,
+        n_boxes=24,
+        n_negative=16,
+        box_size=96,
+        batch_size=8,
+    ),
+    ("paper", True): DemoPreset(
+        "paper",
+        {"preset": "tiny"},  # the small demo's data (granules at 64 px), the paper's protocol
+        n_tomograms=3,
+        n_train=1,
+        sphere_size=48,
+        time_budget_s=None,
+        unet_steps=30,
+        detector_steps=20,
+        n_boxes=6,
+        n_negative=4,
+        box_size=32,
+        batch_size=4,
+    ),
+}
+
+NAMES: tuple[str, ...] = tuple(dict.fromkeys(name for name, _ in PRESETS))
+
+
+def resolve_preset(name: str, quick: bool = False) -> DemoPreset:
+    """The sizes of preset ``name`` (``--quick``: its smallest form); ``ConfigError`` naming
+    the option for an unknown name."""
+    try:
+        return PRESETS[(name, bool(quick))]
+    except KeyError:
+        raise ConfigError(f"--preset must be one of {', '.join(NAMES)} (got {name!r})") from None
+
+
+def over_tomograms(per: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Figures measured on several test tomograms (one mapping each) as one: every finite
+    scalar ``k`` as its mean ``k``, its population standard deviation ``k_std`` and the number
+    of tomograms with a finite value ``k_n``; NaN when none has one. Non-scalar values are
+    left out."""
+    keys = dict.fromkeys(
+        k
+        for m in per
+        for k, v in m.items()
+        if isinstance(v, numbers.Real) and not isinstance(v, bool)
+    )
+    out: dict[str, float] = {}
+    for k in keys:
+        values = [float(m[k]) for m in per if k in m and _finite(m[k])]
+        n = len(values)
+        mean = sum(values) / n if n else math.nan
+        out[k] = mean
+        out[f"{k}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / n) if n else math.nan
+        out[f"{k}_n"] = float(n)
+    return out
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
