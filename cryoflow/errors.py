@@ -96,6 +96,10 @@ class CheckpointError(CryoflowError, ValueError):
     """A model checkpoint is missing, malformed or unsafe."""
 
 
+class TrainingError(CryoflowError, RuntimeError):
+    """A network's training failed (e.g. its loss diverged)."""
+
+
 class ChunkAlignmentError(CryoflowError, ValueError):
     """A write region does not line up with the target array's chunks (or shards)."""
 

@@ -9,15 +9,16 @@ from torch import nn
 
 from cryoflow.errors import ConfigError
 
-ARCHITECTURES = ("tomoseg", "unet", "conformation_ae")
+ARCHITECTURES = ("tomoseg", "unet", "unet3d", "conformation_ae")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Which network to build and its size.
 
-    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions), ``"unet"`` (small U-Net) or
-        ``"conformation_ae"`` (the 3D missing-wedge-aware autoencoder of ``cryoflow embed``,
+    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions), ``"unet"`` (small 2D U-Net),
+        ``"unet3d"`` (residual 3D U-Net of :mod:`cryoflow.models.unet3d`, missing-wedge filling)
+        or ``"conformation_ae"`` (the 3D missing-wedge-aware autoencoder of ``cryoflow embed``,
         :mod:`cryoflow.models.conformation_ae`).
     channels : hidden channels of the tomoseg net's two feature layers.
     kernel_size : odd tomoseg kernel size (EMAN2: 15).
@@ -93,9 +94,14 @@ class ModelSpec:
 def build_model(spec: ModelSpec) -> nn.Module:
     """A freshly initialised network for ``spec``.
 
-    The 2D segmentation networks map ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits; the
-    conformation autoencoder maps ``(n, 1, b, b, b)`` volumes to ``(n, latent_dim)`` and back.
+    The 2D segmentation networks map ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits;
+    ``"unet3d"`` maps ``(B, 1, Z, Y, X)`` volumes to volumes; the conformation autoencoder maps
+    ``(n, 1, b, b, b)`` volumes to ``(n, latent_dim)`` and back.
     """
+    if spec.arch == "unet3d":
+        from cryoflow.models.unet3d import UNet3D
+
+        return UNet3D(base_channels=spec.base_channels, depth=spec.depth)
     if spec.arch == "conformation_ae":
         from cryoflow.models.conformation_ae import ConformationAE
 

@@ -32,6 +32,7 @@ STAGES: dict[str, str] = {
     "average": "cryoflow.pipelines.stages.average",
     "classify": "cryoflow.pipelines.stages.classify",
     "multibody": "cryoflow.pipelines.stages.multibody",
+    "dewedge": "cryoflow.pipelines.stages.dewedge",
 }
 
 
