@@ -1,7 +1,7 @@
 """cryoflow: distributed Dask/Zarr processing for cellular cryo-electron tomography.
 
 Public API (see CONTRACT.md): :func:`backproject`, :func:`project`, :func:`select_threshold`,
-:func:`open_tilt_series`, plus :class:`TiltGeometry`.
+:func:`open_tilt_series`, :func:`open_particles`, plus :class:`TiltGeometry`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ _LAZY = {
     "project": "cryoflow.api",
     "select_threshold": "cryoflow.api",
     "open_tilt_series": "cryoflow.io.store",
+    "open_particles": "cryoflow.io.particleset",
     "TiltGeometry": "cryoflow.geometry",
 }
 

@@ -134,6 +134,10 @@ class InputFilesError(InputFileError):
         return (type(self), (self.errors, self.n_inputs))
 
 
+class MissingTiltRangeError(GeometryError):
+    """A tomogram's tilt range (its missing wedge) is needed but was never recorded."""
+
+
 def one_line(exc: BaseException) -> str:
     """An error that is not cryoflow's own as one line naming the file when it has one:
     ``PATH: Not a directory (NotADirectoryError)``, else ``message (TypeName)``."""

@@ -65,17 +65,22 @@ def ingest(
 ) -> None:
     """Ingest MRC tilt series (or --tomogram volumes) into STORE.zarr.
 
-    Angles come from --angles or from a .mdoc, .rawtlt or .tlt beside the MRC with the same
-    stem. Open the result with cryoflow.open_tilt_series(STORE, NAME).
+    Angles: --angles, else a .mdoc/.rawtlt/.tlt beside the file (a link's own), else the header.
+
+    Tilt axis: --tilt-axis, else the .mdoc's, else the MRC extended header's, else 0.
+
+    Open the result with cryoflow.open_tilt_series(STORE, NAME).
     """
     from cryoflow.pipelines.cluster.connect import connect
     from cryoflow.pipelines.stages.eager import Target
-    from cryoflow.pipelines.stages.ingestion import plan_ingest
+    from cryoflow.pipelines.stages.ingestion import describe_item, plan_ingest
 
     if max_expanded_gib is not None:
         params = stage.with_limit(params, int(max_expanded_gib * 2**30))
     with one_line_warnings():
         plan = plan_ingest(out, params, overwrite=overwrite)  # bad input: before a cluster
+        for item in plan.items:
+            print("cryoflow: " + "\n".join(describe_item(item)), flush=True)
         try:
             with connect(o.cluster(scheduler, workers, report=report)) as client:
                 names = stage.run(client, Target(out, (), overwrite=overwrite), params, plan=plan)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,13 +21,46 @@ def lift(
     overwrite: o.Overwrite = False,
     scheduler: o.Scheduler = None,
     workers: o.Workers = None,
+    masks_file: Annotated[
+        str | None,
+        typer.Option(
+            "--masks",
+            help="Your own 2D masks: an MRC stack (tilt, y, x) of the tilt series' shape, "
+            "non-zero inside; integer values are classes (instead of --maps).",
+        ),
+    ] = None,
 ) -> None:
-    """Back-project 2D masks into votes, pick the threshold, write 3D masks and score curves."""
+    """Back-project 2D masks into votes, pick the threshold, write 3D masks and score curves.
+
+    With --masks MASKS.mrc (and --name): your own masks, into labels/<out> (export --key <out>).
+    """
     where = o.target(store, name, all_, out, overwrite)
-    done = o.run_stage(stage, where, params, scheduler, workers)
+    if masks_file is not None:
+        done = _lift_file(where, params, masks_file, scheduler, workers)
+    else:
+        done = o.run_stage(stage, where, params, scheduler, workers)
     for tomo, summary in done.items():
         picked = ", ".join(f"{c} T={t:g}" for c, t in summary["thresholds"].items())
         print(f"cryoflow: lifted {tomo}: {picked} -> labels/{out}")
+
+
+def _lift_file(
+    where: Any, params: LiftParams, masks_file: str, scheduler: str | None, workers: int | None
+) -> dict[str, Any]:
+    """``--masks FILE``: checked before a cluster starts, then imported and lifted."""
+    from cryoflow.pipelines.cluster.connect import connect
+    from cryoflow.pipelines.stages import lift_masks
+
+    checked = lift_masks.check_masks_file(where.store, where, masks_file)
+    with connect(o.cluster(scheduler, workers)) as client:
+        done = lift_masks.run(client, where, params, checked)
+    for tomo, summary in done.items():
+        classes = ", ".join(str(c) for c in summary["classes"])
+        print(
+            f"cryoflow: {tomo}: masks {checked.path}, classes {classes}; thickness "
+            f"{summary['thickness']} ({summary['thickness_from']})"
+        )
+    return done
 
 
 def register(app: typer.Typer) -> None:

@@ -46,10 +46,14 @@ class AngleRecord:
     pixel_size_angstrom : float or None
         From an mdoc's ``PixelSpacing``; ``None`` for IMOD files.
     tilt_axis_deg : float or None
-        From an mdoc's "Tilt axis angle = ..." title line, else the median of its sections'
-        ``RotationAngle``, when present.
+        From an mdoc's "Tilt axis angle = ..." title line, when present.
     tilt_axis_key : str
-        Which mdoc entry gave ``tilt_axis_deg`` (``"Tilt axis angle"`` or ``"RotationAngle"``).
+        Which mdoc entry gave ``tilt_axis_deg`` (``"Tilt axis angle"``), else ``""``.
+    rotation_angle_deg : float or None
+        The median of the sections' ``RotationAngle``, when present. It is *not* the tilt-axis
+        angle: in SerialEM files it is about 90 degrees from the title's "Tilt axis angle"
+        (e.g. 3.35 with "Tilt axis angle = -86.7"), and which way round is not documented, so
+        it is recorded, never used as the axis (``docs/design/conventions.md``).
     """
 
     path: str
@@ -57,6 +61,7 @@ class AngleRecord:
     pixel_size_angstrom: float | None = None
     tilt_axis_deg: float | None = None
     tilt_axis_key: str = ""
+    rotation_angle_deg: float | None = None
 
     @property
     def n_tilts(self) -> int:
@@ -157,8 +162,8 @@ def read_tlt(path: str | os.PathLike[str]) -> AngleRecord:
 def read_mdoc(path: str | os.PathLike[str]) -> AngleRecord:
     """SerialEM ``.mdoc``: ``TiltAngle`` per ``[ZValue = n]`` section, sorted by ZValue.
 
-    Also reads ``PixelSpacing`` (Å; the first one found) and the tilt-axis angle from a title
-    line "Tilt axis angle = ...". Each line is checked first (so errors name the line), then
+    Also reads ``PixelSpacing`` (Å; the first one found), the tilt-axis angle from a title
+    line "Tilt axis angle = ..." and the sections' ``RotationAngle`` (recorded, not the axis). Each line is checked first (so errors name the line), then
     the file is parsed with ``mdocfile`` as a cross-check of its structure.
     """
     p = Path(path)
@@ -202,9 +207,8 @@ def read_mdoc(path: str | os.PathLike[str]) -> AngleRecord:
     _cross_check(p, len(sections))
     order = sorted(sections)
     key = "Tilt axis angle" if tilt_axis is not None else ""
-    if tilt_axis is None and rotations:
-        tilt_axis, key = float(np.median(rotations)), "RotationAngle"
-    return AngleRecord(str(p), tuple(sections[z] for z in order), pixel, tilt_axis, key)
+    rotation = float(np.median(rotations)) if rotations else None
+    return AngleRecord(str(p), tuple(sections[z] for z in order), pixel, tilt_axis, key, rotation)
 
 
 def _finite(p: Path, lineno: int, text: str, what: str) -> float:
@@ -253,7 +257,7 @@ class TiltAxis:
     deg : float
         IMOD/SerialEM convention (module docstring).
     source : str
-        ``"--tilt-axis"``, ``"<file>.mdoc (Tilt axis angle)"``, ``"<file>.mdoc (RotationAngle)"``,
+        ``"--tilt-axis"``, ``"<file>.mdoc (Tilt axis angle)"``,
         ``"<file>.mrc: FEI1 extended header"`` (or ``FEI``, ``FEI2``, ``MRC label``), or
         ``"none recorded (0)"``.
     """
@@ -263,6 +267,10 @@ class TiltAxis:
 
     def describe(self) -> str:
         """E.g. ``"tilt axis 85.3° (from TS_01.mrc.mdoc (Tilt axis angle))"``."""
+        if self.source == "none recorded (0)":
+            return (
+                f"tilt axis {self.deg:g}° (none recorded: the image y axis; else --tilt-axis DEG)"
+            )
         return f"tilt axis {self.deg:g}° (from {self.source})"
 
 

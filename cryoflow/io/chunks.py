@@ -219,6 +219,16 @@ class CheckedArray:
     def chunks(self) -> tuple[int, ...]:
         return tuple(self.zarr_array.chunks)
 
+    @property
+    def path(self) -> str:
+        """The array's path inside its store (as ``zarr.Array.path``)."""
+        return str(self.zarr_array.path)
+
+    @property
+    def store(self) -> Any:
+        """The store the array lives in (as ``zarr.Array.store``)."""
+        return self.zarr_array.store
+
     def __repr__(self) -> str:
         return f"CheckedArray({self.zarr_array.path!r}, shape={self.shape}, dtype={self.dtype})"
 

@@ -167,6 +167,9 @@ def dependents(root: zarr.Group, name: str, rel: str) -> dict[str, str]:
 def mark_dependents_stale(store: object, name: str, rel: str) -> list[str]:
     """Mark every node derived from ``tomograms/<name>/<rel>`` stale; returns their store paths.
 
+    Dataset-level nodes (a particle set cut from this tomogram, see
+    :mod:`cryoflow.io.dataset_lineage`) derived from it or from its dependents are marked too.
+
     Call it just before replacing that node (it is a no-op when the node does not exist).
     Each stale node gets ``cryoflow.stale = {input, via, replaced_write_id, at}`` in its
     ``zarr.json``; nodes already stale keep their first record.
@@ -187,6 +190,11 @@ def mark_dependents_stale(store: object, name: str, rel: str) -> list[str]:
         path = f"{base}/{node}"
         if _set_stale(root, path, {**record, "via": f"{TOMOGRAMS}/{name}/{via}"}):
             marked.append(path)
+    # dataset-level nodes (particle sets, ...) computed from this node or its dependents
+    from cryoflow.io.dataset_lineage import mark_dataset_dependents_stale
+
+    via_nodes = {f"{TOMOGRAMS}/{name}/{n}": "" for n in dependents(root, name, rel)}
+    marked += mark_dataset_dependents_stale(store, f"{TOMOGRAMS}/{name}/{rel}", via=via_nodes)
     return marked
 
 
@@ -211,5 +219,24 @@ def stale_on_replace(pending: PendingWrite, store: object, name: str, rel: str) 
     Only an overwriting write can replace a node, so other writes are left as they are.
     """
     if pending.overwrite:
-        pending.before_publish.append(lambda: mark_dependents_stale(store, name, rel))
+        pending.before_publish.append(lambda: _report_stale(store, name, rel))
     return pending
+
+
+def _report_stale(store: object, name: str, rel: str) -> list[str]:
+    """:func:`mark_dependents_stale`, saying which results it marked (a ``CryoflowWarning``)."""
+    import warnings
+
+    from cryoflow.errors import CryoflowWarning
+
+    marked = mark_dependents_stale(store, name, rel)
+    if marked:
+        shown = ", ".join(p.split(f"{TOMOGRAMS}/{name}/", 1)[-1] for p in marked)
+        warnings.warn(
+            f"{nodes.store_label(store)}: replacing {name}/{rel} marked {len(marked)} result(s) "
+            f"derived from it stale: {shown} (rerun their steps; cryoflow verify --clean "
+            "removes them)",
+            CryoflowWarning,
+            stacklevel=2,
+        )
+    return marked

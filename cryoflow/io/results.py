@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
 from cryoflow.errors import StoreError
 from cryoflow.io import lineage, nodes
-from cryoflow.io.chunks import read_checked
+from cryoflow.io.columns import decode_table, write_columns
 from cryoflow.io.layout import (
     COMPRESSOR,
     RESULTS,
@@ -176,7 +175,6 @@ def write_table(
         )
     prov = dict(provenance or {})
     prov.setdefault("step", step)
-    columns: list[dict[str, Any]] = []
     meta = node_attrs("table", prov, step)
     parent, leaf, tmp, holder, node_name = begin(
         store, name, [RESULTS, step, key], overwrite=overwrite, what="table"
@@ -188,34 +186,13 @@ def write_table(
     )
     lineage.stale_on_replace(pending, store, name, f"{RESULTS}/{step}/{key}")
     try:
-        for i, col in enumerate(table.columns):
-            values, info = _encode_column(table[col], str(col))
-            group.create_array(
-                f"c{i}",
-                data=values,
-                chunks=(max(1, len(values)),),
-                compressors=COMPRESSOR,
-                dimension_names=("row",),
-            )
-            columns.append(info)
+        columns = write_columns(group, table)
         pending.final_attrs = {"columns": columns, "n_rows": len(table)}
         pending.commit()
     except BaseException:
         pending.abort()
         raise
     return pending
-
-
-def _encode_column(series: pd.Series, name: str) -> tuple[np.ndarray, dict[str, Any]]:
-    values = series.to_numpy()
-    if values.dtype.kind in "biuf":
-        return values.astype(values.dtype.newbyteorder("=")), {
-            "name": name,
-            "dtype": values.dtype.str,
-        }
-    text = series.astype(str)
-    codes, cats = pd.factorize(text, sort=True)
-    return codes.astype(np.int64), {"name": name, "dtype": "category", "categories": list(cats)}
 
 
 def read_table(store: object, name: str, step: str, key: str) -> pd.DataFrame:
@@ -229,12 +206,4 @@ def read_table(store: object, name: str, step: str, key: str) -> pd.DataFrame:
         raise StoreError(
             f"{nodes.store_label(store)}: {path!r} is a {meta.get('kind')}, not a table"
         )
-    data: dict[str, Any] = {}
-    for i, info in enumerate(meta["columns"]):
-        values = read_checked(nodes.child_array(group, f"c{i}"))
-        if info["dtype"] == "category":
-            cats = np.asarray(info["categories"], dtype=object)
-            data[info["name"]] = cats[values] if len(values) else np.array([], dtype=object)
-        else:
-            data[info["name"]] = values.astype(np.dtype(info["dtype"]))
-    return pd.DataFrame(data, columns=[c["name"] for c in meta["columns"]])
+    return decode_table(group, meta["columns"])

@@ -185,6 +185,7 @@ def write_volume(
     multiscale: bool = True,
     compute: bool = True,
     chunk: int = VOLUME_CHUNK,
+    attrs: dict[str, Any] | None = None,
 ) -> PendingWrite:
     """Write a volume ``(z, y, x)`` as an OME-Zarr v0.5 multiscale image.
 
@@ -195,6 +196,9 @@ def write_volume(
     Parameters
     ----------
     volume : ndarray, dask array or DataArray of shape (Z, Y, X)
+    attrs : dict, optional
+        Extra JSON-serialisable attributes (e.g. ``tilt_range_deg`` of an ingested tomogram),
+        returned by :func:`open_volume` in ``.attrs``.
     """
     if kind not in ("image", "label"):
         raise StoreError(f"volume kind must be 'image' or 'label', got {kind!r}")
@@ -207,9 +211,11 @@ def write_volume(
     section = LABELS if label else VOLUMES
     n_levels = PYRAMID_LEVELS if multiscale else 1
     source = as_dask(volume, volume_chunks(shape, chunk)).astype(dtype)
+    meta = node_attrs(kind, provenance, "volume")
+    meta["attrs"] = nodes.normalise_provenance({"attrs": attrs or {}})["attrs"]
     group_attrs = {
         "ome": ome.multiscales_metadata(key, shape, pixel, n_levels, label=label),
-        ATTR: node_attrs(kind, provenance, "volume"),
+        ATTR: meta,
     }
     parent, leaf, tmp, holder, node_name = begin(
         store, name, [section, key], overwrite=overwrite, what=f"{kind} volume"
@@ -235,6 +241,18 @@ def write_volume(
     return finish(pending, compute)
 
 
+def _volume_keys(root: Any, base: str) -> str:
+    """``"volumes tomogram; labels lift"`` (or ``"no volumes or labels"``), for messages."""
+    parts = []
+    for section in (VOLUMES, LABELS):
+        if section in nodes.child_group(root, base):
+            keys = sorted(nodes.child_group(nodes.child_group(root, base), section).group_keys())
+            keys = [k for k in keys if not k.startswith(".")]
+            if keys:
+                parts.append(f"{section} {', '.join(keys)}")
+    return "; ".join(parts) if parts else "no volumes or labels"
+
+
 def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataArray:
     """Volume ``key`` of tomogram ``name`` (an image, else a label image) at pyramid ``level``.
 
@@ -242,7 +260,8 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
     -------
     xarray.DataArray of shape (Z, Y, X)
         Dims ``("z", "y", "x")``; ``attrs["pixel_size_angstrom"]`` (of this level),
-        ``attrs["kind"]`` (``"image"``/``"label"``), ``attrs["provenance"]``.
+        ``attrs["kind"]`` (``"image"``/``"label"``), ``attrs["provenance"]``, and the extra
+        attributes it was written with.
     """
     root = open_dataset(store)
     tomogram_group(root, name)
@@ -254,7 +273,8 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
         section = LABELS
     else:
         raise NodeNotFoundError(
-            f"{nodes.store_label(store)}: tomogram {name!r} has no volume or label image {key!r}"
+            f"{nodes.store_label(store)}: tomogram {name!r} has no volume or label image "
+            f"{key!r}; it has {_volume_keys(root, base)}"
         )
     group = nodes.open_node(root, f"{base}/{section}/{key}", what="volume")
     meta = group.attrs["ome"]
@@ -269,6 +289,7 @@ def open_volume(store: object, name: str, key: str, level: int = 0) -> xr.DataAr
         dims=ome.AXES,
         name=key,
         attrs={
+            **dict(group.attrs[ATTR].get("attrs", {})),
             "pixel_size_angstrom": ome.level_scale(meta, level)[-1],
             "kind": group.attrs[ATTR]["kind"],
             "provenance": group.attrs[ATTR].get("provenance", {}),

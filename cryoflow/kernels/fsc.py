@@ -102,7 +102,7 @@ def lowpass(volume: np.ndarray, resolution_px: float, *, edge_shells: float = 2.
     half = edge_shells / (2.0 * box)
     t = np.clip((k - (cut - half)) / (2.0 * half), 0.0, 1.0) if half > 0 else (k > cut) * 1.0
     filt = 0.5 * (1.0 + np.cos(np.pi * t))
-    return np.fft.irfftn(np.fft.rfftn(v) * filt, s=v.shape).astype(np.float32)
+    return np.fft.irfftn(np.fft.rfftn(v) * filt, s=v.shape, axes=(0, 1, 2)).astype(np.float32)
 
 
 def fsc_weighted(volume: np.ndarray, curve: FSCCurve, resolution_px: float) -> np.ndarray:
@@ -115,5 +115,7 @@ def fsc_weighted(volume: np.ndarray, curve: FSCCurve, resolution_px: float) -> n
     f = np.clip(curve.fsc, 0.0, 1.0)
     w = np.sqrt(2.0 * f / (1.0 + f))
     shell = np.minimum(np.rint(_radius_grid(box) * box).astype(int), len(w) - 1)
-    weighted = np.fft.irfftn(np.fft.rfftn(v) * w[shell], s=v.shape).astype(np.float32)
+    weighted = np.fft.irfftn(np.fft.rfftn(v) * w[shell], s=v.shape, axes=(0, 1, 2)).astype(
+        np.float32
+    )
     return lowpass(weighted, resolution_px)

@@ -27,7 +27,7 @@ def shift_volume(volume: np.ndarray, shift_zyx_px: np.ndarray) -> np.ndarray:
         *(np.fft.fftfreq(n) for n in v.shape[:2]), np.fft.rfftfreq(v.shape[2]), indexing="ij"
     )
     ph = np.exp(-2j * np.pi * sum(ki * si for ki, si in zip(k, shift_zyx_px, strict=True)))
-    return np.fft.irfftn(np.fft.rfftn(v) * ph, s=v.shape).astype(np.float32)
+    return np.fft.irfftn(np.fft.rfftn(v) * ph, s=v.shape, axes=(0, 1, 2)).astype(np.float32)
 
 
 def register_to(

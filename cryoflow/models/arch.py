@@ -9,17 +9,22 @@ from torch import nn
 
 from cryoflow.errors import ConfigError
 
-ARCHITECTURES = ("tomoseg", "unet")
+ARCHITECTURES = ("tomoseg", "unet", "conformation_ae")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Which network to build and its size.
 
-    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions) or ``"unet"`` (small U-Net).
+    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions), ``"unet"`` (small U-Net) or
+        ``"conformation_ae"`` (the 3D missing-wedge-aware autoencoder of ``cryoflow embed``,
+        :mod:`cryoflow.models.conformation_ae`).
     channels : hidden channels of the tomoseg net's two feature layers.
     kernel_size : odd tomoseg kernel size (EMAN2: 15).
-    base_channels, depth : U-Net width of the first level and number of poolings.
+    base_channels, depth : width of the first level and number of poolings (U-Net and
+        autoencoder).
+    latent_dim : the autoencoder's latent dimension (2..16).
+    box : the autoencoder's working box side (voxels; a multiple of ``2**depth``).
     """
 
     arch: str = "tomoseg"
@@ -27,6 +32,8 @@ class ModelSpec:
     kernel_size: int = 15
     base_channels: int = 8
     depth: int = 2
+    latent_dim: int = 4
+    box: int = 32
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -40,6 +47,15 @@ class ModelSpec:
             raise ConfigError(
                 f"base_channels must be >= 1 and depth in 1..5, got {self.base_channels}, {self.depth}"
             )
+        if not 2 <= int(self.latent_dim) <= 16:
+            raise ConfigError(f"latent_dim must lie in 2..16, got {self.latent_dim}")
+        if self.arch == "conformation_ae" and (
+            int(self.box) < 2**self.depth or int(self.box) % 2**self.depth
+        ):
+            raise ConfigError(
+                f"the autoencoder's box must be a positive multiple of 2**depth = "
+                f"{2**self.depth}, got {self.box}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,11 +64,13 @@ class ModelSpec:
             "kernel_size": self.kernel_size,
             "base_channels": self.base_channels,
             "depth": self.depth,
+            "latent_dim": self.latent_dim,
+            "box": self.box,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        known = {"arch", "channels", "kernel_size", "base_channels", "depth"}
+        known = {"arch", "channels", "kernel_size", "base_channels", "depth", "latent_dim", "box"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(
@@ -65,13 +83,28 @@ class ModelSpec:
                 kernel_size=int(data.get("kernel_size", 15)),
                 base_channels=int(data.get("base_channels", 8)),
                 depth=int(data.get("depth", 2)),
+                latent_dim=int(data.get("latent_dim", 4)),
+                box=int(data.get("box", 32)),
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"malformed model spec {data!r}: {exc}") from exc
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """A freshly initialised network mapping ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits."""
+    """A freshly initialised network for ``spec``.
+
+    The 2D segmentation networks map ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits; the
+    conformation autoencoder maps ``(n, 1, b, b, b)`` volumes to ``(n, latent_dim)`` and back.
+    """
+    if spec.arch == "conformation_ae":
+        from cryoflow.models.conformation_ae import ConformationAE
+
+        return ConformationAE(
+            box=spec.box,
+            latent_dim=spec.latent_dim,
+            base_channels=spec.base_channels,
+            depth=spec.depth,
+        )
     if spec.arch == "tomoseg":
         from cryoflow.models.tomoseg import TomosegNet
 

@@ -26,13 +26,14 @@ def test_mdoc_title_gives_the_axis_and_wins_over_the_mrc(tmp_path) -> None:
     assert A.resolve_tilt_axis(user_deg=-94.7, record=record) == A.TiltAxis(-94.7, "--tilt-axis")
 
 
-def test_rotation_angle_sections_are_the_fallback(tmp_path) -> None:
+def test_rotation_angle_sections_are_recorded_but_are_not_the_axis(tmp_path) -> None:
     path = write_mdoc(tmp_path / "TS_02.mdoc", ANGLES, tilt_axis=None)
     text = path.read_text().replace("TiltAngle =", "RotationAngle = 174.6\nTiltAngle =")
     path.write_text(text)
     record = A.read_mdoc(path)
-    assert record.tilt_axis_deg == pytest.approx(174.6) and record.tilt_axis_key == "RotationAngle"
-    assert A.resolve_tilt_axis(record=record).source == "TS_02.mdoc (RotationAngle)"
+    assert record.rotation_angle_deg == pytest.approx(174.6)
+    assert record.tilt_axis_deg is None and record.tilt_axis_key == ""
+    assert A.resolve_tilt_axis(record=record) == A.TiltAxis(0.0, "none recorded (0)")
 
 
 def test_mrc_extended_header_then_zero(tmp_path) -> None:

@@ -117,6 +117,13 @@ def prepare_workers(client: Any) -> None:
     client.register_plugin(TrimMemory())
 
 
+def _local_workers_ignore_sigint(client: Any) -> None:
+    """Ctrl-C is the client's alone on a local cluster (:mod:`.interrupt`)."""
+    from cryoflow.pipelines.cluster.interrupt import IgnoreSigint
+
+    client.register_plugin(IgnoreSigint())
+
+
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -154,6 +161,7 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
                 )
             )
             client = stack.enter_context(Client(cluster, set_as_default=False))
+            _local_workers_ignore_sigint(client)
             _say(
                 f"cryoflow: local cluster with {cfg.n_workers} worker process(es) "
                 f"at {cluster.scheduler_address}",

@@ -29,6 +29,7 @@ STAGES: dict[str, str] = {
     "detect": "cryoflow.pipelines.stages.detect",
     "localize": "cryoflow.pipelines.stages.localize",
     "intensity": "cryoflow.pipelines.stages.intensity",
+    "average": "cryoflow.pipelines.stages.average",
 }
 
 

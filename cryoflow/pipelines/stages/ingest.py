@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
+from cryoflow.errors import ConfigError
 from cryoflow.pipelines.stages.base import CheckContext, SourceReport, Stage, StageParams
 from cryoflow.pipelines.stages.eager import Target
 from cryoflow.pipelines.stages.fields import Texts
@@ -43,6 +44,19 @@ class IngestParams(StageParams):
     )
     tomogram: bool = Field(
         default=False, description="ingest reconstructed volumes (to volumes/tomogram)"
+    )
+    tilt_axis: float | None = Field(
+        default=None,
+        ge=-360.0,
+        le=360.0,
+        allow_inf_nan=False,
+        description="tilt-axis angle DEG from the image y axis, IMOD/SerialEM sign (as an "
+        ".mdoc's 'Tilt axis angle'); default: the .mdoc's, else the MRC extended header's, else 0",
+    )
+    alignment: str | None = Field(
+        default=None,
+        description="an alignment made elsewhere for the raw stack: IMOD .xf (with the .tlt "
+        "beside it, or --angles) or AreTomo .aln (one input only)",
     )
     max_expanded_bytes: int | None = Field(
         default=None,
@@ -106,7 +120,10 @@ def ingest_step(
     create_dataset(store)
     present = set(list_tomograms(store))
     wanted = set(tomograms) if tomograms is not None else None
-    for path in expand_inputs(params.inputs):
+    files = expand_inputs(params.inputs)
+    if params.alignment is not None and len(files) != 1:
+        raise ConfigError(f"ingest: alignment applies to one input file, got {len(files)} files")
+    for path in files:
         name = angle_io._stem(path)  # the name ingest gives it
         if (wanted is not None and name not in wanted) or name in present:
             report.skipped += 1

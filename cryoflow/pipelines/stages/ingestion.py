@@ -47,8 +47,16 @@ from cryoflow.io.layout import (
 from cryoflow.io.names import validate_name
 from cryoflow.io.store import PendingWrite, write_tilt_series, write_volume
 from cryoflow.pipelines.stages.ingest import IngestParams
+from cryoflow.pipelines.stages.ingest_meta import SeriesMeta, resolve_series, resolve_volume_pixel
 
-__all__ = ["IngestItem", "IngestPlan", "expand_inputs", "plan_ingest", "write_ingest"]
+__all__ = [
+    "IngestItem",
+    "IngestPlan",
+    "describe_item",
+    "expand_inputs",
+    "plan_ingest",
+    "write_ingest",
+]
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".rec", ".map")
 TOMOGRAM_KEY = "tomogram"
@@ -65,6 +73,7 @@ class IngestItem:
     geometry: TiltGeometry | None  # None for --tomogram
     angles_file: str | None
     notes: tuple[str, ...] = ()
+    meta: SeriesMeta | None = None  # what was decided about a tilt series, and from where
 
 
 @dataclass
@@ -103,7 +112,8 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
             found.append(p)
         else:
             raise InputFileError(p, "no such file or directory")
-    unique = list(dict.fromkeys(f.resolve() for f in found))
+    # as named, links not resolved: a link is ingested under its own stem, with its neighbours
+    unique = list(dict.fromkeys(angle_io.input_path(f) for f in found))
     return unique
 
 
@@ -132,6 +142,7 @@ def plan_ingest(out: str, params: IngestParams, *, overwrite: bool = False) -> I
         raise ConfigError(f"--name applies to one input file, got {len(files)} files")
     if len(files) > 1 and params.angles is not None:
         raise ConfigError(f"--angles applies to one input file, got {len(files)} files")
+    _check_series_options(params, len(files))
     existing = _existing_names(out, tomogram=params.tomogram)
     plan = IngestPlan(params, out, overwrite, [])
     problems: list[CryoflowError] = []
@@ -151,6 +162,16 @@ def plan_ingest(out: str, params: IngestParams, *, overwrite: bool = False) -> I
             raise problems[0]
         raise InputFilesError(problems, len(files))
     return plan
+
+
+def _check_series_options(params: IngestParams, n_files: int) -> None:
+    """``--alignment`` (one input only) and ``--tilt-axis`` describe tilt series only."""
+    if n_files > 1 and params.alignment is not None:
+        raise ConfigError(f"--alignment applies to one input file, got {n_files} files")
+    if params.tomogram and (params.alignment is not None or params.tilt_axis is not None):
+        raise ConfigError(
+            "--tilt-axis and --alignment describe tilt series, not --tomogram volumes"
+        )
 
 
 def _check_one(f: Path, plan: IngestPlan, seen: dict[str, Path], existing: set[str]) -> IngestItem:
@@ -182,9 +203,25 @@ def _existing_names(out: str, *, tomogram: bool) -> set[str]:
     }
 
 
+def _default_name(path: Path) -> str:
+    """The file's stem as a tomogram name; one that is not a valid name suggests ``--name``."""
+    import re
+
+    from cryoflow.errors import InvalidNameError
+    from cryoflow.io.names import NAME_RULE, is_valid_name
+
+    stem = angle_io.input_stem(path)
+    if is_valid_name(stem):
+        return stem
+    hint = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-").replace("..", ".") or "TS_01"
+    raise InvalidNameError(
+        f"{path}: its stem {stem!r} is not a valid tomogram name ({NAME_RULE}); pass --name {hint}"
+    )
+
+
 def _plan_one(path: Path, config: IngestParams, plan: IngestPlan) -> IngestItem:
     name = validate_name(
-        config.name if config.name is not None else angle_io._stem(path), "tomogram name"
+        config.name if config.name is not None else _default_name(path), "tomogram name"
     )
     readable = path
     if path.suffix.lower() in mrc.COMPRESSED_SUFFIXES:
@@ -201,45 +238,35 @@ def _plan_one(path: Path, config: IngestParams, plan: IngestPlan) -> IngestItem:
     notes = tuple(str(w.message).replace(str(readable), str(path)) for w in caught)
     for note in notes:
         warnings.warn(note, NonStandardInputWarning, stacklevel=3)
-    header_px = info.voxel_size_angstrom[2]
     if config.tomogram:
-        return IngestItem(str(path), info, name, _pixel(path, header_px, None), None, None, notes)
-    angle_path = Path(config.angles) if config.angles else angle_io.find_companion(path)
-    if angle_path is None:
-        raise InputFileError(
-            path,
-            "no tilt angles: pass --angles FILE or put a .mdoc, .rawtlt or .tlt with the same stem beside it",
-        )
-    record = angle_io.read_angles(angle_path)
-    n_images = info.shape[0]
-    if record.n_tilts != n_images:
-        raise InputFileError(
-            path, f"holds {n_images} images but {angle_path} lists {record.n_tilts} tilt angles"
-        )
-    geometry = TiltGeometry.single_axis(
-        record.angles_deg, tilt_axis_deg=record.tilt_axis_deg or 0.0
+        pixel, _ = resolve_volume_pixel(path, info)
+        return IngestItem(str(path), info, name, pixel, None, None, notes)
+    meta = resolve_series(
+        path,
+        info,
+        angles=config.angles,
+        tilt_axis=config.tilt_axis,
+        alignment=config.alignment,
     )
-    pixel = _pixel(path, header_px, record.pixel_size_angstrom)
-    return IngestItem(str(path), info, name, pixel, geometry, str(angle_path), notes)
+    return IngestItem(
+        str(path),
+        info,
+        name,
+        meta.pixel_size_angstrom,
+        meta.geometry,
+        meta.angles_file,
+        notes,
+        meta,
+    )
 
 
-def _pixel(path: Path, header_px: float, mdoc_px: float | None) -> float:
-    """mdoc PixelSpacing, else the header's voxel size, else 1 Å with a warning."""
-    if mdoc_px is not None:
-        if header_px > 0 and abs(header_px - mdoc_px) > 0.01 * mdoc_px:
-            warnings.warn(
-                f"{path}: header pixel size {header_px:.4g} Å differs from the mdoc's {mdoc_px:.4g} Å; "
-                "using the mdoc's",
-                NonStandardInputWarning,
-                stacklevel=3,
-            )
-        return mdoc_px
-    if header_px > 0:
-        return header_px
-    warnings.warn(
-        f"{path}: no pixel size in the header; assuming 1 Å", NonStandardInputWarning, stacklevel=3
-    )
-    return 1.0
+def describe_item(item: IngestItem) -> list[str]:
+    """What ingest decided for one input, for the terminal (first line: name and file)."""
+    lines = [f"{item.name} <- {item.source}"]
+    if item.meta is not None:
+        return lines + ["  " + line for line in item.meta.summary(item.info.shape)]
+    z, y, x = item.info.shape
+    return lines + [f"  volume {z} x {y} x {x}, pixel size {item.pixel_size_angstrom:.4g} Å"]
 
 
 # ---------------------------------------------------------------------------- running
@@ -256,11 +283,14 @@ def _provenance(item: IngestItem, config: IngestParams) -> dict[str, Any]:
     }
     if item.angles_file:
         inputs["angles"] = {"path": item.angles_file, "bytes": os.stat(item.angles_file).st_size}
+    if config.alignment and item.meta is not None and item.meta.alignment is not None:
+        inputs["alignment"] = {"path": config.alignment, "bytes": os.stat(config.alignment).st_size}
     return {
         "step": "ingest",
         "parameters": {"tomogram": config.tomogram, "tile_px": config.tile_px or TILE_PX},
         "inputs": inputs,
         "notes": list(item.notes),
+        **({"decisions": item.meta.record()} if item.meta is not None else {}),
     }
 
 
@@ -284,6 +314,8 @@ def _pending(item: IngestItem, plan: IngestPlan) -> PendingWrite:
         )
     chunks = tilt_series_chunks(item.info.shape, config.tile_px or TILE_PX)
     source = mrc.mrc_dask_array(item.info, chunks, name=f"ingest-read-{item.name}")
+    if item.meta is not None and item.meta.kept is not None:  # e.g. AreTomo's dark frames
+        source = source[list(item.meta.kept)]
     if item.geometry is None:
         raise ConfigError(f"{item.source}: no geometry planned for a tilt series")
     return write_tilt_series(

@@ -46,6 +46,16 @@ def pick_tomograms(store: object, name: str | None, all_: bool) -> list[str]:
     names = select_tomograms(store, [name] if name else None)
     if not names:
         raise ConfigError(f"{store}: the dataset holds no complete tomogram")
+    if name:
+        from cryoflow.errors import NodeNotFoundError
+        from cryoflow.io.layout import list_tomograms
+
+        present = list_tomograms(store)
+        if name not in present:
+            raise NodeNotFoundError(
+                f"{store}: no tomogram {name!r}; the dataset holds "
+                + (", ".join(present) if present else "no tomograms")
+            )
     return names
 
 
@@ -63,13 +73,41 @@ def result_input(
     store: object, tomogram: str, step: str, key: str, inputs: dict[str, str], what: str = "result"
 ) -> Any:
     """``results/<step>/<key>`` of ``tomogram`` as a lazy DataArray; records its identity."""
+    from cryoflow.errors import NodeNotFoundError
     from cryoflow.io.layout import RESULTS, TOMOGRAMS
     from cryoflow.io.store import open_result
 
     path = f"{TOMOGRAMS}/{tomogram}/{RESULTS}/{step}/{key}"
-    data = open_result(store, tomogram, step, key)
+    try:
+        data = open_result(store, tomogram, step, key)
+    except NodeNotFoundError as exc:
+        raise NodeNotFoundError(
+            f"{exc}; {tomogram} has {existing_results(store, tomogram)}"
+        ) from exc
     inputs[path] = node_identity(store, path, what)
     return data
+
+
+def existing_results(store: object, tomogram: str) -> str:
+    """``"results reconstruct/volume, truth/masks2d"`` (or ``"no results"``), for messages."""
+    from cryoflow.io.layout import RESULTS, TOMOGRAMS, open_dataset
+    from cryoflow.io.names import is_valid_name
+    from cryoflow.io.nodes import child_group
+
+    try:
+        group = child_group(
+            child_group(child_group(open_dataset(store), TOMOGRAMS), tomogram), RESULTS
+        )
+        found = [
+            f"{step}/{key}"
+            for step in sorted(group.group_keys())
+            if is_valid_name(step)
+            for key in sorted(child_group(group, step).array_keys())
+            if is_valid_name(key)
+        ]
+    except Exception:  # a message helper: never hide the error it explains
+        found = []
+    return ("results " + ", ".join(found)) if found else "no results"
 
 
 def tilt_series_input(store: object, tomogram: str, source: str) -> tuple[Any, dict[str, str]]:

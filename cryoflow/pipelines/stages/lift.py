@@ -60,9 +60,12 @@ class LiftParams(StageParams):
 
 
 def class_ids(classes: Sequence[str]) -> dict[str, int]:
-    """Label id of each class: the simulator's ids when all are known, else ``1..K``."""
+    """Label id of each class: the simulator's ids when all are known, the values themselves
+    when all are positive integers (a user's masks, ``cryoflow lift --masks``), else ``1..K``."""
     from cryoflow.simulate.classes import CLASS_IDS
 
+    if all(c.isdigit() and int(c) > 0 for c in classes):
+        return {c: int(c) for c in classes}
     if all(c in CLASS_IDS and CLASS_IDS[c] > 0 for c in classes):
         return {c: CLASS_IDS[c] for c in classes}
     return {c: i + 1 for i, c in enumerate(classes)}

@@ -71,7 +71,7 @@ def test_single_file_with_companion_tlt(tmp_path, rng, client) -> None:
 
 def test_mdoc_gives_pixel_size_and_tilt_axis(tmp_path, rng, client) -> None:
     data = tilt_stack(rng, n=4).astype(np.int16)
-    path = write_mrc(tmp_path / "TS_02.mrc", data, voxel_size=1.0)
+    path = write_mrc(tmp_path / "TS_02.mrc", data, voxel_size=2.0)  # set, and not the mdoc's
     write_mdoc(
         tmp_path / "TS_02.mrc.mdoc",
         [2.0, -2.0, 4.0, -4.0],

@@ -1,0 +1,213 @@
+"""Training the conformation autoencoder on one worker (CPU or GPU: ``device`` a parameter).
+
+Each step draws a batch of prepared particles (:func:`cryoflow.kernels.conformation_input.
+prepare_batch`: targets ``T_i = W_i X_i / a_i``, measured regions ``W_i``, inputs ``x_i``) and
+builds a second view of every particle through a *re-imposed wedge*: ``W'_i = W_i V`` with
+``V`` a randomly rotated wedge of ``+-augment_tilt_deg`` (a bank of them, drawn once from the
+seed), filled with the average where ``W'_i = 0`` exactly as the real wedges are. The objective:
+
+    L = L_rec(decode(z_i), T_i; W_i) + L_rec(decode(z'_i), T_i; W_i)          (wedge-masked)
+        + consistency * mean |z_i - z'_i|^2 / sum_d var_batch(z_d)   (variance held fixed)
+        + latent_l2 * mean |z_i|^2
+
+``L_rec`` is :func:`cryoflow.models.wedge_loss.wedge_masked_loss`. The second view teaches the
+decoder to restore, from what is left, components a wedge took away (it is scored on the
+particle's full measured region), and the consistency term puts one particle seen through two
+wedges on one latent point: the latent follows the particle, not its wedge. Adam, a cosine
+learning-rate decay, epochs of random permutations.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from cryoflow.errors import ConfigError
+from cryoflow.geometry.rotation import matrix_zyx_from_euler, random_euler
+from cryoflow.kernels.conformation_input import (
+    EmbedFrame,
+    band_weights,
+    filled_spectra,
+    network_input,
+    work_mask,
+)
+from cryoflow.kernels.fourier_rotate import centred_rfft
+from cryoflow.kernels.wedge import wedge_mask
+from cryoflow.models.arch import ModelSpec, build_model
+from cryoflow.models.checkpoint import ModelConfig
+from cryoflow.models.conformation_ae import ConformationAE
+from cryoflow.models.wedge_loss import wedge_masked_loss
+
+#: re-imposed wedges drawn per training run
+WEDGE_BANK = 64
+
+
+@dataclass(frozen=True)
+class EmbedTrainParams:
+    """Training parameters (recorded in the checkpoint).
+
+    latent_dim : latent dimension D (2..16); base_channels : first level's channels;
+    steps, batch_size, lr : optimiser steps, particles per step, Adam's learning rate;
+    consistency : weight of the two-view latent consistency; latent_l2 : weight of |z|^2;
+    augment_tilt_deg : half-range of the re-imposed wedges (0: no second view);
+    seed : weights, batches and wedges; device : ``"cpu"``, ``"cuda"``, ...;
+    max_seconds : stop after this long (None: never).
+    """
+
+    latent_dim: int = 4
+    base_channels: int = 8
+    steps: int = 400
+    batch_size: int = 16
+    lr: float = 2e-3
+    consistency: float = 1.0
+    full_weight: float = 0.1
+    variance: float = 1.0
+    latent_l2: float = 1e-3
+    augment_tilt_deg: float = 60.0
+    seed: int = 0
+    device: str = "cpu"
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 2 <= int(self.latent_dim) <= 16:
+            raise ConfigError(f"latent_dim must lie in 2..16, got {self.latent_dim}")
+        if self.steps < 1 or self.batch_size < 2 or not self.lr > 0 or self.base_channels < 1:
+            raise ConfigError(
+                "steps >= 1, batch_size >= 2, lr > 0 and base_channels >= 1 required, got "
+                f"{self.steps}, {self.batch_size}, {self.lr}, {self.base_channels}"
+            )
+        if self.consistency < 0 or self.latent_l2 < 0 or not 0 <= self.augment_tilt_deg <= 90:
+            raise ConfigError(
+                "consistency and latent_l2 must be >= 0 and augment_tilt_deg in [0, 90], got "
+                f"{self.consistency}, {self.latent_l2}, {self.augment_tilt_deg}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainedEmbedding:
+    """A trained autoencoder: the network (eval mode), its frame, the checkpoint config and the
+    loss per step."""
+
+    model: ConformationAE
+    frame: EmbedFrame
+    config: ModelConfig
+    history: tuple[float, ...]
+
+
+def wedge_bank(frame: EmbedFrame, tilt_deg: float, n: int, seed: int) -> torch.Tensor:
+    """Float tensor (n, b, b, b//2+1): wedges of ``+-tilt_deg`` under random rotations."""
+    rng = np.random.default_rng(seed)
+    m = matrix_zyx_from_euler(random_euler(rng, n)).reshape(n, 3, 3)
+    b = frame.work_box
+    return torch.as_tensor(
+        np.stack(
+            [wedge_mask((b,) * 3, (-tilt_deg, tilt_deg), rotation_zyx=mi, rfft=True) for mi in m]
+        ).astype(np.float32)
+    )
+
+
+def training_objective(
+    model: ConformationAE,
+    targets: torch.Tensor,  # (n, b, b, b//2+1) complex: W X / a
+    wedges: torch.Tensor,  # (n, b, b, b//2+1)
+    extra_wedges: torch.Tensor | None,  # (n, b, b, b//2+1) or None: no second view
+    band: torch.Tensor,  # (b, b, b//2+1)
+    params: EmbedTrainParams,
+) -> torch.Tensor:
+    """Scalar tensor: ``L`` of the module docstring for one batch (reads ``targets`` only
+    where ``wedges > 0``)."""
+    a_spec = centred_rfft(model.average[None])[0]
+    x1 = network_input(filled_spectra(targets, wedges, a_spec), band, model.mask)
+    z1, d1 = model(x1)
+    if extra_wedges is None:
+        loss = wedge_masked_loss(d1, targets, wedges, band)
+    else:
+        loss = params.full_weight * wedge_masked_loss(d1, targets, wedges, band)
+        w2 = wedges * extra_wedges
+        x2 = network_input(filled_spectra(targets, w2, a_spec), band, model.mask)
+        z2, d2 = model(x2)
+        # scored where the second view saw nothing: its noise is independent of the input
+        loss = loss + wedge_masked_loss(d2, targets, wedges * (1.0 - extra_wedges), band)
+        loss = loss + params.consistency * ((z1 - z2) ** 2).sum(dim=1).mean()
+    spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0) + 1e-6)).mean()
+    return loss + params.variance * spread + params.latent_l2 * (z1**2).sum(dim=1).mean()
+
+
+def train_embedding(
+    targets: torch.Tensor,
+    wedges: torch.Tensor,
+    frame: EmbedFrame,
+    average_work: np.ndarray,
+    params: EmbedTrainParams,
+    *,
+    training_set: dict[str, Any] | None = None,
+) -> TrainedEmbedding:
+    """Train on prepared particles (``targets``/``wedges`` of :class:`PreparedBatch`, all
+    particles or a sample of them, ``(n, b, b, b//2+1)``).
+
+    ``average_work`` is the :func:`~cryoflow.kernels.conformation_input.work_average`
+    ``(b, b, b)``; it and the mask become the model's buffers.
+    """
+    n = int(targets.shape[0])
+    if n < 2 or targets.shape != wedges.shape or targets.shape[1] != frame.work_box:
+        raise ConfigError(
+            f"training needs >= 2 prepared particles on the frame's {frame.work_box}-grid, got "
+            f"targets {tuple(targets.shape)}, wedges {tuple(wedges.shape)}"
+        )
+    device = torch.device(params.device)
+    torch.manual_seed(params.seed)
+    spec = ModelSpec(
+        arch="conformation_ae",
+        base_channels=params.base_channels,
+        depth=3,
+        latent_dim=params.latent_dim,
+        box=frame.work_box,
+    )
+    model = cast(ConformationAE, build_model(spec))
+    model.set_frame_arrays(torch.as_tensor(average_work), torch.as_tensor(work_mask(frame)))
+    model = model.to(device).train()
+    t_all, w_all = targets.to(device), wedges.to(device)
+    band = band_weights(frame, device)
+    bank = None
+    if params.augment_tilt_deg > 0:
+        bank = wedge_bank(frame, params.augment_tilt_deg, WEDGE_BANK, params.seed + 1).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=params.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=params.steps, eta_min=params.lr / 20
+    )
+    rng = np.random.default_rng(params.seed)
+    batch = min(params.batch_size, n)
+    order = rng.permutation(n)
+    pos = 0
+    history: list[float] = []
+    start = time.perf_counter()
+    for _ in range(params.steps):
+        if pos + batch > n:
+            order, pos = rng.permutation(n), 0
+        idx = torch.as_tensor(order[pos : pos + batch], device=device)
+        pos += batch
+        extra = None if bank is None else bank[torch.as_tensor(rng.integers(0, len(bank), batch))]
+        loss = training_objective(model, t_all[idx], w_all[idx], extra, band, params)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append(float(loss.detach()))
+        if params.max_seconds is not None and time.perf_counter() - start > params.max_seconds:
+            break
+    model.eval()
+    config = ModelConfig(
+        feature="conformation",
+        spec=spec,
+        training_set={"n_particles": n, **(training_set or {})},
+        params={"frame": frame.to_dict(), "train": params.to_dict(), "steps_run": len(history)},
+        metrics={"loss_last_20": float(np.mean(history[-20:]))},
+    )
+    return TrainedEmbedding(model, frame, config, tuple(history))
