@@ -12,6 +12,8 @@ from cryoflow.cli.main import main
 from cryoflow.io import store
 from cryoflow.io.verify import find_leftovers, verify_store
 
+pytestmark = pytest.mark.fault  # the fault matrix: damaged and half-written stores
+
 ANGLES = [0.0, 20.0, 40.0, 60.0]
 
 

@@ -10,6 +10,8 @@ from cryoflow.cli.main import main
 from cryoflow.errors import ConfigError
 from cryoflow.pipelines.engine.config import load_pipeline
 
+pytestmark = pytest.mark.fault  # the fault matrix: a pipeline file that is not UTF-8
+
 GOOD = "dataset:\n  store: d.zarr\nsteps:\n  - bin: {factor: 2}\n"
 
 

@@ -57,4 +57,32 @@ def check_pipeline(config: PipelineConfig) -> list[str]:
         stage = get_stage(step.name)
         if stage.check is not None:
             lines += stage.check(step.params, ctx)
+    if images:
+        lines += memory_lines(config, next(iter(images)))
+    return lines
+
+
+def memory_lines(config: PipelineConfig, tomogram: str) -> list[str]:
+    """Each per-tomogram step's estimated per-task memory on ``tomogram``
+    (:mod:`cryoflow.pipelines.engine.memory`); a step that cannot fit in a worker's
+    ``memory_limit`` is refused. A step whose plan needs an earlier step's results (not
+    made yet) is not estimated."""
+    from cryoflow.pipelines.engine.memory import parse_memory_limit, task_memory
+
+    limit_text = config.cluster.memory_limit
+    limit = parse_memory_limit(limit_text)
+    lines = []
+    for step in config.steps:
+        stage = get_stage(step.name)
+        if stage.plan is None:
+            continue
+        try:
+            plan = stage.plan(config.dataset.store, tomogram, step.params)
+        except Exception:  # its inputs come from an earlier step of this pipeline
+            lines.append(f"memory: {step.name}: not estimated (its inputs are not made yet)")
+            continue
+        est = task_memory(plan)
+        if est is not None:
+            est.check(limit, limit_text)
+            lines.append(f"memory: {est.describe()}, memory_limit {limit_text}")
     return lines

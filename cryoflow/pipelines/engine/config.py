@@ -82,6 +82,14 @@ class ClusterSection(_Frozen):
         "default: derived from the run (see cryoflow.pipelines.engine.watch)",
     )
 
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        from cryoflow.pipelines.engine.memory import parse_memory_limit
+
+        parse_memory_limit(v)  # a size, and one a worker can live with
+        return v
+
     @field_validator("scheduler")
     @classmethod
     def _address(cls, v: str | None) -> str | None:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from cryoflow.errors import CryoflowError, StoreError
+from cryoflow.errors import CryoflowError, SchedulerLostError, StoreError
 from cryoflow.pipelines.engine.config import PipelineConfig, StepConfig
 from cryoflow.pipelines.engine.provenance import make_record, run_token
 from cryoflow.pipelines.engine.summary import RunSummary
@@ -207,10 +207,14 @@ def run_rounds(
     log: Callable[[str], None] | None = None,
     on_round: Callable[[int], None] | None = None,
     run_id: str | None = None,
+    retries: int | None = None,
 ) -> RoundsDone:
     """Run ``plan``'s rounds on ``client``, resuming from the store; publish the final state.
 
-    ``on_round(k)`` is called after round ``k`` is recorded (progress displays, tests).
+    ``on_round(k)`` is called after round ``k`` is recorded (progress displays, tests);
+    ``retries``: extra attempts of a failing task (None: the client's default,
+    :mod:`cryoflow.pipelines.cluster.retry`). A lost scheduler raises
+    :class:`~cryoflow.errors.SchedulerLostError` (a rerun resumes after the last round).
     """
     from cryoflow.graph.rounds import map_reduce_graph
     from cryoflow.io import nodes
@@ -235,7 +239,15 @@ def run_rounds(
         graph = map_reduce_graph(
             state, plan.n_items, plan.batch_size, plan.map, plan.combine, name=f"{plan.step}-{k}"
         )
-        partial = client.compute(graph, resources=plan.resources).result()
+        try:
+            partial = client.compute(graph, resources=plan.resources, retries=retries).result()
+        except BaseException as exc:  # Distributed's cancellation is no Exception
+            if getattr(exc, "reason", None) == "scheduler-connection-lost":
+                raise SchedulerLostError(
+                    f"scheduler lost during round {k} of {plan.step}; rerun to resume after "
+                    f"round {k - 1}"
+                ) from None
+            raise
         state = _as_state(plan.update(state, partial, k), plan.outputs)
         _write_state(staging, f"{RECORD}-{k:04d}", state, {"kind": RECORD, RECORD: k})
         computed += 1
@@ -279,7 +291,10 @@ def run_dataset_step(
             log=None if quiet else log,
             on_round=(lambda k: on_chunk("", step.name, k)) if on_chunk is not None else None,
             run_id=summary.run_id,
+            retries=config.cluster.retries,
         )
+    except SchedulerLostError:
+        raise  # the run stops: nothing of the dataset failed
     except (CryoflowError, StoreError, OSError, ValueError, RuntimeError) as exc:
         reason = f"{step.name}: {type(exc).__name__}: {exc}"
         summary.failures[f"(dataset) {step.name}"] = reason

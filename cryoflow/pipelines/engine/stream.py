@@ -41,6 +41,7 @@ from cryoflow.io.nodes import ATTR
 from cryoflow.io.results import chunked_array
 from cryoflow.io.writer import store_blocks
 from cryoflow.pipelines.engine.config import PipelineConfig, StepConfig
+from cryoflow.pipelines.engine.memory import explain_killed
 from cryoflow.pipelines.engine.provenance import make_record, run_token
 from cryoflow.pipelines.engine.summary import PROGRESS, RUNS, RunSummary
 from cryoflow.pipelines.engine.watch import StallWatch, hung_tasks, restart_workers
@@ -339,6 +340,9 @@ class TomogramStream:
 
     def _fail(self, tomogram: str, step: str, exc: BaseException) -> None:
         reason = f"{step}: {type(exc).__name__}: {exc}".strip()
+        unit = self.active.get(tomogram)
+        if unit is not None and type(exc).__name__ == "KilledWorker":  # memory, most likely
+            reason = f"{step}: {explain_killed(unit.plan, self.config.cluster.memory_limit, exc)}"
         self.summary.failures[tomogram] = reason
         self.summary.steps[step].failed += 1
         self.log(f"cryoflow: FAILED {tomogram} ({reason})")

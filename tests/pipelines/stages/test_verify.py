@@ -14,6 +14,8 @@ from cryoflow.cli.main import main
 from cryoflow.io import store
 from cryoflow.pipelines.stages.verify import deep_verify, task_store
 
+pytestmark = pytest.mark.fault  # the fault matrix: damaged and half-written stores
+
 ANGLES = [-30.0, -10.0, 10.0, 30.0]
 TILT_CHUNK = "tomograms/t/tilt_series/c/2/0/0"
 VOLUME_CHUNK = "tomograms/t/volumes/tomogram/0/c/1/0/1"
