@@ -3,9 +3,10 @@
 Methods are a small table, :data:`METHODS`: name -> a function ``(client, inputs, params,
 reference) -> ClassOutcome``. ``multiref`` (reference-based multi-class refinement, the
 default) and ``pca`` (wedge-filled PCA + k-means) run the resumable rounds of
-:mod:`cryoflow.pipelines.stages.classify_rounds` on the cluster; ``autoencoder`` (the
-conformation autoencoder of ``cryoflow embed``) is listed in :data:`UNAVAILABLE` until its
-module is merged, and asking for it fails naming the option.
+:mod:`cryoflow.pipelines.stages.classify_rounds` on the cluster; ``autoencoder``
+clusters the latent space of ``cryoflow embed``'s conformation autoencoder
+(:func:`cryoflow.pipelines.stages.embed.classify_latent`) and averages those classes with
+:func:`given_classes`.
 
 Outputs in ``--out`` (:mod:`cryoflow.pipelines.stages.particle_inputs`): ``class_<k>.mrc``
 (``k = 1 .. K``, the tomogram's voxel size, box centre ``B // 2``), ``particles.star``
@@ -77,6 +78,9 @@ class ClassifyParams(StageParams):
     )
     power_iterations: int = Field(default=1, ge=0, le=10, description="PCA power iterations")
     batch_size: int = Field(default=16, ge=1, description="particles per task")
+    latent_steps: int = Field(
+        default=400, ge=1, description="autoencoder training steps (--method autoencoder)"
+    )
     seed: int = Field(default=0, description="random seed (half sets, seeds, k-means)")
     device: str = Field(default="cpu", description="torch device of the batch tasks")
 
@@ -173,13 +177,33 @@ def given_classes(
     return _outcome(_rounds(client, inputs, p, ref, assignments), p.method)
 
 
-#: method name -> runner; a new method (the autoencoder's) is one line here
-METHODS: dict[str, MethodFn] = {"multiref": _multiref, "pca": _pca}
+def _autoencoder(client: Any, inputs: SetInputs, p: ClassifyParams, ref: Any) -> ClassOutcome:
+    """Classes found in the latent space of ``cryoflow embed``'s autoencoder (trained on the
+    cluster), then averaged into class maps like the other methods' classes."""
+    from cryoflow.pipelines.stages.embed import classify_latent
+
+    table = classify_latent(
+        inputs.store,
+        p.set,
+        int(p.classes),
+        client=client,
+        steps=p.latent_steps,
+        seed=p.seed,
+        device=p.device,
+    )
+    if len(table) != inputs.n:
+        raise ConfigError(
+            f"--method autoencoder: the latent table of set {p.set!r} has {len(table)} rows, "
+            f"the set {inputs.n}"
+        )
+    assignments = table["class"].to_numpy(np.int64) - 1
+    return given_classes(client, inputs, p, ref, assignments)
+
+
+#: method name -> runner; a new method is one line here
+METHODS: dict[str, MethodFn] = {"multiref": _multiref, "pca": _pca, "autoencoder": _autoencoder}
 #: methods of the contract that this build lacks, and why
-UNAVAILABLE: dict[str, str] = {
-    "autoencoder": "the conformation autoencoder (cryoflow embed's model) is not part of this "
-    "build",
-}
+UNAVAILABLE: dict[str, str] = {}
 
 
 def method_runner(method: str) -> MethodFn:
@@ -207,7 +231,7 @@ def preflight(
     ref = None
     if params.reference is not None:
         ref = read_map(params.reference, inputs.box, inputs.voxel_size_angstrom)
-    elif params.method in ("multiref", "pca"):
+    else:  # every method averages its classes in the particles' poses
         require_poses(inputs, "cryoflow classify")
     d = check_out(out, out_names(int(params.classes)), overwrite)
     return runner, inputs, d, ref

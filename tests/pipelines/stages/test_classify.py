@@ -132,8 +132,8 @@ def _fails(args: list[str], capsys) -> str:
 def test_bad_requests_fail_before_any_cluster_with_clear_errors(dataset, tmp_path, capsys) -> None:
     root, _, _ = dataset
     base = ["classify", str(root / "data.zarr"), "--set", "parts", "--out", str(tmp_path / "o")]
-    err = _fails([*base, "--method", "autoencoder"], capsys)
-    assert "--method autoencoder" in err and "not available in this build" in err
+    err = _fails([*base, "--method", "nope"], capsys)
+    assert "nope" in err
     err = _fails([*base, "--classes", "13"], capsys)
     assert "--classes 13" in err and "24 particles" in err
     err = _fails([*base[:2], "--set", "nope", *base[4:]], capsys)
@@ -195,3 +195,16 @@ def test_classes_found_elsewhere_are_averaged_on_the_cluster(dataset, scheduler)
     corr = np.corrcoef(np.concatenate([res.maps.reshape(2, -1), truth.reshape(2, -1)]))[:2, 2:]
     assert corr[0, 0] > corr[0, 1] and corr[1, 1] > corr[1, 0]  # each map is its own state
     assert [r["phase"] for r in res.summary["rounds"]] == ["consensus", "sums"]
+
+
+@pytest.mark.slow  # trains the conformation autoencoder (a few steps) on the cluster
+def test_autoencoder_method_classes_from_the_latent_space(dataset, scheduler, tmp_path) -> None:
+    root, table, labels = dataset
+    out = tmp_path / "ae"
+    args = ["classify", str(root / "data.zarr"), "--set", "parts", "--classes", "2"]
+    args += ["--method", "autoencoder", "--latent-steps", "150", "--out", str(out)]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--scheduler", scheduler])
+    assert done.value.code in (0, None)
+    star = _check_outputs(out, table, 2)
+    assert class_accuracy(star["rlnClassNumber"].to_numpy() - 1, labels) >= 0.7  # chance: about 0.58 for 24
