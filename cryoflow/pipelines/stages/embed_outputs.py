@@ -91,10 +91,10 @@ def write_tables(out: Path, table: pd.DataFrame, latent: np.ndarray, classes: np
         np.asarray(latent, dtype=np.float64)[order],
         columns=[f"z{d}" for d in range(latent.shape[1])],
     )
-    pd.concat([base, lat], axis=1).to_csv(out / "latent.csv", index=False, float_format="%.17g")
+    pd.concat([base, lat], axis=1).to_csv(out / "latent.csv", index=False)
     cls = base.copy()
     cls["class"] = np.asarray(classes, dtype=int)[order]
-    cls.to_csv(out / "classes.csv", index=False, float_format="%.17g")
+    cls.to_csv(out / "classes.csv", index=False)
     star = table.iloc[order].reset_index(drop=True).copy()
     star["class"] = np.asarray(classes, dtype=int)[order]
     write_particles(out / "particles.star", star)
