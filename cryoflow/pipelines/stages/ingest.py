@@ -44,6 +44,11 @@ class IngestParams(StageParams):
     tomogram: bool = Field(
         default=False, description="ingest reconstructed volumes (to volumes/tomogram)"
     )
+    tilt_range: tuple[float, float] | None = Field(
+        default=None,
+        description="with --tomogram: the tilt range MIN MAX (degrees) the volumes were "
+        "reconstructed from (default: --angles, else a .tlt/.rawtlt/.mdoc beside each MRC)",
+    )
     max_expanded_bytes: int | None = Field(
         default=None,
         ge=1,

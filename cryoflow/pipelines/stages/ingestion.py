@@ -46,6 +46,7 @@ from cryoflow.io.layout import (
 )
 from cryoflow.io.names import validate_name
 from cryoflow.io.store import PendingWrite, write_tilt_series, write_volume
+from cryoflow.io.tomograms import HOW_TO_GIVE, TiltRange, resolve_tilt_range, tilt_range_attrs
 from cryoflow.pipelines.stages.ingest import IngestParams
 
 __all__ = ["IngestItem", "IngestPlan", "expand_inputs", "plan_ingest", "write_ingest"]
@@ -65,6 +66,7 @@ class IngestItem:
     geometry: TiltGeometry | None  # None for --tomogram
     angles_file: str | None
     notes: tuple[str, ...] = ()
+    tilt_range: TiltRange | None = None  # --tomogram: the missing wedge's tilt range
 
 
 @dataclass
@@ -203,7 +205,15 @@ def _plan_one(path: Path, config: IngestParams, plan: IngestPlan) -> IngestItem:
         warnings.warn(note, NonStandardInputWarning, stacklevel=3)
     header_px = info.voxel_size_angstrom[2]
     if config.tomogram:
-        return IngestItem(str(path), info, name, _pixel(path, header_px, None), None, None, notes)
+        tilt = _tomogram_tilt_range(path, config)
+        angles = None if tilt is None or tilt.source == "--tilt-range" else tilt.source
+        pixel = _pixel(path, header_px, None)
+        return IngestItem(str(path), info, name, pixel, None, angles, notes, tilt)
+    if config.tilt_range is not None:
+        raise ConfigError(
+            f"{path}: --tilt-range applies to --tomogram volumes; a tilt series' angles come "
+            "from --angles or a .mdoc/.rawtlt/.tlt beside it"
+        )
     angle_path = Path(config.angles) if config.angles else angle_io.find_companion(path)
     if angle_path is None:
         raise InputFileError(
@@ -221,6 +231,20 @@ def _plan_one(path: Path, config: IngestParams, plan: IngestPlan) -> IngestItem:
     )
     pixel = _pixel(path, header_px, record.pixel_size_angstrom)
     return IngestItem(str(path), info, name, pixel, geometry, str(angle_path), notes)
+
+
+def _tomogram_tilt_range(path: Path, config: IngestParams) -> TiltRange | None:
+    """The tilt range of a tomogram MRC: ``--tilt-range``, ``--angles``, or the angle file
+    beside it; none is a warning (steps needing the missing wedge refuse it later)."""
+    found = resolve_tilt_range(path, angles=config.angles, tilt_range_deg=config.tilt_range)
+    if found is None:
+        warnings.warn(
+            f"{path}: no tilt range, so its missing wedge is unknown and steps that need it "
+            f"(extract, average) will refuse it; {HOW_TO_GIVE}",
+            NonStandardInputWarning,
+            stacklevel=4,
+        )
+    return found
 
 
 def _pixel(path: Path, header_px: float, mdoc_px: float | None) -> float:
@@ -258,7 +282,11 @@ def _provenance(item: IngestItem, config: IngestParams) -> dict[str, Any]:
         inputs["angles"] = {"path": item.angles_file, "bytes": os.stat(item.angles_file).st_size}
     return {
         "step": "ingest",
-        "parameters": {"tomogram": config.tomogram, "tile_px": config.tile_px or TILE_PX},
+        "parameters": {
+            "tomogram": config.tomogram,
+            "tile_px": config.tile_px or TILE_PX,
+            **({"tilt_range": list(item.tilt_range.as_tuple)} if item.tilt_range else {}),
+        },
         "inputs": inputs,
         "notes": list(item.notes),
     }
@@ -281,6 +309,7 @@ def _pending(item: IngestItem, plan: IngestPlan) -> PendingWrite:
             kind="image",
             overwrite=plan.overwrite,
             compute=False,
+            attrs=tilt_range_attrs(item.tilt_range) if item.tilt_range is not None else None,
         )
     chunks = tilt_series_chunks(item.info.shape, config.tile_px or TILE_PX)
     source = mrc.mrc_dask_array(item.info, chunks, name=f"ingest-read-{item.name}")
