@@ -66,6 +66,12 @@ def _as_volume(volume: Any) -> Any:
     return da.from_array(np.asarray(data), chunks=128)
 
 
+def _stored_identity(volume: Any) -> tuple[str, str]:
+    """Store and path of a Zarr array (or of the one a checked reader wraps)."""
+    z = getattr(volume, "zarr_array", volume)
+    return str(getattr(z, "store", "")), str(getattr(z, "path", ""))
+
+
 def chunk_bounds(volume: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chunk start offsets per axis, each ending with the axis length (Dask or Zarr)."""
     if isinstance(volume, da.Array):
@@ -251,10 +257,7 @@ def extract_stack(
     tomo = planned["tomogram"].map(index).to_numpy(np.int64)
     starts = planned[BOX_COLUMNS].to_numpy(np.int64)
     token = tokenize(
-        [
-            (k, getattr(v, "name", None) or (str(getattr(v, "store", "")), v.path))
-            for k, v in vols.items()
-        ],
+        [(k, getattr(v, "name", None) or _stored_identity(v)) for k, v in vols.items()],
         planned[["tomogram", "x", "y", "z"]].to_numpy(object),
         box,
         batch_size,
