@@ -9,17 +9,21 @@ from torch import nn
 
 from cryoflow.errors import ConfigError
 
-ARCHITECTURES = ("tomoseg", "unet")
+ARCHITECTURES = ("tomoseg", "unet", "picker")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Which network to build and its size.
 
-    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions) or ``"unet"`` (small U-Net).
+    arch : ``"tomoseg"`` (EMAN2-style three 15x15 convolutions), ``"unet"`` (small U-Net), or
+        ``"picker"`` (the 3D particle picker, :mod:`cryoflow.models.picknet`).
     channels : hidden channels of the tomoseg net's two feature layers.
     kernel_size : odd tomoseg kernel size (EMAN2: 15).
     base_channels, depth : U-Net width of the first level and number of poolings.
+    diameter_px, shells, degree, reach, hidden : the picker's particle diameter (voxels of the
+        level it runs at), descriptor shells and spherical-harmonic degree, descriptor reach
+        (x diameter) and hidden units (:class:`cryoflow.kernels.invariants.InvariantSpec`).
     """
 
     arch: str = "tomoseg"
@@ -27,6 +31,11 @@ class ModelSpec:
     kernel_size: int = 15
     base_channels: int = 8
     depth: int = 2
+    diameter_px: float = 0.0
+    shells: int = 6
+    degree: int = 6
+    reach: float = 0.8
+    hidden: int = 32
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -40,19 +49,33 @@ class ModelSpec:
             raise ConfigError(
                 f"base_channels must be >= 1 and depth in 1..5, got {self.base_channels}, {self.depth}"
             )
+        if self.arch == "picker" and not (self.diameter_px > 0 and self.hidden >= 1):
+            raise ConfigError(
+                f"a picker needs diameter_px > 0 and hidden >= 1, got {self.diameter_px}, {self.hidden}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "arch": self.arch,
             "channels": list(self.channels),
             "kernel_size": self.kernel_size,
             "base_channels": self.base_channels,
             "depth": self.depth,
         }
+        if self.arch == "picker":
+            out.update(
+                diameter_px=self.diameter_px,
+                shells=self.shells,
+                degree=self.degree,
+                reach=self.reach,
+                hidden=self.hidden,
+            )
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         known = {"arch", "channels", "kernel_size", "base_channels", "depth"}
+        known |= {"diameter_px", "shells", "degree", "reach", "hidden"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(
@@ -65,13 +88,23 @@ class ModelSpec:
                 kernel_size=int(data.get("kernel_size", 15)),
                 base_channels=int(data.get("base_channels", 8)),
                 depth=int(data.get("depth", 2)),
+                diameter_px=float(data.get("diameter_px", 0.0)),
+                shells=int(data.get("shells", 6)),
+                degree=int(data.get("degree", 6)),
+                reach=float(data.get("reach", 0.8)),
+                hidden=int(data.get("hidden", 32)),
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"malformed model spec {data!r}: {exc}") from exc
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """A freshly initialised network mapping ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits."""
+    """A freshly initialised network: ``(B, 1, H, W)`` images to ``(B, 1, H, W)`` logits for the
+    2D segmentation networks; the 3D picker (``"picker"``) maps descriptors to pick logits."""
+    if spec.arch == "picker":
+        from cryoflow.models.picknet import PickNet
+
+        return PickNet(spec)
     if spec.arch == "tomoseg":
         from cryoflow.models.tomoseg import TomosegNet
 
