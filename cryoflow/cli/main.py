@@ -21,7 +21,7 @@ from cryoflow.pipelines.stages import STAGES
 
 #: commands listed before the stages' and after them (``cryoflow --help`` order)
 FIRST: list[str] = ["demo", "simulate", "ingest", "export", "verify"]
-LAST: list[str] = ["extract", "train", "run", "check", "certs"]
+LAST: list[str] = ["extract", "pick", "train", "run", "check", "certs"]
 #: every command module, in the order ``cryoflow --help`` lists them
 COMMAND_MODULES: list[str] = [
     *FIRST,

@@ -57,7 +57,7 @@ def local_maxima(
     min_distance: float,
     threshold: float,
     origin: Sequence[int] = (0, 0, 0),
-    core: tuple[slice, slice, slice] | None = None,
+    core: tuple[slice, ...] | None = None,
     volume_shape: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Peaks (module rule) of the core of one block.
@@ -119,7 +119,12 @@ def local_maxima(
 
 
 def _wins(
-    values: np.ndarray, p: np.ndarray, foot: np.ndarray, r: int, origin: np.ndarray, shape: np.ndarray
+    values: np.ndarray,
+    p: np.ndarray,
+    foot: np.ndarray,
+    r: int,
+    origin: np.ndarray,
+    shape: np.ndarray,
 ) -> bool:
     """Whether ``p`` is the greatest voxel of its ball in the (score, -flat index) order."""
     lo = np.maximum(p - r, 0)

@@ -39,7 +39,15 @@ from cryoflow.pipelines.stages.eager import Target
 
 NAME = "extract"
 
-__all__ = ["NAME", "ExtractParams", "ExtractPlan", "plan", "refuse_existing", "run"]
+__all__ = [
+    "NAME",
+    "ExtractParams",
+    "ExtractPlan",
+    "plan",
+    "refuse_existing",
+    "run",
+    "tomogram_infos",
+]
 
 
 class ExtractParams(StageParams):
@@ -94,7 +102,7 @@ def _file_identity(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _stored_volumes(store: object, key: str) -> dict[str, Any]:
+def tomogram_infos(store: object, key: str) -> dict[str, Any]:
     """Tomogram -> TomogramInfo of every complete tomogram that has volume ``key``."""
     from cryoflow.errors import NodeNotFoundError
     from cryoflow.io.layout import list_tomograms
@@ -129,7 +137,7 @@ def plan(store: object, params: ExtractParams) -> ExtractPlan:
     from cryoflow.pipelines.stages.inputs import node_identity
 
     path = Path(params.particles)
-    infos = _stored_volumes(store, params.key)
+    infos = tomogram_infos(store, params.key)
     default = next(iter(infos)) if len(infos) == 1 else None
     table = read_particles(path, tomograms=infos, default_tomogram=default)
     names = list(dict.fromkeys(table["tomogram"].astype(str)))
