@@ -63,6 +63,8 @@ class PickSettings(StageParams):
         default=0.5, gt=0, lt=1, description="calibrated score a pick must reach (0.5: midway)"
     )
     steps: int = Field(default=1500, ge=1, description="training steps of the network's head")
+    shells: int = Field(default=6, ge=2, le=16, description="descriptor shells (radii)")
+    degree: int = Field(default=6, ge=1, le=10, description="descriptor spherical-harmonic degree")
     n_random_negatives: int = Field(
         default=10000, ge=1, description="negatives sampled at random away from the examples"
     )
@@ -262,6 +264,8 @@ def find_particles(
         diameter_angstrom=s.diameter_angstrom,
         level=level,
         steps=s.steps,
+        shells=s.shells,
+        degree=s.degree,
         n_random_negatives=s.n_random_negatives,
         threshold=s.threshold,
         seed=s.seed,
