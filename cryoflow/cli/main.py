@@ -25,7 +25,7 @@ from cryoflow.pipelines.stages import STAGES
 
 #: commands listed before the stages' and after them (``cryoflow --help`` order)
 FIRST: list[str] = ["demo", "simulate", "ingest", "export", "verify"]
-LAST: list[str] = ["train", "embed", "run", "check", "picker", "certs"]
+LAST: list[str] = ["extract", "pick", "train", "embed", "run", "check", "picker", "certs"]
 #: every command module, in the order ``cryoflow --help`` lists them
 COMMAND_MODULES: list[str] = [
     *FIRST,

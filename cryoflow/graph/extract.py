@@ -66,6 +66,12 @@ def _as_volume(volume: Any) -> Any:
     return da.from_array(np.asarray(data), chunks=128)
 
 
+def _stored_identity(volume: Any) -> tuple[str, str]:
+    """Store and path of a Zarr array (or of the one a checked reader wraps)."""
+    z = getattr(volume, "zarr_array", volume)
+    return str(getattr(z, "store", "")), str(getattr(z, "path", ""))
+
+
 def chunk_bounds(volume: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chunk start offsets per axis, each ending with the axis length (Dask or Zarr)."""
     if isinstance(volume, da.Array):
@@ -124,7 +130,7 @@ def plan_batches(
     for j, name in enumerate(names):
         rows = tomo == name
         shape = np.asarray(shapes[name], dtype=np.int64)
-        inside[rows] = inside_fraction(starts[rows], box, shape)
+        inside[rows] = inside_fraction(starts[rows], box, tuple(int(v) for v in shape))
         centre = np.clip(starts[rows] + box // 2, 0, shape - 1)
         tomo_rank[rows] = j
         morton[rows] = _morton(_chunk_index(centre, bounds[name]))
@@ -136,13 +142,13 @@ def plan_batches(
 
 def _chunk_ranges(
     starts: np.ndarray, box: int, bounds: Sequence[np.ndarray]
-) -> list[tuple[int, int, int]]:
+) -> list[tuple[int, ...]]:
     """Indices of the chunks that the boxes overlap (inside the volume), sorted."""
     shape = np.asarray([b[-1] for b in bounds], dtype=np.int64)
     inside = np.all(starts + box > 0, axis=1) & np.all(starts < shape, axis=1)
     lo = _chunk_index(np.clip(starts[inside], 0, shape - 1), bounds)
     hi = _chunk_index(np.clip(starts[inside] + box, 1, shape) - 1, bounds)
-    found: set[tuple[int, int, int]] = set()
+    found: set[tuple[int, ...]] = set()
     for a, b in zip(lo, hi, strict=True):
         found.update(product(*(range(int(a[k]), int(b[k]) + 1) for k in range(3))))
     return sorted(found)
@@ -179,8 +185,8 @@ def _fill_stored(
                 continue
             a, b = need
             region = np.asarray(src[a[0] : b[0], a[1] : b[1], a[2] : b[2]])
-            paste_region(sub, starts[rows], box, region, a)
-        pad_outside(sub, starts[rows], box, shape, pad)
+            paste_region(sub, starts[rows], box, region, tuple(int(v) for v in a))
+        pad_outside(sub, starts[rows], box, tuple(int(v) for v in shape), pad)
         out[rows] = sub
     return out
 
@@ -251,10 +257,7 @@ def extract_stack(
     tomo = planned["tomogram"].map(index).to_numpy(np.int64)
     starts = planned[BOX_COLUMNS].to_numpy(np.int64)
     token = tokenize(
-        [
-            (k, getattr(v, "name", None) or (str(getattr(v, "store", "")), v.path))
-            for k, v in vols.items()
-        ],
+        [(k, getattr(v, "name", None) or _stored_identity(v)) for k, v in vols.items()],
         planned[["tomogram", "x", "y", "z"]].to_numpy(object),
         box,
         batch_size,
@@ -264,7 +267,7 @@ def extract_stack(
     dsk: dict[Any, Any] = {}
     deps: list[Any] = []
     stored = [not isinstance(vols[nm], da.Array) for nm in names]
-    src_keys = []
+    src_keys: list[str | None] = []
     for i, nm in enumerate(names):
         if stored[i]:
             key = f"source-{name}-{i}"

@@ -58,8 +58,9 @@ class TiltRange:
 
     def __post_init__(self) -> None:
         lo, hi = parse_tilt_range((self.min_deg, self.max_deg))
-        object.__setattr__(self, "min_deg", lo)
-        object.__setattr__(self, "max_deg", hi)
+        # to a micro-degree: angles kept in radians (a tilt series' geometry) come back exact
+        object.__setattr__(self, "min_deg", round(lo, 6) + 0.0)
+        object.__setattr__(self, "max_deg", round(hi, 6) + 0.0)
 
     @property
     def as_tuple(self) -> tuple[float, float]:

@@ -57,7 +57,7 @@ def local_maxima(
     min_distance: float,
     threshold: float,
     origin: Sequence[int] = (0, 0, 0),
-    core: tuple[slice, slice, slice] | None = None,
+    core: tuple[slice, ...] | None = None,
     volume_shape: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Peaks (module rule) of the core of one block.
@@ -95,8 +95,10 @@ def local_maxima(
     foot = ball(min_distance)
     r = foot.shape[0] // 2
     values = np.where(np.isfinite(b), b, -np.inf)
-    # 1. candidates: equal to the maximum of their ball, above the threshold, in the core
-    top = ndimage.maximum_filter(values, footprint=foot, mode="constant", cval=-np.inf)
+    # 1. candidates: the maximum of the cube inscribed in their ball (necessary, and cheap:
+    #    a separable filter), above the threshold, in the core
+    half = int(np.floor(float(min_distance) / np.sqrt(3.0)))
+    top = ndimage.maximum_filter(values, size=2 * half + 1, mode="constant", cval=-np.inf)
     cand = (values == top) & (values >= threshold) & np.isfinite(values)
     if core is not None:
         keep = np.zeros_like(cand)
@@ -105,8 +107,8 @@ def local_maxima(
     points = np.argwhere(cand)
     if not len(points):
         return _empty()
-    # 2. ties: among equal scores in the ball, the smallest flat index wins
-    winners = [p for p in points if _wins_tie(values, p, foot, r, o, shape)]
+    # 2. the rule itself on the candidates' balls: nothing greater, ties to the smallest index
+    winners = [p for p in points if _wins(values, p, foot, r, o, shape)]
     if not winners:
         return _empty()
     w = np.asarray(winners)
@@ -116,7 +118,7 @@ def local_maxima(
     return out.iloc[np.argsort(flat, kind="stable")].reset_index(drop=True)
 
 
-def _wins_tie(
+def _wins(
     values: np.ndarray,
     p: np.ndarray,
     foot: np.ndarray,
@@ -124,7 +126,7 @@ def _wins_tie(
     origin: np.ndarray,
     shape: np.ndarray,
 ) -> bool:
-    """Whether ``p`` has the smallest volume flat index among equal scores in its ball."""
+    """Whether ``p`` is the greatest voxel of its ball in the (score, -flat index) order."""
     lo = np.maximum(p - r, 0)
     hi = np.minimum(p + r + 1, values.shape)
     win = values[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
@@ -133,7 +135,12 @@ def _wins_tie(
         lo[1] - p[1] + r : hi[1] - p[1] + r,
         lo[2] - p[2] + r : hi[2] - p[2] + r,
     ]
-    same = np.argwhere((win == values[tuple(p)]) & f) + lo + origin
+    v = values[tuple(p)]
+    if np.any((win > v) & f):
+        return False
+    same = np.argwhere((win == v) & f) + lo + origin
+    if len(same) == 1:
+        return True
     flat = np.ravel_multi_index(tuple(same.T), tuple(int(s) for s in shape))
     mine = np.ravel_multi_index(tuple(p + origin), tuple(int(s) for s in shape))
     return bool(flat.min() == mine)

@@ -58,6 +58,11 @@ class IngestParams(StageParams):
         description="an alignment made elsewhere for the raw stack: IMOD .xf (with the .tlt "
         "beside it, or --angles) or AreTomo .aln (one input only)",
     )
+    tilt_range: tuple[float, float] | None = Field(
+        default=None,
+        description="with --tomogram: the tilt range MIN MAX (degrees) the volumes were "
+        "reconstructed from (default: --angles, else a .tlt/.rawtlt/.mdoc beside each MRC)",
+    )
     max_expanded_bytes: int | None = Field(
         default=None,
         ge=1,

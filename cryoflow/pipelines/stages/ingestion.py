@@ -46,6 +46,7 @@ from cryoflow.io.layout import (
 )
 from cryoflow.io.names import validate_name
 from cryoflow.io.store import PendingWrite, write_tilt_series, write_volume
+from cryoflow.io.tomograms import HOW_TO_GIVE, TiltRange, resolve_tilt_range, tilt_range_attrs
 from cryoflow.pipelines.stages.ingest import IngestParams
 from cryoflow.pipelines.stages.ingest_meta import SeriesMeta, resolve_series, resolve_volume_pixel
 
@@ -74,6 +75,7 @@ class IngestItem:
     angles_file: str | None
     notes: tuple[str, ...] = ()
     meta: SeriesMeta | None = None  # what was decided about a tilt series, and from where
+    tilt_range: TiltRange | None = None  # --tomogram: the missing wedge's tilt range
 
 
 @dataclass
@@ -239,8 +241,15 @@ def _plan_one(path: Path, config: IngestParams, plan: IngestPlan) -> IngestItem:
     for note in notes:
         warnings.warn(note, NonStandardInputWarning, stacklevel=3)
     if config.tomogram:
+        tilt = _tomogram_tilt_range(path, config)
+        angles = None if tilt is None or tilt.source == "--tilt-range" else tilt.source
         pixel, _ = resolve_volume_pixel(path, info)
-        return IngestItem(str(path), info, name, pixel, None, None, notes)
+        return IngestItem(str(path), info, name, pixel, None, angles, notes, tilt_range=tilt)
+    if config.tilt_range is not None:
+        raise ConfigError(
+            f"{path}: --tilt-range applies to --tomogram volumes; a tilt series' angles come "
+            "from --angles or a .mdoc/.rawtlt/.tlt beside it"
+        )
     meta = resolve_series(
         path,
         info,
@@ -266,7 +275,25 @@ def describe_item(item: IngestItem) -> list[str]:
     if item.meta is not None:
         return lines + ["  " + line for line in item.meta.summary(item.info.shape)]
     z, y, x = item.info.shape
-    return lines + [f"  volume {z} x {y} x {x}, pixel size {item.pixel_size_angstrom:.4g} Å"]
+    lines.append(f"  volume {z} x {y} x {x}, pixel size {item.pixel_size_angstrom:.4g} Å")
+    if item.tilt_range is not None:
+        lo, hi = item.tilt_range.as_tuple
+        lines.append(f"  tilt range {lo:g} .. {hi:g} deg (from {item.tilt_range.source})")
+    return lines
+
+
+def _tomogram_tilt_range(path: Path, config: IngestParams) -> TiltRange | None:
+    """The tilt range of a tomogram MRC: ``--tilt-range``, ``--angles``, or the angle file
+    beside it; none is a warning (steps needing the missing wedge refuse it later)."""
+    found = resolve_tilt_range(path, angles=config.angles, tilt_range_deg=config.tilt_range)
+    if found is None:
+        warnings.warn(
+            f"{path}: no tilt range, so its missing wedge is unknown and steps that need it "
+            f"(extract, average) will refuse it; {HOW_TO_GIVE}",
+            NonStandardInputWarning,
+            stacklevel=4,
+        )
+    return found
 
 
 # ---------------------------------------------------------------------------- running
@@ -287,7 +314,11 @@ def _provenance(item: IngestItem, config: IngestParams) -> dict[str, Any]:
         inputs["alignment"] = {"path": config.alignment, "bytes": os.stat(config.alignment).st_size}
     return {
         "step": "ingest",
-        "parameters": {"tomogram": config.tomogram, "tile_px": config.tile_px or TILE_PX},
+        "parameters": {
+            "tomogram": config.tomogram,
+            "tile_px": config.tile_px or TILE_PX,
+            **({"tilt_range": list(item.tilt_range.as_tuple)} if item.tilt_range else {}),
+        },
         "inputs": inputs,
         "notes": list(item.notes),
         **({"decisions": item.meta.record()} if item.meta is not None else {}),
@@ -311,6 +342,7 @@ def _pending(item: IngestItem, plan: IngestPlan) -> PendingWrite:
             kind="image",
             overwrite=plan.overwrite,
             compute=False,
+            attrs=tilt_range_attrs(item.tilt_range) if item.tilt_range is not None else None,
         )
     chunks = tilt_series_chunks(item.info.shape, config.tile_px or TILE_PX)
     source = mrc.mrc_dask_array(item.info, chunks, name=f"ingest-read-{item.name}")

@@ -1,0 +1,510 @@
+"""Training the picking network from a few marked particles (and optional negatives).
+
+:func:`train_picker` is the one entry point (the ``pick`` stage and the browser picker call it
+with the marks of the moment):
+
+1. **scale**: the particle diameter is given (Å) or estimated from the positives
+   (:func:`estimate_diameter_px`, the Laplacian-of-Gaussian scale that responds most at the
+   marks); the pyramid level the network runs at is the coarsest with a diameter of at least
+   :data:`MIN_DIAMETER_PX` voxels (shape detail is lost below that);
+2. **samples**: positives at each mark and its 26 neighbours (``jitter_px = 1``); negatives
+   from the user's marks (same jitter), plus, *sampled away from the positives*: random voxels
+   (more than ``max(2, 0.15 D)`` voxels from every positive, so off-centre positions teach
+   centring), voxels ``0.3 .. 0.7 D`` off each positive (``n_ring_negatives``), and blob-like
+   voxels (local maxima of the LoG at the particle's scale and polarity, more than ``0.5 D``
+   from every positive: the molecules of the right size that are not marked, where the shape
+   must decide) with rings of off-centre voxels around them too. Some blob-like voxels are
+   unmarked particles of the kind wanted (positive-unlabelled data): only those whose
+   descriptors lie further from every mark than the marks typically lie from each other
+   are used (:func:`reliable_negatives`);
+3. **descriptors** at every sample (:func:`cryoflow.kernels.invariants.point_features`), their
+   mean and standard deviation kept in the network for standardisation;
+4. **head**: ``steps`` Adam steps on a class-balanced logistic loss (positives weighted by
+   ``n_negative / n_positive``), minibatches of ``batch_size``, seeded;
+5. **calibration** (:func:`calibrate`): the raw logit ``l`` becomes the score
+   ``sigmoid(k (l - t))`` with ``t = b + alpha (e - b)`` and ``k = 4 / (e - b)``, ``e`` the
+   median logit at the positive marks and ``b`` the 99.9th percentile over the random
+   background samples (the background's tail; not the blob-like samples, some of which are
+   unmarked particles of the kind), ``alpha = calibration_alpha`` (0.65). A class-balanced
+   network trained on a few marks is overconfident everywhere (almost every peak has a raw
+   probability near 1); between the background's tail and the examples' own level is where
+   the unmarked particles of the kind (which the descriptors see like the examples) part from
+   everything else, and a score of 0.5 puts the threshold there.
+
+Volumes are normalised per tomogram (mean 0, standard deviation 1 at the level used) here and
+at apply time (:mod:`cryoflow.graph.pick`). Coordinates are ``x, y, z`` in level-0 voxels; a
+level-``k`` voxel ``i`` sits at level-0 ``i * 2^k + (2^k - 1) / 2`` (the OME-Zarr pyramid's
+averaging).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from torch.nn import functional as F
+
+from cryoflow.errors import ConfigError
+from cryoflow.kernels.invariants import point_features
+from cryoflow.kernels.peaks import local_maxima
+from cryoflow.models.arch import ModelSpec
+from cryoflow.models.checkpoint import ModelConfig
+from cryoflow.models.picknet import PickNet, invariant_spec
+
+__all__ = [
+    "MIN_DIAMETER_PX",
+    "PickExamples",
+    "PickTrainParams",
+    "choose_level",
+    "estimate_diameter_px",
+    "level_to_voxels",
+    "normalise",
+    "train_picker",
+    "voxels_to_level",
+]
+
+#: the network runs at the coarsest pyramid level where the particle is at least this wide
+MIN_DIAMETER_PX = 16.0
+
+
+@dataclass(frozen=True)
+class PickExamples:
+    """The marks in one tomogram: positives and (optionally) negatives, ``(n, 3)`` level-0
+    voxel positions ``x, y, z``."""
+
+    tomogram: str
+    positives_xyz: np.ndarray
+    negatives_xyz: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+
+    def __post_init__(self) -> None:
+        for what in ("positives_xyz", "negatives_xyz"):
+            a = np.asarray(getattr(self, what), dtype=np.float64).reshape(-1, 3)
+            if not np.all(np.isfinite(a)):
+                raise ConfigError(f"{self.tomogram}: {what} must be finite numbers")
+            object.__setattr__(self, what, a)
+
+
+@dataclass(frozen=True)
+class PickTrainParams:
+    """Training settings (recorded in the checkpoint).
+
+    diameter_angstrom : particle size; ``None`` estimates it from the positives.
+    level : pyramid level to run at; ``None`` chooses it from the diameter.
+    shells, degree, reach, hidden : descriptor and head sizes (:class:`ModelSpec`).
+    n_random_negatives, n_blob_negatives : sampled negatives per tomogram.
+    n_ring_negatives : off-centre negatives around every positive and blob-like voxel.
+    jitter_px : positives (and marked negatives) are also taken this many voxels off the mark.
+    steps, batch_size, lr, weight_decay, seed : the head's optimisation.
+    threshold : score of a pick (recorded as the checkpoint's threshold).
+    calibration_alpha : where between the background's tail (0) and the examples (1) the score
+        0.5 lies (:func:`calibrate`).
+    reliable_quantile : blob-like candidates count as negatives only when further (in the
+        descriptors) from every mark than this quantile of the marks' distances to each
+        other (:func:`reliable_negatives`).
+    device : ``"cpu"`` or ``"cuda"``; max_seconds : stop the head's training early.
+    """
+
+    diameter_angstrom: float | None = None
+    level: int | None = None
+    shells: int = 6
+    degree: int = 6
+    reach: float = 0.8
+    hidden: int = 32
+    n_random_negatives: int = 10000
+    n_blob_negatives: int = 400
+    n_ring_negatives: int = 8
+    jitter_px: int = 1
+    steps: int = 1500
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    seed: int = 0
+    threshold: float = 0.5
+    calibration_alpha: float = 0.65
+    reliable_quantile: float = 0.9
+    device: str = "cpu"
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.diameter_angstrom is not None and not self.diameter_angstrom > 0:
+            raise ConfigError(f"diameter_angstrom must be > 0, got {self.diameter_angstrom}")
+        if self.level is not None and not 0 <= self.level <= 8:
+            raise ConfigError(f"level must be 0..8, got {self.level}")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.jitter_px < 0:
+            raise ConfigError("steps, batch_size, lr must be positive and jitter_px >= 0")
+        if self.n_random_negatives < 1 or self.n_blob_negatives < 0 or self.n_ring_negatives < 0:
+            raise ConfigError("n_random_negatives must be >= 1 and n_blob_negatives >= 0")
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"threshold must lie in (0, 1), got {self.threshold}")
+        if not 0 < self.calibration_alpha < 1:
+            raise ConfigError(f"calibration_alpha must lie in (0, 1), got {self.calibration_alpha}")
+        if not 0 < self.reliable_quantile <= 1:
+            raise ConfigError(f"reliable_quantile must lie in (0, 1], got {self.reliable_quantile}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------- coordinates
+def voxels_to_level(xyz: np.ndarray, level: int) -> np.ndarray:
+    """Level-0 ``(n, 3)`` ``x, y, z`` -> level-``level`` voxel positions (float)."""
+    f = 2.0**level
+    return (np.asarray(xyz, dtype=np.float64) - (f - 1) / 2) / f
+
+
+def level_to_voxels(xyz: np.ndarray, level: int) -> np.ndarray:
+    """Level-``level`` ``(n, 3)`` positions -> level-0 ``x, y, z`` voxels."""
+    f = 2.0**level
+    return np.asarray(xyz, dtype=np.float64) * f + (f - 1) / 2
+
+
+def choose_level(diameter_px0: float, n_levels: int = 3) -> int:
+    """The coarsest level ``< n_levels`` where the diameter is still >= :data:`MIN_DIAMETER_PX`."""
+    level = (
+        int(np.floor(np.log2(max(diameter_px0, 1.0) / MIN_DIAMETER_PX))) if diameter_px0 > 0 else 0
+    )
+    return int(np.clip(level, 0, n_levels - 1))
+
+
+def normalise(volume: np.ndarray) -> np.ndarray:
+    """``(volume - mean) / std`` as float32 (the per-tomogram normalisation)."""
+    v = np.asarray(volume, dtype=np.float32)
+    sd = float(v.std(dtype=np.float64))
+    return ((v - float(v.mean(dtype=np.float64))) / (sd if sd > 0 else 1.0)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- scale
+def _log_at_centre(crop: np.ndarray, sigma: float) -> float:
+    """The Laplacian of Gaussian of a cube's centre voxel (separable Gaussian kernels; the cube
+    reaches at least 4 sigma beyond the centre, so this equals the whole volume's LoG there)."""
+    n = crop.shape[0]
+    t = np.arange(n, dtype=np.float64) - n // 2
+    g = np.exp(-(t**2) / (2 * sigma**2))
+    g /= g.sum()
+    g2 = g * (t**2 - sigma**2) / sigma**4
+    c = crop.astype(np.float64)
+    return float(
+        np.einsum("zyx,z,y,x->", c, g2, g, g)
+        + np.einsum("zyx,z,y,x->", c, g, g2, g)
+        + np.einsum("zyx,z,y,x->", c, g, g, g2)
+    )
+
+
+def estimate_diameter_px(volume: np.ndarray, positives_zyx: np.ndarray) -> tuple[float, float]:
+    """``(diameter in voxels, polarity)`` from the scale-normalised LoG at the positives.
+
+    A ball of radius ``r`` gives the strongest ``sigma^2 |LoG_sigma|`` at ``sigma = r / sqrt 3``:
+    the diameter is ``2 sqrt(3) sigma*`` for the sigma (1 voxel to the smaller of 16 and an
+    eighth of the volume's smallest side, 24 steps) whose mean response over the positives is
+    largest; polarity ``+1`` when particles are brighter than their surroundings, ``-1`` when
+    darker. (For a non-spherical particle this is the diameter of a ball of about its volume.)
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    pts = np.rint(np.asarray(positives_zyx, dtype=np.float64)).astype(np.int64).reshape(-1, 3)
+    if not len(pts):
+        raise ConfigError("at least one positive example is needed to estimate the particle size")
+    top = float(np.clip(min(vol.shape) / 8.0, 1.5, 16.0))
+    sigmas = np.geomspace(1.0, top, 24)
+    h = int(np.ceil(4 * sigmas[-1]))
+    padded = np.pad(vol, h, mode="reflect")
+    mean = np.zeros(len(sigmas))
+    for k, sigma in enumerate(sigmas):
+        r = int(np.ceil(4 * sigma))
+        for a, b, c in pts + h:
+            crop = padded[a - r : a + r + 1, b - r : b + r + 1, c - r : c + r + 1]
+            mean[k] += sigma * sigma * _log_at_centre(crop, float(sigma)) / len(pts)
+    k = int(np.argmax(np.abs(mean)))
+    return float(2 * np.sqrt(3) * sigmas[k]), float(-np.sign(mean[k]) or 1.0)
+
+
+# ---------------------------------------------------------------------------- samples
+def _neighbours(points: np.ndarray, jitter: int) -> np.ndarray:
+    r = np.arange(-jitter, jitter + 1)
+    offsets = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    return (points[:, None, :] + offsets[None]).reshape(-1, 3)
+
+
+def _inside(points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    return points[np.all((points >= 0) & (points < np.asarray(shape)), axis=1)]
+
+
+def _away(points: np.ndarray, tree: cKDTree | None, radius: float) -> np.ndarray:
+    if tree is None or not len(points):
+        return points
+    d, _ = tree.query(points)
+    return points[d > radius]
+
+
+def blob_candidates(volume: np.ndarray, diameter_px: float, polarity: float) -> np.ndarray:
+    """``(n, 3)`` voxels ``z, y, x``: LoG maxima of the particle's scale and polarity, the
+    strongest 10 % of them, at least half a diameter apart."""
+    sigma = diameter_px / (2 * np.sqrt(3))
+    log = -polarity * ndimage.gaussian_laplace(np.asarray(volume, np.float32), sigma)
+    peaks = local_maxima(log, min_distance=0.5 * diameter_px, threshold=-np.inf)
+    if not len(peaks):
+        return np.zeros((0, 3), np.int64)
+    cut = np.quantile(peaks["score"].to_numpy(), 0.9)
+    return peaks[peaks["score"] >= cut][["z", "y", "x"]].to_numpy(np.int64)
+
+
+def _rings(centres: np.ndarray, n: int, diameter_px: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` voxels around each centre, ``0.3 .. 0.7`` diameters away in random directions."""
+    if not len(centres) or n == 0:
+        return np.zeros((0, 3), np.int64)
+    d = rng.normal(size=(len(centres), n, 3))
+    d /= np.linalg.norm(d, axis=2, keepdims=True)
+    d *= rng.uniform(0.3, 0.7, size=(len(centres), n, 1)) * diameter_px
+    return np.rint(centres[:, None, :] + d).astype(np.int64).reshape(-1, 3)
+
+
+def _samples(
+    volume: np.ndarray,
+    ex: PickExamples,
+    level: int,
+    diameter_px: float,
+    polarity: float,
+    params: PickTrainParams,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Sample voxels ``(n, 3)`` ``z, y, x`` of one tomogram (level grid): positives, negatives
+    (the first ``n_background`` of them the random background voxels), ``n_background``, and
+    the blob-like candidates (negatives only where :func:`reliable_negatives` says so)."""
+    shape = volume.shape
+    pos = np.rint(voxels_to_level(ex.positives_xyz, level)[:, ::-1]).astype(np.int64)
+    neg_marked = np.rint(voxels_to_level(ex.negatives_xyz, level)[:, ::-1]).astype(np.int64)
+    tree = cKDTree(pos) if len(pos) else None
+    positives = _inside(_neighbours(pos, params.jitter_px), shape)
+    near = max(2.0, 0.15 * diameter_px, params.jitter_px + 1.5)
+    rand = rng.uniform(0, np.asarray(shape) - 1, size=(3 * params.n_random_negatives, 3))
+    background = np.rint(_away(rand, tree, near)[: params.n_random_negatives]).astype(np.int64)
+    negatives = [background, _inside(_neighbours(neg_marked, params.jitter_px), shape)]
+    negatives.append(_away(_rings(pos, params.n_ring_negatives, diameter_px, rng), tree, near))
+    if params.n_blob_negatives:
+        blobs = _away(blob_candidates(volume, diameter_px, polarity), tree, 0.5 * diameter_px)
+        blobs = _inside(blobs[rng.permutation(len(blobs))[: params.n_blob_negatives]], shape)
+        negatives.append(
+            _away(_rings(blobs, params.n_ring_negatives, diameter_px, rng), tree, near)
+        )
+    else:
+        blobs = np.zeros((0, 3), np.int64)
+    return positives, _inside(np.concatenate(negatives), shape), len(background), blobs
+
+
+def reliable_negatives(
+    blobs: np.ndarray, marks: np.ndarray, background: np.ndarray, quantile: float
+) -> np.ndarray:
+    """Which blob-like candidates (descriptor rows) are reliably *not* the particle.
+
+    Some blob-like voxels are unmarked particles of the kind (positive-unlabelled data):
+    training them as negatives teaches the network to reject the particle itself. In the
+    descriptors standardised by the background, a candidate is kept as a negative when its
+    distance to the nearest mark exceeds the ``quantile`` of the marks' own leave-one-out
+    nearest-mark distances (how far a particle of the kind typically lies from the others);
+    with a single mark, the candidates farther than the median candidate.
+    """
+    if not len(blobs):
+        return np.zeros(0, bool)
+    mu, sd = background.mean(axis=0), background.std(axis=0) + 1e-6
+    b, m = (blobs - mu) / sd, (marks - mu) / sd
+    d = np.min(np.linalg.norm(b[:, None] - m[None], axis=2), axis=1)
+    if len(m) < 2:
+        return d > np.median(d)
+    mm = np.linalg.norm(m[:, None] - m[None], axis=2)
+    np.fill_diagonal(mm, np.inf)
+    return d > np.quantile(mm.min(axis=1), quantile)
+
+
+# ---------------------------------------------------------------------------- training
+def calibrate(
+    model: PickNet, marks: torch.Tensor, negatives: torch.Tensor, alpha: float
+) -> dict[str, float]:
+    """Set the network's score calibration (module docstring, step 5); returns its numbers.
+
+    ``marks``: descriptors at the positive marks themselves; ``negatives``: at the random
+    background samples (not the blob-like ones, some of which are unmarked particles of the
+    kind). When the examples do not stand above the background's 99.9th percentile, its 99th
+    is the floor instead, and failing that the threshold sits one logit below the examples.
+    """
+    with torch.no_grad():
+        e = float(model(marks).median())
+        logits = model(negatives)
+        b = float(torch.quantile(logits, 0.999))
+        if e - b < 0.5:
+            b = min(float(torch.quantile(logits, 0.99)), e - 1.0 / max(alpha, 1e-3))
+    spread = max(e - b, 1e-3)
+    model.logit_offset.fill_(b + alpha * spread)
+    model.logit_scale.fill_(4.0 / spread)
+    return {"examples_logit": e, "background_logit": b, "logit_offset": b + alpha * spread}
+
+
+def train_picker(
+    volumes: Mapping[str, np.ndarray],
+    examples: Sequence[PickExamples],
+    params: PickTrainParams,
+    *,
+    level: int,
+    pixel_size_angstrom: float,
+    diameter_px: float | None = None,
+    polarity: float | None = None,
+) -> tuple[PickNet, ModelConfig]:
+    """Train the picking network on the examples (module docstring).
+
+    Parameters
+    ----------
+    volumes : tomogram name -> its volume ``(Z, Y, X)`` at pyramid ``level`` (any scale; it is
+        normalised here)
+    examples : the marks per tomogram (level-0 ``x, y, z``)
+    level : the pyramid level of ``volumes`` (see :func:`choose_level`)
+    pixel_size_angstrom : level-0 voxel size
+    diameter_px, polarity : at ``level``; else from ``params.diameter_angstrom``, else
+        estimated from the positives
+
+    Returns
+    -------
+    (PickNet in eval mode, ModelConfig) -- save with
+    :func:`cryoflow.models.checkpoint.save_checkpoint`.
+    """
+    t0 = time.perf_counter()
+    examples = [e for e in examples if len(e.positives_xyz) or len(e.negatives_xyz)]
+    n_pos = sum(len(e.positives_xyz) for e in examples)
+    if n_pos == 0:
+        raise ConfigError("no positive examples: mark at least one particle")
+    missing = sorted({e.tomogram for e in examples} - set(volumes))
+    if missing:
+        raise ConfigError(f"no volume given for the tomograms of the examples: {missing}")
+    rng = np.random.default_rng(params.seed)
+    norm = {e.tomogram: normalise(volumes[e.tomogram]) for e in examples}
+    if diameter_px is None and params.diameter_angstrom is not None:
+        diameter_px = params.diameter_angstrom / (float(pixel_size_angstrom) * 2.0**level)
+    # 1. scale and polarity from the positives (all tomograms together)
+    if diameter_px is None or polarity is None:
+        vols, pts = [], []
+        for e in examples:
+            if len(e.positives_xyz):
+                vols.append(norm[e.tomogram])
+                pts.append(voxels_to_level(e.positives_xyz, level)[:, ::-1])
+        estimates = [estimate_diameter_px(v, p) for v, p in zip(vols, pts, strict=True)]
+        weights = [len(p) for p in pts]
+        est_d = float(np.average([d for d, _ in estimates], weights=weights))
+        est_p = float(np.sign(np.average([p for _, p in estimates], weights=weights)) or 1.0)
+        diameter_px = diameter_px if diameter_px is not None else est_d
+        polarity = polarity if polarity is not None else est_p
+    spec = ModelSpec(
+        arch="picker",
+        diameter_px=float(diameter_px),
+        shells=params.shells,
+        degree=params.degree,
+        reach=params.reach,
+        hidden=params.hidden,
+    )
+    inv = invariant_spec(spec)
+    # 2. samples and 3. descriptors
+    xs, ys, marks, background, blobs = [], [], [], [], []
+    for e in examples:
+        pos, neg, n_bg, blob = _samples(
+            norm[e.tomogram], e, level, inv.diameter_px, polarity, params, rng
+        )
+        if len(blob):
+            blobs.append(point_features(norm[e.tomogram], blob, inv))
+        at = _inside(
+            np.rint(voxels_to_level(e.positives_xyz, level)[:, ::-1]).astype(np.int64),
+            norm[e.tomogram].shape,
+        )
+        if len(at):
+            marks.append(point_features(norm[e.tomogram], at, inv))
+        for where, label in ((pos, 1.0), (neg, 0.0)):
+            if len(where):
+                xs.append(point_features(norm[e.tomogram], where, inv))
+                ys.append(np.full(len(where), label, np.float32))
+                if label == 0.0:
+                    background.append(xs[-1][:n_bg])
+    n_blobs = n_kept = 0
+    if blobs:
+        fb = np.concatenate(blobs)
+        keep = reliable_negatives(
+            fb, np.concatenate(marks), np.concatenate(background), params.reliable_quantile
+        )
+        n_blobs, n_kept = len(fb), int(keep.sum())
+        xs.append(fb[keep])
+        ys.append(np.zeros(n_kept, np.float32))
+    x = torch.from_numpy(np.concatenate(xs))
+    y = torch.from_numpy(np.concatenate(ys))
+    n_p, n_n = int(y.sum()), int((1 - y).sum())
+    if n_n == 0:
+        raise ConfigError("no negative samples could be drawn; the tomograms are too small")
+    # 4. the head
+    torch.manual_seed(params.seed)
+    model = PickNet(spec)
+    model.feature_mean.copy_(x.mean(dim=0))
+    model.feature_std.copy_(x.std(dim=0).clamp_min(1e-6))
+    model = model.to(params.device)
+    x, y = x.to(params.device), y.to(params.device)
+    weight = torch.where(
+        y > 0,
+        torch.tensor(n_n / n_p, device=params.device),
+        torch.tensor(1.0, device=params.device),
+    )
+    opt = torch.optim.Adam(model.head.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    gen = torch.Generator(device="cpu").manual_seed(params.seed)
+    model.train()
+    loss_value, steps_done = float("nan"), 0
+    for step in range(params.steps):
+        idx = torch.randint(0, len(y), (params.batch_size,), generator=gen).to(params.device)
+        loss = (
+            F.binary_cross_entropy_with_logits(model(x[idx]), y[idx], weight=weight[idx])
+            / weight[idx].mean()
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss_value, steps_done = float(loss.detach()), step + 1
+        if params.max_seconds is not None and time.perf_counter() - t0 > params.max_seconds:
+            break
+    model.eval()
+    calibration = calibrate(
+        model,
+        torch.from_numpy(np.concatenate(marks)).to(params.device),
+        torch.from_numpy(np.concatenate(background)).to(params.device),
+        params.calibration_alpha,
+    )
+    with torch.no_grad():
+        prob = model.score(x)
+        train_recall = float((prob[y > 0] >= params.threshold).float().mean())
+        train_fpr = float((prob[y == 0] >= params.threshold).float().mean())
+    config = ModelConfig(
+        feature="particle",
+        spec=spec,
+        threshold=params.threshold,
+        training_set={
+            "tomograms": sorted({e.tomogram for e in examples}),
+            "n_positive_marks": n_pos,
+            "n_negative_marks": int(sum(len(e.negatives_xyz) for e in examples)),
+            "n_positive_samples": n_p,
+            "n_negative_samples": n_n,
+            "n_blob_candidates": n_blobs,
+            "n_blob_negatives": n_kept,
+        },
+        params={
+            **params.to_dict(),
+            "level": int(level),
+            "pixel_size_angstrom": float(pixel_size_angstrom),
+            "diameter_px": float(diameter_px),
+            "diameter_angstrom": float(diameter_px) * float(pixel_size_angstrom) * 2.0**level,
+            "polarity": float(polarity),
+            "steps_done": steps_done,
+        },
+        metrics={
+            "loss": loss_value,
+            "train_recall": train_recall,
+            "train_false_positive_rate": train_fpr,
+            **calibration,
+            "seconds": time.perf_counter() - t0,
+        },
+    )
+    return model.cpu(), config
