@@ -63,6 +63,8 @@ def plain_metavars(params: Any) -> None:
         elif isinstance(p, typer.core.TyperArgument):
             p.metavar = (p.name or "value").upper()  # the usage line adds "..." for several
             p.display_type_rich = lambda ctx: None  # type: ignore[method-assign]  # name says it
+        elif getattr(p, "nargs", 1) == 2 and "range" in (p.name or ""):
+            p.metavar = "MIN MAX"  # a range of two values (--tilt-range -60 60)
         elif hasattr(p, "bare_type"):
             kind = p.bare_type()
             p.metavar = _METAVARS.get(kind, kind.upper())
