@@ -184,6 +184,24 @@ def connect(config: ClusterConfig | None = None, *, quiet: bool = False) -> Iter
             # would bury the one line that says what happened; restored once it has closed
             logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
             raise
+        except KeyboardInterrupt:
+            if not cfg.scheduler:  # our own workers stop next: their parting comm errors are noise
+                _quiet_workers(client)
+            raise
+
+
+def _silence_distributed() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+def _quiet_workers(client: Any) -> None:
+    """Local workers about to be closed after Ctrl-C: Distributed's own log lines (a peer's
+    stream closing mid transfer, with a traceback) would bury "interrupted; rerun to resume"."""
+    _silence_distributed()
+    try:
+        client.run(_silence_distributed, on_error="ignore")
+    except Exception:  # a worker already gone: nothing left to quiet  # noqa: BLE001
+        pass
 
 
 @contextlib.contextmanager
