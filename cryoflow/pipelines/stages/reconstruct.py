@@ -74,6 +74,15 @@ def plan(store: object, tomogram: str, params: ReconstructParams) -> Plan:
     from cryoflow.io.store import open_tilt_series, read_geometry
 
     images, inputs = tilt_series_input(store, tomogram, params.source)
+    width = int(images.shape[-1]) // int(params.bin)
+    if params.thickness is None and width > FALLBACK_WIDTH:
+        from cryoflow.errors import ConfigError
+
+        raise ConfigError(
+            f"reconstruct step of {tomogram!r}: no thickness given and the detector is {width} "
+            f"pixels wide (binned), so the volume would be {width} deep; give the step a "
+            "'thickness' (cryoflow reconstruct estimates one from the data)"
+        )
     geometry = read_geometry(store, tomogram)
     if params.source != "tilt_series":  # the stored geometry fits the raw images
         _, V, U = open_tilt_series(store, tomogram).shape

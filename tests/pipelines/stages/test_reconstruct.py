@@ -125,3 +125,20 @@ def test_cli_reconstruct_and_errors(dataset, client, monkeypatch, capsys):
     assert "cryoflow: error: --filter must be one of ramp, none" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--bin"):
         ReconstructParams(bin=0)
+
+
+def test_run_plan_refuses_a_wide_detector_without_a_thickness(tmp_path) -> None:
+    """The run step cannot estimate a thickness while building its graph: a detector wider
+    than the fall-back width asks for one instead of a volume as deep as the detector."""
+    from cryoflow.errors import ConfigError
+    from cryoflow.io.store import write_tilt_series
+    from cryoflow.pipelines.stages.reconstruct import FALLBACK_WIDTH, plan
+
+    store = tmp_path / "wide.zarr"
+    width = FALLBACK_WIDTH + 8
+    images = np.zeros((3, 4, width), np.float32)
+    write_tilt_series(store, "w", images, np.array([-30.0, 0.0, 30.0]), 2.0)
+    with pytest.raises(ConfigError, match=r"'w'.*520 pixels wide.*thickness"):
+        plan(store, "w", ReconstructParams())
+    assert plan(store, "w", ReconstructParams(bin=2)).outputs  # 260 wide: its width, as before
+    assert plan(store, "w", ReconstructParams(thickness=8)).outputs[0].data.shape[0] == 8
