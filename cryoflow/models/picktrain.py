@@ -7,16 +7,16 @@ with the marks of the moment):
    (:func:`estimate_diameter_px`, the Laplacian-of-Gaussian scale that responds most at the
    marks); the pyramid level the network runs at is the coarsest with a diameter of at least
    :data:`MIN_DIAMETER_PX` voxels (shape detail is lost below that);
-2. **samples**: positives at each mark and its 26 neighbours (``jitter_px = 1``); negatives
-   from the user's marks (same jitter), plus, *sampled away from the positives*: random voxels
-   (more than ``max(2, 0.15 D)`` voxels from every positive, so off-centre positions teach
-   centring), voxels ``0.3 .. 0.7 D`` off each positive (``n_ring_negatives``), and blob-like
-   voxels (local maxima of the LoG at the particle's scale and polarity, more than ``0.5 D``
-   from every positive: the molecules of the right size that are not marked, where the shape
-   must decide) with rings of off-centre voxels around them too. Some blob-like voxels are
-   unmarked particles of the kind wanted (positive-unlabelled data): only those whose
-   descriptors lie further from every mark than the marks typically lie from each other
-   are used (:func:`reliable_negatives`);
+2. **samples** (:mod:`cryoflow.models.picksamples`): positives at each mark and its 26
+   neighbours (``jitter_px = 1``); negatives from the user's marks (same jitter), plus, *sampled
+   away from the positives*: random voxels (more than ``max(2, 0.15 D)`` voxels from every
+   positive, so off-centre positions teach centring), voxels ``0.3 .. 0.7 D`` off each positive
+   (``n_ring_negatives``), and blob-like voxels (local maxima of the LoG at the particle's scale
+   and polarity, more than ``0.5 D`` from every positive: the molecules of the right size that
+   are not marked, where the shape must decide) with rings of off-centre voxels around them too.
+   Some blob-like voxels are unmarked particles of the kind wanted (positive-unlabelled data):
+   only those whose descriptors lie further from every mark than the marks typically lie from
+   each other are used (:func:`reliable_negatives`);
 3. **descriptors** at every sample (:func:`cryoflow.kernels.invariants.point_features`), their
    mean and standard deviation kept in the network for standardisation;
 4. **head**: ``steps`` Adam steps on a class-balanced logistic loss (positives weighted by
@@ -46,25 +46,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
-from scipy.spatial import cKDTree
 from torch.nn import functional as F
 
 from cryoflow.errors import ConfigError
 from cryoflow.kernels.invariants import point_features
-from cryoflow.kernels.peaks import local_maxima
 from cryoflow.models.arch import ModelSpec
 from cryoflow.models.checkpoint import ModelConfig
 from cryoflow.models.picknet import PickNet, invariant_spec
+from cryoflow.models.picksamples import (
+    blob_candidates,
+    inside_grid,
+    reliable_negatives,
+    sample_voxels,
+)
 
 __all__ = [
     "MIN_DIAMETER_PX",
     "PickExamples",
     "PickTrainParams",
+    "blob_candidates",
     "choose_level",
     "estimate_diameter_px",
     "level_to_voxels",
     "normalise",
+    "reliable_negatives",
     "train_picker",
     "voxels_to_level",
 ]
@@ -172,6 +177,11 @@ def choose_level(diameter_px0: float, n_levels: int = 3) -> int:
     return int(np.clip(level, 0, n_levels - 1))
 
 
+def _level_zyx(xyz: np.ndarray, level: int) -> np.ndarray:
+    """Level-0 ``(n, 3)`` ``x, y, z`` -> the nearest level-``level`` voxels ``z, y, x``."""
+    return np.rint(voxels_to_level(xyz, level)[:, ::-1]).astype(np.int64)
+
+
 def normalise(volume: np.ndarray) -> np.ndarray:
     """``(volume - mean) / std`` as float32 (the per-tomogram normalisation)."""
     v = np.asarray(volume, dtype=np.float32)
@@ -221,103 +231,6 @@ def estimate_diameter_px(volume: np.ndarray, positives_zyx: np.ndarray) -> tuple
             mean[k] += sigma * sigma * _log_at_centre(crop, float(sigma)) / len(pts)
     k = int(np.argmax(np.abs(mean)))
     return float(2 * np.sqrt(3) * sigmas[k]), float(-np.sign(mean[k]) or 1.0)
-
-
-# ---------------------------------------------------------------------------- samples
-def _neighbours(points: np.ndarray, jitter: int) -> np.ndarray:
-    r = np.arange(-jitter, jitter + 1)
-    offsets = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
-    return (points[:, None, :] + offsets[None]).reshape(-1, 3)
-
-
-def _inside(points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    return points[np.all((points >= 0) & (points < np.asarray(shape)), axis=1)]
-
-
-def _away(points: np.ndarray, tree: cKDTree | None, radius: float) -> np.ndarray:
-    if tree is None or not len(points):
-        return points
-    d, _ = tree.query(points)
-    return points[d > radius]
-
-
-def blob_candidates(volume: np.ndarray, diameter_px: float, polarity: float) -> np.ndarray:
-    """``(n, 3)`` voxels ``z, y, x``: LoG maxima of the particle's scale and polarity, the
-    strongest 10 % of them, at least half a diameter apart."""
-    sigma = diameter_px / (2 * np.sqrt(3))
-    log = -polarity * ndimage.gaussian_laplace(np.asarray(volume, np.float32), sigma)
-    peaks = local_maxima(log, min_distance=0.5 * diameter_px, threshold=-np.inf)
-    if not len(peaks):
-        return np.zeros((0, 3), np.int64)
-    cut = np.quantile(peaks["score"].to_numpy(), 0.9)
-    return peaks[peaks["score"] >= cut][["z", "y", "x"]].to_numpy(np.int64)
-
-
-def _rings(centres: np.ndarray, n: int, diameter_px: float, rng: np.random.Generator) -> np.ndarray:
-    """``n`` voxels around each centre, ``0.3 .. 0.7`` diameters away in random directions."""
-    if not len(centres) or n == 0:
-        return np.zeros((0, 3), np.int64)
-    d = rng.normal(size=(len(centres), n, 3))
-    d /= np.linalg.norm(d, axis=2, keepdims=True)
-    d *= rng.uniform(0.3, 0.7, size=(len(centres), n, 1)) * diameter_px
-    return np.rint(centres[:, None, :] + d).astype(np.int64).reshape(-1, 3)
-
-
-def _samples(
-    volume: np.ndarray,
-    ex: PickExamples,
-    level: int,
-    diameter_px: float,
-    polarity: float,
-    params: PickTrainParams,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-    """Sample voxels ``(n, 3)`` ``z, y, x`` of one tomogram (level grid): positives, negatives
-    (the first ``n_background`` of them the random background voxels), ``n_background``, and
-    the blob-like candidates (negatives only where :func:`reliable_negatives` says so)."""
-    shape = volume.shape
-    pos = np.rint(voxels_to_level(ex.positives_xyz, level)[:, ::-1]).astype(np.int64)
-    neg_marked = np.rint(voxels_to_level(ex.negatives_xyz, level)[:, ::-1]).astype(np.int64)
-    tree = cKDTree(pos) if len(pos) else None
-    positives = _inside(_neighbours(pos, params.jitter_px), shape)
-    near = max(2.0, 0.15 * diameter_px, params.jitter_px + 1.5)
-    rand = rng.uniform(0, np.asarray(shape) - 1, size=(3 * params.n_random_negatives, 3))
-    background = np.rint(_away(rand, tree, near)[: params.n_random_negatives]).astype(np.int64)
-    negatives = [background, _inside(_neighbours(neg_marked, params.jitter_px), shape)]
-    negatives.append(_away(_rings(pos, params.n_ring_negatives, diameter_px, rng), tree, near))
-    if params.n_blob_negatives:
-        blobs = _away(blob_candidates(volume, diameter_px, polarity), tree, 0.5 * diameter_px)
-        blobs = _inside(blobs[rng.permutation(len(blobs))[: params.n_blob_negatives]], shape)
-        negatives.append(
-            _away(_rings(blobs, params.n_ring_negatives, diameter_px, rng), tree, near)
-        )
-    else:
-        blobs = np.zeros((0, 3), np.int64)
-    return positives, _inside(np.concatenate(negatives), shape), len(background), blobs
-
-
-def reliable_negatives(
-    blobs: np.ndarray, marks: np.ndarray, background: np.ndarray, quantile: float
-) -> np.ndarray:
-    """Which blob-like candidates (descriptor rows) are reliably *not* the particle.
-
-    Some blob-like voxels are unmarked particles of the kind (positive-unlabelled data):
-    training them as negatives teaches the network to reject the particle itself. In the
-    descriptors standardised by the background, a candidate is kept as a negative when its
-    distance to the nearest mark exceeds the ``quantile`` of the marks' own leave-one-out
-    nearest-mark distances (how far a particle of the kind typically lies from the others);
-    with a single mark, the candidates farther than the median candidate.
-    """
-    if not len(blobs):
-        return np.zeros(0, bool)
-    mu, sd = background.mean(axis=0), background.std(axis=0) + 1e-6
-    b, m = (blobs - mu) / sd, (marks - mu) / sd
-    d = np.min(np.linalg.norm(b[:, None] - m[None], axis=2), axis=1)
-    if len(m) < 2:
-        return d > np.median(d)
-    mm = np.linalg.norm(m[:, None] - m[None], axis=2)
-    np.fill_diagonal(mm, np.inf)
-    return d > np.quantile(mm.min(axis=1), quantile)
 
 
 # ---------------------------------------------------------------------------- training
@@ -407,15 +320,19 @@ def train_picker(
     # 2. samples and 3. descriptors
     xs, ys, marks, background, blobs = [], [], [], [], []
     for e in examples:
-        pos, neg, n_bg, blob = _samples(
-            norm[e.tomogram], e, level, inv.diameter_px, polarity, params, rng
+        marked = _level_zyx(e.positives_xyz, level)
+        pos, neg, n_bg, blob = sample_voxels(
+            norm[e.tomogram],
+            marked,
+            _level_zyx(e.negatives_xyz, level),
+            inv.diameter_px,
+            polarity,
+            params,
+            rng,
         )
         if len(blob):
             blobs.append(point_features(norm[e.tomogram], blob, inv))
-        at = _inside(
-            np.rint(voxels_to_level(e.positives_xyz, level)[:, ::-1]).astype(np.int64),
-            norm[e.tomogram].shape,
-        )
+        at = inside_grid(marked, norm[e.tomogram].shape)
         if len(at):
             marks.append(point_features(norm[e.tomogram], at, inv))
         for where, label in ((pos, 1.0), (neg, 0.0)):

@@ -107,18 +107,11 @@ def _consensus(
     client: Any, blocks: list[Any], inputs: Any, device: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(average (B,B,B), half maps (2,B,B,B))`` of the whole set."""
-    from dask import delayed
-
+    from cryoflow.graph.embed import consensus_graph
     from cryoflow.kernels.average import reconstruct
-    from cryoflow.pipelines.stages import embed_tasks as T
 
-    parts = [
-        delayed(T.class_sums, pure=True)(
-            blk, *inputs.batch(i), np.zeros(len(inputs.batch(i)[0]), int), 1, device
-        )
-        for i, blk in enumerate(blocks)
-    ]
-    sums = client.compute(T.tree_sum(parts), resources=_resources(device)).result().sums[0]
+    graph = consensus_graph(blocks, inputs, device)
+    sums = client.compute(graph, resources=_resources(device)).result().sums[0]
     halves = np.stack(
         [reconstruct(sums.data[h], sums.weight[h], int(max(sums.count[h], 1))) for h in (0, 1)]
     )
@@ -136,27 +129,15 @@ def _train(
     directory: Path,
 ) -> tuple[str, dict[str, Any]]:
     """Prepare the training sample by batch, train on one worker, save the checkpoint."""
-    from dask import delayed
-
+    from cryoflow.graph import embed as G
     from cryoflow.models.arch import build_model
     from cryoflow.models.checkpoint import ModelConfig, save_checkpoint
     from cryoflow.models.embed_train import EmbedTrainParams
-    from cryoflow.pipelines.stages import embed_tasks as T
 
     rng = np.random.default_rng(params.seed)
     n = inputs.n
     chosen = np.sort(rng.choice(n, size=min(n, params.train_particles), replace=False))
-    prepared = []
-    for i, blk in enumerate(blocks):
-        a, b = inputs.bounds[i]
-        rows = chosen[(chosen >= a) & (chosen < b)] - a
-        if len(rows):
-            euler, shifts, tr, _ = inputs.batch(i)
-            prepared.append(
-                delayed(T.prepare, pure=True)(
-                    blk, euler, shifts, tr, rows, frame, avg_work, params.device
-                )
-            )
+    prepared = G.prepare_graph(blocks, inputs, chosen, frame, avg_work, params.device)
     futures = client.compute(prepared, resources=_resources(params.device))
     tparams = EmbedTrainParams(
         latent_dim=params.latent,
@@ -166,7 +147,7 @@ def _train(
         device=params.device,
     )
     job = client.submit(
-        T.train, frame, avg_work, tparams, *futures, resources=_resources(params.device), pure=False
+        G.train, frame, avg_work, tparams, *futures, resources=_resources(params.device), pure=False
     )
     state, config, history = job.result()
     cfg = ModelConfig.from_dict(config)
@@ -185,18 +166,13 @@ def _embed_all(
     client: Any, blocks: list[Any], inputs: Any, directory: Path, device: str
 ) -> np.ndarray:
     """Latent points of every particle, one task per batch, the model loaded once per worker."""
-    from dask import delayed
-
+    from cryoflow.graph.embed import embed_graph
     from cryoflow.models.loader import ModelHandle, ModelPlugin
-    from cryoflow.pipelines.stages import embed_tasks as T
 
     handle = ModelHandle.from_directory(directory, device=device)
     client.register_plugin(ModelPlugin(handle), name=handle.plugin_name)
     try:
-        parts = [
-            delayed(T.embed, pure=True)(handle, blk, *inputs.batch(i)[:3])
-            for i, blk in enumerate(blocks)
-        ]
+        parts = embed_graph(handle, blocks, inputs)
         out = client.compute(parts, resources=_resources(device))
         return np.concatenate(client.gather(out)).astype(np.float32)
     finally:
@@ -206,18 +182,11 @@ def _embed_all(
 def _class_maps(
     client: Any, blocks: list[Any], inputs: Any, labels: np.ndarray, k: int, device: str
 ) -> np.ndarray:
-    from dask import delayed
-
+    from cryoflow.graph.embed import class_sums_graph
     from cryoflow.kernels.class_average import finish_classes
-    from cryoflow.pipelines.stages import embed_tasks as T
 
-    parts = [
-        delayed(T.class_sums, pure=True)(
-            blk, *inputs.batch(i), labels[slice(*inputs.bounds[i])], k, device
-        )
-        for i, blk in enumerate(blocks)
-    ]
-    return finish_classes(client.compute(T.tree_sum(parts), resources=_resources(device)).result())
+    graph = class_sums_graph(blocks, inputs, labels, k, device)
+    return finish_classes(client.compute(graph, resources=_resources(device)).result())
 
 
 def embed(
@@ -231,6 +200,7 @@ def embed(
 ) -> EmbedResult:
     """Run the stage on particle set ``set_name`` of ``store``; write ``out`` (None: keep only
     what is returned; the model goes to a temporary directory the workers must see)."""
+    from cryoflow.graph.embed import stack_blocks
     from cryoflow.io.particleset import open_particles, read_particle_table
     from cryoflow.kernels.conformation_input import work_average
     from cryoflow.kernels.latent_classes import classify_latent as cluster_latent
@@ -245,7 +215,7 @@ def embed(
     table = read_particle_table(store, set_name)
     box = int(stack.shape[1])
     inputs = set_inputs(store, set_name, table, tuple(int(c) for c in stack.data.chunks[0]), box)
-    blocks = list(stack.data.to_delayed().ravel())
+    blocks = stack_blocks(stack.data)
     tmp_root = None
     if final is not None:
         work = O.staging_dir(final)
