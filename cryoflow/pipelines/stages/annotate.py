@@ -52,9 +52,9 @@ class AnnotateParams(StageParams):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not (v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit())):
-            raise ValueError(f"device must be cpu, cuda or cuda:N, got {v!r}")
-        return v
+        from cryoflow.pipelines.stages.fields import check_device
+
+        return check_device(v)
 
     @field_validator("volume_key")
     @classmethod

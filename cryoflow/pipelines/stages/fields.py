@@ -80,6 +80,13 @@ Threshold = Annotated[
 ]
 
 
+def check_device(value: str) -> str:
+    """A torch device name a stage accepts: ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not (value in ("cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())):
+        raise ValueError(f"device must be cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
 def one_of(value: str, allowed: Sequence[str]) -> str:
     """``value`` when it is one of ``allowed``, else a ``ValueError`` naming them (for field
     validators of choices defined elsewhere, e.g. :data:`cryoflow.kernels.ramp.FILTERS`)."""
