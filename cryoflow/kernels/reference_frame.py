@@ -53,9 +53,13 @@ class FrameSpectra:
         return int(self.spectra.shape[0])
 
 
-def _checked(
+def checked_poses(
     n: int, euler_deg: np.ndarray, shifts_zyx_px: np.ndarray, tilt_ranges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The poses of ``n`` particles as float arrays (n, 3), (n, 3), (n, 2).
+
+    ``GeometryError`` unless there is one orientation, shift and tilt range per particle.
+    """
     e = np.asarray(euler_deg, dtype=float).reshape(-1, 3)
     s = np.asarray(shifts_zyx_px, dtype=float).reshape(-1, 3)
     tr = np.asarray(tilt_ranges, dtype=float).reshape(-1, 2)
@@ -98,7 +102,7 @@ def reference_frame_spectra(
     v = as_tensor(particles, device, torch.float32)
     box = box_side(v)
     n = v.shape[0]
-    e, s, tr = _checked(n, euler_deg, shifts_zyx_px, tilt_ranges)
+    e, s, tr = checked_poses(n, euler_deg, shifts_zyx_px, tilt_ranges)
     b = box if box_out is None else int(box_out)
     if b < 4:
         raise GeometryError(f"the reference-frame grid needs a side >= 4, got {b}")

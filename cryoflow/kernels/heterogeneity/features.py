@@ -43,6 +43,7 @@ from cryoflow.kernels.fourier_rotate import (
     centred_rfft,
     hermitian_weights,
 )
+from cryoflow.kernels.reference_frame import checked_poses
 from cryoflow.kernels.score import band_cube
 
 
@@ -92,14 +93,7 @@ def features_batch(
     v = as_tensor(particles, device, torch.float32)
     box = box_side(v)
     n = v.shape[0]
-    e = np.asarray(euler_deg, dtype=float).reshape(-1, 3)
-    s = np.asarray(shifts_zyx_px, dtype=float).reshape(-1, 3)
-    tr = np.asarray(tilt_ranges, dtype=float).reshape(-1, 2)
-    if not (len(e) == len(s) == len(tr) == n):
-        raise GeometryError(
-            f"need one orientation, shift and tilt range per particle: got {len(e)}, {len(s)}, "
-            f"{len(tr)} for {n} particles"
-        )
+    e, s, tr = checked_poses(n, euler_deg, shifts_zyx_px, tilt_ranges)
     if np.shape(average) != (box,) * 3 or np.shape(mask) != (box,) * 3:
         raise GeometryError(
             f"average and mask must be ({box}, {box}, {box}), got {np.shape(average)} and "
