@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from cryoflow.errors import GeometryError
+
 
 def refuse_lazy(array: object, name: str) -> None:
     """Raise ``TypeError`` when ``array`` is a lazy Dask collection.
@@ -15,3 +19,18 @@ def refuse_lazy(array: object, name: str) -> None:
             f"{name} is a kernel and takes in-memory NumPy arrays, got a lazy Dask array "
             f"({type(array).__name__}); use the matching cryoflow.graph builder for lazy input"
         )
+
+
+def eager_volume(
+    volume: object, name: str, *, error: type[ValueError] = GeometryError
+) -> np.ndarray:
+    """``volume`` as an in-memory float32 ``(Z, Y, X)`` array for kernel ``name``.
+
+    Lazy input raises ``TypeError`` (:func:`refuse_lazy`); another number of axes raises
+    ``error`` naming the shape received.
+    """
+    refuse_lazy(volume, name)
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim != 3:
+        raise error(f"{name} expects a (Z, Y, X) volume, got shape {vol.shape}")
+    return vol

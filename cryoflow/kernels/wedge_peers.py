@@ -15,15 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from cryoflow.errors import ConfigError
-from cryoflow.kernels._guards import refuse_lazy
-
-
-def _volume(volume: object, name: str) -> np.ndarray:
-    refuse_lazy(volume, name)
-    vol = np.asarray(volume, dtype=np.float32)
-    if vol.ndim != 3:
-        raise ConfigError(f"{name} expects a (Z, Y, X) volume, got shape {vol.shape}")
-    return vol
+from cryoflow.kernels._guards import eager_volume
 
 
 def blur_threshold(
@@ -34,7 +26,7 @@ def blur_threshold(
     ``q`` is the ``quantile`` of the blurred values (structure denser than the background is
     positive: pass ``-volume`` for dark-on-bright data).
     """
-    vol = _volume(volume, "blur_threshold")
+    vol = eager_volume(volume, "blur_threshold", error=ConfigError)
     if not 0.0 < quantile < 1.0 or not sigma_px >= 0:
         raise ConfigError(f"need 0 < quantile < 1 and sigma_px >= 0, got {quantile}, {sigma_px}")
     g = ndimage.gaussian_filter(vol, sigma_px) if sigma_px > 0 else vol
@@ -43,7 +35,7 @@ def blur_threshold(
 
 def rectified_square(volume: np.ndarray, *, sigma_px: float = 0.0) -> np.ndarray:
     """ndarray of float32, shape (Z, Y, X): ``max(v - median(v), 0) ** 2`` of the blurred volume."""
-    vol = _volume(volume, "rectified_square")
+    vol = eager_volume(volume, "rectified_square", error=ConfigError)
     if not sigma_px >= 0:
         raise ConfigError(f"sigma_px must be >= 0, got {sigma_px}")
     g = ndimage.gaussian_filter(vol, sigma_px) if sigma_px > 0 else vol

@@ -22,15 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from cryoflow.errors import GeometryError
-from cryoflow.kernels._guards import refuse_lazy
-
-
-def _volume(volume: object, name: str) -> np.ndarray:
-    refuse_lazy(volume, name)
-    v = np.asarray(volume, dtype=np.float32)
-    if v.ndim != 3:
-        raise GeometryError(f"{name} expects a (Z, Y, X) volume, got shape {v.shape}")
-    return v
+from cryoflow.kernels._guards import eager_volume, refuse_lazy
 
 
 def _fwhm(profile: np.ndarray, centre: int, half: float) -> float:
@@ -62,7 +54,7 @@ def z_elongation(
     centres_zyx : ndarray of shape (n, 3), voxels
     radii_px : ndarray of shape (n,), each object's radius (sets the profile length, 3 r + 2)
     """
-    v = _volume(volume, "z_elongation")
+    v = eager_volume(volume, "z_elongation")
     g = ndimage.gaussian_filter(v, sigma_px) if sigma_px > 0 else v
     centres = np.rint(np.asarray(centres_zyx, dtype=float)).astype(int).reshape(-1, 3)
     radii = np.broadcast_to(np.asarray(radii_px, dtype=float), (len(centres),))
@@ -121,7 +113,7 @@ def membrane_contrast(
     ``volume`` on it minus the mean on voxels ``shell_px[0]..shell_px[1]`` voxels off the
     membrane and nearest to that group.
     """
-    v = _volume(volume, "membrane_contrast")
+    v = eager_volume(volume, "membrane_contrast")
     m = np.asarray(mask, dtype=bool)
     if m.shape != v.shape:
         raise GeometryError(f"mask shape {m.shape} differs from the volume's {v.shape}")
