@@ -198,12 +198,11 @@ def multibody_batch(
 
     Parameters
     ----------
-    particles : ndarray of shape (n, B, B, B)
-    tilt_ranges : ndarray of shape (n, 2)
-    bodies : BodyReferences
-    search : SearchParams
-        ``local_levels`` around each prior; ``max_shift_px`` the largest shift of a body's
+    particles, tilt_ranges, search
+        As in :func:`~cryoflow.kernels.align.align_batch`; here ``search.local_levels`` are
+        searched around each prior and ``max_shift_px`` is the largest shift of a body's
         centre from its prior.
+    bodies : BodyReferences
     euler_deg, shifts_zyx_px : ndarray of shape (n, nb, 3)
         Priors per body (the consensus pose repeated, the first round).
     half_ids : ndarray of shape (n,)

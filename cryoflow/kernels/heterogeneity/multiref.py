@@ -113,8 +113,8 @@ def classify_batch(
 
     Parameters
     ----------
-    particles : ndarray of shape (n, B, B, B)
-    tilt_ranges : ndarray of shape (n, 2)
+    particles, tilt_ranges
+        As in :func:`~cryoflow.kernels.align.align_batch`.
     references : ClassReferences
     search : SearchParams
         Its local levels (around the consensus; ``()`` scores the consensus pose), shift
