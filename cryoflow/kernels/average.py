@@ -19,8 +19,9 @@ Half set ``h`` is the particle's gold-standard half. The average is ``data / max
 (:func:`reconstruct`), so differently oriented particles fill each other's wedge and nothing is
 divided by zero.
 
-Sums are float64/complex128 NumPy arrays: :class:`HalfSums` add associatively (``a + b``), so a
-round's batches reduce as a tree in any order.
+Sums are float64/complex128 NumPy arrays: :class:`HalfSums` add associatively (``a + b``, field
+by field, :class:`~cryoflow.kernels.sums.FieldSums`), so a round's batches reduce as a tree in
+any order.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ from cryoflow.kernels.fourier_rotate import (
     rfft_frequencies,
     sample_transform,
 )
+from cryoflow.kernels.sums import FieldSums
 from cryoflow.kernels.wedge import wedge_mask
 
 
 @dataclass(frozen=True)
-class HalfSums:
+class HalfSums(FieldSums):
     """Partial Fourier sums of two half sets.
 
     ``data`` (2, B, B, B//2+1) complex128 and ``weight`` (2, B, B, B//2+1) float64 on the
@@ -70,15 +72,10 @@ class HalfSums:
         return cls(np.zeros(shape, np.complex128), np.zeros(shape), np.zeros(2, np.int64))
 
     def __add__(self, other: HalfSums) -> HalfSums:
-        if not isinstance(other, HalfSums):
-            return NotImplemented
-        if other.data.shape != self.data.shape:
-            raise GeometryError(
-                f"cannot add sums of boxes {self.box} and {other.box}: one box per average"
-            )
-        return HalfSums(
-            self.data + other.data, self.weight + other.weight, self.count + other.count
-        )
+        if isinstance(other, HalfSums) and other.box != self.box:
+            msg = f"cannot add sums of boxes {self.box} and {other.box}: one box per average"
+            raise GeometryError(msg)
+        return super().__add__(other)
 
 
 def _padded_wedge(

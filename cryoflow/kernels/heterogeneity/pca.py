@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryoflow.errors import ConfigError, GeometryError
+from cryoflow.kernels.sums import FieldSums
 
 
 @dataclass(frozen=True)
-class SketchSums:
+class SketchSums(FieldSums):
     """``total`` (D,) ``sum x``; ``product`` (D, l) ``sum x (x^T Omega)``; ``power`` the sum
     of ``|x|^2``; ``count`` the particles. Float64; ``a + b`` is associative."""
 
@@ -37,39 +38,14 @@ class SketchSums:
     power: float
     count: int
 
-    def __add__(self, other: SketchSums) -> SketchSums:
-        if not isinstance(other, SketchSums):
-            return NotImplemented
-        if other.product.shape != self.product.shape:
-            raise GeometryError(
-                f"cannot add sketches of shapes {self.product.shape} and {other.product.shape}"
-            )
-        return SketchSums(
-            self.total + other.total,
-            self.product + other.product,
-            self.power + other.power,
-            self.count + other.count,
-        )
-
 
 @dataclass(frozen=True)
-class ProjectionSums:
+class ProjectionSums(FieldSums):
     """``total`` (l,) ``sum Q^T x``; ``gram`` (l, l) ``sum (Q^T x)(Q^T x)^T``; ``count``."""
 
     total: np.ndarray
     gram: np.ndarray
     count: int
-
-    def __add__(self, other: ProjectionSums) -> ProjectionSums:
-        if not isinstance(other, ProjectionSums):
-            return NotImplemented
-        if other.gram.shape != self.gram.shape:
-            raise GeometryError(
-                f"cannot add projections of shapes {self.gram.shape} and {other.gram.shape}"
-            )
-        return ProjectionSums(
-            self.total + other.total, self.gram + other.gram, self.count + other.count
-        )
 
 
 def initial_probe(dim: int, width: int, seed: int = 0) -> np.ndarray:
