@@ -7,9 +7,9 @@ here in one process:
 1. half sets (a seeded random split unless given) and the consensus half maps from the
    consensus alignment (:func:`~.pca_classify.consensus_round`) unless given; the first
    body references are its FSC-weighted half maps times each body's mask;
-2. round 1 refines every body around the consensus pose with ``first_levels`` (wider: the
+2. round 1 refines every body around the consensus pose with ``first_search`` (wider: the
    consensus blurs a moving body over its range of motion), later rounds around the previous
-   round's body poses with ``later_levels``, each against the bodies' own maps, and with the
+   round's body poses with ``later_search``, each against the bodies' own maps, and with the
    other bodies subtracted at *their* poses;
 3. the body motions relative to the consensus and their principal motions
    (:mod:`~.motions`).
@@ -47,20 +47,20 @@ from cryoflow.kernels.refine import split_halves
 class MultibodyParams:
     """Settings of a multi-body refinement (angles in degrees, lengths in voxels).
 
-    ``first_levels`` / ``later_levels``: ``(step, radius)`` local levels of round 1 (around
-    the consensus) and of later rounds (around the last body poses); ``first_shift_windows``:
-    ``(radius, step)`` shift windows of round 1's levels (a body turning about a hinge off its
-    centre also moves: 20 degrees at 5 voxels is 1.7 voxels, beyond the default 1-voxel
-    window of a level, which would shrink the turn found); ``max_shift_px``: how far
-    a body's centre may move from its prior in one round; ``highpass_mask_factor``: the score's
-    high-pass as a multiple of each body mask's radius.
+    ``first_search`` / ``later_search``: the local searches of round 1 (around the consensus)
+    and of later rounds (around the last body poses): their ``(step, radius)`` levels, their
+    ``max_shift_px`` (how far a body's centre may move from its prior in one round) and shift
+    windows; round 1's ``(radius, step)`` shift window is wider (a body turning about a hinge
+    off its centre also moves: 20 degrees at 5 voxels is 1.7 voxels, beyond the default
+    1-voxel window of a level, which would shrink the turn found); ``highpass_mask_factor``:
+    the score's high-pass as a multiple of each body mask's radius.
     """
 
     rounds: int = 3
-    first_levels: tuple[tuple[float, float], ...] = ((6.0, 24.0), (2.0, 6.0), (1.0, 2.0))
-    later_levels: tuple[tuple[float, float], ...] = ((2.0, 6.0), (1.0, 2.0))
-    first_shift_windows: tuple[tuple[float, float], ...] = ((3.0, 1.0),)
-    max_shift_px: float = 3.0
+    first_search: SearchParams = SearchParams(
+        None, ((6.0, 24.0), (2.0, 6.0), (1.0, 2.0)), 3.0, local_shift_windows=((3.0, 1.0),)
+    )
+    later_search: SearchParams = SearchParams(None, ((2.0, 6.0), (1.0, 2.0)), 3.0)
     highpass_mask_factor: float = 1.3
     weight_floor: float = 0.1
     batch_size: int = 32
@@ -69,8 +69,11 @@ class MultibodyParams:
     def __post_init__(self) -> None:
         if int(self.rounds) < 1:
             raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
-        if not self.first_levels:
-            raise ConfigError("first_levels needs at least one (step, radius) level")
+        searches = (self.first_search, self.later_search)
+        if any(s.global_step_deg is not None for s in searches):
+            raise ConfigError("a body's searches are local: give them global_step_deg=None")
+        if not self.first_search.local_levels:
+            raise ConfigError("first_search needs at least one (step, radius) level")
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -147,9 +150,7 @@ def refine_bodies(
     last: BodyRound | None = None
     bs = int(p.batch_size)
     for r in range(int(p.rounds)):
-        levels = p.first_levels if r == 0 else p.later_levels
-        windows = p.first_shift_windows if r == 0 else ()
-        search = SearchParams(None, levels, p.max_shift_px, local_shift_windows=windows)
+        search = p.first_search if r == 0 else p.later_search
         parts: list[BodyBatch] = [
             multibody_batch(
                 vols[lo : lo + bs],
