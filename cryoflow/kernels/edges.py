@@ -130,9 +130,8 @@ def detect_edges(
 ) -> np.ndarray:
     """Binary edge maps of a tilt series (steps 1-5).
 
-    Parameters
-    ----------
-    images : ndarray of shape (n_tilts, Y, U)
+    ``images`` and the filter's parameters as in :func:`dog`, ``alpha`` as in
+    :func:`peak_threshold`.
 
     Returns
     -------
