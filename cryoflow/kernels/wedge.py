@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cryoflow.errors import GeometryError
-from cryoflow.kernels._guards import refuse_lazy
+from cryoflow.kernels._guards import eager_volume
 
 
 def parse_tilt_range(tilt_range_deg: Sequence[float]) -> tuple[float, float]:
@@ -100,9 +100,6 @@ def apply_wedge(volume: np.ndarray, tilt_range_deg: Sequence[float]) -> np.ndarr
 
     The real-space result of imaging ``volume`` through the tilt range (no noise, no CTF).
     """
-    refuse_lazy(volume, "apply_wedge")
-    vol = np.asarray(volume, dtype=np.float32)
-    if vol.ndim != 3:
-        raise GeometryError(f"apply_wedge expects a (Z, Y, X) volume, got shape {vol.shape}")
+    vol = eager_volume(volume, "apply_wedge")
     mask = wedge_mask(vol.shape, tilt_range_deg, rfft=True)
     return np.fft.irfftn(np.fft.rfftn(vol) * mask, s=vol.shape, axes=(0, 1, 2)).astype(np.float32)
