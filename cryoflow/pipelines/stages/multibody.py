@@ -38,6 +38,7 @@ from cryoflow.graph.heterogeneity import (
     Partial,
     State,
     map_batch,
+    state_bodies,
 )
 from cryoflow.graph.heterogeneity import combine as combine_parts
 from cryoflow.pipelines.stages.base import Stage, StageParams
@@ -126,11 +127,7 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
 
     def update(state: State, part: Partial | None, k: int) -> State:
         from cryoflow.kernels.finish import finish_round
-        from cryoflow.kernels.heterogeneity.multibody import (
-            BodyReferences,
-            body_references,
-            finish_bodies,
-        )
+        from cryoflow.kernels.heterogeneity.multibody import body_references, finish_bodies
 
         st = dict(state)
         phase = int(st["phase"][0])
@@ -147,14 +144,7 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
             st["resolution"] = np.array([out.resolution_0143_px])
             st["phase"] = np.array([BODIES])
         else:
-            bodies = BodyReferences(
-                st["body_refs"],
-                st["body_masks"],
-                st["body_centres"].astype(int),
-                st["body_band"],
-                st["body_highpass"],
-            )
-            rnd = finish_bodies(part.sums, bodies, voxel_size_angstrom=voxel)
+            rnd = finish_bodies(part.sums, state_bodies(st), voxel_size_angstrom=voxel)
             bodies = rnd.references
             st["body_euler"], st["body_shifts"] = part.rows["euler"], part.rows["shifts"]
             st["body_scores"], st["body_maps"] = part.rows["scores"], rnd.maps
