@@ -107,8 +107,8 @@ def read_bodies(p: MultibodyParams, inputs: SetInputs) -> np.ndarray:
 
 def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
     """The :class:`~cryoflow.pipelines.engine.rounds.Rounds` of a multi-body refinement."""
+    from cryoflow.pipelines.cluster.connect import gpu_resources
     from cryoflow.pipelines.engine.rounds import Rounds
-    from cryoflow.pipelines.stages.inputs import node_identity
 
     require_poses(inputs, "cryoflow multibody")
     assert inputs.euler_deg is not None
@@ -154,19 +154,18 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
         st["body_band"], st["body_highpass"] = bodies.resolution_px, bodies.highpass_px
         return st
 
-    identity = node_identity(inputs.store, f"particles/{inputs.name}", "particle set")
     return Rounds(
         f"multibody-{inputs.name}",
         KEYS,
         n_items=n,
         batch_size=int(p.batch_size),
         rounds=1 + int(p.rounds),
-        inputs={f"particles/{inputs.name}": identity, "bodies": _bodies_identity(masks)},
+        inputs={**inputs.identity(), "bodies": _bodies_identity(masks)},
         start=start,
         map=partial(map_batch, src),
         combine=combine_parts,
         update=update,
-        resources={"GPU": 1} if str(p.device).startswith("cuda") else None,
+        resources=gpu_resources(p.device),
     )
 
 
