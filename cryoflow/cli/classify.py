@@ -17,17 +17,15 @@ def classify(
     out: Annotated[
         str, typer.Option("--out", help="Output folder (class_<k>.mrc, particles.star).")
     ],
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
+    run: o.Run = o.RUN,
 ) -> None:
     """Classify a particle set: writes OUT/class_<k>.mrc and OUT/particles.star (rlnClassNumber)."""
     from cryoflow.pipelines.cluster.connect import connect
     from cryoflow.pipelines.stages import classify as stage
 
-    stage.preflight(store, params, out, overwrite)  # bad input fails before any cluster starts
-    with connect(o.cluster(scheduler, workers)) as client:
-        res = stage.classify(client, store, params, out, overwrite=overwrite)
+    stage.preflight(store, params, out, run.overwrite)  # bad input: before any cluster starts
+    with connect(run.cluster()) as client:
+        res = stage.classify(client, store, params, out, overwrite=run.overwrite)
     sizes = ", ".join(str(v) for v in res.summary.get("class_sizes", []))
     print(f"cryoflow classify: {params.method}: class sizes {sizes}; wrote {out}")
 

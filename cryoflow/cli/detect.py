@@ -10,20 +10,12 @@ from cryoflow.pipelines.stages.detect import DetectParams
 
 
 @o.with_params(DetectParams)
-def detect(
-    params: DetectParams,
-    store: o.Store,
-    name: o.Name = None,
-    all_: o.All = False,
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
-) -> None:
+def detect(params: DetectParams, tomograms: o.Tomograms, run: o.Run = o.RUN) -> None:
     """Write the box table results/detect/<feature> (tilt, class, score, y0, x0, y1, x1)."""
     from cryoflow.pipelines.cluster.connect import connect
 
-    where = o.target(store, name, all_, None, overwrite)
-    with connect(o.cluster(scheduler, workers)) as client:
+    where = tomograms.target(run)
+    with connect(run.cluster()) as client:
         done = stage.run(client, where, params)  # Faster R-CNN trains first: no plan to check
     for tomo, table in done.items():
         print(f"cryoflow: {len(table)} boxes on {tomo} -> detect/{params.feature}")

@@ -15,9 +15,7 @@ from cryoflow.pipelines.stages.dewedge import DewedgeParams
 @o.with_params(DewedgeParams)
 def dewedge(
     params: DewedgeParams,
-    store: o.Store,
-    name: o.Name = None,
-    all_: o.All = False,
+    tomograms: o.Tomograms,
     out: Annotated[str, typer.Option("--out", help="Volume key written under volumes/.")] = (
         stage.OUT
     ),
@@ -27,17 +25,15 @@ def dewedge(
             "--model-out", help="Where the trained model goes (default STORE/models/dewedge-*)."
         ),
     ] = None,
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
+    run: o.Run = o.RUN,
 ) -> None:
     """Train one network on every selected tomogram's volume KEY (self-supervised, each with
     its own tilt range) and write each one's filled volume to volumes/<out> (OME-Zarr)."""
     from cryoflow.pipelines.cluster.connect import connect
 
-    where = o.target(store, name, all_, out, overwrite)
+    where = tomograms.target(run, out)
     stage.preflight(where, params)  # before any cluster starts
-    with connect(o.cluster(scheduler, workers)) as client:
+    with connect(run.cluster()) as client:
         done = stage.run(client, where, params, model_out=model_out)
     for tomo, summary in done.items():
         z, y, x = summary["shape"]

@@ -16,20 +16,14 @@ from cryoflow.pipelines.stages.edges import EdgesParams
 )
 def edges(
     params: EdgesParams,
-    store: o.Store,
-    name: o.Name = None,
-    all_: o.All = False,
+    tomograms: o.Tomograms,
     out: Annotated[
         str, typer.Option("--out", help="Result step and label key to write.")
     ] = "edges",
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
+    run: o.Run = o.RUN,
 ) -> None:
     """DoG edges per tilt, per-tilt back-projections refined by adjacent tilts, summed."""
-    done = o.run_stage(
-        stage, o.target(store, name, all_, out, overwrite), params, scheduler, workers
-    )
+    done = o.run_stage(stage, tomograms.target(run, out), params, run)
     for tomo, summary in done.items():
         print(f"cryoflow: edges {tomo}: {summary['n_edge_voxels']} voxels -> labels/{out}")
 

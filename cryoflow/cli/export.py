@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from cryoflow.cli.options import Scheduler, Store, Workers, cluster
+from cryoflow.cli import options as o
 
 
+@o.with_params(None)
 def export(
-    store: Store,
+    store: o.Store,
     name: Annotated[str, typer.Option("--name", help="Tomogram name.")],
     key: Annotated[
         str,
@@ -22,8 +23,7 @@ def export(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing MRC file.")
     ] = False,
-    scheduler: Scheduler = None,
-    workers: Workers = None,
+    cluster: o.Cluster = o.LOCAL,
 ) -> None:
     """Write a volume (z, y, x) or tilt-series-shaped result as MRC with its voxel size (for IMOD, ChimeraX)."""
     from cryoflow.pipelines.cluster.connect import connect
@@ -33,7 +33,7 @@ def export(
         store=store, name=name, key=key, out=out, level=level, overwrite=overwrite
     )
     open_exportable(config)  # refuse a missing key or existing file before starting a cluster
-    with connect(cluster(scheduler, workers)) as client:
+    with connect(cluster.config()) as client:
         export_mrc(client, config)
     print(f"cryoflow: wrote {out}")
 

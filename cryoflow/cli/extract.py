@@ -13,19 +13,17 @@ from cryoflow.pipelines.stages.extract import ExtractParams
 def extract(
     params: ExtractParams,
     store: o.Store,
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
+    run: o.Run = o.RUN,
 ) -> None:
     """Cut an (n, B, B, B) particle stack from each tomogram's volume KEY into particles/SET,
     each particle with its tomogram's missing wedge (read it with cryoflow.open_particles)."""
     from cryoflow.pipelines.cluster.connect import connect
     from cryoflow.pipelines.stages.eager import Target
 
-    where = Target(store, (), overwrite=overwrite)
-    stage.refuse_existing(store, params.set, overwrite)  # bad input: before a cluster
+    where = Target(store, (), overwrite=run.overwrite)
+    stage.refuse_existing(store, params.set, run.overwrite)  # bad input: before a cluster
     prepared = stage.plan(store, params)
-    with connect(o.cluster(scheduler, workers)) as client:
+    with connect(run.cluster()) as client:
         done = stage.run(client, where, params, prepared=prepared)
     print(
         f"cryoflow: extracted {done['n_particles']} particles (box {done['box']}) from "

@@ -14,13 +14,9 @@ from cryoflow.pipelines.stages.lift import LiftParams
 @o.with_params(LiftParams, names={"masks": ("--maps",)})
 def lift(
     params: LiftParams,
-    store: o.Store,
-    name: o.Name = None,
-    all_: o.All = False,
+    tomograms: o.Tomograms,
     out: Annotated[str, typer.Option("--out", help="Result step and label key to write.")] = "lift",
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
+    run: o.Run = o.RUN,
     masks_file: Annotated[
         str | None,
         typer.Option(
@@ -34,25 +30,23 @@ def lift(
 
     With --masks MASKS.mrc (and --name): your own masks, into labels/<out> (export --key <out>).
     """
-    where = o.target(store, name, all_, out, overwrite)
+    where = tomograms.target(run, out)
     if masks_file is not None:
-        done = _lift_file(where, params, masks_file, scheduler, workers)
+        done = _lift_file(where, params, masks_file, run)
     else:
-        done = o.run_stage(stage, where, params, scheduler, workers)
+        done = o.run_stage(stage, where, params, run)
     for tomo, summary in done.items():
         picked = ", ".join(f"{c} T={t:g}" for c, t in summary["thresholds"].items())
         print(f"cryoflow: lifted {tomo}: {picked} -> labels/{out}")
 
 
-def _lift_file(
-    where: Any, params: LiftParams, masks_file: str, scheduler: str | None, workers: int | None
-) -> dict[str, Any]:
+def _lift_file(where: Any, params: LiftParams, masks_file: str, run: o.Run) -> dict[str, Any]:
     """``--masks FILE``: checked before a cluster starts, then imported and lifted."""
     from cryoflow.pipelines.cluster.connect import connect
     from cryoflow.pipelines.stages import lift_masks
 
     checked = lift_masks.check_masks_file(where.store, where, masks_file)
-    with connect(o.cluster(scheduler, workers)) as client:
+    with connect(run.cluster()) as client:
         done = lift_masks.run(client, where, params, checked)
     for tomo, summary in done.items():
         classes = ", ".join(str(c) for c in summary["classes"])

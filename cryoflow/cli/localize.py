@@ -19,9 +19,7 @@ from cryoflow.pipelines.stages.localize import LocalizeParams
 )
 def localize(
     params: LocalizeParams,
-    store: o.Store,
-    name: o.Name = None,
-    all_: o.All = False,
+    tomograms: o.Tomograms,
     boxes: Annotated[
         Path | None,
         typer.Option(
@@ -35,15 +33,13 @@ def localize(
         Path | None, typer.Option("--export", help="Write all 3D boxes to CSV/JSON.")
     ] = None,
     out: Annotated[str, typer.Option("--out", help="Result step to write.")] = "localize",
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
+    run: o.Run = o.RUN,
 ) -> None:
     """Back-project box masks, threshold, label 3D components across chunks, box them."""
     params = stage.with_boxes(params, boxes, from_truth)
     stage.check_boxes(params)  # refuse a bad file before starting a cluster
-    where = o.target(store, name, all_, out, overwrite)
-    table = o.run_stage(stage, where, params, scheduler, workers, export=export)
+    where = tomograms.target(run, out)
+    table = o.run_stage(stage, where, params, run, export=export)
     for tomo in where.names:
         print(f"cryoflow: localize {tomo}: {int((table['tomogram'] == tomo).sum())} 3D boxes")
     if export is not None:

@@ -6,8 +6,13 @@ unless renamed, the field's default as its default, its description as its help)
 the command the built model as ``params``; a field added to the model is an option at once::
 
     @with_params(LiftParams, names={"masks": ("--maps",)})
-    def lift(params: LiftParams, store: Store, name: Name = None, all_: All = False, ...) -> None:
-        done = run_stage(lift_stage, target(store, name, all_, out, overwrite), params, ...)
+    def lift(params: LiftParams, tomograms: Tomograms, out: Out = "lift", run: Run = RUN) -> None:
+        done = run_stage(lift_stage, tomograms.target(run, out), params, run)
+
+Options many commands share come as small frozen groups (:class:`Tomograms`: STORE, ``--name``,
+``--all``; :class:`Run`: ``--overwrite``, ``--scheduler``, ``--workers``; :class:`Cluster`): a
+parameter annotated with a group stands for the group's options, in the group's order, and the
+command receives the built group (``with_params(None)`` for a command with no model).
 
 The decorated function stays a plain function: ``lift(store, maps=...)`` or
 ``lift(store, params=LiftParams(...))``.
@@ -15,6 +20,7 @@ The decorated function stays a plain function: ``lift(store, maps=...)`` or
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import types
@@ -39,6 +45,86 @@ Scheduler = Annotated[
 Workers = Annotated[
     int | None, typer.Option("--workers", help="Local worker processes (default 2).")
 ]
+
+
+# ---------------------------------------------------------------------------- option groups
+class OptionGroup:
+    """Base of a frozen dataclass whose fields are options a command takes together."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tomograms(OptionGroup):
+    """The tomograms a stage command works on: STORE, and ``--name`` or ``--all``."""
+
+    store: Store
+    name: Name = None
+    all_: All = False
+
+    def target(self, run: Run, out: str | None = None) -> Any:
+        """The stage's :class:`~cryoflow.pipelines.stages.eager.Target`, writing ``out``."""
+        return target(self.store, self.name, self.all_, out, run.overwrite)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster(OptionGroup):
+    """Where a command computes: ``--scheduler`` and ``--workers``."""
+
+    scheduler: Scheduler = None
+    workers: Workers = None
+
+    @property
+    def named(self) -> bool:
+        """Whether ``--scheduler`` or ``--workers`` was given."""
+        return self.scheduler is not None or self.workers is not None
+
+    def config(self, **more: Any) -> Any:
+        """Its :class:`~cryoflow.pipelines.cluster.connect.ClusterConfig` (see :func:`cluster`)."""
+        return cluster(self.scheduler, self.workers, **more)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run(OptionGroup):
+    """How a stage command writes and where it computes: ``--overwrite`` earlier results,
+    ``--scheduler``, ``--workers``."""
+
+    overwrite: Overwrite = False
+    scheduler: Scheduler = None
+    workers: Workers = None
+
+    def cluster(self, **more: Any) -> Any:
+        """Its :class:`~cryoflow.pipelines.cluster.connect.ClusterConfig`."""
+        return Cluster(self.scheduler, self.workers).config(**more)
+
+
+LOCAL = Cluster()
+"""No ``--scheduler``/``--workers``: the default of a :class:`Cluster` parameter."""
+RUN = Run()
+"""No ``--overwrite``/``--scheduler``/``--workers``: the default of a :class:`Run` parameter."""
+
+
+def _group_parameters(
+    func: Callable[..., Any], hints: Mapping[str, Any]
+) -> tuple[list[inspect.Parameter], dict[str, tuple[type[OptionGroup], list[str]]]]:
+    """``func``'s parameters but ``params``, each group expanded into its options, and the
+    groups (parameter name -> group, option names)."""
+    parameters: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type[OptionGroup], list[str]]] = {}
+    for name, p in inspect.signature(func).parameters.items():
+        group = hints.get(name)
+        if name == "params":
+            continue
+        if not (isinstance(group, type) and issubclass(group, OptionGroup)):
+            parameters.append(p.replace(annotation=hints.get(name, p.annotation)))
+            continue
+        fields = dataclasses.fields(group)  # type: ignore[arg-type]
+        group_hints = typing.get_type_hints(group, include_extras=True)
+        groups[name] = (group, [f.name for f in fields])
+        for f in fields:
+            default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+            parameters.append(
+                inspect.Parameter(f.name, p.kind, default=default, annotation=group_hints[f.name])
+            )
+    return parameters, groups
 
 
 # ---------------------------------------------------------------------------- model options
@@ -73,6 +159,7 @@ def with_params(
     no option (``params`` has their defaults; the command may set them from its own options);
     ``types_``: a field's command-line type when it is not the model's (e.g. ``list[Path]``
     for a repeated path); ``arguments``: fields that are positional arguments, not options.
+    With ``model`` None the command has no parameter model: only its option groups are built.
     """
     names = dict(names or {})
     types_ = dict(types_ or {})
@@ -80,7 +167,7 @@ def with_params(
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         own = inspect.signature(func)
         hints = typing.get_type_hints(func, include_extras=True)
-        fields = [f for f in model.model_fields if f not in skip]
+        fields = [f for f in model.model_fields if f not in skip] if model is not None else []
         lists = set()
         field_params = []
         for f in fields:
@@ -105,24 +192,20 @@ def with_params(
                     annotation=Annotated[kind, option],
                 )
             )
-        rest = [p for n, p in own.parameters.items() if n != "params"]
+        rest, groups = _group_parameters(func, hints)
         required = [p for p in rest if p.default is inspect.Parameter.empty]
         optional = [
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in rest if p not in required
         ]
         required_fields = [p for p in field_params if p.default is inspect.Parameter.empty]
         optional_fields = [p for p in field_params if p not in required_fields]
-        parameters = [
-            *(p.replace(annotation=hints.get(p.name, p.annotation)) for p in required),
-            *required_fields,
-            *optional_fields,
-            *(p.replace(annotation=hints.get(p.name, p.annotation)) for p in optional),
-        ]
+        parameters = [*required, *required_fields, *optional_fields, *optional]
         signature = own.replace(parameters=parameters, return_annotation=None)
 
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> Any:
-            if "params" not in kwargs:
+            kwargs = {**signature.bind_partial(*args).arguments, **kwargs}
+            if model is not None and "params" not in kwargs:
                 given = {f: kwargs.pop(f) for f in fields if f in kwargs}
                 for f in lists & set(given):
                     if given[f] is None:  # not given: the model's default
@@ -130,7 +213,9 @@ def with_params(
                     elif isinstance(given[f], str):
                         given[f] = names_list(given[f])
                 kwargs["params"] = model(**given)
-            return func(*args, **kwargs)
+            for name, (group, options) in groups.items():
+                kwargs[name] = group(**{n: kwargs.pop(n) for n in options if n in kwargs})
+            return func(**kwargs)
 
         command.__signature__ = signature  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -159,21 +244,14 @@ def target(
     return Target(store, tuple(pick_tomograms(store, name, all_)), out=out, overwrite=overwrite)
 
 
-def run_stage(
-    stage: types.ModuleType,
-    where: Any,
-    params: Any,
-    scheduler: str | None,
-    workers: int | None,
-    **options: Any,
-) -> Any:
+def run_stage(stage: types.ModuleType, where: Any, params: Any, run: Run, **options: Any) -> Any:
     """What a stage command does: build every plan and refuse existing outputs before any
-    cluster starts, then run the stage's entry point on a cluster."""
+    cluster starts, then run the stage's entry point on the cluster of ``run``."""
     from cryoflow.pipelines.cluster.connect import connect
     from cryoflow.pipelines.stages.eager import prepare
 
     prepare(stage.STAGE, where, params)
-    with connect(cluster(scheduler, workers)) as client:
+    with connect(run.cluster()) as client:
         return stage.run(client, where, params, **options)
 
 
@@ -183,11 +261,17 @@ def names_list(text: str | None) -> tuple[str, ...]:
 
 
 __all__ = [
+    "LOCAL",
+    "RUN",
     "All",
+    "Cluster",
     "Name",
+    "OptionGroup",
     "Overwrite",
+    "Run",
     "Scheduler",
     "Store",
+    "Tomograms",
     "Workers",
     "cluster",
     "names_list",

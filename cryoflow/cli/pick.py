@@ -10,22 +10,14 @@ from cryoflow.pipelines.stages.pick import PickParams
 
 
 @o.with_params(PickParams)
-def pick(
-    params: PickParams,
-    store: o.Store,
-    name: o.Name = None,
-    all_: o.All = False,
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
-) -> None:
+def pick(params: PickParams, tomograms: o.Tomograms, run: o.Run = o.RUN) -> None:
     """Train a small network on the example particles (positions only) and write the picks it
     finds in every selected tomogram as a particle file (STAR, CSV or copick JSON by suffix)."""
     from cryoflow.pipelines.cluster.connect import connect
 
-    where = o.target(store, name, all_, None, overwrite)
+    where = tomograms.target(run)
     stage.prepare(where, params)  # bad input: before a cluster
-    with connect(o.cluster(scheduler, workers)) as client:
+    with connect(run.cluster()) as client:
         done = stage.run(client, where, params)
     per = ", ".join(f"{t}: {n}" for t, n in done["per_tomogram"].items()) or "none"
     print(f"cryoflow: wrote {done['n_picks']} picks ({per}) to {done['out']}")

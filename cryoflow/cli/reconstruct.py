@@ -14,20 +14,14 @@ from cryoflow.pipelines.stages.reconstruct import ReconstructParams
 @o.with_params(ReconstructParams, skip=("source",))
 def reconstruct(
     params: ReconstructParams,
-    store: o.Store,
-    name: o.Name = None,
-    all_: o.All = False,
+    tomograms: o.Tomograms,
     key: Annotated[str, typer.Option("--key", help="Volume key written under volumes/.")] = (
         stage.VOLUME
     ),
-    overwrite: o.Overwrite = False,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
+    run: o.Run = o.RUN,
 ) -> None:
     """Ramp-filter and back-project tilt series into volumes/<key> (OME-Zarr) of the store."""
-    done = o.run_stage(
-        stage, o.target(store, name, all_, key, overwrite), params, scheduler, workers
-    )
+    done = o.run_stage(stage, tomograms.target(run, key), params, run)
     for tomo, summary in done.items():
         z, y, x = summary["shape"]
         print(f"cryoflow: reconstructed {tomo}: {z} x {y} x {x} -> volumes/{summary['key']}")

@@ -29,8 +29,7 @@ def train(
         int | None, typer.Option("--seed", help="Seed of box sampling, augmentation, weights.")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
-    scheduler: o.Scheduler = None,
-    workers: o.Workers = None,
+    cluster: o.Cluster = o.LOCAL,
 ) -> None:
     """Cut boxes, train the network on the cluster, write weights.pt + model.json to OUT."""
     from cryoflow.pipelines.cluster.connect import connect
@@ -40,7 +39,7 @@ def train(
         source=stage.choose_source(from_truth, params.labels, params.boxes),
         network=stage.network(arch=arch, steps=steps, seed=seed, device=device),
     )
-    with connect(o.cluster(scheduler, workers)) as client:
+    with connect(cluster.config()) as client:
         digest, mconf = stage.train(client, store, name, params, out=out)
     print(
         f"cryoflow: trained {mconf.spec.arch} for {params.feature!r}: "

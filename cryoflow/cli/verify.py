@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from cryoflow.cli.options import Scheduler, Store, Workers, cluster
+from cryoflow.cli import options as o
 
 
+@o.with_params(None)
 def verify(
-    store: Store,
+    store: o.Store,
     deep: Annotated[
         bool,
         typer.Option(
@@ -24,8 +25,7 @@ def verify(
     clean: Annotated[
         bool, typer.Option("--clean", help="Delete the leftovers found (never while writing).")
     ] = False,
-    scheduler: Scheduler = None,
-    workers: Workers = None,
+    cluster: o.Cluster = o.LOCAL,
 ) -> None:
     """Report temporary nodes (.tmp-*, .trash-*), results never marked complete or stale, and
     orphaned *.partial files; with --deep, damaged chunks too.
@@ -41,10 +41,8 @@ def verify(
     remaining = 0 if clean else len(problems)
     damaged = 0
     if deep:
-        named = scheduler is not None or workers is not None
-        report = deep_verify(
-            store, cluster(scheduler, workers), use_cluster=True if named else None
-        )
+        use_cluster = True if cluster.named else None
+        report = deep_verify(store, cluster.config(), use_cluster=use_cluster)
         for d in report.problems:
             print(f"damaged: {d}")
         damaged = len(report.problems)

@@ -225,15 +225,9 @@ def _classify(
 def _bodies(
     src: BatchSource, state: State, vols: np.ndarray, sl: slice, tr: np.ndarray, h: np.ndarray
 ) -> Partial:
-    from cryoflow.kernels.heterogeneity.multibody import BodyReferences, multibody_batch
+    from cryoflow.kernels.heterogeneity.multibody import multibody_batch
 
-    bodies = BodyReferences(
-        state["body_refs"],
-        state["body_masks"],
-        state["body_centres"].astype(int),
-        state["body_band"],
-        state["body_highpass"],
-    )
+    bodies = state_bodies(state)
     first = int(state["body_round"][0]) == 0
     spec = src.settings["body_first" if first else "body_later"]
     out = multibody_batch(
@@ -248,3 +242,18 @@ def _bodies(
     )
     rows = {"euler": out.euler_deg, "shifts": out.shifts_zyx_px, "scores": out.scores}
     return Partial(out.sums, rows)
+
+
+def state_bodies(state: State) -> Any:
+    """The :class:`~cryoflow.kernels.heterogeneity.multibody.BodyReferences` a multi-body
+    round state carries (``body_refs``, ``body_masks``, ``body_centres``, ``body_band``,
+    ``body_highpass``)."""
+    from cryoflow.kernels.heterogeneity.multibody import BodyReferences
+
+    return BodyReferences(
+        state["body_refs"],
+        state["body_masks"],
+        state["body_centres"].astype(int),
+        state["body_band"],
+        state["body_highpass"],
+    )

@@ -24,9 +24,9 @@ import zarr
 
 from cryoflow.io import nodes
 from cryoflow.io.layout import TOMOGRAMS, open_dataset
-from cryoflow.io.lineage import StoredNode, _set_stale, _texts
+from cryoflow.io.lineage import StoredNode, _set_stale, _texts, read_stored_node
 from cryoflow.io.names import is_valid_name
-from cryoflow.io.nodes import ATTR, STALE
+from cryoflow.io.nodes import ATTR
 
 __all__ = ["dataset_nodes", "dataset_dependents", "mark_dataset_dependents_stale"]
 
@@ -48,16 +48,9 @@ def dataset_nodes(root: zarr.Group) -> list[StoredNode]:
             if not is_valid_name(leaf):
                 continue
             rel = f"{section}/{leaf}"
-            meta = nodes.read_raw_metadata(root, nodes.node_path(root, rel))
-            attrs = (meta or {}).get("attributes", {}) or {}
-            info = attrs.get(ATTR, {}) if isinstance(attrs, dict) else {}
-            if not isinstance(info, dict) or not info.get("complete"):
-                continue
-            prov = info.get("provenance", {})
-            inputs = prov.get("inputs", {}) if isinstance(prov, dict) else {}
-            found.append(
-                StoredNode(rel, str(info.get("write_id", "")), inputs, bool(info.get(STALE)))
-            )
+            node = read_stored_node(root, nodes.node_path(root, rel), rel)
+            if node is not None:
+                found.append(node)
     return found
 
 

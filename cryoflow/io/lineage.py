@@ -55,17 +55,21 @@ def stored_nodes(root: zarr.Group, name: str) -> list[StoredNode]:
     Temporary and incomplete nodes are left out (``cryoflow verify`` reports those).
     """
     base = nodes.node_path(root, TOMOGRAMS, name)
-    found = []
-    for rel in _candidate_paths(root, base):
-        meta = nodes.read_raw_metadata(root, f"{base}/{rel}")
-        info = (meta or {}).get("attributes", {}) or {}
-        info = info.get(ATTR, {}) if isinstance(info, dict) else {}
-        if not isinstance(info, dict) or not info.get("complete"):
-            continue
-        prov = info.get("provenance", {})
-        inputs = prov.get("inputs", {}) if isinstance(prov, dict) else {}
-        found.append(StoredNode(rel, str(info.get("write_id", "")), inputs, bool(info.get(STALE))))
-    return found
+    found = (read_stored_node(root, f"{base}/{rel}", rel) for rel in _candidate_paths(root, base))
+    return [node for node in found if node is not None]
+
+
+def read_stored_node(root: zarr.Group, path: str, rel: str) -> StoredNode | None:
+    """The node at store ``path`` (named ``rel``) from its raw metadata; None unless it is
+    complete."""
+    meta = nodes.read_raw_metadata(root, path)
+    attrs = (meta or {}).get("attributes", {}) or {}
+    info = attrs.get(ATTR, {}) if isinstance(attrs, dict) else {}
+    if not isinstance(info, dict) or not info.get("complete"):
+        return None
+    prov = info.get("provenance", {})
+    inputs = prov.get("inputs", {}) if isinstance(prov, dict) else {}
+    return StoredNode(rel, str(info.get("write_id", "")), inputs, bool(info.get(STALE)))
 
 
 def _candidate_paths(root: zarr.Group, base: str) -> Iterator[str]:

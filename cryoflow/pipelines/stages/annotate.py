@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from cryoflow.errors import ConfigError
 from cryoflow.io.names import validate_name
 from cryoflow.pipelines.cluster.connect import gpu_resources
 from cryoflow.pipelines.stages.base import CheckContext, Output, Plan, Stage, StageParams
 from cryoflow.pipelines.stages.eager import Target, run_stage
-from cryoflow.pipelines.stages.fields import Texts
+from cryoflow.pipelines.stages.fields import Device, Texts, VolumeKey
 from cryoflow.pipelines.stages.inputs import node_identity
 
 NAME = "annotate"
@@ -45,21 +45,11 @@ class AnnotateParams(StageParams):
         "the pipeline file)",
     )
     slices: bool = Field(default=False, description="annotate tomogram z slices, not tilts")
-    volume_key: str = Field(default="tomogram", description="with slices: the volume to slice")
+    volume_key: VolumeKey = Field(
+        default="tomogram", description="with slices: the volume to slice"
+    )
     batch_size: int = Field(default=8, ge=1, description="images per task")
-    device: str = Field(default="cpu", description="cpu or cuda[:N] (tasks ask for GPU=1)")
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        from cryoflow.pipelines.stages.fields import check_device
-
-        return check_device(v)
-
-    @field_validator("volume_key")
-    @classmethod
-    def _key(cls, v: str) -> str:
-        return validate_name(v, "volume key")
+    device: Device = Field(default="cpu", description="cpu or cuda[:N] (tasks ask for GPU=1)")
 
     def with_base(self, base: Path) -> AnnotateParams:
         paths = tuple(p if Path(p).is_absolute() else str(base / p) for p in self.checkpoint)

@@ -100,8 +100,8 @@ def build(
     from cryoflow.kernels.fsc import lowpass
     from cryoflow.kernels.heterogeneity.features import feature_dimension
     from cryoflow.kernels.masks import spherical_mask
+    from cryoflow.pipelines.cluster.connect import gpu_resources
     from cryoflow.pipelines.engine.rounds import Rounds
-    from cryoflow.pipelines.stages.inputs import node_identity
 
     k_all, n, box = int(p.classes), inputs.n, inputs.box
     min_count = max(2, int(np.ceil(p.min_class_fraction * n)))
@@ -172,7 +172,6 @@ def build(
             _classify(st, part, p, voxel, min_count)
         return st
 
-    identity = node_identity(inputs.store, f"particles/{inputs.name}", "particle set")
     return Rounds(
         f"classify-{inputs.name}",
         KEYS,
@@ -180,7 +179,7 @@ def build(
         batch_size=int(p.batch_size),
         rounds=round_count(p, aligning, given is not None),
         inputs={
-            f"particles/{inputs.name}": identity,
+            **inputs.identity(),
             **_reference_identity(reference),
             **_reference_identity(given, "assignments"),
         },
@@ -188,7 +187,7 @@ def build(
         map=partial(map_batch, src),
         combine=combine,
         update=update,
-        resources={"GPU": 1} if str(device).startswith("cuda") else None,
+        resources=gpu_resources(device),
     )
 
 

@@ -30,13 +30,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from cryoflow.errors import ConfigError
-from cryoflow.io.names import validate_name
 from cryoflow.pipelines.cluster.connect import gpu_resources
 from cryoflow.pipelines.stages.base import CheckContext, Output, Plan, Stage, StageParams
 from cryoflow.pipelines.stages.eager import Target, prepare, run_stage
+from cryoflow.pipelines.stages.fields import Device, VolumeKey
 
 NAME = "dewedge"
 OUT = "dewedged"  # the volume cryoflow dewedge writes
@@ -47,7 +47,7 @@ MODELS = "models"  # the folder of the store where trained checkpoints go by def
 class DewedgeParams(StageParams):
     """Learn missing-wedge filling from the selected tomograms and apply it to each."""
 
-    key: str = Field(default="tomogram", description="the volume to fill (volumes/KEY)")
+    key: VolumeKey = Field(default="tomogram", description="the volume to fill (volumes/KEY)")
     model: str | None = Field(
         default=None, description="apply this checkpoint directory instead of training one"
     )
@@ -64,22 +64,10 @@ class DewedgeParams(StageParams):
         default=True, description="even/odd-tilt halves as noise2noise targets when possible"
     )
     seed: int = Field(default=0, description="seed of box sampling, rotations and weights")
-    device: str = Field(default="cpu", description="cpu or cuda[:N] (tasks ask for GPU=1)")
+    device: Device = Field(default="cpu", description="cpu or cuda[:N] (tasks ask for GPU=1)")
     block: int = Field(default=128, ge=8, description="tile core edge of the application")
     margin: int = Field(default=32, ge=0, description="context read around each tile")
     blend: int = Field(default=8, ge=0, description="half-width of the blended seams")
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        from cryoflow.pipelines.stages.fields import check_device
-
-        return check_device(v)
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, v: str) -> str:
-        return validate_name(v, "volume key")
 
     @model_validator(mode="after")
     def _tiles(self) -> DewedgeParams:

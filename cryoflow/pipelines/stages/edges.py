@@ -57,21 +57,11 @@ class EdgesParams(StageParams):
 
     def detector(self) -> dict[str, Any]:
         """Keyword arguments of :func:`cryoflow.graph.edges.edge_maps`."""
-        return {
-            "sigma1": self.sigma1,
-            "sigma2": self.sigma2,
-            "alpha": self.alpha,
-            "denoise": self.denoise,
-            "denoise_size": self.denoise_size,
-        }
+        return self.model_dump(include={"sigma1", "sigma2", "alpha", "denoise", "denoise_size"})
 
     def refinement(self) -> dict[str, Any]:
         """Keyword arguments of :func:`cryoflow.graph.edges.edge_sums`."""
-        return {
-            "iterations": self.iterations,
-            "window": self.window,
-            "min_support": self.min_support,
-        }
+        return self.model_dump(include={"iterations", "window", "min_support"})
 
 
 def plan(store: object, tomogram: str, params: EdgesParams) -> Plan:

@@ -17,15 +17,18 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
 
-from cryoflow.io.names import NAME_RULE, is_valid_name
+from cryoflow.io.names import NAME_RULE, is_valid_name, validate_name
 
 __all__ = [
     "Chunk",
     "Classes",
+    "Device",
     "StepKey",
     "Texts",
     "Thickness",
     "Threshold",
+    "VolumeKey",
+    "check_device",
     "choice",
     "is_step_key",
     "one_of",
@@ -63,6 +66,10 @@ def is_step_key(value: str) -> bool:
     return len(parts) == 2 and all(is_valid_name(p) for p in parts)
 
 
+def _volume_key(value: str) -> str:
+    return validate_name(value, "volume key")
+
+
 def _step_key(value: str, info: ValidationInfo) -> str:
     if not is_step_key(value):
         raise ValueError(f"{info.field_name} must be STEP/KEY, e.g. truth/masks2d, got {value!r}")
@@ -78,6 +85,8 @@ Chunk = Annotated[int, Field(ge=8, description="output chunk edge in voxels")]
 Threshold = Annotated[
     float | None, Field(ge=0, description="fixed T in votes > T (default: Algorithm 1's search)")
 ]
+#: a volume of the tomogram (``volumes/<key>``), on the store's name allow-list
+VolumeKey = Annotated[str, AfterValidator(_volume_key)]
 
 
 def check_device(value: str) -> str:
@@ -85,6 +94,10 @@ def check_device(value: str) -> str:
     if not (value in ("cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())):
         raise ValueError(f"device must be cpu, cuda or cuda:N, got {value!r}")
     return value
+
+
+#: a torch device name a stage accepts (:func:`check_device`)
+Device = Annotated[str, AfterValidator(check_device)]
 
 
 def one_of(value: str, allowed: Sequence[str]) -> str:

@@ -38,6 +38,7 @@ from cryoflow.graph.heterogeneity import (
     Partial,
     State,
     map_batch,
+    state_bodies,
 )
 from cryoflow.graph.heterogeneity import combine as combine_parts
 from cryoflow.pipelines.stages.base import Stage, StageParams
@@ -106,8 +107,8 @@ def read_bodies(p: MultibodyParams, inputs: SetInputs) -> np.ndarray:
 
 def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
     """The :class:`~cryoflow.pipelines.engine.rounds.Rounds` of a multi-body refinement."""
+    from cryoflow.pipelines.cluster.connect import gpu_resources
     from cryoflow.pipelines.engine.rounds import Rounds
-    from cryoflow.pipelines.stages.inputs import node_identity
 
     require_poses(inputs, "cryoflow multibody")
     assert inputs.euler_deg is not None
@@ -126,11 +127,7 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
 
     def update(state: State, part: Partial | None, k: int) -> State:
         from cryoflow.kernels.finish import finish_round
-        from cryoflow.kernels.heterogeneity.multibody import (
-            BodyReferences,
-            body_references,
-            finish_bodies,
-        )
+        from cryoflow.kernels.heterogeneity.multibody import body_references, finish_bodies
 
         st = dict(state)
         phase = int(st["phase"][0])
@@ -147,14 +144,7 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
             st["resolution"] = np.array([out.resolution_0143_px])
             st["phase"] = np.array([BODIES])
         else:
-            bodies = BodyReferences(
-                st["body_refs"],
-                st["body_masks"],
-                st["body_centres"].astype(int),
-                st["body_band"],
-                st["body_highpass"],
-            )
-            rnd = finish_bodies(part.sums, bodies, voxel_size_angstrom=voxel)
+            rnd = finish_bodies(part.sums, state_bodies(st), voxel_size_angstrom=voxel)
             bodies = rnd.references
             st["body_euler"], st["body_shifts"] = part.rows["euler"], part.rows["shifts"]
             st["body_scores"], st["body_maps"] = part.rows["scores"], rnd.maps
@@ -164,19 +154,18 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
         st["body_band"], st["body_highpass"] = bodies.resolution_px, bodies.highpass_px
         return st
 
-    identity = node_identity(inputs.store, f"particles/{inputs.name}", "particle set")
     return Rounds(
         f"multibody-{inputs.name}",
         KEYS,
         n_items=n,
         batch_size=int(p.batch_size),
         rounds=1 + int(p.rounds),
-        inputs={f"particles/{inputs.name}": identity, "bodies": _bodies_identity(masks)},
+        inputs={**inputs.identity(), "bodies": _bodies_identity(masks)},
         start=start,
         map=partial(map_batch, src),
         combine=combine_parts,
         update=update,
-        resources={"GPU": 1} if str(p.device).startswith("cuda") else None,
+        resources=gpu_resources(p.device),
     )
 
 

@@ -57,6 +57,13 @@ class SetInputs:
         """Whether the set carries consensus orientations."""
         return self.euler_deg is not None
 
+    def identity(self) -> dict[str, str]:
+        """The set as an input of a run: ``{"particles/<name>": its node identity}``."""
+        from cryoflow.pipelines.stages.inputs import node_identity
+
+        path = f"particles/{self.name}"
+        return {path: node_identity(self.store, path, "particle set")}
+
 
 def load_set(store: object, name: str, *, seed: int = 0) -> SetInputs:
     """The particle set ``name`` of ``store`` (module docstring); errors name the set."""

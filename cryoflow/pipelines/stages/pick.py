@@ -34,10 +34,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from cryoflow.pipelines.stages.base import StageParams
 from cryoflow.pipelines.stages.eager import Target
+from cryoflow.pipelines.stages.fields import Device, VolumeKey
 
 NAME = "pick"
 
@@ -50,7 +51,7 @@ COLUMNS = ["tomogram", "x", "y", "z", "score"]
 class PickSettings(StageParams):
     """How the picker is trained and applied (what :func:`find_particles` takes as ``**params``)."""
 
-    key: str = Field(default="tomogram", description="volume key of each tomogram to pick in")
+    key: VolumeKey = Field(default="tomogram", description="volume key of each tomogram to pick in")
     diameter_angstrom: float | None = Field(
         default=None,
         gt=0,
@@ -71,25 +72,11 @@ class PickSettings(StageParams):
     block: int = Field(
         default=48, ge=8, le=512, description="score-map block edge per task (voxels)"
     )
-    device: str = Field(default="cpu", description="cpu or cuda[:N] (apply tasks ask for GPU=1)")
+    device: Device = Field(default="cpu", description="cpu or cuda[:N] (apply tasks ask for GPU=1)")
     seed: int = Field(default=0, description="random seed of sampling and training")
     save_model: str | None = Field(
         default=None, description="keep the trained picker in this directory (a checkpoint)"
     )
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        from cryoflow.pipelines.stages.fields import check_device
-
-        return check_device(v)
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, v: str) -> str:
-        from cryoflow.io.names import validate_name
-
-        return validate_name(v, "volume key")
 
 
 class PickParams(PickSettings):
