@@ -110,9 +110,9 @@ def _group_parameters(
     parameters: list[inspect.Parameter] = []
     groups: dict[str, tuple[type[OptionGroup], list[str]]] = {}
     for name, p in inspect.signature(func).parameters.items():
-        group = hints.get(name)
         if name == "params":
             continue
+        group = hints.get(name)
         if not (isinstance(group, type) and issubclass(group, OptionGroup)):
             parameters.append(p.replace(annotation=hints.get(name, p.annotation)))
             continue
