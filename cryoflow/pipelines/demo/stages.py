@@ -38,6 +38,13 @@ def _is_scalar(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
 
 
+def _target(ctx: DemoContext, name: str) -> Any:
+    """Tomogram ``name`` of the demo store, its results replaced, quietly."""
+    from cryoflow.pipelines.stages.eager import Target
+
+    return Target(ctx.store, (name,), overwrite=True, quiet=True)
+
+
 def stage_simulate(ctx: DemoContext) -> None:
     """Simulate a small cellular dataset (tilt series, truth, reconstruction) into the store."""
     from cryoflow.io import store as S
@@ -97,7 +104,7 @@ def stage_seg3d(ctx: DemoContext) -> None:
     from cryoflow.pipelines.demo.figures import seg3d_metrics
 
     per = [
-        seg3d_metrics(ctx.client, ctx.store, name, class_name="granule", seed=ctx.config.seed)
+        seg3d_metrics(ctx.client, _target(ctx, name), class_name="granule", seed=ctx.config.seed)
         for name in ctx.state["tests"]
     ]
     m = per[0]
@@ -161,7 +168,7 @@ def stage_localize(ctx: DemoContext) -> None:
     from cryoflow.pipelines.demo.figures import box_metrics
 
     per = [
-        box_metrics(ctx.client, ctx.store, name, seed=ctx.config.seed)
+        box_metrics(ctx.client, _target(ctx, name), seed=ctx.config.seed)
         for name in ctx.state["tests"]
     ]
     m = per[0]
