@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cryoflow.pipelines.demo.context import DemoContext, DemoStage
+from cryoflow.pipelines.demo.particles import PARTICLE_STAGES
 from cryoflow.pipelines.demo.report import curve, slice_overlay
 
 
@@ -196,20 +197,11 @@ def stage_localize(ctx: DemoContext) -> None:
 
 def stage_compare(ctx: DemoContext) -> None:
     """Few-shot CNN: 2D-to-3D route vs the conventional slice-by-slice route; annotation; detector."""
+    from dataclasses import asdict
+
     from cryoflow.pipelines.demo.compare import CompareConfig, compare_routes
 
-    sizes = ctx.config.sizes
-    cfg = CompareConfig(
-        time_budget_s=sizes.time_budget_s,
-        steps=sizes.unet_steps,
-        detector_steps=sizes.detector_steps,
-        n_boxes=sizes.n_boxes,
-        n_negative=sizes.n_negative,
-        box_size=sizes.box_size,
-        batch_size=sizes.batch_size,
-        seed=ctx.config.seed,
-        fasterrcnn=True,
-    )
+    cfg = CompareConfig(**asdict(ctx.config.sizes.training), seed=ctx.config.seed, fasterrcnn=True)
     tests = ctx.state["tests"]
     m = compare_routes(ctx.client, ctx.store, ctx.state["train"], tests, cfg)
     _scalars(ctx, m)
@@ -231,4 +223,5 @@ STAGES: list[tuple[str, DemoStage]] = [
     ("edges", stage_edges),
     ("localize", stage_localize),
     ("compare", stage_compare),
+    *PARTICLE_STAGES,
 ]
