@@ -34,42 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
-from cryoflow.io.store import write_volume
-from cryoflow.io.tomograms import TiltRange, tilt_range_attrs
+from cryoflow.kernels.blob_peer import blob_f1, blob_peaks
 from cryoflow.kernels.match import match_picks
-from cryoflow.kernels.peaks import local_maxima
 from cryoflow.pipelines.stages.pick import find_particles
 from cryoflow.simulate.crowded import CrowdedConfig, simulate_crowded
-
-
-def blob_peaks(volume: np.ndarray, diameter_px: float, polarity: float) -> pd.DataFrame:
-    """LoG peaks at the particle's scale and polarity, half a diameter apart (all scores)."""
-    v = (volume - volume.mean()) / volume.std()
-    log = -polarity * ndimage.gaussian_laplace(v.astype(np.float32), diameter_px / (2 * np.sqrt(3)))
-    return local_maxima(log, min_distance=0.5 * diameter_px, threshold=-np.inf)
-
-
-def blob_scores(
-    peaks: pd.DataFrame, truth: np.ndarray, examples: np.ndarray, tol: float
-) -> dict[str, float]:
-    xyz = peaks[["x", "y", "z"]].to_numpy(np.float64)
-    s = peaks["score"].to_numpy()
-    best = (0.0, np.nan)
-    for t in np.unique(np.quantile(s, np.linspace(0.5, 1.0, 400))):
-        f1 = match_picks(xyz[s >= t], truth, tol).f1
-        if f1 > best[0]:
-            best = (f1, t)
-    # the threshold the examples suggest: the lowest response at a peak next to an example
-    near = np.min(np.linalg.norm(xyz[:, None] - examples[None], axis=2), axis=0)
-    at = [
-        s[np.argmin(np.linalg.norm(xyz - e, axis=1))]
-        for e, d in zip(examples, near, strict=True)
-        if d <= tol
-    ]
-    t_ex = float(min(at)) if at else float(np.inf)
-    return {"best_f1": best[0], "example_threshold_f1": match_picks(xyz[s >= t_ex], truth, tol).f1}
+from cryoflow.simulate.crowded_store import write_crowded
 
 
 def main() -> None:
@@ -109,15 +79,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         store = str(Path(d) / "bench.zarr")
-        write_volume(
-            store,
-            "t",
-            "tomogram",
-            tomo.tomogram,
-            pixel_size_angstrom=cfg.pixel_size_angstrom,
-            provenance={"step": "bench"},
-            attrs=tilt_range_attrs(TiltRange(cfg.tilt_min_deg, cfg.tilt_max_deg, "sim")),
-        )
+        write_crowded(store, "t", tomo)
         kw = {} if args.estimate_diameter else {"diameter_angstrom": cfg.diameter_angstrom}
         t1 = time.perf_counter()
         if args.workers:
@@ -134,7 +96,7 @@ def main() -> None:
     net_others = match_picks(got[far], others, args.tolerance)
     on_decoys = match_picks(got, decoys, args.tolerance).tp
     peaks = blob_peaks(tomo.tomogram, cfg.diameter_px, +1.0 if cfg.contrast == "mass" else -1.0)
-    blob = blob_scores(peaks, targets, examples, args.tolerance)
+    blob = blob_f1({"t": peaks}, {"t": targets}, {"t": examples}, args.tolerance)
     print(
         f"network: F1 {net.f1:.3f} (precision {net.precision:.3f}, recall {net.recall:.3f}; "
         f"{len(got)} picks, {on_decoys} on decoys); F1 on the non-example targets "

@@ -161,14 +161,8 @@ def compare_routes(
         share = (
             None if cfg.time_budget_s is None else 0.6 * cfg.time_budget_s * n_parallel / n_models
         )
-        params = TrainParams(
-            spec=cfg.spec,
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            device=cfg.device,
-            max_seconds=share,
-        )
+        same = ("spec", "steps", "batch_size", "seed", "device")  # CompareConfig's own fields
+        params = TrainParams(**{k: getattr(cfg, k) for k in same}, max_seconds=share)
         rng = np.random.default_rng(cfg.seed)
         jobs = {}
         for f in cfg.features:

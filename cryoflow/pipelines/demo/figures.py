@@ -13,6 +13,7 @@ parameter model, so the demo measures exactly what the commands compute.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dask.array as da
@@ -33,21 +34,22 @@ from cryoflow.pipelines.stages.edges import EdgesParams
 from cryoflow.pipelines.stages.lift import LiftParams
 from cryoflow.pipelines.stages.localize import LocalizeParams
 
-__all__ = ["box_metrics", "hollow_sphere", "seg3d_metrics", "sphere_metrics", "truth_boxes3d"]
+__all__ = [
+    "SpherePhantom",
+    "box_metrics",
+    "hollow_sphere",
+    "seg3d_metrics",
+    "sphere_metrics",
+    "truth_boxes3d",
+]
 
 
 # ---------------------------------------------------------------------------- Algorithm 1
 def seg3d_metrics(
-    client: Any,
-    store: Any,
-    name: str,
-    *,
-    class_name: str = "granule",
-    seed: int = 0,
-    overwrite: bool = True,
-    quiet: bool = True,
+    client: Any, target: Target, *, class_name: str = "granule", seed: int = 0
 ) -> dict[str, Any]:
-    """Algorithm 1 on the simulator's truth 2D masks corrupted like a segmenter's output.
+    """Algorithm 1 on the simulator's truth 2D masks corrupted like a segmenter's output, on
+    the first tomogram of ``target`` (its store, whether to overwrite, whether quiet).
 
     Reads ``truth/masks2d_<class_name>``, corrupts it with
     :func:`cryoflow.kernels.corrupt.corrupt_masks` (``seed``), writes it to
@@ -67,6 +69,7 @@ def seg3d_metrics(
     from cryoflow.kernels.corrupt import corrupt_masks
     from cryoflow.simulate.classes import CLASS_IDS
 
+    store, name, overwrite = target.store, target.names[0], target.overwrite
     key = f"masks2d_{class_name}"
     true2d = client.compute(S.open_result(store, name, "truth", key).data).result().astype(bool)
     bad2d = corrupt_masks(true2d, seed=seed)
@@ -85,13 +88,12 @@ def seg3d_metrics(
         provenance=prov,
         overwrite=overwrite,
         compute=False,
-    ).run(runner(client, "corrupt", quiet))
+    ).run(runner(client, "corrupt", target.quiet))
     truth3d = S.open_volume(store, name, "truth_labels").data == CLASS_IDS[class_name]
     params = LiftParams(
         masks="corrupt/masks2d", classes=(class_name,), thickness=int(truth3d.shape[0])
     )
-    where = Target(store, (name,), out="seg3d", overwrite=overwrite, quiet=quiet)
-    res = lift.run(client, where, params)[name]
+    res = lift.run(client, replace(target, out="seg3d"), params)[name]
     pred = res["labels"] == res["class_ids"][class_name]
     truth_np, pred_np = client.compute([truth3d, pred], sync=True)
     votes = S.open_result(store, name, "seg3d", f"votes_{class_name}").data
@@ -128,27 +130,36 @@ def hollow_sphere(
     return (r <= radius) & (r > radius - thickness)
 
 
+@dataclass(frozen=True)
+class SpherePhantom:
+    """The hollow sphere of experiment 3.2 and how it is imaged: outer radius ``radius_frac``
+    of the volume's side, ``shell_px`` thick, tilts ``-max_tilt_deg..+max_tilt_deg`` every
+    ``tilt_step_deg``, a Gaussian PSF of ``psf_sigma_px``."""
+
+    radius_frac: float = 0.35
+    shell_px: float = 2.0
+    tilt_step_deg: float = 2.0
+    max_tilt_deg: float = 50.0
+    psf_sigma_px: float = 1.0
+
+
 def sphere_metrics(
     client: Any,
     store: Any = None,
     name: str | None = None,
     *,
     size: int = 100,
-    radius_frac: float = 0.35,
-    shell_px: float = 2.0,
-    tilt_step_deg: float = 2.0,
-    max_tilt_deg: float = 50.0,
+    phantom: SpherePhantom = SpherePhantom(),  # noqa: B008 (frozen)
     noise: float = 0.1,
-    psf_sigma_px: float = 1.0,
+    config: EdgesParams | None = None,
     iterations: int = 8,
     tolerance_px: float = 1.5,
-    config: EdgesParams | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The paper's experiment 3.2, scored before and after refinement.
 
-    A hollow sphere (outer radius ``radius_frac * size``, ``shell_px`` thick) in a
-    ``size^3`` volume is projected (contract ``sum`` mode) at ``-max_tilt..+max_tilt`` in
+    A hollow sphere (``phantom``: outer radius ``radius_frac * size``, ``shell_px`` thick) in
+    a ``size^3`` volume is projected (contract ``sum`` mode) at ``-max_tilt..+max_tilt`` in
     ``tilt_step`` steps, blurred by a Gaussian PSF (``psf_sigma_px``) and given Gaussian noise
     of standard deviation ``noise`` x the brightest projected pixel. Edges are detected per tilt
     and lifted with ``m = 0`` (no refinement) and ``m = iterations``. ``store``/``name`` are
@@ -169,6 +180,12 @@ def sphere_metrics(
         ``edges_slice`` = ``{"truth", "before", "after"}`` 2-D ``(Z, X)`` arrays at the central
         y row, and ``edges_params``.
     """
+    radius_frac, shell_px, psf_sigma_px = (
+        phantom.radius_frac,
+        phantom.shell_px,
+        phantom.psf_sigma_px,
+    )
+    max_tilt_deg, tilt_step_deg = phantom.max_tilt_deg, phantom.tilt_step_deg
     cfg = config or EdgesParams(denoise="gaussian", iterations=iterations)
     truth = hollow_sphere(size, radius_frac * size, shell_px)
     geometry = TiltGeometry.single_axis(
@@ -247,17 +264,11 @@ def truth_boxes3d(
 
 
 def box_metrics(
-    client: Any,
-    store: Any,
-    name: str,
-    *,
-    class_name: str = "mito_membrane",
-    jitter_px: float = 1.0,
+    client: Any, target: Target, *, class_name: str = "mito_membrane", jitter_px: float = 1.0,
     seed: int = 0,
-    overwrite: bool = True,
-    quiet: bool = True,
-) -> dict[str, Any]:
-    """Algorithm 3 from jittered truth 2D boxes, scored against the truth 3D boxes.
+) -> dict[str, Any]:  # fmt: skip
+    """Algorithm 3 from jittered truth 2D boxes, scored against the truth 3D boxes, on the
+    first tomogram of ``target``.
 
     Returns
     -------
@@ -270,12 +281,13 @@ def box_metrics(
         3D boxes); ``localize_slice`` = ``{"votes": (Y, X) array, "z": int}`` at the centre of
         the first true box (for drawing boxes over a slice).
     """
+    store, name = target.store, target.names[0]
     depth = int(S.open_volume(store, name, "truth_labels").shape[0])
     params = LocalizeParams(
         boxes="truth", classes=(class_name,), jitter_px=jitter_px, seed=seed, thickness=depth
     )
     truth = truth_boxes3d(client, store, name, class_name)
-    pred = localize.run(client, Target(store, (name,), overwrite=overwrite, quiet=quiet), params)
+    pred = localize.run(client, target, params)
     cols = ["z0", "y0", "x0", "z1", "y1", "x1"]
     pi, ti, iou = match_boxes(pred[cols].to_numpy(float), truth[cols].to_numpy(float))
     votes = S.open_result(store, name, "localize", f"votes_{class_name}").data

@@ -21,12 +21,68 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cryoflow.errors import ConfigError
 
-__all__ = ["PRESETS", "DemoPreset", "over_tomograms", "resolve_preset"]
+__all__ = [
+    "PRESETS",
+    "DemoPreset",
+    "ParticleSizes",
+    "TrainingSizes",
+    "over_tomograms",
+    "resolve_preset",
+]
+
+
+@dataclass(frozen=True)
+class TrainingSizes:
+    """The few-shot comparison's training (the fields of
+    :class:`~cryoflow.pipelines.demo.compare.CompareConfig` of the same names): wall-clock
+    budget ``time_budget_s`` or ``None`` (steps only), U-Net ``steps``, ``detector_steps``,
+    positive and negative boxes ``n_boxes``/``n_negative`` of side ``box_size``, ``batch_size``."""
+
+    time_budget_s: float | None = 170.0
+    steps: int = 200
+    detector_steps: int = 300
+    n_boxes: int = 12
+    n_negative: int = 8
+    box_size: int = 64
+    batch_size: int = 8
+
+
+#: the crowded tomograms (CrowdedConfig's defaults otherwise: 10 Å voxels, a 200 Å dimer
+#: target among trimer and rod decoys, tilts -60..+60 every 3 degrees, per-tilt SNR 0.1, CTF)
+_CROWDED = {"shape": (48, 128, 128), "n_targets": 18, "n_decoys": 18}
+#: the picker's training (fewer descriptor shells and degrees than the stage's 6/6: the score
+#: map's cost grows with both)
+_PICK = {"steps": 600, "n_random_negatives": 4000, "shells": 4, "degree": 4}
+#: the averaging rounds (initial resolution in Å)
+_AVERAGE = {"iterations": 3, "initial_rounds": 2, "initial_resolution": 60.0, "batch_size": 16}
+
+
+@dataclass(frozen=True)
+class ParticleSizes:
+    """The structure half (:mod:`cryoflow.pipelines.demo.particles`).
+
+    crowded : keyword arguments of :class:`~cryoflow.simulate.crowded.CrowdedConfig` (seed
+    aside), for each of ``n_tomograms`` tomograms; n_examples : targets marked as examples;
+    pick : :class:`~cryoflow.pipelines.stages.pick.PickSettings` fields (the diameter is the
+    simulator's); tolerance_px : a pick matches a target this close; box : extraction box
+    side; start : ``"reference"`` (the truth low-passed to the average's
+    ``initial_resolution``) or ``"none"`` (template-free); average :
+    :class:`~cryoflow.pipelines.stages.average.AverageParams` fields.
+    """
+
+    crowded: dict[str, Any] = field(default_factory=lambda: dict(_CROWDED))
+    n_tomograms: int = 3
+    n_examples: int = 8
+    tolerance_px: float = 6.0
+    pick: dict[str, Any] = field(default_factory=lambda: dict(_PICK))
+    box: int = 32
+    start: str = "reference"
+    average: dict[str, Any] = field(default_factory=lambda: dict(_AVERAGE))
 
 
 @dataclass(frozen=True)
@@ -38,9 +94,8 @@ class DemoPreset:
         ``seed`` aside); n_tomograms : tomograms simulated; n_train : the first ``n_train``
         train the networks, the others are scored (the demo preset trains and tests on its two
         tomograms' first and last); sphere_size : side of Algorithm 2's hollow-sphere volume;
-        time_budget_s : wall-clock budget of the comparison's trainings, or ``None`` (steps
-        only); unet_steps, detector_steps, n_boxes, n_negative, box_size, batch_size : the
-        comparison's training (see :class:`~cryoflow.pipelines.demo.compare.CompareConfig`).
+        training : the comparison's training (:class:`TrainingSizes`); particles : the
+        structure half (:class:`ParticleSizes`).
     """
 
     name: str
@@ -48,13 +103,8 @@ class DemoPreset:
     n_tomograms: int = 2
     n_train: int = 1
     sphere_size: int = 100
-    time_budget_s: float | None = 170.0
-    unet_steps: int = 200
-    detector_steps: int = 300
-    n_boxes: int = 12
-    n_negative: int = 8
-    box_size: int = 64
-    batch_size: int = 8
+    training: TrainingSizes = field(default_factory=TrainingSizes)
+    particles: ParticleSizes = field(default_factory=ParticleSizes)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_train < self.n_tomograms:
@@ -92,10 +142,11 @@ class DemoPreset:
             "train_tomograms": [sim.tomogram_name(i) for i in range(self.n_train)],
             "test_tomograms": [sim.tomogram_name(i) for i in range(self.n_train, self.n_tomograms)],
             "sphere_size": self.sphere_size,
-            "unet_steps": self.unet_steps,
-            "detector_steps": self.detector_steps,
-            "time_budget_s": self.time_budget_s,
-            "n_boxes": self.n_boxes,
+            "unet_steps": self.training.steps,
+            "detector_steps": self.training.detector_steps,
+            "time_budget_s": self.training.time_budget_s,
+            "n_boxes": self.training.n_boxes,
+            "particles": asdict(self.particles),
         }
 
 
@@ -106,37 +157,39 @@ _PAPER_SIM = {
     "tilt_step_deg": 3.0,
 }
 
-#: (preset, quick) -> resolved sizes
+#: the structure half at the smallest sizes (``--quick``)
+_QUICK_PARTICLES = ParticleSizes(
+    {"shape": (40, 96, 96), "n_targets": 10, "n_decoys": 10},
+    n_tomograms=2,
+    pick={**_PICK, "steps": 300, "n_random_negatives": 2000, "degree": 3},
+    box=24,
+    average={**_AVERAGE, "iterations": 2, "initial_rounds": 1},
+)
+
+#: (preset, quick) -> resolved sizes; the paper preset keeps the demo's structure half
 PRESETS: dict[tuple[str, bool], DemoPreset] = {
     ("demo", False): DemoPreset("demo", {"preset": "demo"}),
-    ("demo", True): DemoPreset("demo", {"preset": "tiny"}, sphere_size=48, time_budget_s=60.0),
+    ("demo", True): DemoPreset(
+        "demo",
+        {"preset": "tiny"},
+        sphere_size=48,
+        training=TrainingSizes(time_budget_s=60.0),
+        particles=_QUICK_PARTICLES,
+    ),
     ("paper", False): DemoPreset(
         "paper",
         _PAPER_SIM,
         n_tomograms=4,
-        n_train=1,
         sphere_size=128,
-        time_budget_s=None,
-        unet_steps=600,
-        detector_steps=600,
-        n_boxes=24,
-        n_negative=16,
-        box_size=96,
-        batch_size=8,
+        training=TrainingSizes(None, 600, 600, n_boxes=24, n_negative=16, box_size=96),
     ),
     ("paper", True): DemoPreset(
         "paper",
         {"preset": "tiny"},  # the small demo's data (granules at 64 px), the paper's protocol
         n_tomograms=3,
-        n_train=1,
         sphere_size=48,
-        time_budget_s=None,
-        unet_steps=30,
-        detector_steps=20,
-        n_boxes=6,
-        n_negative=4,
-        box_size=32,
-        batch_size=4,
+        training=TrainingSizes(None, 30, 20, n_boxes=6, n_negative=4, box_size=32, batch_size=4),
+        particles=_QUICK_PARTICLES,
     ),
 }
 

@@ -117,8 +117,10 @@ def curve(
     xlabel: str,
     ylabel: str,
     mark_x: float | None = None,
+    hlines: tuple[float, ...] = (),
 ) -> Any:
-    """Line plot of one or more curves over ``x`` (ndarray of shape (n,))."""
+    """Line plot of one or more curves over ``x`` (ndarray of shape (n,)); ``mark_x`` a dashed
+    vertical line, ``hlines`` dotted horizontal ones (thresholds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,9 +131,50 @@ def curve(
         ax.plot(np.asarray(x), np.asarray(y), marker=".", label=name)
     if mark_x is not None:
         ax.axvline(mark_x, color="k", ls="--", lw=0.8)
+    for level in hlines:
+        ax.axhline(level, color="grey", ls=":", lw=0.8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     if len(ys) > 1:
         ax.legend(fontsize=7)
+    return fig
+
+
+def slices3(volumes: dict[str, np.ndarray]) -> Any:
+    """Central XY, XZ and YZ slices of each ``(Z, Y, X)`` volume, one row per volume."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(volumes), 3, figsize=(7, 2.4 * len(volumes)), squeeze=False)
+    for row, (name, vol) in zip(axes, volumes.items(), strict=True):
+        v = np.asarray(vol, dtype=np.float32)
+        z, y, x = (n // 2 for n in v.shape)
+        for ax, (plane, img) in zip(
+            row, (("XY", v[z]), ("XZ", v[:, y, :]), ("YZ", v[:, :, x])), strict=True
+        ):
+            ax.imshow(img, cmap="gray", origin="lower")
+            ax.set_title(f"{name}: {plane}", fontsize=8)
+            ax.axis("off")
+    return fig
+
+
+def scatter(
+    points: dict[str, tuple[np.ndarray, np.ndarray]], title: str, xlabel: str, ylabel: str
+) -> Any:
+    """Scatter plot of named point sets ``(x, y)`` (1-D arrays of equal length)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, (x, y) in points.items():
+        ax.scatter(np.asarray(x), np.asarray(y), s=8, alpha=0.7, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     return fig

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cryoflow.pipelines.demo.context import DemoContext, DemoStage
+from cryoflow.pipelines.demo.particles import PARTICLE_STAGES
 from cryoflow.pipelines.demo.report import curve, slice_overlay
 
 
@@ -36,6 +37,13 @@ def _figures(ctx: DemoContext, per: list[dict[str, Any]]) -> None:
 
 def _is_scalar(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
+
+
+def _target(ctx: DemoContext, name: str) -> Any:
+    """Tomogram ``name`` of the demo store, its results replaced, quietly."""
+    from cryoflow.pipelines.stages.eager import Target
+
+    return Target(ctx.store, (name,), overwrite=True, quiet=True)
 
 
 def stage_simulate(ctx: DemoContext) -> None:
@@ -97,7 +105,7 @@ def stage_seg3d(ctx: DemoContext) -> None:
     from cryoflow.pipelines.demo.figures import seg3d_metrics
 
     per = [
-        seg3d_metrics(ctx.client, ctx.store, name, class_name="granule", seed=ctx.config.seed)
+        seg3d_metrics(ctx.client, _target(ctx, name), class_name="granule", seed=ctx.config.seed)
         for name in ctx.state["tests"]
     ]
     m = per[0]
@@ -161,7 +169,7 @@ def stage_localize(ctx: DemoContext) -> None:
     from cryoflow.pipelines.demo.figures import box_metrics
 
     per = [
-        box_metrics(ctx.client, ctx.store, name, seed=ctx.config.seed)
+        box_metrics(ctx.client, _target(ctx, name), seed=ctx.config.seed)
         for name in ctx.state["tests"]
     ]
     m = per[0]
@@ -189,20 +197,11 @@ def stage_localize(ctx: DemoContext) -> None:
 
 def stage_compare(ctx: DemoContext) -> None:
     """Few-shot CNN: 2D-to-3D route vs the conventional slice-by-slice route; annotation; detector."""
+    from dataclasses import asdict
+
     from cryoflow.pipelines.demo.compare import CompareConfig, compare_routes
 
-    sizes = ctx.config.sizes
-    cfg = CompareConfig(
-        time_budget_s=sizes.time_budget_s,
-        steps=sizes.unet_steps,
-        detector_steps=sizes.detector_steps,
-        n_boxes=sizes.n_boxes,
-        n_negative=sizes.n_negative,
-        box_size=sizes.box_size,
-        batch_size=sizes.batch_size,
-        seed=ctx.config.seed,
-        fasterrcnn=True,
-    )
+    cfg = CompareConfig(**asdict(ctx.config.sizes.training), seed=ctx.config.seed, fasterrcnn=True)
     tests = ctx.state["tests"]
     m = compare_routes(ctx.client, ctx.store, ctx.state["train"], tests, cfg)
     _scalars(ctx, m)
@@ -224,4 +223,5 @@ STAGES: list[tuple[str, DemoStage]] = [
     ("edges", stage_edges),
     ("localize", stage_localize),
     ("compare", stage_compare),
+    *PARTICLE_STAGES,
 ]

@@ -19,7 +19,16 @@ EXPECTED = [
     "annotate_iou_granule",
     "detect_ap50",
     "detect_ap50_fasterrcnn",
+    "pick_f1",
+    "pick_f1_blob",
 ]
+#: figures that are not fractions, with the range they must lie in
+RANGES = {
+    "orientation_error_deg": (0.0, 180.0),
+    "average_fsc05_px": (2.0, 64.0),  # periods in voxels: Nyquist .. the box
+    "average_fsc05_px_ideal": (2.0, 64.0),
+    "gold_standard_fsc0143_px": (2.0, 64.0),
+}
 
 
 @pytest.mark.slow
@@ -36,7 +45,9 @@ def test_quick_demo_runs_every_stage(tmp_path) -> None:
     for name in EXPECTED:
         assert name in metrics, name
         assert math.isfinite(metrics[name]) and 0.0 <= metrics[name] <= 1.0, (name, metrics[name])
+    for name, (lo, hi) in RANGES.items():
+        assert name in metrics and lo <= metrics[name] <= hi, (name, metrics.get(name))
     html = (out / "report.html").read_text()
-    assert html.count("<img") >= 5
+    assert html.count("<img") >= 9  # + picks, FSC, slices, orientations
     assert "seg3d_iou" in proc.stdout
     assert not list(out.glob("error-*.txt"))

@@ -47,7 +47,7 @@ def test_demo_preset_is_the_default_and_keeps_its_sizes() -> None:
     quick = resolve_preset("demo", quick=True).sizes()
     assert quick["shape_zyx"] == [32, 64, 64] and quick["time_budget_s"] == 60.0
     paper_quick = resolve_preset("paper", quick=True)
-    assert paper_quick.per_tomogram and paper_quick.time_budget_s is None
+    assert paper_quick.per_tomogram and paper_quick.training.time_budget_s is None
 
 
 def test_an_unknown_preset_is_a_clear_error(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,12 +14,11 @@ import pytest
 
 from cryoflow.errors import AlreadyExistsError, ConfigError
 from cryoflow.io.particles import read_particles, write_particles
-from cryoflow.io.store import write_volume
-from cryoflow.io.tomograms import TiltRange, tilt_range_attrs
 from cryoflow.kernels.match import match_picks
 from cryoflow.pipelines.stages.eager import Target
 from cryoflow.pipelines.stages.pick import PickParams, find_particles, prepare
 from cryoflow.simulate.crowded import CrowdedConfig, simulate_crowded
+from cryoflow.simulate.crowded_store import write_crowded
 
 FAST = {"steps": 300, "n_random_negatives": 2000, "shells": 4, "degree": 3}
 
@@ -50,26 +50,9 @@ def phantom(tmp_path_factory):
     tomo = simulate_crowded(cfg)
     d = tmp_path_factory.mktemp("pick")
     store = str(d / "s.zarr")
-    wedge = tilt_range_attrs(TiltRange(cfg.tilt_min_deg, cfg.tilt_max_deg, "sim"))
-    write_volume(
-        store,
-        "t",
-        "tomogram",
-        tomo.tomogram,
-        pixel_size_angstrom=20.0,
-        provenance={"step": "test"},
-        attrs=wedge,
-    )
+    write_crowded(store, "t", tomo)
     # a second tomogram: the same field turned upside down (no examples in it)
-    write_volume(
-        store,
-        "u",
-        "tomogram",
-        tomo.tomogram[::-1].copy(),
-        pixel_size_angstrom=20.0,
-        provenance={"step": "test"},
-        attrs=wedge,
-    )
+    write_crowded(store, "u", replace(tomo, tomogram=tomo.tomogram[::-1].copy()))
     targets = tomo.truth[tomo.truth["kind"] == "target"][["x", "y", "z"]].to_numpy()
     decoys = tomo.truth[tomo.truth["kind"] == "decoy"][["x", "y", "z"]].to_numpy()
     return d, store, targets, decoys
