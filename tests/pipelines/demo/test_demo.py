@@ -19,6 +19,7 @@ EXPECTED = [
     "annotate_iou_granule",
     "detect_ap50",
     "detect_ap50_fasterrcnn",
+    *("class_accuracy", "pca_class_accuracy", "embed_class_accuracy"),
 ]
 
 
