@@ -29,24 +29,13 @@ import time
 
 import numpy as np
 import torch
-from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from cryoflow.geometry.rotation import matrix_xyz_from_euler
 from cryoflow.kernels.fsc import fsc
-from cryoflow.kernels.heterogeneity.metrics import body_angle_errors_deg
 from cryoflow.kernels.heterogeneity.multibody_loop import MultibodyParams, refine_bodies
-from cryoflow.simulate.subtomo import Shape, hinge_shape, render_shape, simulate_subtomograms
-
-
-def masks_for(angle: float, box: int, px: float) -> np.ndarray:
-    full = hinge_shape(angle)
-    out = []
-    for parts in (full.parts[:2], full.parts[2:]):
-        v = render_shape(Shape("b", parts), box, px, blur_px=0.0)
-        m = ndimage.binary_dilation(v > 0.2, iterations=2).astype(np.float32)
-        out.append(np.clip(ndimage.gaussian_filter(m, 1.0), 0.0, 1.0))
-    return np.stack(out).astype(np.float32)
+from cryoflow.simulate.hinge import hinge_angle_errors, hinge_body_masks
+from cryoflow.simulate.subtomo import hinge_shape, render_shape, simulate_subtomograms
 
 
 def main() -> None:
@@ -74,7 +63,7 @@ def main() -> None:
         seed=a.seed,
     )
     mid = float(np.median(angles))
-    masks = masks_for(mid, a.box, a.pixel)
+    masks = hinge_body_masks(mid, a.box, a.pixel)
     t0 = time.perf_counter()
     res = refine_bodies(
         sim.volumes,
@@ -88,19 +77,8 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     swing = angles[labels]
     r_cons = matrix_xyz_from_euler(sim.euler_deg)  # (n, 3, 3)
-
-    def truth(a0: float) -> np.ndarray:
-        # the hinge turns (z, y, x) by +t about y: in (x, y, z) a turn of -t about y
-        rel = Rotation.from_rotvec(np.outer(-(swing - a0), [0.0, 1.0, 0.0]), degrees=True)
-        arm = r_cons @ rel.as_matrix()
-        return np.stack([r_cons, arm], axis=1)
-
-    grid = np.arange(angles.min() - 10, angles.max() + 10.01, 0.5)
-    med = [np.median(body_angle_errors_deg(res.euler_deg, truth(g))[:, 1]) for g in grid]
-    a0 = float(grid[int(np.argmin(med))])
-    err = body_angle_errors_deg(res.euler_deg, truth(a0))
-    cons_e = np.repeat(sim.euler_deg[:, None], 2, axis=1)
-    peer = body_angle_errors_deg(cons_e, truth(a0))
+    scored = hinge_angle_errors(res.euler_deg, sim.euler_deg, swing)
+    a0, err, peer = scored.a0, scored.errors, scored.consensus
     # the turn about the hinge axis alone (the y component of the relative rotation vector)
     rel = np.swapaxes(r_cons, 1, 2) @ matrix_xyz_from_euler(res.euler_deg[:, 1])
     turn = -Rotation.from_matrix(rel).as_rotvec(degrees=True)[:, 1]

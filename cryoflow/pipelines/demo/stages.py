@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from cryoflow.pipelines.demo import heterogeneity as H
+from cryoflow.pipelines.demo import heterogeneity_motion as HM
 from cryoflow.pipelines.demo.context import DemoContext, DemoStage
 from cryoflow.pipelines.demo.particles import PARTICLE_STAGES
 from cryoflow.pipelines.demo.report import curve, slice_overlay
@@ -224,4 +226,8 @@ STAGES: list[tuple[str, DemoStage]] = [
     ("localize", stage_localize),
     ("compare", stage_compare),
     *PARTICLE_STAGES,
+    ("hetero_average", H.stage_hetero_average),
+    ("hetero_classify", H.stage_hetero_classify),
+    ("hetero_embed", HM.stage_hetero_embed),
+    ("hetero_multibody", HM.stage_hetero_multibody),
 ]

@@ -21,6 +21,7 @@ EXPECTED = [
     "detect_ap50_fasterrcnn",
     "pick_f1",
     "pick_f1_blob",
+    *("class_accuracy", "pca_class_accuracy", "embed_class_accuracy"),
 ]
 #: figures that are not fractions, with the range they must lie in
 RANGES = {
@@ -28,6 +29,7 @@ RANGES = {
     "average_fsc05_px": (2.0, 64.0),  # periods in voxels: Nyquist .. the box
     "average_fsc05_px_ideal": (2.0, 64.0),
     "gold_standard_fsc0143_px": (2.0, 64.0),
+    "multibody_angle_error_deg": (0.0, 180.0),
 }
 
 
