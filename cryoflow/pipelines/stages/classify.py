@@ -12,8 +12,14 @@ Outputs in ``--out`` (:mod:`cryoflow.pipelines.stages.particle_inputs`): ``class
 (``k = 1 .. K``, the tomogram's voxel size, box centre ``B // 2``), ``particles.star``
 (every input column and coordinate, ``rlnClassNumber`` 1..K, each particle's pose in its
 class as contract ZYZ angles and RELION origins, ``rlnRandomSubset``) and ``classify.json``
-(method, class sizes and resolutions, the rounds); with ``pca`` also ``eigen_<j>.mrc``, the
-principal coordinates ``pca.csv`` and their scatter ``pca_scatter.png``.
+(method, class sizes and resolutions, the rounds; with ``--classes auto`` the BIC curve); with
+``pca`` also ``eigen_<j>.mrc``, the principal coordinates ``pca.csv`` and their scatter
+``pca_scatter.png``.
+
+``--classes auto`` (or none): ``K`` of the lowest BIC (``docs/design/classification.md``);
+``--mask``: the user's soft mask instead of the automatic one; ``--symmetry``: the
+averaging kernels' point group. The starting poses are those of the set's current
+published average when there is one (:mod:`.average_poses`), else the set's table.
 """
 
 from __future__ import annotations
