@@ -10,7 +10,7 @@ from cryoflow.cli import options as o
 from cryoflow.pipelines.stages.classify import ClassifyParams
 
 
-@o.with_params(ClassifyParams)
+@o.with_params(ClassifyParams, types_={"classes": str})
 def classify(
     params: ClassifyParams,
     store: o.Store,

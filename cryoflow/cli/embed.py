@@ -11,7 +11,7 @@ from cryoflow.cli import options as o
 from cryoflow.pipelines.stages.embed import EmbedParams
 
 
-@o.with_params(EmbedParams)
+@o.with_params(EmbedParams, types_={"classes": str})
 def embed(
     params: EmbedParams,
     store: o.Store,

@@ -178,7 +178,9 @@ def map_batch(src: BatchSource, state: State, start: int, stop: int) -> Partial 
             state["shifts"][sl],
             tr,
             halves,
-            n_groups=int(src.settings["n_groups"]),
+            n_groups=int(
+                state["n_classes"][0] if "n_classes" in state else src.settings["n_groups"]
+            ),
             symmetry=sym,
             device=dev,
         )

@@ -55,10 +55,11 @@ def write_columns(
 
 
 def decode_table(group: zarr.Group, columns: list[dict[str, Any]]) -> pd.DataFrame:
-    """The table written by :func:`write_columns`, columns in order."""
+    """The table written by :func:`write_columns`, columns in order (a column whose entry
+    names its ``array`` is read from that array, else from ``c<i>``)."""
     data: dict[str, Any] = {}
     for i, info in enumerate(columns):
-        values = read_checked(nodes.child_array(group, f"c{i}"))
+        values = read_checked(nodes.child_array(group, info.get("array", f"c{i}")))
         if info["dtype"] == "category":
             cats = np.asarray(info["categories"], dtype=object)
             data[info["name"]] = cats[values] if len(values) else np.array([], dtype=object)

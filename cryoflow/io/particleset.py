@@ -13,8 +13,9 @@ its tomogram's ``tilt_min_deg, tilt_max_deg`` and ``pixel_size_angstrom``, ``inp
 (its row in the input particle file), where its box starts (``box_z0, box_y0, box_x0``),
 ``inside_fraction`` (the share of its box inside the volume), ``score`` when the picks had
 one, and every other input column (angles, half set, class, ...). Later stages write
-orientations, half sets, classes or latent coordinates as new dataset-level nodes naming the
-set in their provenance (:mod:`cryoflow.io.dataset_lineage`).
+orientations, half sets or classes as new dataset-level nodes naming the set in their
+provenance (:mod:`cryoflow.io.dataset_lineage`); ``cryoflow embed`` adds its latent
+coordinates ``z0 .. z{D-1}`` to the table itself (:mod:`cryoflow.io.particle_latent`).
 
 A set is written like every node: under a temporary name, chunks by Dask tasks, marked
 complete, then published (:mod:`cryoflow.io.nodes`). An existing set is never replaced unless
@@ -157,7 +158,8 @@ def open_particles(store: object, set: str) -> xr.DataArray:  # noqa: A002 (cont
     xarray.DataArray of shape (n, B, B, B)
         Dims ``("particle", "z", "y", "x")``; every table column is a coordinate along
         ``particle``; ``attrs`` holds ``box_size``, ``n_particles``, the extraction's other
-        attributes and ``provenance``. The box centre is voxel ``B // 2`` on every axis.
+        attributes, ``provenance`` and ``latent`` (the record of the latent coordinates
+        ``z0 .. z{D-1}`` that ``cryoflow embed`` stored, or None). The box centre is voxel ``B // 2`` on every axis.
 
     Raises
     ------
@@ -174,7 +176,11 @@ def open_particles(store: object, set: str) -> xr.DataArray:  # noqa: A002 (cont
         dims=STACK_DIMS,
         coords=coords,
         name=set,
-        attrs={**dict(info.get("attrs", {})), "provenance": info.get("provenance", {})},
+        attrs={
+            **dict(info.get("attrs", {})),
+            "provenance": info.get("provenance", {}),
+            "latent": info.get("latent"),  # z0 .. z{D-1}'s record (cryoflow.io.particle_latent)
+        },
     )
 
 

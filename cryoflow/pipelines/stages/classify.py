@@ -12,8 +12,14 @@ Outputs in ``--out`` (:mod:`cryoflow.pipelines.stages.particle_inputs`): ``class
 (``k = 1 .. K``, the tomogram's voxel size, box centre ``B // 2``), ``particles.star``
 (every input column and coordinate, ``rlnClassNumber`` 1..K, each particle's pose in its
 class as contract ZYZ angles and RELION origins, ``rlnRandomSubset``) and ``classify.json``
-(method, class sizes and resolutions, the rounds); with ``pca`` also ``eigen_<j>.mrc``, the
-principal coordinates ``pca.csv`` and their scatter ``pca_scatter.png``.
+(method, class sizes and resolutions, the rounds; with ``--classes auto`` the BIC curve); with
+``pca`` also ``eigen_<j>.mrc``, the principal coordinates ``pca.csv`` and their scatter
+``pca_scatter.png``.
+
+``--classes auto`` (or none): ``K`` of the lowest BIC (``docs/design/classification.md``);
+``--mask``: the user's soft mask instead of the automatic one; ``--symmetry``: the
+averaging kernels' point group. The starting poses are those of the set's current
+published average when there is one (:mod:`.average_poses`), else the set's table.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from cryoflow.errors import ConfigError
 from cryoflow.pipelines.stages.base import Stage, StageParams
+from cryoflow.pipelines.stages.fields import ClassCount, relative_to
 from cryoflow.pipelines.stages.particle_inputs import (
     SetInputs,
     check_out,
@@ -43,16 +50,36 @@ from cryoflow.pipelines.stages.particle_inputs import (
 NAME = "classify"
 
 
+def _symmetry(value: str) -> str:
+    from cryoflow.geometry.symmetry import parse_symmetry
+
+    return parse_symmetry(value).name
+
+
 class ClassifyParams(StageParams):
     """Classification of a particle set's conformations."""
 
     set: str = Field(description="particle set (particles/<set> of the store)")
-    classes: int = Field(default=2, ge=1, le=64, description="number of classes K")
+    classes: ClassCount = Field(
+        default=None,
+        description="number of classes K, or auto (the default): the K of 1 .. --max-classes "
+        "with the lowest BIC of Gaussian mixtures on the leading principal coordinates "
+        "(pca, multiref's pca seeds) or on the latent points (autoencoder)",
+    )
+    max_classes: int = Field(default=6, ge=1, le=64, description="largest K tried for auto")
     method: Literal["multiref", "pca", "autoencoder"] = Field(
         default="multiref", description="multiref, pca or autoencoder"
     )
     reference: str | None = Field(
         default=None, description="MRC map to align the set to first (its frame is kept)"
+    )
+    mask: str | None = Field(
+        default=None,
+        description="soft mask MASK.mrc over the consensus (box and voxel size of the set) "
+        "the FSCs, PCA and class scores look in; default automatic",
+    )
+    symmetry: Annotated[str, AfterValidator(_symmetry)] = Field(
+        default="C1", description="point group C1, Cn or Dn of every class map (as average)"
     )
     iterations: int = Field(default=10, ge=1, le=200, description="multiref rounds at most")
     seed_method: Literal["pca", "random"] = Field(
@@ -83,6 +110,11 @@ class ClassifyParams(StageParams):
     )
     seed: int = Field(default=0, description="random seed (half sets, seeds, k-means)")
     device: str = Field(default="cpu", description="torch device of the batch tasks")
+
+    def with_base(self, base: Path) -> ClassifyParams:
+        """Relative ``reference`` / ``mask`` paths made relative to ``base``."""
+        out: ClassifyParams = relative_to(self, base, ("reference", "mask"))
+        return out
 
 
 @dataclass(frozen=True)
@@ -145,6 +177,10 @@ def _outcome(st: dict[str, np.ndarray], method: str) -> ClassOutcome:
             for h in hist
         ],
     }
+    bic = np.asarray(st.get("bic", np.zeros(0)), float).reshape(-1)
+    if np.isfinite(bic).any():  # --classes auto: K of the lowest BIC(k), k = 1 ..
+        summary["classes_chosen_by"] = "BIC (principal coordinates)"
+        summary["bic"] = [float(b) for b in bic]
     return ClassOutcome(
         st["assign"].astype(int),
         st["class_maps"],
@@ -185,7 +221,8 @@ def _autoencoder(client: Any, inputs: SetInputs, p: ClassifyParams, ref: Any) ->
     table = classify_latent(
         inputs.store,
         p.set,
-        int(p.classes),
+        p.classes,
+        max_classes=p.max_classes,
         client=client,
         steps=p.latent_steps,
         seed=p.seed,
@@ -197,7 +234,10 @@ def _autoencoder(client: Any, inputs: SetInputs, p: ClassifyParams, ref: Any) ->
             f"the set {inputs.n}"
         )
     assignments = table["class"].to_numpy(np.int64) - 1
-    return given_classes(client, inputs, p, ref, assignments)
+    k = int(assignments.max()) + 1
+    out = given_classes(client, inputs, p.model_copy(update={"classes": k}), ref, assignments)
+    out.summary["classes_chosen_by"] = "--classes" if p.classes else "BIC (latent space)"
+    return out
 
 
 #: method name -> runner; a new method is one line here
@@ -216,9 +256,21 @@ def method_runner(method: str) -> MethodFn:
     )
 
 
-def out_names(k: int) -> list[str]:
-    """The contract's files of ``K`` classes (what ``--out`` must not already hold)."""
-    return [*(f"class_{j}.mrc" for j in range(1, k + 1)), "particles.star"]
+def out_names(k: int | None, out: str | Path | None = None) -> list[str]:
+    """The contract's files of ``K`` classes (what ``--out`` must not already hold), and any
+    other ``class_<j>.mrc`` already in ``out`` (an earlier run's; ``K`` None: auto)."""
+    names = [f"class_{j}.mrc" for j in range(1, (k or 0) + 1)]
+    if out is not None and Path(out).is_dir():
+        names += sorted({f.name for f in Path(out).glob("class_*.mrc")} - set(names))
+    return [*names, "particles.star"]
+
+
+def _drop_stale_maps(d: Path, k: int) -> None:
+    """Remove ``class_<j>.mrc``, ``j > K``, an overwritten earlier run's (not this run's)."""
+    for f in d.glob("class_*.mrc"):
+        j = f.stem.removeprefix("class_")
+        if j.isdigit() and int(j) > k:
+            f.unlink()
 
 
 def preflight(
@@ -227,14 +279,30 @@ def preflight(
     """Every check that needs no cluster (method, set, ``--out``, reference, poses), in the
     order a user fixes them; returns the runner, the set, the folder and the reference."""
     runner = method_runner(params.method)
-    inputs = load_set(store, params.set, seed=params.seed)
+    inputs, ref = _inputs(store, params, "cryoflow classify")
+    d = check_out(out, out_names(params.classes, out), overwrite)
+    return runner, inputs, d, ref
+
+
+def _inputs(store: object, params: ClassifyParams, command: str) -> tuple[SetInputs, Any]:
+    """The set (its published average's poses when current), the reference, the mask's
+    check (box and voxel size; the rounds read it again)."""
+    from cryoflow.pipelines.stages.average_poses import with_average_poses
+
+    inputs = with_average_poses(load_set(store, params.set, seed=params.seed))
     ref = None
     if params.reference is not None:
         ref = read_map(params.reference, inputs.box, inputs.voxel_size_angstrom)
     else:  # every method averages its classes in the particles' poses
-        require_poses(inputs, "cryoflow classify")
-    d = check_out(out, out_names(int(params.classes)), overwrite)
-    return runner, inputs, d, ref
+        require_poses(inputs, command)
+    if params.mask is not None:
+        read_map(params.mask, inputs.box, inputs.voxel_size_angstrom)
+    if params.classes is None and params.method == "multiref" and params.seed_method != "pca":
+        raise ConfigError(
+            "--classes auto: multiref chooses K on its pca seeds; give --classes K with "
+            "--seed-method random"
+        )
+    return inputs, ref
 
 
 def classify(
@@ -245,6 +313,7 @@ def classify(
     res = runner(client, inputs, params, ref)
     for k, vol in enumerate(res.maps, start=1):
         write_map(d / f"class_{k}.mrc", vol, inputs.voxel_size_angstrom)
+    _drop_stale_maps(d, len(res.maps))
     for fname, writer in res.extra.items():
         writer(d / fname)
     table = posed_table(inputs, res.euler_deg, res.shifts_zyx_px)
@@ -264,12 +333,7 @@ def plan(store: object, names: list[str], params: ClassifyParams) -> Any:
     method_runner(params.method)
     if params.method not in ("multiref", "pca"):
         raise ConfigError(f"--method {params.method}: cryoflow run takes multiref or pca")
-    inputs = load_set(store, params.set, seed=params.seed)
-    ref = None
-    if params.reference is not None:
-        ref = read_map(params.reference, inputs.box, inputs.voxel_size_angstrom)
-    else:
-        require_poses(inputs, "classify")
+    inputs, ref = _inputs(store, params, "classify")
     return build(inputs, params, ref, params.device)
 
 

@@ -51,14 +51,14 @@ KEYS = (
     "phase", "left", "cons_euler", "cons_shifts", "average", "mask", "highpass", "band",
     "refs", "supports", "pca_band", "probe", "sk_total", "sk_product", "sk_power", "sk_count",
     "coords", "eigen", "assign", "scores", "euler", "shifts", "class_maps", "counts",
-    "resolution", "history",
+    "resolution", "history", "n_classes", "bic",
 )  # fmt: skip
 
 
 def _settings(p: Any, k: int, device: str) -> dict[str, Any]:
     return {
         "n_groups": k,
-        "symmetry": "C1",
+        "symmetry": str(getattr(p, "symmetry", "C1")),
         "device": device,
         "align_rounds": int(p.align_rounds),
         "align_global": {
@@ -96,6 +96,11 @@ def build(
 
     ``assignments`` (n,) classes ``0 .. K-1`` found by another method: the rounds only make
     the consensus and average those classes (wedge-compensated) into the class maps.
+    ``p.classes`` None (``--classes auto``): ``K`` is chosen by BIC on the principal
+    coordinates (:func:`cryoflow.kernels.heterogeneity.kmeans.cluster`), at most
+    ``p.max_classes`` and at most as many as the set fills with ``min_count`` each.
+    ``p.mask`` (a soft mask MRC): the mask of every FSC, of the PCA's features and of the
+    class scores, instead of the automatic one.
     """
     from cryoflow.kernels.fsc import lowpass
     from cryoflow.kernels.heterogeneity.features import feature_dimension
@@ -103,8 +108,14 @@ def build(
     from cryoflow.pipelines.cluster.connect import gpu_resources
     from cryoflow.pipelines.engine.rounds import Rounds
 
-    k_all, n, box = int(p.classes), inputs.n, inputs.box
+    n, box = inputs.n, inputs.box
     min_count = max(2, int(np.ceil(p.min_class_fraction * n)))
+    auto = p.classes is None and assignments is None
+    if auto and p.method == "multiref" and p.seed_method != "pca":
+        raise ConfigError("--classes auto: multiref chooses K on its pca seeds (--seed-method pca)")
+    k_all = min(int(p.max_classes), n // min_count) if auto else int(p.classes)
+    if auto and k_all < 1:
+        raise ConfigError(f"particle set {inputs.name!r} has {n} particles: too few to classify")
     if min_count * k_all > n:
         raise ConfigError(
             f"--classes {k_all}: particle set {inputs.name!r} has {n} particles, too few for "
@@ -124,6 +135,11 @@ def build(
     if aligning and inputs.has_poses:  # no round is the global one: all local, around them
         src.settings["align_rounds"] = int(p.align_rounds) + 1
     voxel = inputs.voxel_size_angstrom
+    user_mask = None
+    if getattr(p, "mask", None) is not None:
+        from cryoflow.pipelines.stages.particle_inputs import read_map
+
+        user_mask = read_map(p.mask, box, voxel)
 
     def start() -> State:
         z3 = np.zeros((box,) * 3, np.float32)
@@ -135,7 +151,9 @@ def build(
             cons_euler=np.asarray(e0, float),
             cons_shifts=np.asarray(inputs.shifts_zyx_px, float),
             average=z3,
-            mask=spherical_mask(box, box / 2.0 - 4.0, 3.0).astype(np.float32),
+            mask=spherical_mask(box, box / 2.0 - 4.0, 3.0).astype(np.float32)
+            if user_mask is None
+            else user_mask,
             band=np.array([float(p.initial_resolution_px)]),
             highpass=np.array([0.0]),
             assign=np.zeros(n, int),
@@ -143,6 +161,8 @@ def build(
             euler=np.asarray(e0, float),
             shifts=np.asarray(inputs.shifts_zyx_px, float),
             history=np.zeros((0, 4)),
+            n_classes=np.array([k_all]),
+            bic=np.full(k_all, np.nan),
         )
         if aligning:
             assert reference is not None
@@ -156,7 +176,7 @@ def build(
         if part is None or phase == DONE:
             return st
         if phase in (CONSENSUS, ALIGN):
-            _consensus(st, part, phase, p, voxel)
+            _consensus(st, part, phase, p, voxel, user_mask)
             if int(st["left"][0]) == 0:
                 if given is not None:
                     st["assign"], st["phase"] = given, np.array([SUMS])
@@ -165,7 +185,7 @@ def build(
         elif phase == SKETCH:
             _sketch(st, part)
         elif phase == PROJECT:
-            _project(st, part, p, k_all, min_count, box)
+            _project(st, part, p, k_all, min_count, box, auto)
         elif phase == SUMS:
             _sums(st, part, p, voxel, given is not None)
         elif phase == CLASSIFY:
@@ -182,6 +202,8 @@ def build(
             **inputs.identity(),
             **_reference_identity(reference),
             **_reference_identity(given, "assignments"),
+            **_reference_identity(user_mask, "mask"),
+            **_reference_identity(_poses(inputs), "poses"),
         },
         start=start,
         map=partial(map_batch, src),
@@ -201,6 +223,14 @@ def _reference_identity(array: np.ndarray | None, key: str = "reference") -> dic
     return {key: digest.hexdigest()[:32]}
 
 
+def _poses(inputs: SetInputs) -> np.ndarray | None:
+    """The starting poses and halves (the set's, or its average's) for the run token."""
+    if inputs.euler_deg is None:
+        return None
+    cols = [inputs.euler_deg, inputs.shifts_zyx_px, inputs.half_ids.reshape(-1, 1)]
+    return np.concatenate([np.asarray(c, float).reshape(inputs.n, -1) for c in cols], axis=1)
+
+
 def _highpass(mask: np.ndarray, p: Any) -> float:
     from cryoflow.kernels.masks import mask_radius_px
 
@@ -212,11 +242,13 @@ def _log(st: State, phase: int, changed: float = 0.0, reseeded: int = 0) -> None
     st["history"] = np.vstack([st["history"].reshape(-1, 4), row])
 
 
-def _consensus(st: State, part: Partial, phase: int, p: Any, voxel: float) -> None:
+def _consensus(
+    st: State, part: Partial, phase: int, p: Any, voxel: float, mask: np.ndarray | None
+) -> None:
     from cryoflow.kernels.finish import finish_round
 
     prev = float(st["band"][0]) if phase == ALIGN else None
-    out = finish_round(part.sums, voxel_size_angstrom=voxel, mask=None, previous_resolution_px=prev)
+    out = finish_round(part.sums, voxel_size_angstrom=voxel, mask=mask, previous_resolution_px=prev)
     if phase == ALIGN:
         st["cons_euler"], st["cons_shifts"] = part.rows["euler"], part.rows["shifts"]
         st["euler"], st["shifts"] = part.rows["euler"].copy(), part.rows["shifts"].copy()
@@ -263,7 +295,9 @@ def _sketch(st: State, part: Partial) -> None:
     _log(st, SKETCH)
 
 
-def _project(st: State, part: Partial, p: Any, k_all: int, min_count: int, box: int) -> None:
+def _project(
+    st: State, part: Partial, p: Any, k_all: int, min_count: int, box: int, auto: bool
+) -> None:
     from cryoflow.kernels.heterogeneity.features import features_to_volumes
     from cryoflow.kernels.heterogeneity.kmeans import cluster
     from cryoflow.kernels.heterogeneity.multiref import reseed_assignments
@@ -274,8 +308,14 @@ def _project(st: State, part: Partial, p: Any, k_all: int, min_count: int, box: 
     )
     basis = finish_pca(sk, part.sums, st["probe"], int(p.n_eigen))
     coords = coordinates(basis, part.rows["projected"])
-    n_comp = max(2, k_all - 1) if p.n_components is None else int(p.n_components)
-    clusters = cluster(coords[:, : min(n_comp, coords.shape[1])], k_all, seed=int(p.seed))
+    n_comp = 2 if auto else max(2, k_all - 1)
+    n_comp = n_comp if p.n_components is None else int(p.n_components)
+    lead = coords[:, : min(n_comp, coords.shape[1])]
+    clusters = cluster(lead, None if auto else k_all, max_classes=k_all, seed=int(p.seed))
+    k_all = clusters.n_classes
+    st["n_classes"] = np.array([k_all])
+    if auto:
+        st["bic"] = np.asarray(clusters.bic, float)
     st["coords"] = coords
     st["eigen"] = features_to_volumes(basis.components, box, float(st["pca_band"][0]))
     n = len(coords)

@@ -14,14 +14,17 @@ particles from the store):
    checkpoint (``weights.pt`` + ``model.json``, loaded with ``weights_only=True``) goes to
    ``DIR`` and its SHA-256 into ``embed.json``.
 4. **Embedding** of every particle, one task per batch, the network loaded once per worker
-   (:class:`cryoflow.models.loader.ModelPlugin`).
+   (:class:`cryoflow.models.loader.ModelPlugin`); the points are stored in the set's table
+   as columns ``z0 .. z{D-1}`` with the checkpoint's hash (:mod:`cryoflow.io.particle_latent`:
+   ``cryoflow.open_particles(store, set)`` shows them; a rerun replaces every ``z<j>``).
 5. **Classes** in latent space (Gaussian mixture with ``--classes K`` or K by BIC, or
    k-means), class averages through the averaging kernels (per-batch sums again), the
    pictures and the files of :mod:`.embed_outputs`.
 
-The orientations, shifts, wedges and halves come from the set's table
-(:mod:`.embed_inputs`); a set without orientations is embedded as already aligned, and
-``embed.json`` says so.
+The orientations, shifts and halves come from the set's current published average
+(``results/average-<set>``, :mod:`.average_poses`) when there is one, else from the set's
+table (:mod:`.embed_inputs`), the wedges from the table; a set without orientations is
+embedded as already aligned, and ``embed.json`` says so.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 from pydantic import Field
 
 from cryoflow.pipelines.stages.base import StageParams
-from cryoflow.pipelines.stages.fields import choice
+from cryoflow.pipelines.stages.fields import ClassCount, choice
 
 if TYPE_CHECKING:  # the command line imports this module: no heavy imports at the top
     import pandas as pd
@@ -49,9 +52,12 @@ class EmbedParams(StageParams):
     """What ``cryoflow embed`` does (module docstring)."""
 
     latent: int = Field(default=4, ge=2, le=16, description="latent dimension D (2-16)")
-    classes: int | None = Field(
-        default=None, ge=1, le=64, description="classes K in latent space (default: by BIC, 1-8)"
+    classes: ClassCount = Field(
+        default=None,
+        description="classes K in latent space, or auto (the default): the K of 1 .. "
+        "--max-classes with the lowest BIC of Gaussian mixtures on the latent points",
     )
+    max_classes: int = Field(default=8, ge=1, le=64, description="largest K tried for auto")
     method: Annotated[str, choice(lambda: METHODS)] = Field(
         default="gmm", description="clustering in latent space: gmm or kmeans"
     )
@@ -207,7 +213,7 @@ def embed(
     from cryoflow.models.embed_fit import default_frame
     from cryoflow.models.trajectory import latent_trajectory
     from cryoflow.pipelines.stages import embed_outputs as O
-    from cryoflow.pipelines.stages.embed_inputs import describe, set_inputs
+    from cryoflow.pipelines.stages.embed_inputs import describe, latest_alignment, set_inputs
 
     t0 = time.perf_counter()
     final = O.check_out(out, overwrite) if out is not None else None
@@ -215,6 +221,7 @@ def embed(
     table = read_particle_table(store, set_name)
     box = int(stack.shape[1])
     inputs = set_inputs(store, set_name, table, tuple(int(c) for c in stack.data.chunks[0]), box)
+    inputs, poses_from = latest_alignment(store, set_name, inputs)
     blocks = stack_blocks(stack.data)
     tmp_root = None
     if final is not None:
@@ -233,7 +240,11 @@ def embed(
         latent = _embed_all(client, blocks, inputs, work, params.device)
         t3 = time.perf_counter()
         found = cluster_latent(
-            latent, classes=params.classes, method=params.method, seed=params.seed
+            latent,
+            classes=params.classes,
+            method=params.method,
+            max_classes=params.max_classes,
+            seed=params.seed,
         )
         labels = found.labels.astype(int)
         maps = _class_maps(client, blocks, inputs, labels, found.n_classes, params.device)
@@ -248,7 +259,7 @@ def embed(
             "store": str(store),
             "set": set_name,
             "parameters": params.to_dict(),
-            "inputs": describe(inputs),
+            "inputs": {**describe(inputs), **({"orientations": poses_from} if poses_from else {})},
             "frame": frame.to_dict(),
             "band": {
                 "resolution_px": res_px,
@@ -266,6 +277,7 @@ def embed(
             },
             "seconds": seconds,
         }
+        record["stored"] = O.store_latent(store, set_name, latent, record, final)
         if final is not None:
             _write(work, table, latent, classes, maps, inputs, found.n_classes, set_name, record)
             traj = latent_trajectory(
@@ -316,10 +328,10 @@ def _write(
 
 
 def classify_latent(
-    store: Any, set_name: str, k: int, *, client: Any = None, **params: Any
+    store: Any, set_name: str, k: int | None, *, client: Any = None, **params: Any
 ) -> pd.DataFrame:
     """The set's table (stack order) with a ``class`` column ``1..k`` from the latent space
-    (what ``cryoflow classify --method autoencoder`` calls).
+    (what ``cryoflow classify --method autoencoder`` calls); ``k`` None: chosen by BIC.
 
     ``params``: :class:`EmbedParams` fields (``classes`` is ``k``), and optionally ``out``
     (a directory to write the full ``cryoflow embed`` output to) and ``overwrite``. Without
@@ -327,7 +339,7 @@ def classify_latent(
     """
     out = params.pop("out", None)
     overwrite = bool(params.pop("overwrite", False))
-    config = EmbedParams(**{**params, "classes": int(k)})
+    config = EmbedParams(**{**params, "classes": None if k is None else int(k)})
     if client is None:
         from cryoflow.pipelines.cluster.connect import ClusterConfig, connect
 

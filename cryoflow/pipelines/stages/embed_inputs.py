@@ -19,7 +19,7 @@ alignment, wedge and half set, taken from the set's table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -174,3 +174,18 @@ def describe(inputs: SetInputs) -> dict[str, Any]:
         "pixel_size_angstrom": inputs.pixel_size_angstrom,
         "batches": len(inputs.bounds),
     }
+
+
+def latest_alignment(store: Any, set_name: str, inputs: Any) -> tuple[Any, str | None]:
+    """``inputs`` with the poses and halves of the set's current published average
+    (:mod:`cryoflow.pipelines.stages.average_poses`) and where they came from, else
+    ``(inputs, None)``: as the table gives them."""
+    from cryoflow.pipelines.stages.average import step_name
+    from cryoflow.pipelines.stages.average_poses import current_poses
+
+    found = current_poses(store, set_name, inputs.n, inputs.halves)
+    if found is None:
+        return inputs, None
+    where = f"results/{step_name(set_name)} (the set's current average)"
+    e, s, h = found
+    return replace(inputs, euler_deg=e, shifts_zyx_px=s, halves=h, aligned=True), where

@@ -168,3 +168,24 @@ def trajectory_outputs(out: Path, traj: Any, voxel_size_angstrom: float) -> None
 def write_record(out: Path, record: dict[str, Any]) -> None:
     """``embed.json``."""
     (out / "embed.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+
+
+def store_latent(
+    store: Any, set_name: str, latent: np.ndarray, record: dict[str, Any], out: Path | None
+) -> dict[str, Any]:
+    """The latent points as the set's table columns ``z0 ..`` (:mod:`cryoflow.io.
+    particle_latent`), with the checkpoint's hash; returns what ``embed.json`` says of it."""
+    from cryoflow.io.particle_latent import write_latent
+
+    prov = {
+        "step": "embed",
+        "checkpoint_sha256": record["checkpoint_sha256"],
+        "parameters": record["parameters"],
+        "out": None if out is None else str(out),
+    }
+    done = write_latent(store, set_name, latent, prov)
+    return {
+        "table": f"particles/{set_name}/table",
+        "columns": done["columns"],
+        **({"replaced_columns": done["replaced_columns"]} if "replaced_columns" in done else {}),
+    }

@@ -21,6 +21,7 @@ from cryoflow.io.names import NAME_RULE, is_valid_name, validate_name
 
 __all__ = [
     "Chunk",
+    "ClassCount",
     "Classes",
     "Device",
     "StepKey",
@@ -32,6 +33,7 @@ __all__ = [
     "choice",
     "is_step_key",
     "one_of",
+    "relative_to",
 ]
 
 
@@ -106,3 +108,27 @@ def one_of(value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValueError(f"must be one of {', '.join(allowed)}")
     return value
+
+
+def _auto_classes(value: Any) -> Any:
+    """``"auto"`` (any case) or an empty value: ``None`` (``K`` chosen by BIC)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "")):
+        return None
+    if isinstance(value, str) and not value.strip().isdigit():
+        raise ValueError(f"give a number of classes K or auto (got {value!r})")
+    return value
+
+
+#: ``--classes K`` (1-64), or ``auto`` / not given: ``None``, ``K`` chosen by BIC
+ClassCount = Annotated[Annotated[int, Field(ge=1, le=64)] | None, BeforeValidator(_auto_classes)]
+
+
+def relative_to(params: Any, base: Path, names: Sequence[str]) -> Any:
+    """A copy of ``params`` whose relative path fields ``names`` are made relative to
+    ``base`` (a pipeline file's folder; what a model's ``with_base`` returns)."""
+    changes = {
+        k: str(base / v)
+        for k in names
+        if (v := getattr(params, k)) is not None and not Path(v).is_absolute()
+    }
+    return params.model_copy(update=changes) if changes else params
