@@ -58,10 +58,14 @@ MODULES: dict[str, list[str]] = {
         "tests/kernels/test_wedge.py",
         "tests/kernels/test_wedge_shapes.py",
         "tests/kernels/test_wedge_peers.py",
+        "tests/kernels/test_wedge_oracle.py",
     ],
     # the structure half's kernels and particle files
-    "kernels/fsc.py": ["tests/kernels/test_fsc.py"],
-    "kernels/extract.py": ["tests/kernels/test_extract_kernel.py"],
+    "kernels/fsc.py": ["tests/kernels/test_fsc.py", "tests/kernels/test_fsc_oracle.py"],
+    "kernels/extract.py": [
+        "tests/kernels/test_extract_kernel.py",
+        "tests/kernels/test_extract_oracle.py",
+    ],
     "kernels/peaks.py": ["tests/kernels/test_peaks_kernel.py"],
     "io/star.py": ["tests/io/test_particle_files.py", "tests/io/test_particle_sets.py"],
     "io/particles.py": ["tests/io/test_particle_files.py", "tests/io/test_particle_sets.py"],
