@@ -66,7 +66,10 @@ MODULES: dict[str, list[str]] = {
         "tests/kernels/test_extract_kernel.py",
         "tests/kernels/test_extract_oracle.py",
     ],
-    "kernels/peaks.py": ["tests/kernels/test_peaks_kernel.py"],
+    "kernels/peaks.py": [
+        "tests/kernels/test_peaks_kernel.py",
+        "tests/kernels/test_peaks_oracle.py",
+    ],
     "io/star.py": ["tests/io/test_particle_files.py", "tests/io/test_particle_sets.py"],
     "io/particles.py": ["tests/io/test_particle_files.py", "tests/io/test_particle_sets.py"],
     "kernels/edges.py": ["tests/kernels/test_edges.py"],
