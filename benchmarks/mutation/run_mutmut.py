@@ -70,7 +70,11 @@ MODULES: dict[str, list[str]] = {
         "tests/kernels/test_peaks_kernel.py",
         "tests/kernels/test_peaks_oracle.py",
     ],
-    "io/star.py": ["tests/io/test_particle_files.py", "tests/io/test_particle_sets.py"],
+    "io/star.py": [
+        "tests/io/test_particle_files.py",
+        "tests/io/test_particle_sets.py",
+        "tests/io/test_star_centred.py",
+    ],
     "io/particles.py": ["tests/io/test_particle_files.py", "tests/io/test_particle_sets.py"],
     "kernels/edges.py": ["tests/kernels/test_edges.py"],
     "kernels/components.py": ["tests/kernels/test_components.py"],
