@@ -48,7 +48,7 @@ class DemoPreset:
     n_tomograms: int = 2
     n_train: int = 1
     sphere_size: int = 100
-    time_budget_s: float | None = 170.0
+    time_budget_s: float | None = None
     unet_steps: int = 200
     detector_steps: int = 300
     n_boxes: int = 12
@@ -109,7 +109,7 @@ _PAPER_SIM = {
 #: (preset, quick) -> resolved sizes
 PRESETS: dict[tuple[str, bool], DemoPreset] = {
     ("demo", False): DemoPreset("demo", {"preset": "demo"}),
-    ("demo", True): DemoPreset("demo", {"preset": "tiny"}, sphere_size=48, time_budget_s=60.0),
+    ("demo", True): DemoPreset("demo", {"preset": "tiny"}, sphere_size=48, time_budget_s=None),
     ("paper", False): DemoPreset(
         "paper",
         _PAPER_SIM,
