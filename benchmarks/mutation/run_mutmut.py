@@ -181,6 +181,8 @@ def run_module(
         results = subprocess.run(
             [*mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True
         )
+        # every mutant's outcome, to compare two runs over the same mutants
+        (out / f"{_slug(module)}.results.txt").write_text(results.stdout)
         counts: dict[str, int] = {}
         survivors = []
         no_tests: set[str] = set()
