@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import dask.array as da
 import numpy as np
 import pytest
 
@@ -86,6 +87,9 @@ def test_resolution_crossings_worked_by_hand() -> None:
     assert low.resolution_px(0.5) >= 1e5 * box
     flat = FSCCurve(np.arange(4) / box, np.array([0.3, 0.3, 0.0, 0.0]), box)
     assert flat.resolution_px(0.5) >= 1e5 * box
+    # shell 0 is never a crossing: below the threshold there, the search starts at shell 1
+    dip = FSCCurve(np.arange(4) / box, np.array([0.3, 0.9, 0.1, 0.6]), box)
+    assert dip.resolution_px(0.5) == pytest.approx(6 / 1.5)
 
 
 def _raised_cosine(r: float, resolution_px: float, edge_shells: float, box: int) -> float:
@@ -154,3 +158,16 @@ def test_fsc_weighting_equals_the_per_shell_formula_then_the_lowpass() -> None:
         return _raised_cosine(_radius(box, z, y, x), 3.0, 2.0, box)
 
     np.testing.assert_allclose(out, _filter_loop(weighted, cosine), atol=2e-5)
+
+
+def test_every_kernel_refuses_lazy_input_naming_itself() -> None:
+    lazy = da.zeros((4, 4, 4), chunks=2)
+    curve = FSCCurve(np.arange(3) / 4, np.ones(3), 4)
+    with pytest.raises(TypeError, match="fsc_weighted is a kernel"):
+        fsc_weighted(lazy, curve, 3.0)
+    with pytest.raises(TypeError, match="lowpass is a kernel"):
+        lowpass(lazy, 3.0)
+    with pytest.raises(TypeError, match="fsc is a kernel"):
+        fsc(lazy, np.zeros((4, 4, 4)))
+    with pytest.raises(TypeError, match="fsc is a kernel"):
+        fsc(np.zeros((4, 4, 4)), lazy)
