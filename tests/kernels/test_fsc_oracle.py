@@ -138,8 +138,8 @@ def test_lowpass_refuses_non_cubes_and_periods_that_are_not_positive() -> None:
             lowpass(np.zeros((4, 4, 4), np.float32), bad)
 
 
-def test_fsc_weighting_equals_the_per_shell_formula_then_the_lowpass() -> None:
-    box = 8
+@pytest.mark.parametrize("box", [8, 9])
+def test_fsc_weighting_equals_the_per_shell_formula_then_the_lowpass(box: int) -> None:
     rng = np.random.default_rng(2)
     v = rng.normal(size=(box,) * 3).astype(np.float32)
     values = np.array([1.0, 0.9, 0.6, -0.2, 1.4])  # clipped to [0, 1] before weighting
@@ -158,6 +158,8 @@ def test_fsc_weighting_equals_the_per_shell_formula_then_the_lowpass() -> None:
         return _raised_cosine(_radius(box, z, y, x), 3.0, 2.0, box)
 
     np.testing.assert_allclose(out, _filter_loop(weighted, cosine), atol=2e-5)
+    # float64 input is taken as float32
+    np.testing.assert_array_equal(fsc_weighted(v.astype(np.float64) + 1e-12, curve, 3.0), out)
 
 
 def test_every_kernel_refuses_lazy_input_naming_itself() -> None:
