@@ -38,7 +38,9 @@ def _mask_loop(shape, lo, hi, rfft: bool = False) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("tilt_range", [(-60.0, 60.0), (-30.0, 55.0), (-89.5, 89.5), (0.0, 0.0)])
+@pytest.mark.parametrize(
+    "tilt_range", [(-60.0, 60.0), (-30.0, 55.0), (-89.5, 89.5), (0.0, 0.0), (45.0, 60.0)]
+)
 def test_mask_equals_the_line_rule_for_every_component(tilt_range) -> None:
     # 128 x 128 in (z, x): components within a degree of the kz axis on both sides of it
     shape = (128, 1, 128)
@@ -74,3 +76,13 @@ def test_apply_wedge_refuses_lazy_and_non_3d_input_naming_itself() -> None:
         apply_wedge(da.zeros((4, 4, 4), chunks=2), (-60.0, 60.0))
     with pytest.raises(GeometryError, match=r"apply_wedge expects a \(Z, Y, X\) volume"):
         apply_wedge(np.zeros((4, 4), np.float32), (-60.0, 60.0))
+
+
+def test_the_contracts_fold_at_plus_minus_90() -> None:
+    """Angles are folded into (-90, 90]: the kz axis is at +90, so a range ending at +90
+    measures it and one starting at -90 (but ending below 90) does not, on both halves."""
+    shape = (8, 1, 8)
+    kz_axis = np.zeros((8, 1, 8), dtype=bool)
+    kz_axis[1:, 0, 0] = True
+    assert wedge_mask(shape, (-60.0, 90.0))[kz_axis].all()
+    assert not wedge_mask(shape, (-90.0, 60.0))[kz_axis].any()
