@@ -400,7 +400,10 @@ def delete_node(parent: zarr.Group, leaf: str) -> None:
 
 
 def publish(parent: zarr.Group, tmp_leaf: str, leaf: str, *, overwrite: bool) -> None:
-    """Move the finished node ``tmp_leaf`` to ``leaf`` (both children of ``parent``)."""
+    """Move the finished node ``tmp_leaf`` to ``leaf`` (both children of ``parent``), first
+    recording which chunks its arrays have stored (:mod:`cryoflow.io.stored_chunks`)."""
+    from cryoflow.io.stored_chunks import record_stored_chunks
+
     src = node_path(parent, tmp_leaf)
     dst = node_path(parent, leaf)
     root = local_root(parent)
@@ -410,6 +413,7 @@ def publish(parent: zarr.Group, tmp_leaf: str, leaf: str, *, overwrite: bool) ->
         raise AlreadyExistsError(
             f"{store_label(parent)}: {dst!r} appeared while writing; not replaced"
         )
+    record_stored_chunks(parent, src)
     if root is not None:
         trash = root / node_path(parent, f"{TRASH_PREFIX}{leaf}-{uuid.uuid4().hex[:12]}")
         if (root / dst).exists():

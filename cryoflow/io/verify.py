@@ -9,7 +9,9 @@ died while Zarr's local store was writing a chunk or ``zarr.json``: it writes
 while another process writes to it: an in-progress write looks exactly like an interrupted one.
 
 The deep check (``cryoflow verify --deep``) reads every storage chunk of every array and checks
-it (:func:`cryoflow.io.chunks.check_chunk`: checksum, decoding, shape). It is split so that a
+it (:func:`cryoflow.io.chunks.check_chunk`: checksum, decoding, shape), and reports every chunk
+recorded as stored when its result was published whose file is gone since
+(:mod:`cryoflow.io.stored_chunks`: a deleted chunk file reads back as the fill value). It is split so that a
 pipeline can spread it over a cluster: :func:`plan_deep_check` lists the work as
 :class:`ChunkBatch` items (picklable: an array path and chunk indices), :func:`check_batch` is
 the task that checks one batch (it opens the store itself), and :func:`deep_check` is the serial
@@ -31,6 +33,7 @@ from cryoflow.io import nodes
 from cryoflow.io.chunks import ChunkProblem, check_chunk, chunk_indices
 from cryoflow.io.layout import open_dataset
 from cryoflow.io.nodes import ATTR, STALE, TMP_PREFIX, TRASH_PREFIX
+from cryoflow.io.stored_chunks import arrays_below, missing_chunks
 
 PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")  # zarr LocalStore's in-flight file names
 
@@ -138,23 +141,7 @@ def list_arrays(store: object) -> list[str]:
     """Store paths of every array in the dataset outside temporary (``.tmp-*``/``.trash-*``)
     nodes, in sorted order (published, incomplete and stale nodes alike)."""
     root = open_dataset(store, mode="r")
-    found: list[str] = []
-
-    def walk(prefix: str) -> None:
-        for child in nodes.list_dir(root, prefix):
-            if child == "zarr.json" or child.startswith("."):
-                continue
-            path = f"{prefix}/{child}" if prefix else child
-            meta = nodes.read_raw_metadata(root, path)
-            if meta is None:
-                continue
-            if meta.get("node_type") == "group":
-                walk(path)
-            elif meta.get("node_type") == "array":
-                found.append(path)
-
-    walk(root.path)
-    return found
+    return arrays_below(root, root.path, skip_hidden=True)
 
 
 def open_checked_array(root: zarr.Group, path: str) -> zarr.Array:
@@ -204,7 +191,12 @@ def check_batch(store: object, batch: ChunkBatch) -> list[ChunkProblem]:
         arr = open_checked_array(root, batch.array)
     except (StoreError, ValueError, TypeError, KeyError) as exc:
         return [ChunkProblem(batch.array, (), f"{batch.array}/zarr.json", _one_line(exc))]
-    return [p for idx in batch.chunks if (p := check_chunk(arr, idx)) is not None]
+    # a chunk recorded as stored at publication whose file is gone reads back as the fill
+    # value and would pass check_chunk: report it as missing instead
+    missing = missing_chunks(arr, batch.chunks)
+    gone = {p.chunk for p in missing}
+    checked = [check_chunk(arr, idx) for idx in batch.chunks if tuple(idx) not in gone]
+    return missing + [p for p in checked if p is not None]
 
 
 def deep_check(

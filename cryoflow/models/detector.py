@@ -164,6 +164,11 @@ def box_targets(masks: np.ndarray, *, min_pixels: int = 4) -> list[np.ndarray]:
     return [coords[tilts == i].reshape(-1, 4) for i in range(len(masks))]
 
 
+def _cuda_devices(device: torch.device) -> list[int]:
+    """The CUDA device whose generator state a fork must save (none on a CPU)."""
+    return [device.index or 0] if device.type == "cuda" else []
+
+
 def train_detector(
     images: np.ndarray, boxes: Sequence[np.ndarray], params: DetectorParams
 ) -> tuple[nn.Module, dict[str, float]]:
@@ -197,29 +202,33 @@ def train_detector(
         )
     rng = np.random.default_rng(params.seed)
     opt = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9, weight_decay=1e-4)
-    model.train()
-    t0, losses, steps = time.perf_counter(), [], 0
-    for _ in range(params.steps):
-        pick = rng.choice(len(x), size=min(2, len(x)), replace=False)
-        imgs, tgts = [], []
-        for i in pick:
-            img, tgt = x[i], dict(targets[i])
-            if rng.random() < 0.5:  # horizontal flip keeps the tilt axis (y)
-                img = img.flip(-1)
-                bx = tgt["boxes"].clone()
-                bx[:, [0, 2]] = img.shape[-1] - tgt["boxes"][:, [2, 0]]
-                tgt["boxes"] = bx
-            imgs.append(img)
-            tgts.append(tgt)
-        loss = sum(model(imgs, tgts).values())
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        steps += 1
-        if params.max_seconds is not None and time.perf_counter() - t0 > params.max_seconds:
-            break
+    # torchvision's RPN and box-head samplers draw from torch's global generator: seed it
+    # (in a fork, leaving the caller's state alone) so a seed gives the same network
+    with torch.random.fork_rng(devices=_cuda_devices(device)):
+        torch.manual_seed(params.seed)
+        model.train()
+        t0, losses, steps = time.perf_counter(), [], 0
+        for _ in range(params.steps):
+            pick = rng.choice(len(x), size=min(2, len(x)), replace=False)
+            imgs, tgts = [], []
+            for i in pick:
+                img, tgt = x[i], dict(targets[i])
+                if rng.random() < 0.5:  # horizontal flip keeps the tilt axis (y)
+                    img = img.flip(-1)
+                    bx = tgt["boxes"].clone()
+                    bx[:, [0, 2]] = img.shape[-1] - tgt["boxes"][:, [2, 0]]
+                    tgt["boxes"] = bx
+                imgs.append(img)
+                tgts.append(tgt)
+            loss = sum(model(imgs, tgts).values())
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+            steps += 1
+            if params.max_seconds is not None and time.perf_counter() - t0 > params.max_seconds:
+                break
     model.eval()
     return model, {"final_loss": float(np.mean(losses[-5:])), "steps_done": float(steps)}
 

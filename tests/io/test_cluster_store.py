@@ -53,6 +53,7 @@ def _values(shape) -> da.Array:
     return (da.arange(1, n + 1, chunks=n, dtype="f4").reshape(shape)).rechunk((1, *shape[1:]))
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_blocks_aligned_to_inner_chunks_but_not_shards_are_refused(tmp_path: Path) -> None:
     """The audit's lost writes: inner-chunk-aligned tasks sharing a shard. Refused now."""
     target = _sharded(tmp_path / "a.zarr", (16, 8, 8), (1, 8, 8), (4, 8, 8))
@@ -62,6 +63,7 @@ def test_blocks_aligned_to_inner_chunks_but_not_shards_are_refused(tmp_path: Pat
         store_blocks(_values((4, 8, 8)).rechunk((4, 8, 8)), target, region_start=(2, 0, 0))
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_numpy_source_gets_its_own_error(tmp_path: Path) -> None:
     target = zarr.create_array(str(tmp_path / "a.zarr"), shape=(4, 4), chunks=(2, 2), dtype="f4")
     with pytest.raises(SourceTypeError, match=r"takes a dask.array.Array, got numpy.ndarray") as e:
@@ -76,6 +78,7 @@ def test_aligned_chunks_end_on_unit_boundaries() -> None:
     check_aligned(aligned_chunks((13, 9), (4, 5), (4, 0)), (17, 9), (4, 5), (4, 0))
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 @pytest.mark.parametrize("inner", [(1, 8, 8), (1, 4, 4)])
 def test_many_concurrent_tasks_write_a_sharded_array_without_loss(client, tmp_path, inner):
     """64 tilts, shards of 4 tilts: 16 shard-writing tasks over 4 worker threads, twice."""

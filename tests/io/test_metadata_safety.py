@@ -53,6 +53,7 @@ def dataset(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_root_consolidated_metadata_is_not_trusted(dataset: Path) -> None:
     """The audit's case: the root's consolidated copy said 'string' where the node's own
     zarr.json says float32; reading gave a string array."""
@@ -73,6 +74,7 @@ def test_root_consolidated_metadata_is_not_trusted(dataset: Path) -> None:
     assert store.list_tomograms(dataset) == ["a"]
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_nested_consolidated_metadata_is_not_trusted(dataset: Path) -> None:
     vol = dataset / "tomograms/a/volumes/v"
     _consolidate_with(vol, {"0": _string_array(_meta(vol / "0"))})

@@ -118,6 +118,7 @@ def test_safe_sharded_codecs_pass() -> None:
     )
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_a_pickle_codec_inside_a_stored_shard_is_refused_on_open(tmp_path: Path) -> None:
     path = tmp_path / "s.zarr"
     store.write_result(path, "t", "s", "k", np.ones((4, 4)), dims=("y", "x"), provenance={})

@@ -85,6 +85,7 @@ def test_cluster_inference_equals_in_process_and_loads_once_per_worker(cluster, 
     )
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_gpu_annotated_tasks_run_only_on_gpu_workers(cluster, model_dirs) -> None:
     import dask.array as da
 

@@ -182,6 +182,7 @@ class _Payload:
         return (print, ("pickled code ran",))
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_checkpoint_refuses_tampered_and_pickled_weights(tmp_path) -> None:
     import hashlib
 
@@ -207,6 +208,7 @@ def test_checkpoint_refuses_tampered_and_pickled_weights(tmp_path) -> None:
         load_checkpoint(d)
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_out_of_memory_halves_the_batch_and_retries() -> None:
     images = np.arange(10 * 2 * 2, dtype=np.float32).reshape(10, 2, 2)
     seen: list[int] = []

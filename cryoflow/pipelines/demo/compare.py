@@ -17,10 +17,10 @@ reconstruction ``volumes/tomogram``):
   connected components (the light detector) against truth component boxes;
   ``detect_ap50_fasterrcnn`` too when ``fasterrcnn=True``.
 
-With a time budget the trainings share it (each stops early when its share is spent), so
-the figures depend on the machine's speed; the steps done are returned with them. Without
-one (``time_budget_s=None``, the paper preset) every training runs its number of steps, so a
-seed gives the same figures on an idle or a busy machine.
+Without a time budget (``time_budget_s=None``, the default and every preset's) every training
+runs its number of steps, so a seed gives the same figures on an idle or a busy machine. With
+one the trainings share it (each stops early when its share is spent), so the figures depend
+on the machine's speed; the steps done are returned with them (``train_steps_*``).
 
 Given several test tomograms, the networks are trained once and every figure is measured on
 each test tomogram: the result holds the mean (under the figure's own name), ``<name>_std``
@@ -74,8 +74,9 @@ class CompareConfig:
     feature : the lifted feature (the paper's calcium-phosphate granules); features : the
     features annotated together for ``annotate_iou_<feature>``; n_boxes, n_negative, box_size :
     the few-shot training set (same for both routes); spec, steps, batch_size : network and
-    training; time_budget_s : rough wall-time budget of the whole comparison, or ``None`` for
-    none (every training runs its steps); fasterrcnn :
+    training; time_budget_s : rough wall-time budget of the whole comparison, or ``None`` (the
+    default: every training runs its steps, so a seed gives the same figures on any machine);
+    fasterrcnn :
     also train and score the Faster R-CNN, for ``detector_steps`` steps (on the demo's
     tomograms 150 steps gave AP50 0.197, 400 steps 0.312: it is still learning there);
     device : ``cpu``/``cuda``.
@@ -90,7 +91,7 @@ class CompareConfig:
     spec: ModelSpec = ModelSpec(arch="unet", base_channels=8)
     steps: int = 200
     batch_size: int = 8
-    time_budget_s: float | None = 180.0
+    time_budget_s: float | None = None
     fasterrcnn: bool = False
     detector_steps: int = 300
     device: str = "cpu"
@@ -185,11 +186,12 @@ def compare_routes(
         metrics: dict[str, float] = {
             f"train_steps_{k}": float(c.metrics["steps_done"]) for k, (_, c) in trained.items()
         }
-        detector = (
-            _train_fasterrcnn(client, tilts_train, masks_train[cfg.feature], cfg, share)
-            if cfg.fasterrcnn
-            else None
-        )
+        detector = None
+        if cfg.fasterrcnn:
+            detector, done = _train_fasterrcnn(
+                client, tilts_train, masks_train[cfg.feature], cfg, share
+            )
+            metrics["train_steps_fasterrcnn"] = float(done["steps_done"])
 
         # 3.-6. every test tomogram
         per = [_score_test(client, store, name, root, trained, detector, cfg) for name in tests]
@@ -274,8 +276,9 @@ def _train_fasterrcnn(
     masks_train: np.ndarray,
     cfg: CompareConfig,
     seconds: float | None,
-) -> Any:
-    """The Faster R-CNN trained on six tilts of the training tomogram (on a worker)."""
+) -> tuple[Any, dict[str, float]]:
+    """The Faster R-CNN trained on six tilts of the training tomogram (on a worker), and its
+    training figures (``steps_done``, ``final_loss``)."""
     from cryoflow.models.detector import train_detector
 
     pick = np.unique(np.linspace(0, len(tilts_train) - 1, 6).round().astype(int))
@@ -290,8 +293,8 @@ def _train_fasterrcnn(
         resources=gpu_resources(cfg.device),
         pure=False,
     )
-    model, _ = fut.result()
-    return model
+    model, done = fut.result()
+    return model, done
 
 
 def compare_metrics_names(features: Sequence[str]) -> list[str]:

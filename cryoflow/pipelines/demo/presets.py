@@ -43,7 +43,7 @@ class TrainingSizes:
     budget ``time_budget_s`` or ``None`` (steps only), U-Net ``steps``, ``detector_steps``,
     positive and negative boxes ``n_boxes``/``n_negative`` of side ``box_size``, ``batch_size``."""
 
-    time_budget_s: float | None = 170.0
+    time_budget_s: float | None = None
     steps: int = 200
     detector_steps: int = 300
     n_boxes: int = 12
@@ -173,7 +173,7 @@ PRESETS: dict[tuple[str, bool], DemoPreset] = {
         "demo",
         {"preset": "tiny"},
         sphere_size=48,
-        training=TrainingSizes(time_budget_s=60.0),
+        training=TrainingSizes(),
         particles=_QUICK_PARTICLES,
     ),
     ("paper", False): DemoPreset(

@@ -57,6 +57,7 @@ def _inc(x):
     return x + 1
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_tls_cluster_accepts_cert_client_and_refuses_plain_client(certs, tmp_path):
     from distributed import Client
 
@@ -105,6 +106,7 @@ def _assert_refused(address, security):
         asyncio.run(attempt())
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 def test_local_cluster_and_dashboard_bind_loopback():
     cfg = ClusterConfig(n_workers=1, memory_limit="1GiB", dashboard=True)
     with connect(cfg, quiet=True) as client:

@@ -175,6 +175,7 @@ class _Killed(RuntimeError):
     pass
 
 
+@pytest.mark.fault  # the fault matrix (docs/design/fault-matrix.md)
 @pytest.mark.parametrize(
     ("with_reference", "symmetry", "with_mask"),
     [(True, "C2", False), (False, "C1", True)],
