@@ -48,7 +48,7 @@ from cryoflow.pipelines.engine.config import PipelineConfig, StepConfig
 from cryoflow.pipelines.engine.provenance import make_record, run_token
 from cryoflow.pipelines.engine.summary import RunSummary
 
-__all__ = ["Rounds", "RoundsDone", "run_dataset_step", "run_rounds"]
+__all__ = ["Rounds", "RoundsDone", "run_dataset_step", "run_rounds", "run_training_step"]
 
 State = dict[str, np.ndarray]
 RECORD = "round"
@@ -76,6 +76,10 @@ class Rounds:
         Dask resources each batch task needs (``{"GPU": 1}``).
     setup : callable or None
         ``setup(client)`` before the first round (e.g. registering a worker plugin).
+    parameters : dict or None
+        What the run token hashes and provenance records instead of the step's whole
+        parameters (e.g. only those a training depends on, so that changing how its result
+        is applied does not train again).
     """
 
     step: str
@@ -92,6 +96,7 @@ class Rounds:
     attrs: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, float] | None = None
     setup: Callable[[Any], None] | None = None
+    parameters: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,8 @@ def run_rounds(
     from cryoflow.io import nodes
     from cryoflow.io.layout import RESULTS, open_dataset
 
+    if plan.parameters is not None:
+        parameters = plan.parameters
     token = run_token(plan.step, parameters, plan.inputs)
     root: Any = open_dataset(store, mode="r+")
     base = f"{RESULTS}/{plan.step}"
@@ -279,10 +286,54 @@ def run_dataset_step(
 
     stage = get_stage(step.name)
     assert stage.dataset is not None
+    _run_step(stage.dataset, config, step, client, summary, names, quiet, log, on_chunk)
+
+
+def run_training_step(
+    config: PipelineConfig,
+    step: StepConfig,
+    client: Any,
+    summary: RunSummary,
+    names: list[str],
+    *,
+    quiet: bool,
+    log: Any,
+    on_chunk: Any = None,
+) -> None:
+    """The dataset-level training of a per-tomogram step (``Stage.train``) over ``names``,
+    before its plans. When it fails (recorded under ``(dataset) <step>``) every tomogram of
+    ``names`` fails that step too: its plans would have no trained network to apply."""
+    from cryoflow.pipelines.stages import get_stage
+
+    stage = get_stage(step.name)
+    assert stage.train is not None
+    if not _run_step(stage.train, config, step, client, summary, names, quiet, log, on_chunk):
+        for name in names:
+            summary.failures[name] = (
+                f"{step.name}: not applied, its training over the dataset failed "
+                f"(see '(dataset) {step.name}')"
+            )
+
+
+def _run_step(
+    planner: Callable[[Any, list[str], Any], Rounds | None],
+    config: PipelineConfig,
+    step: StepConfig,
+    client: Any,
+    summary: RunSummary,
+    names: list[str],
+    quiet: bool,
+    log: Any,
+    on_chunk: Any,
+) -> bool:
+    """Plan and run ``step``'s rounds (a planner returning None: nothing to do); False when it
+    failed (recorded)."""
     stats = summary.steps[step.name]
     t0 = time.perf_counter()
     try:
-        plan = stage.dataset(config.dataset.store, names, step.params)
+        plan = planner(config.dataset.store, names, step.params)
+        if plan is None:
+            return True
         done = run_rounds(
             client,
             config.dataset.store,
@@ -300,10 +351,11 @@ def run_dataset_step(
         summary.failures[f"(dataset) {step.name}"] = reason
         stats.failed += 1
         log(f"cryoflow: FAILED {step.name} ({reason})")
-        return
+        return False
     if done.skipped:
         stats.skipped += 1
-        return
+        return True
     stats.computed += 1
     stats.chunks += done.computed
     stats.seconds += time.perf_counter() - t0
+    return True
