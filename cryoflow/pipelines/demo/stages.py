@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cryoflow.pipelines.demo.context import DemoContext, DemoStage
+from cryoflow.pipelines.demo.dewedge import stage_dewedge
 from cryoflow.pipelines.demo.report import curve, slice_overlay
 
 
@@ -224,4 +225,5 @@ STAGES: list[tuple[str, DemoStage]] = [
     ("edges", stage_edges),
     ("localize", stage_localize),
     ("compare", stage_compare),
+    ("dewedge", stage_dewedge),
 ]

@@ -48,7 +48,7 @@ from cryoflow.pipelines.engine.config import PipelineConfig, StepConfig
 from cryoflow.pipelines.engine.provenance import make_record, run_token
 from cryoflow.pipelines.engine.summary import RunSummary
 
-__all__ = ["Rounds", "RoundsDone", "run_dataset_step", "run_rounds", "run_training_step"]
+__all__ = ["Rounds", "RoundsDone", "run_dataset_step", "run_rounds"]
 
 State = dict[str, np.ndarray]
 RECORD = "round"
@@ -279,71 +279,36 @@ def run_dataset_step(
     quiet: bool,
     log: Any,
     on_chunk: Any = None,
+    train: bool = False,
 ) -> None:
     """A dataset-level step of ``cryoflow run`` over ``names`` (the tomograms that have not
-    failed); its failure is recorded under ``(dataset) <step>`` and the run goes on."""
+    failed); its failure is recorded under ``(dataset) <step>`` and the run goes on.
+
+    ``train``: the step is the dataset-level training of a per-tomogram step
+    (``Stage.train``), run before its plans. When it fails every tomogram of ``names`` fails
+    that step too: its plans would have no trained network to apply.
+    """
     from cryoflow.pipelines.stages import get_stage
 
     stage = get_stage(step.name)
-    assert stage.dataset is not None
-    _run_step(stage.dataset, config, step, client, summary, names, quiet, log, on_chunk)
-
-
-def run_training_step(
-    config: PipelineConfig,
-    step: StepConfig,
-    client: Any,
-    summary: RunSummary,
-    names: list[str],
-    *,
-    quiet: bool,
-    log: Any,
-    on_chunk: Any = None,
-) -> None:
-    """The dataset-level training of a per-tomogram step (``Stage.train``) over ``names``,
-    before its plans. When it fails (recorded under ``(dataset) <step>``) every tomogram of
-    ``names`` fails that step too: its plans would have no trained network to apply."""
-    from cryoflow.pipelines.stages import get_stage
-
-    stage = get_stage(step.name)
-    assert stage.train is not None
-    if not _run_step(stage.train, config, step, client, summary, names, quiet, log, on_chunk):
-        for name in names:
-            summary.failures[name] = (
-                f"{step.name}: not applied, its training over the dataset failed "
-                f"(see '(dataset) {step.name}')"
-            )
-
-
-def _run_step(
-    planner: Callable[[Any, list[str], Any], Rounds | None],
-    config: PipelineConfig,
-    step: StepConfig,
-    client: Any,
-    summary: RunSummary,
-    names: list[str],
-    quiet: bool,
-    log: Any,
-    on_chunk: Any,
-) -> bool:
-    """Plan and run ``step``'s rounds (a planner returning None: nothing to do); False when it
-    failed (recorded)."""
+    planner = stage.train if train else stage.dataset
+    assert planner is not None
     stats = summary.steps[step.name]
     t0 = time.perf_counter()
     try:
         plan = planner(config.dataset.store, names, step.params)
-        if plan is None:
-            return True
-        done = run_rounds(
-            client,
-            config.dataset.store,
-            plan,
-            step.param_dict(),
-            log=None if quiet else log,
-            on_round=(lambda k: on_chunk("", step.name, k)) if on_chunk is not None else None,
-            run_id=summary.run_id,
-            retries=config.cluster.retries,
-        )
+        done = None
+        if plan is not None:  # None: nothing to train (e.g. a given checkpoint)
+            done = run_rounds(
+                client,
+                config.dataset.store,
+                plan,
+                step.param_dict(),
+                log=None if quiet else log,
+                on_round=(lambda k: on_chunk("", step.name, k)) if on_chunk is not None else None,
+                run_id=summary.run_id,
+                retries=config.cluster.retries,
+            )
     except SchedulerLostError:
         raise  # the run stops: nothing of the dataset failed
     except (CryoflowError, StoreError, OSError, ValueError, RuntimeError) as exc:
@@ -351,11 +316,17 @@ def _run_step(
         summary.failures[f"(dataset) {step.name}"] = reason
         stats.failed += 1
         log(f"cryoflow: FAILED {step.name} ({reason})")
-        return False
+        for name in names if train else ():
+            summary.failures[name] = (
+                f"{step.name}: not applied, its training over the dataset failed "
+                f"(see '(dataset) {step.name}')"
+            )
+        return
+    if done is None:
+        return
     if done.skipped:
         stats.skipped += 1
-        return True
+        return
     stats.computed += 1
     stats.chunks += done.computed
     stats.seconds += time.perf_counter() - t0
-    return True

@@ -118,11 +118,11 @@ def run_pipeline(
         first = get_stage(segment[0].name)
         if first.unit == "tomogram":
             if first.train is not None:
-                from cryoflow.pipelines.engine.rounds import run_training_step
+                from cryoflow.pipelines.engine.rounds import run_dataset_step
 
-                run_training_step(
+                run_dataset_step(
                     config, segment[0], client, summary, names, quiet=quiet, log=say,
-                    on_chunk=on_chunk,
+                    on_chunk=on_chunk, train=True,
                 )  # fmt: skip
                 names = [t for t in names if t not in summary.failures]
             stream = TomogramStream(

@@ -100,19 +100,11 @@ class DewedgeParams(StageParams):
 
     def train_config(self) -> dict[str, Any]:
         """The :class:`~cryoflow.models.dewedge_train.DewedgeTrainConfig` fields."""
-        return {
-            "box": self.box,
-            "bin_factor": self.bin,
-            "boxes_per_tomogram": self.boxes_per_tomogram,
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "wedge_weight": self.wedge_weight,
-            "base_channels": self.channels,
-            "depth": self.depth,
-            "update_every": max(0, min(200, self.steps // 3)),
-            "seed": self.seed,
-        }
+        same = ("box", "boxes_per_tomogram", "steps", "batch_size", "learning_rate")
+        out = {k: getattr(self, k) for k in (*same, "wedge_weight", "depth", "seed")}
+        out.update(bin_factor=self.bin, base_channels=self.channels)
+        out["update_every"] = max(0, min(200, self.steps // 3))
+        return out
 
 
 # ---------------------------------------------------------------------------- apply

@@ -19,6 +19,7 @@ EXPECTED = [
     "annotate_iou_granule",
     "detect_ap50",
     "detect_ap50_fasterrcnn",
+    *("dewedge_wedge_cc", "dewedge_cc_before", "dewedge_cc_after", "dewedge_peer_wedge_cc"),
 ]
 
 
