@@ -124,3 +124,35 @@ def test_dewedge_step_trains_once_applies_to_each_and_reruns_reuse(
     assert "network reused" in out and out.count("-> volumes/dewedged") == 2
     for name in ("lam_a", "lam_b"):
         np.testing.assert_array_equal(S.open_volume(store, name, "dewedged").values, outs[name])
+
+
+def test_a_failed_training_fails_every_tomogram_and_applies_nothing(
+    tmp_path: Path, scheduler: str
+) -> None:
+    store = tmp_path / "d.zarr"
+    S.create_dataset(store)
+    attrs = tilt_range_attrs(TiltRange(-55.0, 55.0, "--tilt-range"))
+    small = blobs(3)[:16, :24, :24]  # 8 x 12 x 12 binned: no 16-voxel box fits
+    for name in ("lam_a", "lam_b"):
+        S.write_volume(
+            store, name, "tomogram", small, pixel_size_angstrom=10.0, provenance=None,
+            attrs=attrs,
+        )  # fmt: skip
+    pipeline = tmp_path / "pipeline.yaml"
+    config = {
+        "dataset": {"store": "d.zarr"},
+        "cluster": {"scheduler": scheduler, "retries": 0},
+        "steps": [{"dewedge": {**TRAIN, **TILES}}],
+    }
+    pipeline.write_text(yaml.safe_dump(config))
+    from cryoflow.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(pipeline), "--quiet"])
+    assert info.value.code not in (0, None)
+    failures = read_summary(store)["failures"]
+    assert "too small for 16-voxel training boxes" in failures["(dataset) dewedge"]
+    for name in ("lam_a", "lam_b"):
+        assert "training over the dataset failed" in failures[name]
+        assert not (store / "tomograms" / name / "results" / "dewedge" / "dewedged").exists()
+    assert not (store / "results" / "dewedge" / "weights").exists()
