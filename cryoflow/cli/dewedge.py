@@ -35,6 +35,11 @@ def dewedge(
     stage.preflight(where, params)  # before any cluster starts
     with connect(run.cluster()) as client:
         done = stage.run(client, where, params, model_out=model_out)
+    first = next(iter(done.values()), {})
+    if "trained" in first:
+        what = "trained" if first["trained"] else "reused (current in results/dewedge)"
+        where = f" (copy in {model_out})" if model_out is not None else ""
+        print(f"cryoflow: dewedge network {what}{where}")
     for tomo, summary in done.items():
         z, y, x = summary["shape"]
         print(

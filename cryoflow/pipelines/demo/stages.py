@@ -13,6 +13,7 @@ from cryoflow.pipelines.demo import heterogeneity as H
 from cryoflow.pipelines.demo import heterogeneity_motion as HM
 from cryoflow.pipelines.demo.context import DemoContext, DemoStage
 from cryoflow.pipelines.demo.particles import PARTICLE_STAGES
+from cryoflow.pipelines.demo.dewedge import stage_dewedge
 from cryoflow.pipelines.demo.report import curve, slice_overlay
 
 
@@ -230,4 +231,5 @@ STAGES: list[tuple[str, DemoStage]] = [
     ("hetero_classify", H.stage_hetero_classify),
     ("hetero_embed", HM.stage_hetero_embed),
     ("hetero_multibody", HM.stage_hetero_multibody),
+    ("dewedge", stage_dewedge),
 ]

@@ -76,6 +76,10 @@ class Rounds:
         Dask resources each batch task needs (``{"GPU": 1}``).
     setup : callable or None
         ``setup(client)`` before the first round (e.g. registering a worker plugin).
+    parameters : dict or None
+        What the run token hashes and provenance records instead of the step's whole
+        parameters (e.g. only those a training depends on, so that changing how its result
+        is applied does not train again).
     """
 
     step: str
@@ -92,6 +96,7 @@ class Rounds:
     attrs: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, float] | None = None
     setup: Callable[[Any], None] | None = None
+    parameters: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,8 @@ def run_rounds(
     from cryoflow.io import nodes
     from cryoflow.io.layout import RESULTS, open_dataset
 
+    if plan.parameters is not None:
+        parameters = plan.parameters
     token = run_token(plan.step, parameters, plan.inputs)
     root: Any = open_dataset(store, mode="r+")
     base = f"{RESULTS}/{plan.step}"
@@ -272,27 +279,36 @@ def run_dataset_step(
     quiet: bool,
     log: Any,
     on_chunk: Any = None,
+    train: bool = False,
 ) -> None:
     """A dataset-level step of ``cryoflow run`` over ``names`` (the tomograms that have not
-    failed); its failure is recorded under ``(dataset) <step>`` and the run goes on."""
+    failed); its failure is recorded under ``(dataset) <step>`` and the run goes on.
+
+    ``train``: the step is the dataset-level training of a per-tomogram step
+    (``Stage.train``), run before its plans. When it fails every tomogram of ``names`` fails
+    that step too: its plans would have no trained network to apply.
+    """
     from cryoflow.pipelines.stages import get_stage
 
     stage = get_stage(step.name)
-    assert stage.dataset is not None
+    planner = stage.train if train else stage.dataset
+    assert planner is not None
     stats = summary.steps[step.name]
     t0 = time.perf_counter()
     try:
-        plan = stage.dataset(config.dataset.store, names, step.params)
-        done = run_rounds(
-            client,
-            config.dataset.store,
-            plan,
-            step.param_dict(),
-            log=None if quiet else log,
-            on_round=(lambda k: on_chunk("", step.name, k)) if on_chunk is not None else None,
-            run_id=summary.run_id,
-            retries=config.cluster.retries,
-        )
+        plan = planner(config.dataset.store, names, step.params)
+        done = None
+        if plan is not None:  # None: nothing to train (e.g. a given checkpoint)
+            done = run_rounds(
+                client,
+                config.dataset.store,
+                plan,
+                step.param_dict(),
+                log=None if quiet else log,
+                on_round=(lambda k: on_chunk("", step.name, k)) if on_chunk is not None else None,
+                run_id=summary.run_id,
+                retries=config.cluster.retries,
+            )
     except SchedulerLostError:
         raise  # the run stops: nothing of the dataset failed
     except (CryoflowError, StoreError, OSError, ValueError, RuntimeError) as exc:
@@ -300,6 +316,13 @@ def run_dataset_step(
         summary.failures[f"(dataset) {step.name}"] = reason
         stats.failed += 1
         log(f"cryoflow: FAILED {step.name} ({reason})")
+        for name in names if train else ():
+            summary.failures[name] = (
+                f"{step.name}: not applied, its training over the dataset failed "
+                f"(see '(dataset) {step.name}')"
+            )
+        return
+    if done is None:
         return
     if done.skipped:
         stats.skipped += 1

@@ -8,7 +8,9 @@ How a run proceeds
    tomograms through the cluster together (:mod:`cryoflow.pipelines.engine.stream`); a
    dataset-level step (unit: the whole dataset, in map-reduce rounds,
    :mod:`cryoflow.pipelines.engine.rounds`) waits for the segment before it and runs over the
-   tomograms that have not failed.
+   tomograms that have not failed. A per-tomogram step that trains first (``Stage.train``,
+   e.g. ``dewedge``) starts a segment: its training runs as a dataset-level step over the
+   tomograms that have not failed, then its plans stream like any other step's.
 3. Every result records its run token (step, parameters, input identities): a rerun skips what
    is current and resumes what was interrupted (chunks, or rounds) from the store.
 4. A tomogram that fails is recorded with the reason and left out of later steps; the others go
@@ -41,13 +43,16 @@ def selected_tomograms(config: PipelineConfig) -> list[str]:
 
 def segments(steps: tuple[StepConfig, ...] | list[StepConfig]) -> list[list[StepConfig]]:
     """The non-source steps in run order: runs of per-tomogram steps, and each dataset-level
-    step alone."""
+    step alone. A per-tomogram step that trains first (``Stage.train``) starts a run, so its
+    training sees every tomogram's results of the steps before it."""
     out: list[list[StepConfig]] = []
     for step in steps:
-        unit = get_stage(step.name).unit
+        stage = get_stage(step.name)
+        unit = stage.unit
         if unit == "source":
             continue
-        if unit == "tomogram" and out and get_stage(out[-1][0].name).unit == "tomogram":
+        joins = unit == "tomogram" and stage.train is None
+        if joins and out and get_stage(out[-1][0].name).unit == "tomogram":
             out[-1].append(step)
         else:
             out.append([step])
@@ -110,7 +115,16 @@ def run_pipeline(
     summary.tomograms = len(names)
     for segment in segments(config.steps):
         names = [t for t in names if t not in summary.failures]
-        if get_stage(segment[0].name).unit == "tomogram":
+        first = get_stage(segment[0].name)
+        if first.unit == "tomogram":
+            if first.train is not None:
+                from cryoflow.pipelines.engine.rounds import run_dataset_step
+
+                run_dataset_step(
+                    config, segment[0], client, summary, names, quiet=quiet, log=say,
+                    on_chunk=on_chunk, train=True,
+                )  # fmt: skip
+                names = [t for t in names if t not in summary.failures]
             stream = TomogramStream(
                 config, segment, client, summary, quiet=quiet, log=say, on_chunk=on_chunk
             )

@@ -277,6 +277,9 @@ class Stage:
     the others) and ``dataset`` (unit: the dataset, in rounds) is set. ``check`` adds lines
     (and raises on problems) for ``cryoflow check``; ``order`` returns a message when the
     steps before (``before``) or after (``after``) this one in a pipeline cannot work.
+    ``train`` (with ``plan`` only): ``train(store, tomograms, params) -> Rounds | None``, a
+    dataset-level step ``cryoflow run`` runs over the tomograms before their plans (dewedge's
+    network, learned from all of them; None: nothing to train, e.g. a given checkpoint).
     """
 
     name: str
@@ -286,10 +289,13 @@ class Stage:
     dataset: DatasetFn | None = None
     check: CheckFn | None = None
     order: OrderFn | None = None
+    train: DatasetFn | None = None
 
     def __post_init__(self) -> None:
         if sum(f is not None for f in (self.plan, self.source, self.dataset)) != 1:
             raise ValueError(f"stage {self.name!r}: give exactly one of plan, source, dataset")
+        if self.train is not None and self.plan is None:
+            raise ValueError(f"stage {self.name!r}: train= runs before a per-tomogram plan=")
 
     @property
     def unit(self) -> str:

@@ -1,31 +1,31 @@
 """The ``dewedge`` stage: missing-wedge filling learned from every selected tomogram.
 
-``cryoflow dewedge STORE (--name NAME | --all) [--key tomogram]`` (``CONTRACT.md``):
+``cryoflow dewedge STORE (--name NAME | --all) [--key tomogram]`` (``CONTRACT.md``) and the
+``dewedge`` step of ``cryoflow run`` run the same two parts:
 
-1. **train** (dataset level, :mod:`.dewedge_training`): one self-supervised 3D U-Net on boxes
-   from every selected tomogram's volume ``key``, each with its own recorded tilt range
-   (missing wedge) and, when cryoflow reconstructed it from the stored tilt series, its
-   even/odd-tilt halves; ``steps`` optimiser steps (the budget) in one task on one worker
-   (``{"GPU": 1}`` with a CUDA ``device``). The checkpoint is saved to a model directory
-   (default ``STORE/models/dewedge-<token16>``, the token hashing the parameters and every
-   input's identity), its ``model.json`` recording the training set and settings;
+1. **train** (dataset level, :func:`~.dewedge_training.training_rounds`, this stage's
+   ``train``): one self-supervised 3D U-Net on boxes from every selected tomogram's volume
+   ``key``, each with its own recorded tilt range (missing wedge) and, when cryoflow
+   reconstructed it from the stored tilt series, its even/odd-tilt halves; ``steps``
+   optimiser steps (the budget) in one task on one worker (``{"GPU": 1}`` with a CUDA
+   ``device``). The network is published at the dataset's root (``results/dewedge``) under
+   the run token of the training parameters and every input's identity, so a rerun does not
+   train again, and written as a checkpoint directory (``STORE/models/dewedge-<token16>``);
 2. **apply** (per tomogram, :func:`plan`): the network over the whole volume in blended
    overlapping tiles (:func:`cryoflow.graph.dewedge.dewedge_lazy`), loaded once per worker by
    a :class:`~cryoflow.models.loader.ModelPlugin`, streamed into the OME-Zarr volume
-   ``volumes/dewedged`` (same shape and voxel size as the input; ``cryoflow export --key
-   dewedged``). Its provenance records the parameters, the input's identity and the
-   checkpoint (directory and weights SHA-256).
+   ``volumes/dewedged`` (``cryoflow dewedge``; same shape and voxel size as the input;
+   ``cryoflow export --key dewedged``) or ``results/dewedge/dewedged`` (``cryoflow run``). Its
+   provenance records the parameters, the input's identity, the training's and the checkpoint
+   (directory and weights SHA-256).
 
-With ``model`` given, step 1 is skipped and that checkpoint is applied. ``cryoflow run``'s
-``dewedge`` step is step 2 with a given ``model`` (results/dewedge/dewedged).
+With ``model`` given, step 1 is skipped and that checkpoint is applied.
 Nothing is overwritten unless asked: every check (tomograms, tilt ranges, sizes, existing
 outputs) runs before any training.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -88,19 +88,11 @@ class DewedgeParams(StageParams):
 
     def train_config(self) -> dict[str, Any]:
         """The :class:`~cryoflow.models.dewedge_train.DewedgeTrainConfig` fields."""
-        return {
-            "box": self.box,
-            "bin_factor": self.bin,
-            "boxes_per_tomogram": self.boxes_per_tomogram,
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "wedge_weight": self.wedge_weight,
-            "base_channels": self.channels,
-            "depth": self.depth,
-            "update_every": max(0, min(200, self.steps // 3)),
-            "seed": self.seed,
-        }
+        same = ("box", "boxes_per_tomogram", "steps", "batch_size", "learning_rate")
+        out = {k: getattr(self, k) for k in (*same, "wedge_weight", "depth", "seed")}
+        out.update(bin_factor=self.bin, base_channels=self.channels)
+        out["update_every"] = max(0, min(200, self.steps // 3))
+        return out
 
 
 # ---------------------------------------------------------------------------- apply
@@ -113,16 +105,19 @@ def plan(store: object, tomogram: str, params: DewedgeParams) -> Plan:
     from cryoflow.models.loader import ModelHandle
     from cryoflow.pipelines.stages.inputs import node_identity
 
-    if params.model is None:
-        raise ConfigError(
-            "the dewedge step applies a trained checkpoint: give model: DIR (made by "
-            "`cryoflow dewedge ... --model-out DIR`)"
-        )
-    settings = read_dewedge(params.model)
-    handle = ModelHandle.from_directory(params.model, device=params.device)
     volume = open_volume(store, tomogram, params.key)
     path = f"{TOMOGRAMS}/{tomogram}/{VOLUMES}/{params.key}"
     inputs = {path: node_identity(store, path, "volume")}
+    model = params.model
+    if model is None:  # the network this stage's training published (results/dewedge)
+        from cryoflow.io.layout import RESULTS
+        from cryoflow.pipelines.stages.dewedge_training import trained_checkpoint
+
+        directory, token = trained_checkpoint(store)
+        model = str(directory)
+        inputs[f"{RESULTS}/{NAME}/weights"] = token
+    settings = read_dewedge(model)
+    handle = ModelHandle.from_directory(model, device=params.device)
     loc, scale = lazy_normalisation(volume.data)
     resources = gpu_resources(params.device)
     data = dewedge_lazy(
@@ -223,19 +218,6 @@ def _where(target: Target) -> Target:
     return replace(target, out=target.out or OUT)
 
 
-def training_token(target: Target, params: DewedgeParams) -> str:
-    """SHA-256 of the training parameters and every input volume's identity."""
-    from cryoflow.io.layout import TOMOGRAMS, VOLUMES
-    from cryoflow.pipelines.stages.inputs import node_identity
-
-    ids = {}
-    for name in target.names:
-        path = f"{TOMOGRAMS}/{name}/{VOLUMES}/{params.key}"
-        ids[path] = node_identity(target.store, path, "volume")
-    body = {"config": params.train_config(), "halves": params.halves, "inputs": ids}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
 def default_model_dir(store: object, token: str) -> Path:
     """``STORE/models/dewedge-<token16>`` (a store on the local file system only)."""
     text = str(store)
@@ -246,69 +228,56 @@ def default_model_dir(store: object, token: str) -> Path:
     return Path(text.removeprefix("file://")) / MODELS / f"{NAME}-{token[:16]}"
 
 
-def train(
-    client: Any, target: Target, params: DewedgeParams, *, model_out: str | Path | None = None
-) -> tuple[Path, str, Any]:
-    """Train one network on every tomogram of ``target``; returns (directory, SHA-256,
-    :class:`~cryoflow.models.checkpoint.ModelConfig`)."""
-    from cryoflow.pipelines.stages.dewedge_training import train_on_cluster, training_input
-
-    require_gpu(client, params.device)
-    token = training_token(target, params)
-    out = Path(model_out) if model_out is not None else default_model_dir(target.store, token)
-    inputs = [
-        training_input(target.store, n, params.key, bin_factor=params.bin, use_halves=params.halves)
-        for n in target.names
-    ]
-    provenance = {"store": str(target.store), "key": params.key, "token": token}
-    digest, record = train_on_cluster(
-        client,
-        inputs,
-        params.train_config(),
-        device=params.device,
-        out=out,
-        provenance=provenance,
-    )
-    return out, digest, record
-
-
 def run(
     client: Any, target: Target, params: DewedgeParams, *, model_out: str | Path | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Train (unless ``params.model``), then fill each tomogram into ``volumes/<out>``
-    (default ``dewedged``); per tomogram its shape, voxel size, key and the model."""
+    """Train (unless ``params.model``; the training ``cryoflow run`` runs, reused when its
+    published result is current), then fill each tomogram into ``volumes/<out>`` (default
+    ``dewedged``) with the plans ``cryoflow run`` writes. ``model_out``: a copy of the trained
+    checkpoint goes there too. Per tomogram: its shape, voxel size, key, the model applied
+    and, after training, ``trained`` (False: reused) and the losses."""
+    from cryoflow.models.checkpoint import read_config
+    from cryoflow.pipelines.engine.rounds import run_rounds
+    from cryoflow.pipelines.stages.dewedge_training import trained_checkpoint, training_rounds
+
     target = _where(target)
     ranges = preflight(target, params)
     trained: dict[str, Any] = {}
-    if params.model is None:
-        directory, digest, record = train(client, target, params, model_out=model_out)
-        params = params.model_copy(update={"model": str(directory)})
-        trained = {k: record.metrics.get(k) for k in ("loss_first", "loss_last", "seconds")}
-    done = run_stage(client, STAGE, target, params)
+    if params.model is None:  # the same training as cryoflow run's (reused when current)
+        rounds = training_rounds(target.store, list(target.names), params)
+        done = run_rounds(client, target.store, rounds, params.to_dict())
+        directory, _ = trained_checkpoint(target.store, model_out)
+        metrics = read_config(directory).metrics
+        keys = ("loss_first", "loss_last", "seconds")
+        trained = {"trained": not done.skipped, **{k: metrics.get(k) for k in keys}}
+    done_apply = run_stage(client, STAGE, target, params)
     return {
         name: {
             "shape": tuple(int(s) for s in w.plan.outputs[0].data.shape),
             "pixel_size_angstrom": w.plan.pixel_size_angstrom,
             "key": target.out,
-            "model": params.model,
+            "model": w.plan.outputs[0].attrs["model"],
             "model_sha256": w.plan.outputs[0].attrs["model_sha256"],
             "tilt_range_deg": ranges[name].as_tuple,
             **trained,
         }
-        for name, w in done.items()
+        for name, w in done_apply.items()
     }
 
 
 def check(params: DewedgeParams, ctx: CheckContext) -> list[str]:
-    """``cryoflow check``: the checkpoint to apply must be a missing-wedge one."""
+    """``cryoflow check``: what is trained, or that the checkpoint to apply is a
+    missing-wedge one."""
     from cryoflow.models.checkpoint import checkpoint_hash
     from cryoflow.models.dewedge_checkpoint import read_dewedge
 
     if params.model is None:
-        raise ConfigError(
-            "the dewedge step of a pipeline applies a trained checkpoint: give model: DIR "
-            "(train one with `cryoflow dewedge STORE --all --model-out DIR`)"
-        )
+        return [
+            f"trains one network on every selected tomogram's volumes/{params.key} "
+            f"({params.steps} steps, {params.box}-voxel boxes at bin {params.bin}, "
+            f"{'even/odd halves where possible' if params.halves else 'no halves'}) as a "
+            "dataset-level step, reused while its settings and volumes are unchanged"
+        ]
     settings = read_dewedge(params.model)
     return [
         f"{params.model}: missing-wedge checkpoint (bin {settings.bin_factor}, trained on "
@@ -316,4 +285,10 @@ def check(params: DewedgeParams, ctx: CheckContext) -> list[str]:
     ]
 
 
-STAGE = Stage(NAME, DewedgeParams, plan=plan, check=check)
+def _train(store: object, names: list[str], params: DewedgeParams) -> Any:
+    from cryoflow.pipelines.stages.dewedge_training import training_rounds
+
+    return training_rounds(store, names, params)
+
+
+STAGE = Stage(NAME, DewedgeParams, plan=plan, check=check, train=_train)

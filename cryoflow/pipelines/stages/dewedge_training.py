@@ -11,20 +11,30 @@ For each tomogram (:func:`training_input`, lazy):
 3. the volume (or its first half) and the partner standardised by their own mean and standard
    deviation and binned, on the cluster (:func:`cryoflow.graph.dewedge.standardised_binned`).
 
-Then :func:`train_on_cluster` computes those (they stay on the workers as futures), trains one
-network in a single task on one worker (``resources={"GPU": 1}`` for CUDA), and saves the
-checkpoint (``weights.pt`` + ``model.json`` with the training record) to a model directory.
+Then :func:`training_rounds` plans the training as a dataset-level step of one round
+(:mod:`cryoflow.pipelines.engine.rounds`, what ``cryoflow run`` and ``cryoflow dewedge`` both
+run): one task on one worker (``resources={"GPU": 1}`` for CUDA) computes those inputs on the
+cluster (a client of its own, so the reads and halves run on every worker), trains one network
+and returns its state; the engine publishes it at the dataset's root as
+``results/dewedge/{weights,config,losses}`` (the ``weights.pt`` bytes, the ``model.json`` text,
+the loss of every step) under the run token of the training parameters and the input volumes'
+identities, so a rerun finds it current and does not train again. :func:`trained_checkpoint`
+turns the published state into a checkpoint directory (default
+``STORE/models/dewedge-<token16>``), which the per-tomogram plans apply.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cryoflow.errors import ConfigError, GeometryError
+import numpy as np
 
-__all__ = ["TrainingInput", "halves", "train_on_cluster", "training_input"]
+from cryoflow.errors import CheckpointError, ConfigError, GeometryError
+
+__all__ = ["TrainingInput", "halves", "trained_checkpoint", "training_input", "training_rounds"]
 
 
 @dataclass(frozen=True)
@@ -103,88 +113,189 @@ def training_input(
     return TrainingInput(name, tr.as_tuple, binned, partner, (loc, scale), why)
 
 
-def _train_task(
-    names: list[str],
-    ranges: list[tuple[float, float]],
-    volumes: list[Any],
-    partners: list[Any],
-    stats: list[tuple[float, float]],
-    config: dict[str, Any],
-    device: str,
-) -> tuple[dict[str, Any], Any, list[float]]:
-    """On one worker: train on the computed inputs; the weights go back as CPU tensors."""
+OUTPUTS = ("weights", "config", "losses")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What the training task needs: where the tomograms are and how to train."""
+
+    store: Any
+    names: tuple[str, ...]
+    key: str
+    halves: bool
+    config: dict[str, Any]
+    device: str
+    provenance: dict[str, Any]
+
+
+def _only_one_batch(a: Any, b: Any) -> Any:
+    raise RuntimeError("the dewedge training runs as one batch of every tomogram")
+
+
+def _train_batch(job: _Job, start: int, stop: int) -> dict[str, np.ndarray]:
+    """On one worker: compute the inputs of tomograms ``start:stop`` on the cluster, train
+    one network on all of them, return its state (weights.pt bytes, model.json, losses)."""
+    import io
+
+    import dask
+    import torch
+    from distributed import worker_client
+
+    from cryoflow.models.dewedge_rotate import extraction_size
     from cryoflow.models.dewedge_sampling import WedgeTomogram
     from cryoflow.models.dewedge_train import DewedgeTrainConfig, train_prepared
 
-    tomos = [
-        WedgeTomogram(n, r, v, p)
-        for n, r, v, p in zip(names, ranges, volumes, partners, strict=True)
+    cfg = DewedgeTrainConfig(**job.config)
+    bin_factor = cfg.bin_factor
+    inputs = [
+        training_input(job.store, n, job.key, bin_factor=bin_factor, use_halves=job.halves)
+        for n in job.names[start:stop]
     ]
-    result = train_prepared(tomos, stats, DewedgeTrainConfig(**config), device=device)
-    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-    return state, result.config, result.losses
-
-
-def train_on_cluster(
-    client: Any,
-    inputs: list[TrainingInput],
-    config: dict[str, Any],
-    *,
-    device: str,
-    out: str | Path,
-    provenance: dict[str, Any],
-) -> tuple[str, Any]:
-    """Train one network on every input (one task on one worker), save it to ``out``.
-
-    ``config``: :class:`~cryoflow.models.dewedge_train.DewedgeTrainConfig` fields;
-    ``provenance`` is added to the checkpoint's training record (store, inputs, halves).
-    Returns (weights SHA-256, :class:`~cryoflow.models.checkpoint.ModelConfig`).
-    """
-    import numpy as np
-
-    from cryoflow.models.arch import build_model
-    from cryoflow.models.checkpoint import save_checkpoint
-    from cryoflow.models.dewedge_rotate import extraction_size
-    from cryoflow.pipelines.cluster.connect import gpu_resources
-
-    side = extraction_size(int(config["box"]), str(config.get("rotations", "cube")))
+    side = extraction_size(cfg.box, cfg.rotations)
     for t in inputs:
         if min(t.volume.shape) < side:
             raise GeometryError(
-                f"tomogram {t.name!r} binned {config['bin_factor']}x is {tuple(t.volume.shape)} "
-                f"voxels, too small for {side}-voxel training boxes: use a smaller --box or --bin"
+                f"tomogram {t.name!r} binned {bin_factor}x is {tuple(t.volume.shape)} voxels, "
+                f"too small for {side}-voxel training boxes: use a smaller --box or --bin"
             )
-    stats = client.compute([t.stats for t in inputs], sync=True)
-    stats = [(float(m), max(float(s), 1e-6)) for m, s in stats]
-    volumes = client.compute([t.volume for t in inputs])
-    partners = [None if t.partner is None else client.compute(t.partner) for t in inputs]
-    future = client.submit(
-        _train_task,
-        [t.name for t in inputs],
-        [t.tilt_range_deg for t in inputs],
-        volumes,
-        partners,
-        stats,
-        config,
-        device,
-        resources=gpu_resources(device),
-        pure=False,
-        key=f"dewedge-train-{provenance.get('token', 'x')[:16]}",
-    )
-    try:
-        state, record, losses = future.result()
-    finally:
-        client.cancel([*volumes, *[p for p in partners if p is not None], future])
-    if not np.all(np.isfinite(losses)):
+    with worker_client() as client:  # the reads, reductions and halves on every worker
+        stats, volumes, partners = dask.compute(
+            [t.stats for t in inputs],
+            [t.volume for t in inputs],
+            [t.partner for t in inputs],
+            scheduler=client,
+        )
+    tomos = [
+        WedgeTomogram(t.name, t.tilt_range_deg, v, p)
+        for t, v, p in zip(inputs, volumes, partners, strict=True)
+    ]
+    floors = [(float(m), max(float(s), 1e-6)) for m, s in stats]
+    result = train_prepared(tomos, floors, cfg, device=job.device)
+    if not np.all(np.isfinite(result.losses)):
         raise ConfigError("missing-wedge training ended with a non-finite loss")
-    record = replace(
-        record,
-        training_set={
-            **record.training_set,
-            **provenance,
-            "halves_used": {t.name: t.halves for t in inputs},
-        },
+    training_set = {
+        **result.config.training_set,
+        **job.provenance,
+        "halves_used": {t.name: t.halves for t in inputs},
+    }
+    record = replace(result.config, training_set=training_set)
+    buf = io.BytesIO()
+    torch.save(
+        {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}, buf
     )
-    model = build_model(record.spec)
-    model.load_state_dict(state)
-    return save_checkpoint(out, model, record), record
+    text = json.dumps(record.to_dict(), sort_keys=True).encode()
+    return {
+        "weights": np.frombuffer(buf.getvalue(), dtype=np.uint8).copy(),
+        "config": np.frombuffer(text, dtype=np.uint8).copy(),
+        "losses": np.asarray(result.losses, dtype=np.float64),
+    }
+
+
+def training_parameters(params: Any) -> dict[str, Any]:
+    """What the training depends on (its run token): the settings, halves and the volume key
+    (not how the network is applied)."""
+    return {"config": params.train_config(), "halves": bool(params.halves), "key": params.key}
+
+
+def training_rounds(store: object, names: list[str], params: Any) -> Any:
+    """The training of one network on every tomogram of ``names`` as a dataset-level step
+    (:class:`~cryoflow.pipelines.engine.rounds.Rounds`, one round of one batch); None when
+    ``params.model`` gives the network to apply."""
+    from cryoflow.io.layout import TOMOGRAMS, VOLUMES
+    from cryoflow.pipelines.cluster.connect import gpu_resources
+    from cryoflow.pipelines.engine.provenance import run_token
+    from cryoflow.pipelines.engine.rounds import Rounds
+    from cryoflow.pipelines.stages.dewedge import NAME, require_gpu
+    from cryoflow.pipelines.stages.inputs import node_identity
+
+    if params.model is not None:
+        return None
+    if not names:
+        raise ConfigError(f"{store}: no tomograms to learn missing-wedge filling from")
+    inputs = {}
+    for name in names:
+        path = f"{TOMOGRAMS}/{name}/{VOLUMES}/{params.key}"
+        inputs[path] = node_identity(store, path, "volume")
+    parameters = training_parameters(params)
+    token = run_token(NAME, parameters, inputs)
+    job = _Job(
+        store,
+        tuple(names),
+        params.key,
+        bool(params.halves),
+        params.train_config(),
+        params.device,
+        {"store": str(store), "key": params.key, "token": token},
+    )
+
+    def start() -> dict[str, np.ndarray]:
+        return {k: np.zeros(0, dtype=np.uint8) for k in OUTPUTS}
+
+    def map_batch(state: dict[str, np.ndarray], a: int, b: int) -> dict[str, np.ndarray]:
+        return _train_batch(job, a, b)
+
+    return Rounds(
+        NAME,
+        OUTPUTS,
+        n_items=len(names),
+        batch_size=len(names),
+        rounds=1,
+        inputs=inputs,
+        start=start,
+        map=map_batch,
+        combine=_only_one_batch,
+        update=lambda state, partial, k: partial,
+        dims={"weights": ("byte",), "config": ("byte",), "losses": ("step",)},
+        attrs={"tomograms": list(names), "weights": "weights.pt bytes", "config": "model.json"},
+        resources=gpu_resources(params.device),
+        setup=lambda client: require_gpu(client, params.device),
+        parameters=parameters,
+    )
+
+
+def trained_checkpoint(store: object, directory: str | Path | None = None) -> tuple[Path, str]:
+    """The checkpoint directory of the network published in ``results/dewedge`` (written from
+    the published state when it is missing or another one's) and the training's run token.
+
+    ``directory``: where it goes (default ``STORE/models/dewedge-<token16>``).
+    """
+    import io
+    import shutil
+    import uuid
+
+    import torch
+
+    from cryoflow.io.results import open_dataset_result
+    from cryoflow.models.arch import build_model
+    from cryoflow.models.checkpoint import ModelConfig, read_config, save_checkpoint
+    from cryoflow.pipelines.stages.dewedge import NAME, default_model_dir
+
+    try:
+        weights = open_dataset_result(store, NAME, "weights")
+    except (FileNotFoundError, KeyError) as exc:
+        raise ConfigError(
+            f"{store}: no trained missing-wedge network (results/{NAME}/weights): run "
+            "`cryoflow dewedge` or a pipeline's dewedge step without model, or give model: DIR"
+        ) from exc
+    token = str(weights.attrs["provenance"].get("run_token", ""))
+    out = Path(directory) if directory is not None else default_model_dir(store, token)
+    try:
+        if read_config(out).training_set.get("token") == token:
+            return out, token
+    except CheckpointError:
+        pass  # missing or partial: written again below
+    record = json.loads(bytes(open_dataset_result(store, NAME, "config").values).decode())
+    record.pop("weights_sha256", None)
+    config = ModelConfig.from_dict(record)
+    model = build_model(config.spec)
+    blob = io.BytesIO(bytes(np.asarray(weights.values, dtype=np.uint8)))
+    model.load_state_dict(torch.load(blob, map_location="cpu", weights_only=True))
+    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        save_checkpoint(tmp, model, config)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out, token

@@ -22,6 +22,7 @@ EXPECTED = [
     "pick_f1",
     "pick_f1_blob",
     *("class_accuracy", "pca_class_accuracy", "embed_class_accuracy"),
+    *("dewedge_wedge_cc", "dewedge_cc_before", "dewedge_cc_after", "dewedge_peer_wedge_cc"),
 ]
 #: figures that are not fractions, with the range they must lie in
 RANGES = {
