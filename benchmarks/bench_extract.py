@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from cryoflow.graph.extract import _fill_stored, extract_stack
+from cryoflow.graph.extract import _fill_stored, extract_stack, task_groups
 from cryoflow.io import store as S
 from cryoflow.io.particleset import write_particle_set
 from cryoflow.kernels.extract import crop_boxes
@@ -90,8 +90,9 @@ def _setup(store: str, table_csv: str, box: int, batch: int):
 
 def _run(state) -> None:
     sources, tomo, starts, box, batch = state
-    for b in range(0, len(starts), batch):
-        _fill_stored(sources, tomo[b : b + batch], starts[b : b + batch], box, "mean").sum()
+    for group in task_groups(len(starts), batch, box):
+        lo, hi = group[0] * batch, min(len(starts), (group[-1] + 1) * batch)
+        _fill_stored(sources, tomo[lo:hi], starts[lo:hi], box, "mean").sum()
 
 
 def dask_rate(
@@ -179,8 +180,9 @@ def main() -> None:
             peak_big = memory_peak(client, store, big, args.box, args.batch, "mem_big")
     plain_mem, plain_read = n / best_mem, n / best_read
     print(
-        f"extraction: {args.tomograms} tomograms {SHAPE}, {n} particles, box {args.box}, batch {args.batch}; "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"extraction: {args.tomograms} tomograms {SHAPE}, {n} particles, box {args.box}, batch {args.batch}, "
+        f"{len(task_groups(n, args.batch, args.box))} read tasks; load average "
+        f"{os.getloadavg()[0]:.2f} (machine shared with other users)"
     )
     print(f"NumPy loop, volumes in memory : {plain_mem:9.0f} particles/s")
     print(f"NumPy loop, read + slice      : {plain_read:9.0f} particles/s")
