@@ -327,24 +327,19 @@ def extract_stack(
     )
     name = f"{label}-{token}"
     dsk: dict[Any, Any] = {}
-    deps: list[Any] = []
     stored = [not isinstance(vols[nm], da.Array) for nm in names]
-    src_keys: list[str | None] = []
-    for i, nm in enumerate(names):
-        if stored[i]:
-            key = f"source-{name}-{i}"
-            dsk[key] = vols[nm]
-            src_keys.append(key)
-        else:
-            deps.append(vols[nm])
-            src_keys.append(None)
+    deps = [vols[nm] for nm, st in zip(names, stored, strict=True) if not st]
     n_batches = max(1, -(-n // batch_size))
     for g, group in enumerate(task_groups(n, batch_size, box, task_bytes)):
         lo, hi = group[0] * batch_size, min(n, (group[-1] + 1) * batch_size)
         gt = tomo[lo:hi]
         if not all(stored[int(t)] for t in np.unique(gt)):
             continue  # filled batch by batch below
-        fill = (_fill_stored, list(src_keys), gt, starts[lo:hi], box, pad_value)
+        # the stored arrays travel inside the task (small: metadata and the store's path), so
+        # that no worker holds them as data the read tasks would all be placed beside
+        used = np.unique(gt)
+        sources = [vols[names[int(t)]] for t in used]
+        fill = (_fill_stored, sources, np.searchsorted(used, gt), starts[lo:hi], box, pad_value)
         if len(group) == 1:
             dsk[(name, group[0], 0, 0, 0)] = fill
             continue
