@@ -1,17 +1,20 @@
-"""Lazy extraction of particle boxes from many tomograms: one task per batch of particles.
+"""Lazy extraction of particle boxes from many tomograms: few read tasks, one block per batch.
 
 Planning (:func:`plan_batches`, no Dask): particles are ordered so that neighbours share
-chunks (by tomogram, then by the Morton (z-order) code of the chunk their box starts in, then
-by position) and cut into batches of ``batch_size``; a batch may span two tomograms where one
-ends and the next begins. The number of tasks is ``ceil(n / batch_size)``, whatever the
-number of tomograms or chunks.
+chunks (by tomogram, then by the Morton (z-order) code of the chunk their box centre is in,
+then by which neighbouring chunks the box reaches into, then by position) and cut into
+batches of ``batch_size``; a batch may span two tomograms where one ends and the next begins.
+The stack has one block per batch, ``ceil(n / batch_size)``, whatever the number of
+tomograms or chunks.
 
-Each batch task (:func:`extract_stack`) fills its ``(batch, B, B, B)`` boxes from the chunks
-the boxes overlap and nothing else, one chunk at a time (memory: the batch plus one chunk):
-
-* a stored volume (a Zarr array, or a plain Dask view of one, as ``open_volume`` returns) is
-  read inside the task, only the part of each overlapped chunk that boxes need;
-* any other Dask volume gives the task the keys of exactly the chunks its boxes overlap.
+Stored volumes (a Zarr array, or a plain Dask view of one, as ``open_volume`` returns) are
+read inside the tasks: one *read task* fills consecutive batches, as many as fit in
+``task_bytes`` (:func:`task_groups`, 64 MiB by default), reading each chunk its boxes overlap
+once, only the part the boxes need, one chunk at a time (memory: the task's boxes plus one
+chunk); each block of the stack is then a slice of its read task's boxes. A chunk is decoded
+whole whenever any part of it is read, so fewer, larger read tasks decode each chunk fewer
+times. Any other Dask volume gives each batch's task the keys of exactly the chunks its boxes
+overlap (memory: the batch plus those chunks).
 
 Boxes follow :mod:`cryoflow.kernels.extract` (centre voxel ``B // 2`` at ``rint`` of the
 position, padding outside the volume), so the stack equals cutting each box from the volume in
@@ -41,9 +44,20 @@ from cryoflow.kernels.extract import (
     paste_region,
 )
 
-__all__ = ["BOX_COLUMNS", "chunk_bounds", "extract_stack", "plan_batches"]
+__all__ = [
+    "BOX_COLUMNS",
+    "TASK_BYTES",
+    "chunk_bounds",
+    "extract_stack",
+    "plan_batches",
+    "task_groups",
+]
 
 BOX_COLUMNS = ["box_z0", "box_y0", "box_x0"]
+
+# Boxes one stored-volume read task fills at most (bytes of float32 boxes): larger tasks read
+# each chunk fewer times (a chunk is decoded whole by every task whose boxes reach into it).
+TASK_BYTES = 64 << 20
 
 
 def _morton(idx: np.ndarray) -> np.ndarray:
@@ -96,6 +110,23 @@ def _chunk_index(pos: np.ndarray, bounds: Sequence[np.ndarray]) -> np.ndarray:
     )
 
 
+def _spill(
+    starts: np.ndarray, box: int, bounds: Sequence[np.ndarray], home: np.ndarray
+) -> np.ndarray:
+    """Which neighbours of its home chunk each box reaches into, as a sort key: the number of
+    axes it crosses, then the bits (below, above) of each axis."""
+    shape = np.asarray([b[-1] for b in bounds], dtype=np.int64)
+    lo = _chunk_index(np.clip(starts, 0, shape - 1), bounds)
+    hi = _chunk_index(np.clip(starts + box, 1, shape) - 1, bounds)
+    bits = np.zeros(len(starts), np.int64)
+    crossed = np.zeros(len(starts), np.int64)
+    for k in range(3):
+        below, above = lo[:, k] < home[:, k], hi[:, k] > home[:, k]
+        bits |= (below.astype(np.int64) << (2 * k)) | (above.astype(np.int64) << (2 * k + 1))
+        crossed += below | above
+    return (crossed << 6) | bits
+
+
 def plan_batches(
     table: pd.DataFrame,
     shapes: Mapping[str, Sequence[int]],
@@ -106,7 +137,10 @@ def plan_batches(
     ``inside_fraction`` added (``bounds``: each tomogram's :func:`chunk_bounds`).
 
     Order: tomograms in order of first appearance; within one, the Morton code of the chunk
-    holding the box centre, then the centre's flat index, then the input row.
+    holding the box centre (its *home* chunk), then which neighbours of the home chunk the box
+    reaches into (boxes inside it first, then by the number of axes crossed and which ones),
+    then the centre's flat index, then the input row. Boxes that need the same chunks so land
+    in the same batches.
 
     Raises
     ------
@@ -126,17 +160,20 @@ def plan_batches(
     tomo_rank = np.zeros(len(t), np.int64)
     morton = np.zeros(len(t), np.int64)
     flat = np.zeros(len(t), np.int64)
+    spill = np.zeros(len(t), np.int64)
     tomo = t["tomogram"].astype(str).to_numpy()
     for j, name in enumerate(names):
         rows = tomo == name
         shape = np.asarray(shapes[name], dtype=np.int64)
         inside[rows] = inside_fraction(starts[rows], box, tuple(int(v) for v in shape))
         centre = np.clip(starts[rows] + box // 2, 0, shape - 1)
+        home = _chunk_index(centre, bounds[name])
         tomo_rank[rows] = j
-        morton[rows] = _morton(_chunk_index(centre, bounds[name]))
+        morton[rows] = _morton(home)
+        spill[rows] = _spill(starts[rows], box, bounds[name], home)
         flat[rows] = np.ravel_multi_index(tuple(centre.T), tuple(int(v) for v in shape))
     t["inside_fraction"] = inside
-    order = np.lexsort((t["input_index"].to_numpy(), flat, morton, tomo_rank))
+    order = np.lexsort((t["input_index"].to_numpy(), flat, spill, morton, tomo_rank))
     return t.iloc[order].reset_index(drop=True)
 
 
@@ -166,29 +203,50 @@ def _needed(
     return a[ok].min(axis=0), b[ok].max(axis=0)
 
 
+def _tomogram_runs(tomo: np.ndarray) -> list[tuple[int, slice]]:
+    """``(tomogram, rows)`` of each run of equal values (a planned batch: one run each)."""
+    edges = np.flatnonzero(np.diff(tomo)) + 1
+    bounds = [0, *edges.tolist(), len(tomo)]
+    return [
+        (int(tomo[a]), slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a
+    ]
+
+
 def _fill_stored(
     sources: Sequence[Any], tomo: np.ndarray, starts: np.ndarray, box: int, pad: Pad
 ) -> np.ndarray:
-    """One batch from stored volumes: read each overlapped chunk's needed part, paste it."""
+    """One read task from stored volumes: read each overlapped chunk's needed part once,
+    paste it into every box that needs it."""
     out = np.zeros((len(starts), box, box, box), dtype=np.float32)
-    for t in np.unique(tomo):
-        rows = np.flatnonzero(tomo == t)
-        src = sources[int(t)]
+    for t, rows in _tomogram_runs(np.asarray(tomo)):
+        src = sources[t]
         shape = np.asarray(src.shape, dtype=np.int64)
         bounds = chunk_bounds(src)
-        sub = out[rows]
-        for ci in _chunk_ranges(starts[rows], box, bounds):
+        sub, st = out[rows], starts[rows]  # views
+        for ci in _chunk_ranges(st, box, bounds):
             c0 = np.array([bounds[k][ci[k]] for k in range(3)])
             c1 = np.array([bounds[k][ci[k] + 1] for k in range(3)])
-            need = _needed(starts[rows], box, c0, c1)
+            need = _needed(st, box, c0, c1)
             if need is None:
                 continue
             a, b = need
             region = np.asarray(src[a[0] : b[0], a[1] : b[1], a[2] : b[2]])
-            paste_region(sub, starts[rows], box, region, tuple(int(v) for v in a))
-        pad_outside(sub, starts[rows], box, tuple(int(v) for v in shape), pad)
-        out[rows] = sub
+            paste_region(sub, st, box, region, tuple(int(v) for v in a))
+        pad_outside(sub, st, box, tuple(int(v) for v in shape), pad)
     return out
+
+
+def _rows(group: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of a read task's boxes: one block of the stack."""
+    return group[lo:hi]
+
+
+def task_groups(n: int, batch_size: int, box: int, task_bytes: int = TASK_BYTES) -> list[range]:
+    """The batches each stored-volume read task fills: consecutive batches, as many as fit
+    in ``task_bytes`` of float32 boxes (at least one)."""
+    per = max(1, int(task_bytes) // max(1, batch_size * box**3 * 4))
+    n_batches = max(1, -(-n // batch_size))
+    return [range(g, min(n_batches, g + per)) for g in range(0, n_batches, per)]
 
 
 def _fill_pieces(
@@ -221,6 +279,7 @@ def extract_stack(
     batch_size: int = 64,
     pad: object = "mean",
     label: str = "extract",
+    task_bytes: int = TASK_BYTES,
 ) -> tuple[da.Array, pd.DataFrame]:
     """The lazy stack ``(n, B, B, B)`` float32 of every particle's box, and its table.
 
@@ -233,6 +292,8 @@ def extract_stack(
     box : int, the box side ``B``
     batch_size : particles per task (and per stored chunk of the stack)
     pad : ``"mean"`` or a number (:mod:`cryoflow.kernels.extract`)
+    task_bytes : most bytes of boxes one read task of stored volumes fills
+        (:func:`task_groups`: whole batches, at least one); its blocks are slices of it
 
     Returns
     -------
@@ -262,27 +323,36 @@ def extract_stack(
         box,
         batch_size,
         pad_value,
+        int(task_bytes),
     )
     name = f"{label}-{token}"
     dsk: dict[Any, Any] = {}
-    deps: list[Any] = []
     stored = [not isinstance(vols[nm], da.Array) for nm in names]
-    src_keys: list[str | None] = []
-    for i, nm in enumerate(names):
-        if stored[i]:
-            key = f"source-{name}-{i}"
-            dsk[key] = vols[nm]
-            src_keys.append(key)
-        else:
-            deps.append(vols[nm])
-            src_keys.append(None)
+    deps = [vols[nm] for nm, st in zip(names, stored, strict=True) if not st]
     n_batches = max(1, -(-n // batch_size))
+    for g, group in enumerate(task_groups(n, batch_size, box, task_bytes)):
+        lo, hi = group[0] * batch_size, min(n, (group[-1] + 1) * batch_size)
+        gt = tomo[lo:hi]
+        if not all(stored[int(t)] for t in np.unique(gt)):
+            continue  # filled batch by batch below
+        # the stored arrays travel inside the task (small: metadata and the store's path), so
+        # that no worker holds them as data the read tasks would all be placed beside
+        used = np.unique(gt)
+        sources = [vols[names[int(t)]] for t in used]
+        fill = (_fill_stored, sources, np.searchsorted(used, gt), starts[lo:hi], box, pad_value)
+        if len(group) == 1:
+            dsk[(name, group[0], 0, 0, 0)] = fill
+            continue
+        read = (f"read-{name}", g)
+        dsk[read] = fill
+        for b in group:
+            r0 = b * batch_size - lo
+            dsk[(name, b, 0, 0, 0)] = (_rows, read, r0, min(hi - lo, r0 + batch_size))
     for b in range(n_batches):
+        if (name, b, 0, 0, 0) in dsk:
+            continue
         sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
         bt, bs = tomo[sl], starts[sl]
-        if all(stored[int(t)] for t in np.unique(bt)):
-            dsk[(name, b, 0, 0, 0)] = (_fill_stored, list(src_keys), bt, bs, box, pad_value)
-            continue
         origins, pieces = [], []
         for t in np.unique(bt):
             vol = vols[names[int(t)]]

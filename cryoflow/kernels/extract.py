@@ -68,12 +68,15 @@ def box_starts(coords_xyz: np.ndarray, box: int) -> np.ndarray:
     return (np.rint(c[:, ::-1]) - int(box) // 2).astype(np.int64)
 
 
-def _overlap(
-    start: np.ndarray, box: int, lo: np.ndarray, hi: np.ndarray
-) -> tuple[np.ndarray, np.ndarray] | None:
-    a = np.maximum(start, lo)
-    b = np.minimum(start + box, hi)
-    return (a, b) if np.all(b > a) else None
+def _overlaps(
+    starts: np.ndarray, box: int, lo: np.ndarray, hi: np.ndarray
+) -> tuple[list[int], list[list[int]], list[list[int]]]:
+    """The boxes (rows of ``starts``) that overlap ``[lo, hi)``, with each overlap's start and
+    end in volume voxels, for all boxes at once."""
+    a = np.maximum(starts, lo)
+    b = np.minimum(starts + box, hi)
+    hit = np.flatnonzero(np.all(b > a, axis=1))
+    return hit.tolist(), a[hit].tolist(), b[hit].tolist()
 
 
 def inside_fraction(starts: np.ndarray, box: int, shape: Sequence[int]) -> np.ndarray:
@@ -90,19 +93,14 @@ def paste_region(
     """Copy ``region`` (a piece of the volume starting at ``region_start``) into every box
     of ``out`` ``(n, B, B, B)`` it overlaps, in place."""
     refuse_lazy(region, "paste_region")
-    r0 = np.asarray(region_start, dtype=np.int64)
-    r1 = r0 + np.asarray(region.shape, dtype=np.int64)
-    for i, s in enumerate(np.asarray(starts, dtype=np.int64)):
-        ov = _overlap(s, box, r0, r1)
-        if ov is None:
-            continue
-        a, b = ov
+    r = [int(v) for v in region_start]
+    r0 = np.asarray(r, dtype=np.int64)
+    s_all = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
+    hit, lo, hi = _overlaps(s_all, box, r0, r0 + np.asarray(region.shape, dtype=np.int64))
+    for i, a, b in zip(hit, lo, hi, strict=True):
+        s = s_all[i].tolist()
         out[i, a[0] - s[0] : b[0] - s[0], a[1] - s[1] : b[1] - s[1], a[2] - s[2] : b[2] - s[2]] = (
-            region[
-                a[0] - r0[0] : b[0] - r0[0],
-                a[1] - r0[1] : b[1] - r0[1],
-                a[2] - r0[2] : b[2] - r0[2],
-            ]
+            region[a[0] - r[0] : b[0] - r[0], a[1] - r[1] : b[1] - r[1], a[2] - r[2] : b[2] - r[2]]
         )
 
 
@@ -111,15 +109,13 @@ def pad_outside(
 ) -> None:
     """Fill the voxels of each box outside a volume of ``shape`` (module rule), in place."""
     shp = np.asarray(shape, dtype=np.int64)
-    zero = np.zeros(3, np.int64)
-    for i, s in enumerate(np.asarray(starts, dtype=np.int64)):
-        if np.all(s >= 0) and np.all(s + box <= shp):
-            continue
-        ov = _overlap(s, box, zero, shp)
-        if ov is None:
-            out[i] = 0.0
-            continue
-        a, b = ov
+    s_all = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
+    border = np.flatnonzero(~(np.all(s_all >= 0, axis=1) & np.all(s_all + box <= shp, axis=1)))
+    hit, lo, hi = _overlaps(s_all[border], box, np.zeros(3, np.int64), shp)
+    out[np.setdiff1d(border, border[hit])] = 0.0  # boxes entirely outside: all 0
+    for j, a, b in zip(hit, lo, hi, strict=True):
+        i = int(border[j])
+        s = s_all[i].tolist()
         inner = (
             slice(a[0] - s[0], b[0] - s[0]),
             slice(a[1] - s[1], b[1] - s[1]),

@@ -10,7 +10,7 @@ import pytest
 import zarr
 from dask.core import get_dependencies
 
-from cryoflow.graph.extract import extract_stack
+from cryoflow.graph.extract import TASK_BYTES, extract_stack, task_groups
 from cryoflow.kernels.extract import crop_boxes
 
 
@@ -58,7 +58,8 @@ def test_dask_volumes_equal_slicing(chunks, pad) -> None:
     _check(got, planned, vols, table, box, pad)
 
 
-def test_stored_volumes_equal_slicing_and_one_task_per_batch(tmp_path) -> None:
+@pytest.mark.parametrize("task_bytes", [TASK_BYTES, 3 * 4 * 6**3 * 4, 1])
+def test_stored_volumes_equal_slicing_and_few_read_tasks(tmp_path, task_bytes) -> None:
     rng = np.random.default_rng(1)
     vols, table = _dataset(rng)
     stored = {}
@@ -66,11 +67,16 @@ def test_stored_volumes_equal_slicing_and_one_task_per_batch(tmp_path) -> None:
         z = zarr.create_array(tmp_path / f"{n}.zarr", shape=v.shape, chunks=(6, 9, 7), dtype="f4")
         z[...] = v
         stored[n] = da.from_array(z, chunks=z.chunks)  # a plain view, as open_volume gives
-    stack, planned = extract_stack(stored, table, 6, batch_size=4)
+    stack, planned = extract_stack(stored, table, 6, batch_size=4, task_bytes=task_bytes)
     graph = dict(stack.__dask_graph__())
-    tasks = [k for k in graph if isinstance(k, tuple) and k[0] == stack.name]
-    assert len(tasks) == -(-len(table) // 4)  # particles / batch, not tomograms x chunks
-    assert len(graph) == len(tasks) + len(vols)  # the two sources, nothing else
+    blocks = [k for k in graph if isinstance(k, tuple) and k[0] == stack.name]
+    reads = [k for k in graph if isinstance(k, tuple) and k[0] == f"read-{stack.name}"]
+    n_batches = -(-len(table) // 4)
+    assert len(blocks) == n_batches  # one block per batch, not tomograms x chunks
+    groups = task_groups(len(table), 4, 6, task_bytes)
+    assert [len(g) for g in groups] == {TASK_BYTES: [9], 1: [1] * 9}.get(task_bytes, [3] * 3)
+    assert len(reads) == sum(len(g) > 1 for g in groups)
+    assert len(graph) == len(blocks) + len(reads)  # the stored arrays travel in the tasks
     _check(stack.compute(scheduler="sync"), planned, vols, table, 6, "mean")
 
 
@@ -100,6 +106,19 @@ def test_tasks_read_only_the_chunks_their_boxes_overlap() -> None:
     assert touched == {(0, 0, 0), (3, 3, 3)}  # 2 of the 64 chunks; never the whole volume
     for key in rec.reads:
         assert all(s.stop - s.start <= 8 for s in key)
+
+
+def test_one_read_task_reads_each_chunk_once() -> None:
+    rng = np.random.default_rng(3)
+    vol = rng.normal(size=(24, 24, 24)).astype(np.float32)
+    rec = Recorder(vol, (8, 8, 8))
+    xyz = rng.uniform(-2, 26, size=(40, 3))
+    table = pd.DataFrame({"tomogram": ["t"] * 40, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    stack, planned = extract_stack({"t": rec}, table, 5, batch_size=4)  # one read task
+    got = dask.compute(stack, scheduler="sync")[0]
+    assert np.array_equal(got, crop_boxes(vol, planned[["x", "y", "z"]].to_numpy(), 5))
+    touched = [tuple(s.start // 8 for s in key) for key in rec.reads]
+    assert len(touched) == len(set(touched)) == 27  # every chunk, each once
 
 
 def test_dask_path_depends_only_on_overlapped_chunks() -> None:
