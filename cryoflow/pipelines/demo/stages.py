@@ -12,8 +12,8 @@ import numpy as np
 from cryoflow.pipelines.demo import heterogeneity as H
 from cryoflow.pipelines.demo import heterogeneity_motion as HM
 from cryoflow.pipelines.demo.context import DemoContext, DemoStage
-from cryoflow.pipelines.demo.particles import PARTICLE_STAGES
 from cryoflow.pipelines.demo.dewedge import stage_dewedge
+from cryoflow.pipelines.demo.particles import PARTICLE_STAGES
 from cryoflow.pipelines.demo.report import curve, slice_overlay
 
 
