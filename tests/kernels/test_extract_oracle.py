@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cryoflow.errors import GeometryError
 from cryoflow.kernels.extract import box_starts, crop_boxes, pad_outside, paste_region
 
 
@@ -50,3 +51,11 @@ def test_pieces_pasted_in_any_order_then_padded_equal_the_whole() -> None:
         paste_region(out, starts, 6, piece, (z, y, 0))
     pad_outside(out, starts, 6, vol.shape, "mean")
     np.testing.assert_allclose(out, _oracle(vol, coords, 6, "mean"), rtol=0, atol=1e-6)
+
+
+def test_a_bad_pad_is_refused_naming_it() -> None:
+    vol = np.zeros((4, 4, 4), np.float32)
+    with pytest.raises(GeometryError, match="pad must be 'mean' or a number, got 'median'"):
+        crop_boxes(vol, np.array([[1.0, 1.0, 1.0]]), 2, pad="median")
+    with pytest.raises(GeometryError, match="pad must be finite, got inf"):
+        crop_boxes(vol, np.array([[1.0, 1.0, 1.0]]), 2, pad=float("inf"))

@@ -9,7 +9,8 @@ import itertools
 import numpy as np
 import pytest
 
-from cryoflow.kernels.peaks import PEAK_COLUMNS, local_maxima
+from cryoflow.errors import GeometryError
+from cryoflow.kernels.peaks import PEAK_COLUMNS, ball, local_maxima
 
 
 def _brute_force(vol: np.ndarray, min_distance: float, threshold: float) -> set[tuple]:
@@ -64,3 +65,12 @@ def test_no_peak_is_an_empty_table_with_the_columns(block) -> None:
     got = local_maxima(block, min_distance=1.5, threshold=0.5)
     assert list(got.columns) == PEAK_COLUMNS and len(got) == 0
     assert [str(t) for t in got.dtypes] == ["int64", "int64", "int64", "float64"]
+
+
+def test_balls_by_hand_and_distances_that_are_refused() -> None:
+    assert ball(0).tolist() == [[[True]]]  # min_distance 0: every voxel above the threshold
+    assert ball(0.5).tolist() == [[[True]]]
+    assert ball(1).sum() == 7 and ball(1.5).sum() == 19 and ball(np.sqrt(3)).sum() == 27
+    for bad in [-1.0, float("nan"), float("inf")]:
+        with pytest.raises(GeometryError, match="min_distance must be a finite number >= 0"):
+            ball(bad)
