@@ -147,6 +147,19 @@ def train_dewedge(
     return train_prepared(binned, [sa for sa, _ in stats], config, device=device, progress=progress)
 
 
+def check_fits(name: str, binned_shape: Sequence[int], config: DewedgeTrainConfig) -> None:
+    """Raise ``ConfigError`` naming tomogram ``name`` unless its binned volume holds the
+    training boxes (cut larger for ``rotations="random"``)."""
+    side = extraction_size(config.box, config.rotations)
+    if min(binned_shape) < side:
+        raise ConfigError(
+            f"tomogram {name!r} binned {config.bin_factor}x is {tuple(binned_shape)} voxels, "
+            f"too small for {side}-voxel training boxes (box {config.box}, rotations "
+            f"{config.rotations!r}; 'random' cuts sqrt(3) times larger boxes): use a smaller "
+            "box, bin_factor or rotations='cube'"
+        )
+
+
 def train_prepared(
     binned: Sequence[WedgeTomogram],
     stats: Sequence[tuple[float, float]],
@@ -167,13 +180,7 @@ def train_prepared(
     # 2. boxes from every tomogram, cut large enough for the rotation family
     side = extraction_size(config.box, config.rotations)
     for t in binned:
-        if min(t.volume.shape) < side:
-            raise ConfigError(
-                f"tomogram {t.name!r} binned {config.bin_factor}x is {t.volume.shape} voxels, "
-                f"too small for {side}-voxel training boxes (box {config.box}, rotations "
-                f"{config.rotations!r}; 'random' cuts sqrt(3) times larger boxes): use a smaller "
-                "box, bin_factor or rotations='cube'"
-            )
+        check_fits(t.name, t.volume.shape, config)
     pool = build_pool(
         binned,
         side,

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from cryoflow.errors import CheckpointError, ConfigError, GeometryError
+from cryoflow.errors import CheckpointError, ConfigError
 
 __all__ = ["TrainingInput", "halves", "trained_checkpoint", "training_input", "training_rounds"]
 
@@ -142,9 +142,8 @@ def _train_batch(job: _Job, start: int, stop: int) -> dict[str, np.ndarray]:
     import torch
     from distributed import worker_client
 
-    from cryoflow.models.dewedge_rotate import extraction_size
     from cryoflow.models.dewedge_sampling import WedgeTomogram
-    from cryoflow.models.dewedge_train import DewedgeTrainConfig, train_prepared
+    from cryoflow.models.dewedge_train import DewedgeTrainConfig, check_fits, train_prepared
 
     cfg = DewedgeTrainConfig(**job.config)
     bin_factor = cfg.bin_factor
@@ -152,13 +151,8 @@ def _train_batch(job: _Job, start: int, stop: int) -> dict[str, np.ndarray]:
         training_input(job.store, n, job.key, bin_factor=bin_factor, use_halves=job.halves)
         for n in job.names[start:stop]
     ]
-    side = extraction_size(cfg.box, cfg.rotations)
-    for t in inputs:
-        if min(t.volume.shape) < side:
-            raise GeometryError(
-                f"tomogram {t.name!r} binned {bin_factor}x is {tuple(t.volume.shape)} voxels, "
-                f"too small for {side}-voxel training boxes: use a smaller --box or --bin"
-            )
+    for t in inputs:  # before any input is computed
+        check_fits(t.name, t.volume.shape, cfg)
     with worker_client() as client:  # the reads, reductions and halves on every worker
         stats, volumes, partners = dask.compute(
             [t.stats for t in inputs],
