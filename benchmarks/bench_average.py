@@ -49,7 +49,7 @@ def tiled_set(store: Path, source: str, name: str, times: int) -> None:
 
     arr = open_particles(store, source).data  # lazy (n, B, B, B), one block per stored chunk
     table = read_particle_table(store, source).reset_index(drop=True)
-    stack = da.concatenate([arr] * times)
+    stack = da.concatenate([arr] * times).rechunk({0: arr.chunks[0][0]})  # one batch size
     big = pd.concat([table] * times, ignore_index=True)
     big["input_index"] = np.arange(len(big), dtype=np.int64)
     write_particle_set(store, name, big, stack, provenance=make_provenance("extract", {}))
