@@ -155,7 +155,9 @@ def report_average(report: Report, f: dict[str, Any]) -> None:
     )
     report.figure(
         slices3({"average": f["_average"], "truth": f["_truth"]}),
-        "Central XY, XZ and YZ slices of the average (top) and the truth (bottom).",
+        "Central XY, XZ and YZ slices of the average (top) and the truth (bottom). The "
+        "tomograms carry the CTF and averaging does not correct it, so the average's lowest "
+        "frequencies are weak: solid lobes look hollow, their edges bright.",
     )
     e, t = np.asarray(f["_euler"]), np.asarray(f["_true_euler"])
     report.figure(
