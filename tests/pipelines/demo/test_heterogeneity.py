@@ -58,7 +58,7 @@ def test_heterogeneity_stages_report_finite_figures(tmp_path, client) -> None:
         assert math.isfinite(ctx.metrics.get(name, math.nan)), (name, ctx.metrics)
     # the tiny sizes store the simulator's poses (as --quick does), and say so
     assert "hetero_consensus_angle_error_deg" not in ctx.metrics
-    assert "simulator's true orientations" in "".join(ctx.report.sections)
+    assert "true orientations" in "".join(ctx.report.sections)
     for name in ("class_accuracy", "pca_class_accuracy", "embed_class_accuracy"):
         assert 0.5 <= ctx.metrics[name] <= 1.0, (name, ctx.metrics[name])
     assert ctx.metrics["class_accuracy"] >= 0.8, ctx.metrics
