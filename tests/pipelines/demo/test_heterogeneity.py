@@ -64,9 +64,9 @@ def test_heterogeneity_stages_report_finite_figures(tmp_path, client) -> None:
     assert ctx.metrics["class_accuracy"] >= 0.8, ctx.metrics
     assert ctx.metrics["multibody_angle_error_deg"] >= 0.0
     html = "".join(ctx.report.sections)
-    assert html.count("<img") >= 6
+    assert html.count("<img") >= 5  # PCA, class averages, latent, trajectory, motions
     assert "load average" in html
-    for sub in ("average/average.mrc", "classify_pca/pca.csv", "embed/latent.csv"):
+    for sub in ("classify_pca/pca.csv", "embed/latent.csv"):
         assert (tmp_path / "heterogeneity" / sub).is_file(), sub
     assert (tmp_path / "heterogeneity" / "multibody" / "body_2.mrc").is_file()
 
