@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from cryoflow.pipelines.demo import heterogeneity as H
-from cryoflow.pipelines.demo import heterogeneity_motion as HM
 from cryoflow.pipelines.demo.context import DemoContext, DemoStage
 from cryoflow.pipelines.demo.dewedge import stage_dewedge
+from cryoflow.pipelines.demo.heterogeneity import stage_hetero_average, stage_hetero_classify
+from cryoflow.pipelines.demo.heterogeneity_motion import stage_hetero_embed, stage_hetero_multibody
 from cryoflow.pipelines.demo.particles import PARTICLE_STAGES
 from cryoflow.pipelines.demo.report import curve, slice_overlay
 
@@ -227,9 +227,9 @@ STAGES: list[tuple[str, DemoStage]] = [
     ("localize", stage_localize),
     ("compare", stage_compare),
     *PARTICLE_STAGES,
-    ("hetero_average", H.stage_hetero_average),
-    ("hetero_classify", H.stage_hetero_classify),
-    ("hetero_embed", HM.stage_hetero_embed),
-    ("hetero_multibody", HM.stage_hetero_multibody),
+    ("hetero_average", stage_hetero_average),
+    ("hetero_classify", stage_hetero_classify),
+    ("hetero_embed", stage_hetero_embed),
+    ("hetero_multibody", stage_hetero_multibody),
     ("dewedge", stage_dewedge),
 ]
