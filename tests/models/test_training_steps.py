@@ -68,4 +68,4 @@ def test_a_detector_training_gives_the_same_network_and_losses_idle_or_busy() ->
 
 def test_no_demo_preset_and_no_comparison_default_stops_on_the_clock() -> None:
     assert CompareConfig().time_budget_s is None
-    assert all(preset.time_budget_s is None for preset in PRESETS.values()), PRESETS
+    assert all(preset.training.time_budget_s is None for preset in PRESETS.values()), PRESETS

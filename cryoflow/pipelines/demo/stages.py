@@ -226,10 +226,10 @@ STAGES: list[tuple[str, DemoStage]] = [
     ("edges", stage_edges),
     ("localize", stage_localize),
     ("compare", stage_compare),
+    ("dewedge", stage_dewedge),
     *PARTICLE_STAGES,
     ("hetero_average", stage_hetero_average),
     ("hetero_classify", stage_hetero_classify),
     ("hetero_embed", stage_hetero_embed),
     ("hetero_multibody", stage_hetero_multibody),
-    ("dewedge", stage_dewedge),
 ]
