@@ -5,11 +5,12 @@ SIGKILLed in the middle of an averaging round."""
 
 from __future__ import annotations
 
-import threading
-import time
+import os
+import signal
 
 import numpy as np
 import pytest
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from cryoflow.errors import NodeNotFoundError
 from cryoflow.io.store import open_result, write_tilt_series
@@ -87,26 +88,27 @@ def test_the_same_run_on_one_or_two_workers_writes_identical_chunk_files(tmp_pat
     assert_identical(two, data)
 
 
-def _kill_while_busy(workers, name: str, killed: list[float]) -> threading.Thread:
-    """A thread that SIGKILLs worker ``name`` (of the ``cluster`` fixture ``workers``) as soon
-    as it is processing a task."""
-    client = workers.client
-    address = next(
-        a for a, w in client.scheduler_info()["workers"].items() if w.get("name") == name
-    )
+class _DieOnceWhileExecuting(WorkerPlugin):
+    """A worker plugin that SIGKILLs worker ``name``'s own process the first time one of its
+    tasks starts executing (the scheduler then holds that task as in flight there). A flag
+    file makes it fire once: polling the scheduler from the client could miss short tasks."""
 
-    def watch() -> None:
-        end = time.monotonic() + 120
-        while time.monotonic() < end:
-            if client.processing(workers=[address]).get(address):
-                _kill(workers.workers[name])
-                killed.append(time.monotonic())
-                return
-            time.sleep(0.005)
+    def __init__(self, name: str, flag: str) -> None:
+        self.name, self.flag = name, flag
+        self.worker_name: str | None = None
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    def setup(self, worker) -> None:  # noqa: ANN001
+        self.worker_name = worker.name
+
+    def transition(self, key, start, finish, **kwargs) -> None:  # noqa: ANN001
+        if finish != "executing" or self.worker_name != self.name:
+            return
+        try:
+            with open(self.flag, "x"):
+                pass
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_a_worker_killed_during_an_averaging_round_changes_nothing(tmp_path, cluster):  # noqa: F811
@@ -130,17 +132,18 @@ def test_a_worker_killed_during_an_averaging_round_changes_nothing(tmp_path, clu
     )
     client = cluster.client
     expected = run_rounds(client, ref.store, stage.plan(ref.store, [], params), params.to_dict())
-    killed: list[float] = []
-    watchers: list[threading.Thread] = []
+    flag = tmp_path / "w1-killed"
 
     def arm(k: int) -> None:
-        if k == 1:  # round 1 recorded: kill w1 once round 2's tasks reach it
-            watchers.append(_kill_while_busy(cluster, "w1", killed))
+        if k == 1:  # round 1 recorded: w1 dies as soon as a task of round 2 starts on it
+            client.register_plugin(_DieOnceWhileExecuting("w1", str(flag)), name="die-once")
 
     plan = stage.plan(hit.store, [], params)
-    done = run_rounds(client, hit.store, plan, params.to_dict(), on_round=arm)
-    watchers[0].join(timeout=5)
-    assert killed, "w1 was never seen processing a task of the later rounds"
+    try:
+        done = run_rounds(client, hit.store, plan, params.to_dict(), on_round=arm)
+    finally:
+        client.unregister_worker_plugin("die-once")
+    assert flag.exists(), "w1 never started a task of the later rounds"
     assert done.computed == plan.rounds and not done.skipped
     assert set(done.state) == set(expected.state)
     for key, value in expected.state.items():
