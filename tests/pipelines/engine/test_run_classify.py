@@ -14,23 +14,14 @@ import yaml
 from cryoflow.cli.main import main
 from cryoflow.io.results import open_dataset_result
 from cryoflow.kernels.heterogeneity.metrics import class_accuracy
+from tests._local_cluster import scheduler  # noqa: F401 (fixture)
 from tests.pipelines.stages.heterogeneity_phantoms import PX, two_state_phantom, write_set
 
 N = 24
 
 
-@pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
-    ) as cluster:
-        yield cluster.scheduler_address
-
-
 @pytest.mark.slow  # about 60 s of CPU: a global orientation search, then the PCA rounds
-def test_average_then_classify_through_cryoflow_run(tmp_path, scheduler) -> None:
+def test_average_then_classify_through_cryoflow_run(tmp_path, scheduler) -> None:  # noqa: F811
     sim = two_state_phantom(N, seed=5)
     write_set(tmp_path / "data.zarr", "parts", sim, poses=False)
     with mrcfile.new(tmp_path / "ref.mrc") as mrc:  # the start map: both states' mean

@@ -16,19 +16,10 @@ import starfile
 from cryoflow.cli.main import main
 from cryoflow.kernels.heterogeneity.metrics import class_accuracy
 from cryoflow.kernels.masks import spherical_mask
+from tests._local_cluster import scheduler  # noqa: F401 (fixture)
 from tests.pipelines.stages.heterogeneity_phantoms import BOX, PX, two_state_phantom, write_set
 
 N = 24
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
-    ) as cluster:
-        yield cluster.scheduler_address
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +56,7 @@ def _c2_correlation(vol: np.ndarray) -> float:
     return float(np.corrcoef(vol.ravel(), turned.ravel())[0, 1])
 
 
-def test_pca_auto_classes_by_bic_and_earlier_class_maps(dataset, scheduler, tmp_path, capsys):
+def test_pca_auto_classes_by_bic_and_earlier_class_maps(dataset, scheduler, tmp_path, capsys):  # noqa: F811
     root, labels = dataset
     out = tmp_path / "auto"
     base = ["classify", str(root / "data.zarr"), "--set", "parts", "--method", "pca"]
@@ -93,7 +84,7 @@ def test_pca_auto_classes_by_bic_and_earlier_class_maps(dataset, scheduler, tmp_
     assert json.loads((out / "classify.json").read_text()).get("classes_chosen_by") is None
 
 
-def test_mask_and_symmetry(dataset, scheduler, tmp_path, capsys):
+def test_mask_and_symmetry(dataset, scheduler, tmp_path, capsys):  # noqa: F811
     root, _ = dataset
     base = ["classify", str(root / "data.zarr"), "--set", "parts", "--method", "pca"]
     base += ["--classes", "2", "--scheduler", scheduler]

@@ -13,22 +13,13 @@ import pytest
 import cryoflow
 from cryoflow.cli.main import main
 from cryoflow.models.checkpoint import load_checkpoint
+from tests._local_cluster import scheduler  # noqa: F401 (fixture)
 from tests.pipelines.stages._embed_phantom import phantom_set
 
 FAST = ["--steps", "5", "--batch-size", "8", "--train-particles", "16"]
 
 
-@pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
-    ) as cluster:
-        yield cluster.scheduler_address
-
-
-def _embed(store, out, latent: int, scheduler: str, *more: str) -> dict:
+def _embed(store, out, latent: int, scheduler: str, *more: str) -> dict:  # noqa: F811
     args = ["embed", str(store), "--set", "hinges", "--out", str(out), "--latent", str(latent)]
     with pytest.raises(SystemExit) as done:
         main([*args, *FAST, *more, "--scheduler", scheduler])
@@ -41,7 +32,7 @@ def _latent_columns(arr) -> list[str]:
 
 
 @pytest.mark.slow  # about 55 s of CPU: two trainings; the store rules: tests/io/test_particle_latent.py
-def test_latent_coordinates_in_the_set_table_with_their_checkpoint(tmp_path, scheduler) -> None:
+def test_latent_coordinates_in_the_set_table_with_their_checkpoint(tmp_path, scheduler) -> None:  # noqa: F811
     store, _, _ = phantom_set(tmp_path, n=16)
     before = cryoflow.open_particles(str(store), "hinges")
     assert before.attrs["latent"] is None and not _latent_columns(before)
