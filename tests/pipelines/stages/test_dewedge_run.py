@@ -59,15 +59,17 @@ def blobs(seed: int) -> np.ndarray:
     return np.fft.ifftn(np.fft.fftn(vol) * measured).real.astype(np.float32)
 
 
-def test_dewedge_step_trains_once_applies_to_each_and_reruns_reuse(
-    tmp_path: Path, scheduler: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _dataset_and_pipeline(
+    tmp_path: Path, scheduler: str, volumes: list[np.ndarray]
+) -> tuple[Path, Path, dict]:
+    """A store with tomograms ``lam_a``, ``lam_b`` (the given volumes, tilt range +-55 deg)
+    and a pipeline file with one dewedge step; returns the store, the file and its config."""
     store = tmp_path / "d.zarr"
     S.create_dataset(store)
     attrs = tilt_range_attrs(TiltRange(-55.0, 55.0, "--tilt-range"))
-    for i, name in enumerate(("lam_a", "lam_b")):
+    for name, volume in zip(("lam_a", "lam_b"), volumes, strict=True):
         S.write_volume(
-            store, name, "tomogram", blobs(i), pixel_size_angstrom=10.0, provenance=None,
+            store, name, "tomogram", volume, pixel_size_angstrom=10.0, provenance=None,
             attrs=attrs,
         )  # fmt: skip
     pipeline = tmp_path / "pipeline.yaml"
@@ -77,6 +79,13 @@ def test_dewedge_step_trains_once_applies_to_each_and_reruns_reuse(
         "steps": [{"dewedge": {**TRAIN, **TILES}}],
     }
     pipeline.write_text(yaml.safe_dump(config))
+    return store, pipeline, config
+
+
+def test_dewedge_step_trains_once_applies_to_each_and_reruns_reuse(
+    tmp_path: Path, scheduler: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, pipeline, config = _dataset_and_pipeline(tmp_path, scheduler, [blobs(0), blobs(1)])
     step = load_pipeline(pipeline).steps[0]
     assert "trains one network" in STAGE.check(step.params, CheckContext())[0]
     # 1. one training over both tomograms, then each one filled
@@ -129,22 +138,8 @@ def test_dewedge_step_trains_once_applies_to_each_and_reruns_reuse(
 def test_a_failed_training_fails_every_tomogram_and_applies_nothing(
     tmp_path: Path, scheduler: str
 ) -> None:
-    store = tmp_path / "d.zarr"
-    S.create_dataset(store)
-    attrs = tilt_range_attrs(TiltRange(-55.0, 55.0, "--tilt-range"))
     small = blobs(3)[:16, :24, :24]  # 8 x 12 x 12 binned: no 16-voxel box fits
-    for name in ("lam_a", "lam_b"):
-        S.write_volume(
-            store, name, "tomogram", small, pixel_size_angstrom=10.0, provenance=None,
-            attrs=attrs,
-        )  # fmt: skip
-    pipeline = tmp_path / "pipeline.yaml"
-    config = {
-        "dataset": {"store": "d.zarr"},
-        "cluster": {"scheduler": scheduler, "retries": 0},
-        "steps": [{"dewedge": {**TRAIN, **TILES}}],
-    }
-    pipeline.write_text(yaml.safe_dump(config))
+    store, pipeline, _ = _dataset_and_pipeline(tmp_path, scheduler, [small, small])
     from cryoflow.cli.main import main
 
     with pytest.raises(SystemExit) as info:
