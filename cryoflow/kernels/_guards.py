@@ -34,3 +34,22 @@ def eager_volume(
     if vol.ndim != 3:
         raise error(f"{name} expects a (Z, Y, X) volume, got shape {vol.shape}")
     return vol
+
+
+def eager_stack(
+    images: object,
+    name: str,
+    dims: str = "(n_tilts, V, U)",
+    *,
+    error: type[ValueError] = ValueError,
+) -> np.ndarray:
+    """``images`` as an in-memory float32 stack of 2D images (three axes).
+
+    Lazy input raises ``TypeError`` (:func:`refuse_lazy`); another number of axes raises
+    ``error`` naming ``dims`` (how the caller calls the three axes) and the shape received.
+    """
+    refuse_lazy(images, name)
+    stack = np.asarray(images, dtype=np.float32)
+    if stack.ndim != 3:
+        raise error(f"{name} must be {dims}, got shape {stack.shape}")
+    return stack

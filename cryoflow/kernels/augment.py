@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryoflow.kernels._guards import refuse_lazy
+from cryoflow.kernels._guards import eager_stack, refuse_lazy
 
 
 def standardize(images: np.ndarray) -> np.ndarray:
@@ -23,10 +23,7 @@ def standardize(images: np.ndarray) -> np.ndarray:
     -------
     ndarray of shape (N, Y, X), float32
     """
-    refuse_lazy(images, "images")
-    a = np.asarray(images, dtype=np.float32)
-    if a.ndim != 3:
-        raise ValueError(f"images must have shape (N, Y, X), got {a.shape}")
+    a = eager_stack(images, "images", "(N, Y, X)")
     mean = a.mean(axis=(1, 2), keepdims=True)
     std = a.std(axis=(1, 2), keepdims=True)
     return ((a - mean) / np.maximum(std, 1e-6)).astype(np.float32)

@@ -35,7 +35,7 @@ import functools
 import numpy as np
 import scipy.fft
 
-from cryoflow.kernels._guards import refuse_lazy
+from cryoflow.kernels._guards import eager_stack
 
 FILTERS = ("ramp", "none")
 #: a direction component below this counts as zero (the 1-D row/column path)
@@ -190,10 +190,7 @@ def ramp_filter(images: np.ndarray, directions: np.ndarray | None = None) -> np.
     -------
     ndarray of shape (n_tilts, V, U), float32
     """
-    refuse_lazy(images, "images")
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 3:
-        raise ValueError(f"images must be (n_tilts, V, U), got shape {images.shape}")
+    images = eager_stack(images, "images")
     n = images.shape[0]
     if directions is None:
         d = np.tile([0.0, 1.0], (n, 1))
