@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,3 +70,26 @@ def chunk_footprint(
         for a, b in zip(lo[:, 1], hi[:, 1], strict=True)
     )
     return Footprint(v=(v0, max(v0, v1)), u=u)
+
+
+class BlockFrame(NamedTuple):
+    """One volume block as a block kernel sees it, with where its detector crop sits.
+
+    The fields are, in order, the arguments that follow the data in the block kernels
+    (:func:`cryoflow.kernels.backproject.backproject_block`,
+    :func:`cryoflow.kernels.edges.edge_sums`): the geometry, the whole volume's ``(Z, Y, X)``
+    and detector's ``(V, U)`` sizes (for the centring), the block's ``(z, y, x)`` slices and
+    ``origin``, the detector position ``(v0, u0)`` of the crop's first pixel.
+    """
+
+    geometry: TiltGeometry
+    volume_shape: tuple[int, int, int]
+    detector_shape: tuple[int, int]
+    block: tuple[slice, slice, slice]
+    origin: tuple[int, int] = (0, 0)
+
+    def footprint(self, *, margin: int = 1) -> Footprint:
+        """:func:`chunk_footprint` of the block."""
+        return chunk_footprint(
+            self.geometry, self.volume_shape, self.detector_shape, self.block, margin=margin
+        )

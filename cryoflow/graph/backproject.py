@@ -28,7 +28,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from cryoflow.errors import GeometryError
-from cryoflow.geometry import TiltGeometry, chunk_footprint
+from cryoflow.geometry import BlockFrame, TiltGeometry, chunk_footprint
 from cryoflow.graph.sources import read_slices, stored_source
 from cryoflow.kernels.backproject import backproject_block, backproject_dtypes, parse_interpolation
 
@@ -48,24 +48,47 @@ def iter_blocks(
         )
 
 
+Crop = tuple[tuple[int, int], tuple[int, int]]  # detector rows (v0, v1) and columns (u0, u1)
+
+
+def footprint_blocks(
+    geometry: TiltGeometry,
+    volume_shape: tuple[int, int, int],
+    detector_shape: tuple[int, int],
+    chunks: tuple[tuple[int, ...], ...],
+) -> Iterator[tuple[tuple[int, ...], tuple[slice, slice, slice], Crop | None]]:
+    """Yield ``(block index, block slices, crop)`` for every volume block of ``chunks``.
+
+    ``crop`` is the detector window that covers the block's footprint on every tilt
+    (:func:`cryoflow.geometry.chunk_footprint`: rows shared, columns the union over tilts), or
+    ``None`` when the block projects off every detector. The graph builders' one loop over
+    output blocks and what each reads or writes on the detector.
+    """
+    for index, block in iter_blocks(chunks):
+        fp = chunk_footprint(geometry, volume_shape, detector_shape, block)
+        (v0, v1), (u0, u1) = fp.v, fp.u_union
+        yield index, block, ((v0, v1), (u0, u1)) if v1 > v0 and u1 > u0 else None
+
+
 def _backproject_task(
     slabs: list[np.ndarray],
     *,
     slab_start: int,
-    rows: tuple[int, int],
-    cols: tuple[int, int],
-    **kwargs: object,
+    crop: Crop,
+    frame: BlockFrame,
+    interpolation: str,
+    n_threads: int | None,
 ) -> np.ndarray:
-    """Crop the footprint ``[:, v0:v1, u0:u1]`` out of consecutive row slabs, then back-project."""
-    (v0, v1), (u0, u1) = rows, cols
+    """Cut the footprint ``[:, v0:v1, u0:u1]`` out of consecutive row slabs, then back-project."""
+    (v0, v1), (u0, u1) = crop
     parts, start = [], slab_start
     for slab in slabs:
         a, b = max(v0, start), min(v1, start + slab.shape[1])
         if b > a:
             parts.append(slab[:, a - start : b - start, u0:u1])
         start += slab.shape[1]
-    crop = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-    return backproject_block(crop, crop_origin=(v0, u0), **kwargs)  # type: ignore[arg-type]
+    images = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    return backproject_block(images, *frame, interpolation=interpolation, n_threads=n_threads)
 
 
 def row_slabs(
@@ -135,9 +158,10 @@ def backproject_graph(
         raise GeometryError(
             f"images must be (n_tilts={geometry.n_tilts}, V, U), got shape {images.shape}"
         )
-    shape = tuple(int(s) for s in shape)
+    Z, Y, X = (int(s) for s in shape)
+    volume = (Z, Y, X)
     detector = (int(images.shape[1]), int(images.shape[2]))
-    out_chunks = da.core.normalize_chunks(chunks or DEFAULT_CHUNKS, shape)
+    out_chunks = da.core.normalize_chunks(chunks or DEFAULT_CHUNKS, volume)
     _, dtype = backproject_dtypes(images.dtype, geometry.n_tilts, interpolation)
     # 1. tilt series as row slabs (every tilt and column, rows of one output chunk at most), so
     #    each stored tile is decoded once per slab and a block reads only the slabs it touches
@@ -147,28 +171,22 @@ def backproject_graph(
             out_chunks[1][0], SLAB_BYTES // (images.shape[0] * detector[1] * images.dtype.itemsize)
         ),
     )
-    token = tokenize(images, geometry.to_dict(), shape, out_chunks, interpolation, n_threads)
+    token = tokenize(images, geometry.to_dict(), volume, out_chunks, interpolation, n_threads)
     name = f"{prefix}-{token}"
     dsk, deps, slab_keys, bounds = row_slabs(images, rows, f"{prefix}-rows-{token}")
     # 2. one task per output block: crops its footprint out of the slabs, back-projects
-    for index, block in iter_blocks(out_chunks):
-        fp = chunk_footprint(geometry, shape, detector, block)  # type: ignore[arg-type]
-        (v0, v1), (u0, u1) = fp.v, fp.u_union
-        bshape = tuple(s.stop - s.start for s in block)
-        if v1 <= v0 or u1 <= u0:  # the block projects off every detector
-            dsk[(name, *index)] = (np.zeros, bshape, dtype)
+    for index, block, crop in footprint_blocks(geometry, volume, detector, out_chunks):
+        if crop is None:  # the block projects off every detector
+            dsk[(name, *index)] = (np.zeros, tuple(s.stop - s.start for s in block), dtype)
             continue
+        (v0, v1), (u0, u1) = crop
         first = int(np.searchsorted(bounds, v0, side="right")) - 1
         last = int(np.searchsorted(bounds, v1, side="left"))
         kernel = partial(
             _backproject_task,
             slab_start=int(bounds[first]),
-            rows=(v0, v1),
-            cols=(u0, u1),
-            geometry=geometry,
-            volume_shape=shape,
-            detector_shape=detector,
-            block=block,
+            crop=crop,
+            frame=BlockFrame(geometry, volume, detector, block, (v0, u0)),
             interpolation=interpolation,
             n_threads=n_threads,
         )

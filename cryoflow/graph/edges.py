@@ -11,7 +11,6 @@ the block.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import dask
@@ -19,7 +18,8 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from cryoflow.geometry import TiltGeometry, chunk_footprint
+from cryoflow.geometry import BlockFrame, TiltGeometry
+from cryoflow.graph.backproject import footprint_blocks
 from cryoflow.graph.labels import blocks_to_array
 from cryoflow.kernels import edges as k
 
@@ -108,37 +108,23 @@ def edge_sums(
     vol = (int(volume_shape[0]), int(volume_shape[1]), int(volume_shape[2]))
     det = (int(arr.shape[1]), int(arr.shape[2]))
     cz, cy, cx = (chunks,) * 3 if isinstance(chunks, int) else tuple(chunks)
-    grid = [list(range(0, n, c)) for n, c in zip(vol, (cz, cy, cx), strict=True)]
+    out_chunks = da.core.normalize_chunks((cz, cy, cx), vol)
     tok = tokenize(arr, geometry, vol, (cz, cy, cx), iterations, window, min_support)
     out_name = f"{name}-{tok}"
     blocks = {}
-    for idx in itertools.product(*(range(len(g)) for g in grid)):
-        z, y, x = (
-            slice(g[i], min(g[i] + c, n))
-            for g, i, c, n in zip(grid, idx, (cz, cy, cx), vol, strict=True)
-        )
-        block = (z, y, x)
-        shape = tuple(s.stop - s.start for s in block)
-        fp = chunk_footprint(geometry, vol, det, block)
-        (v0, v1), (u0, u1) = fp.v, fp.u_union
-        if v1 <= v0 or u1 <= u0:  # the block misses every detector
+    for idx, block, crop in footprint_blocks(geometry, vol, det, out_chunks):
+        if crop is None:  # the block misses every detector
             blocks[idx] = dask.delayed(np.zeros, pure=True)(
-                shape, np.uint16, dask_key_name=(out_name, *idx)
+                tuple(s.stop - s.start for s in block), np.uint16, dask_key_name=(out_name, *idx)
             )
             continue
+        (v0, v1), (u0, u1) = crop
         blocks[idx] = dask.delayed(k.edge_sums, pure=True)(
             arr[:, v0:v1, u0:u1],
-            geometry,
-            vol,
-            det,
-            block,
-            (v0, u0),
+            BlockFrame(geometry, vol, det, block, (v0, u0)),
             iterations=iterations,
             window=window,
             min_support=min_support,
             dask_key_name=(out_name, *idx),
         )
-    out_chunks = tuple(
-        tuple(min(c, n - g0) for g0 in g) for g, c, n in zip(grid, (cz, cy, cx), vol, strict=True)
-    )
     return blocks_to_array(out_name, blocks, out_chunks, np.uint16)

@@ -18,8 +18,8 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from cryoflow.errors import GeometryError
-from cryoflow.geometry import TiltGeometry, chunk_footprint
-from cryoflow.graph.backproject import iter_blocks
+from cryoflow.geometry import TiltGeometry
+from cryoflow.graph.backproject import footprint_blocks
 from cryoflow.kernels.project import fill_value, parse_mode, project_block, project_dtypes
 
 Crop = tuple[int, int, int, int]  # (v0, u0, Vc, Uc)
@@ -112,11 +112,10 @@ def project_graph(
     dsk: dict = {}
     partials: list[tuple[tuple, Crop]] = []
     # 1. one partial projection per volume block, on its footprint
-    for index, block in iter_blocks(volume.chunks):
-        fp = chunk_footprint(geometry, shape, (V, U), block)  # type: ignore[arg-type]
-        (v0, v1), (u0, u1) = fp.v, fp.u_union
-        if v1 <= v0 or u1 <= u0:
+    for index, block, window in footprint_blocks(geometry, shape, (V, U), volume.chunks):
+        if window is None:  # the block projects off every detector
             continue
+        (v0, v1), (u0, u1) = window
         crop = (v0, u0, v1 - v0, u1 - u0)
         kernel = partial(
             project_block,

@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-from cryoflow.geometry import TiltGeometry
+from cryoflow.geometry import BlockFrame, TiltGeometry
 from cryoflow.kernels._guards import refuse_lazy
 from cryoflow.kernels.backproject import backproject_block
 
@@ -158,14 +158,7 @@ def tilt_order(geometry: TiltGeometry) -> tuple[np.ndarray, np.ndarray]:
     return order, axis[order]
 
 
-def tilt_backprojections(
-    edges: np.ndarray,
-    geometry: TiltGeometry,
-    volume_shape: tuple[int, int, int],
-    detector_shape: tuple[int, int],
-    block: tuple[slice, slice, slice],
-    origin: tuple[int, int] = (0, 0),
-) -> np.ndarray:
+def tilt_backprojections(edges: np.ndarray, frame: BlockFrame) -> np.ndarray:
     """Per-tilt binary back-projections ``B(h)`` of one volume block (step 6).
 
     Parameters
@@ -173,14 +166,9 @@ def tilt_backprojections(
     edges : ndarray of shape (n_tilts, v, u), bool
         The detector window ``[v0:v0+v, u0:u0+u]`` of the edge maps (all tilts) that covers
         the block's footprint; pixels outside the window count as off.
-    geometry : TiltGeometry
-    volume_shape : (Z, Y, X)
-    detector_shape : (V, U)
-        Full detector size (for the centring).
-    block : tuple of 3 slices
-        The block ``(z, y, x)`` within the volume.
-    origin : (v0, u0)
-        Position of ``edges[:, 0, 0]`` on the detector.
+    frame : BlockFrame
+        The geometry, the whole volume's and detector's sizes, the block ``(z, y, x)`` within
+        the volume and ``origin = (v0, u0)``, the position of ``edges[:, 0, 0]`` on the detector.
 
     Returns
     -------
@@ -190,12 +178,12 @@ def tilt_backprojections(
     refuse_lazy(edges, "tilt_backprojections")
     edges = np.asarray(edges, dtype=bool)
     n = edges.shape[0]
-    shape = tuple(s.stop - s.start for s in block)
+    shape = tuple(s.stop - s.start for s in frame.block)
     out = np.zeros((n, *shape), dtype=bool)
     for h in range(n):
         # the projectors' kernel on one tilt: its vote count is 0 or 1
         votes = backproject_block(
-            edges[h : h + 1], geometry.select([h]), volume_shape, detector_shape, block, origin
+            edges[h : h + 1], *frame._replace(geometry=frame.geometry.select([h]))
         )
         out[h] = votes > 0
     return out
@@ -257,11 +245,7 @@ def refine(
 
 def edge_sums(
     edges: np.ndarray,
-    geometry: TiltGeometry,
-    volume_shape: tuple[int, int, int],
-    detector_shape: tuple[int, int],
-    block: tuple[slice, slice, slice],
-    origin: tuple[int, int] = (0, 0),
+    frame: BlockFrame,
     *,
     iterations: int = 1,
     window: int = 1,
@@ -269,10 +253,13 @@ def edge_sums(
 ) -> np.ndarray:
     """Refined vote sum ``S = sum_h B(h)`` of one block (steps 6-8).
 
+    ``edges`` and ``frame`` as in :func:`tilt_backprojections`, the refinement's parameters as
+    in :func:`refine`.
+
     Returns
     -------
     ndarray of shape (bz, by, bx), uint16
     """
-    b = tilt_backprojections(edges, geometry, volume_shape, detector_shape, block, origin)
-    b = refine(b, geometry, iterations, window=window, min_support=min_support)
+    b = tilt_backprojections(edges, frame)
+    b = refine(b, frame.geometry, iterations, window=window, min_support=min_support)
     return b.sum(axis=0, dtype=np.uint16)

@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from cryoflow.geometry import TiltGeometry
+from cryoflow.geometry import BlockFrame, TiltGeometry
 from cryoflow.graph.edges import edge_maps, edge_sums
 from cryoflow.kernels import edges as k
 from cryoflow.kernels.iou import surface_scores
@@ -33,11 +33,11 @@ def test_tilt_backprojections_match_the_contract() -> None:
     edges = rng.random((5, 6, 11)) > 0.6
     shape = (9, 6, 10)
     whole = (slice(0, 9), slice(0, 6), slice(0, 10))
-    b = k.tilt_backprojections(edges, geo, shape, (6, 11), whole)
+    b = k.tilt_backprojections(edges, BlockFrame(geo, shape, (6, 11), whole))
     for h, a in enumerate(geo.angles_deg):
         np.testing.assert_array_equal(b[h], reference_bp(edges[h], a, shape))
     block = (slice(2, 7), slice(1, 4), slice(3, 9))
-    part = k.tilt_backprojections(edges[:, 1:4, :], geo, shape, (6, 11), block, (1, 0))
+    part = k.tilt_backprojections(edges[:, 1:4, :], BlockFrame(geo, shape, (6, 11), block, (1, 0)))
     np.testing.assert_array_equal(part, b[:, 2:7, 1:4, 3:9])
 
 
@@ -97,7 +97,7 @@ def test_edge_sums_graph_equals_kernel(chunks: tuple[int, int, int]) -> None:
     e_np = e.compute(scheduler="sync")
     np.testing.assert_array_equal(e_np, k.detect_edges(images, alpha=0.3))
     whole = (slice(0, 16), slice(0, 20), slice(0, 24))
-    ref = k.edge_sums(e_np, geo, (16, 20, 24), (20, 24), whole, iterations=2)
+    ref = k.edge_sums(e_np, BlockFrame(geo, (16, 20, 24), (20, 24), whole), iterations=2)
     got = edge_sums(e, geo, (16, 20, 24), chunks=chunks, iterations=2)
     assert got.dtype == np.uint16 and got.name.startswith("edges3d-")
     np.testing.assert_array_equal(got.compute(scheduler="sync"), ref)
@@ -108,7 +108,7 @@ def test_edge_sums_general_geometry_chunked() -> None:
     geo = TiltGeometry.from_directions(np.arange(60.0, 121.0, 10.0), np.full(7, 20.0))
     e = rng.random((7, 18, 20)) > 0.7
     whole = (slice(0, 12), slice(0, 18), slice(0, 20))
-    ref = k.edge_sums(e, geo, (12, 18, 20), (18, 20), whole, iterations=1)
+    ref = k.edge_sums(e, BlockFrame(geo, (12, 18, 20), (18, 20), whole), iterations=1)
     got = edge_sums(e, geo, (12, 18, 20), chunks=(5, 7, 9), iterations=1)
     np.testing.assert_array_equal(got.compute(scheduler="sync"), ref)
 
