@@ -98,13 +98,7 @@ def edge_sums(
         raise ValueError(
             f"edges must have shape (n_tilts={geometry.n_tilts}, V, U), got {arr.shape}"
         )
-    k.refine(
-        np.zeros((geometry.n_tilts, 1), bool),
-        geometry,
-        iterations,
-        window=window,
-        min_support=min_support,
-    )  # validate early
+    refinement = k.Refinement(iterations, window, min_support)  # validates early
     vol = (int(volume_shape[0]), int(volume_shape[1]), int(volume_shape[2]))
     det = (int(arr.shape[1]), int(arr.shape[2]))
     cz, cy, cx = (chunks,) * 3 if isinstance(chunks, int) else tuple(chunks)
@@ -122,9 +116,7 @@ def edge_sums(
         blocks[idx] = dask.delayed(k.edge_sums, pure=True)(
             arr[:, v0:v1, u0:u1],
             BlockFrame(geometry, vol, det, block, (v0, u0)),
-            iterations=iterations,
-            window=window,
-            min_support=min_support,
+            refinement,
             dask_key_name=(out_name, *idx),
         )
     return blocks_to_array(out_name, blocks, out_chunks, np.uint16)

@@ -32,6 +32,7 @@ Per volume block (3D), from the edge maps:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -42,6 +43,8 @@ from cryoflow.kernels._guards import refuse_lazy
 from cryoflow.kernels.backproject import backproject_block
 
 __all__ = [
+    "PAPER",
+    "Refinement",
     "detect_edges",
     "dog",
     "edge_sums",
@@ -189,14 +192,31 @@ def tilt_backprojections(edges: np.ndarray, frame: BlockFrame) -> np.ndarray:
     return out
 
 
-def refine(
-    b: np.ndarray,
-    geometry: TiltGeometry,
-    iterations: int = 1,
-    *,
-    window: int = 1,
-    min_support: int = 2,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class Refinement:
+    """The refinement's parameters (step 7): ``m``, ``k`` and ``s`` of the module docstring.
+
+    ``iterations`` (``m >= 0``) rounds; each tilt's neighbours are the tilts up to ``window``
+    (``k >= 1``) positions away in angle order, and ``min_support`` (``s >= 1``) of them must
+    also be on.
+    """
+
+    iterations: int = 1
+    window: int = 1
+    min_support: int = 2
+
+    def __post_init__(self) -> None:
+        m, k, s = self.iterations, self.window, self.min_support
+        if m < 0 or k < 1 or s < 1:
+            raise ValueError(
+                f"need iterations >= 0, window >= 1, min_support >= 1; got {m}, {k}, {s}"
+            )
+
+
+PAPER = Refinement()  # k = 1, s = 2: B(h) AND B(h-1) AND B(h+1), once
+
+
+def refine(b: np.ndarray, geometry: TiltGeometry, refinement: Refinement = PAPER) -> np.ndarray:
     """Refine per-tilt back-projections by their angular neighbours (step 7).
 
     Parameters
@@ -204,23 +224,14 @@ def refine(
     b : ndarray of shape (n_tilts, ...), bool
         ``B(h)`` in the geometry's tilt order.
     geometry : TiltGeometry
-    iterations : int
-        ``m >= 0``.
-    window : int
-        ``k >= 1``: neighbours up to ``k`` positions away in angle order.
-    min_support : int
-        ``s``: how many neighbours must also be on.
+    refinement : Refinement
 
     Returns
     -------
     ndarray of the same shape, bool
     """
     refuse_lazy(b, "refine")
-    if iterations < 0 or window < 1 or min_support < 1:
-        raise ValueError(
-            f"need iterations >= 0, window >= 1, min_support >= 1; got "
-            f"{iterations}, {window}, {min_support}"
-        )
+    window, min_support = refinement.window, refinement.min_support
     order, axis = tilt_order(geometry)
     cur = np.asarray(b, dtype=bool)[order]
     n = cur.shape[0]
@@ -232,7 +243,7 @@ def refine(
         n_neighbours[:-d] += same[d]
     # tilts at the ends of a series have fewer neighbours; they need support from all of them
     need = np.minimum(min_support, n_neighbours).astype(np.uint8)
-    for _ in range(iterations):
+    for _ in range(refinement.iterations):
         support = np.zeros(cur.shape, dtype=np.uint8)
         for d in range(1, window + 1):
             support[d:][same[d]] += cur[:-d][same[d]]
@@ -243,23 +254,14 @@ def refine(
     return out
 
 
-def edge_sums(
-    edges: np.ndarray,
-    frame: BlockFrame,
-    *,
-    iterations: int = 1,
-    window: int = 1,
-    min_support: int = 2,
-) -> np.ndarray:
+def edge_sums(edges: np.ndarray, frame: BlockFrame, refinement: Refinement = PAPER) -> np.ndarray:
     """Refined vote sum ``S = sum_h B(h)`` of one block (steps 6-8).
 
-    ``edges`` and ``frame`` as in :func:`tilt_backprojections`, the refinement's parameters as
-    in :func:`refine`.
+    ``edges`` and ``frame`` as in :func:`tilt_backprojections`.
 
     Returns
     -------
     ndarray of shape (bz, by, bx), uint16
     """
     b = tilt_backprojections(edges, frame)
-    b = refine(b, frame.geometry, iterations, window=window, min_support=min_support)
-    return b.sum(axis=0, dtype=np.uint16)
+    return refine(b, frame.geometry, refinement).sum(axis=0, dtype=np.uint16)

@@ -67,24 +67,37 @@ def test_refine_trims_runs_from_both_ends() -> None:
     geo = TiltGeometry.single_axis(np.arange(8) * 3.0)
     b = np.zeros((8, 1), bool)
     b[1:6, 0] = True  # one voxel covered by a run of 5 consecutive tilts
-    once = k.refine(b, geo, 1)
+    once = k.refine(b, geo, k.Refinement(1))
     np.testing.assert_array_equal(once[:, 0], [0, 0, 1, 1, 1, 0, 0, 0])
-    np.testing.assert_array_equal(k.refine(b, geo, 2)[:, 0], [0, 0, 0, 1, 0, 0, 0, 0])
-    assert not k.refine(b, geo, 3).any()
+    np.testing.assert_array_equal(k.refine(b, geo, k.Refinement(2))[:, 0], [0, 0, 0, 1, 0, 0, 0, 0])
+    assert not k.refine(b, geo, k.Refinement(3)).any()
     # the looser OR rule is stable after one iteration
-    loose = k.refine(b, geo, 5, min_support=1)
+    loose = k.refine(b, geo, k.Refinement(5, min_support=1))
     np.testing.assert_array_equal(loose, b)
     # the first tilt needs only the one neighbour it has; the second needs both
     end = np.zeros((8, 1), bool)
     end[0:2, 0] = True
-    assert k.refine(end, geo, 1)[:, 0].tolist() == [True, False] + [False] * 6
+    assert k.refine(end, geo, k.Refinement(1))[:, 0].tolist() == [True, False] + [False] * 6
+
+
+def test_refinement_rejects_impossible_parameters() -> None:
+    for bad in ({"iterations": -1}, {"window": 0}, {"min_support": 0}):
+        with pytest.raises(ValueError, match="need iterations >= 0, window >= 1"):
+            k.Refinement(**bad)
+    with pytest.raises(ValueError, match="need iterations >= 0"):
+        edge_sums(
+            np.zeros((3, 4, 4), bool),
+            TiltGeometry.single_axis([0.0, 5.0, 9.0]),
+            (4, 4, 4),
+            window=0,
+        )
 
 
 def test_refine_follows_angle_order_not_storage_order() -> None:
     angles = np.array([6.0, 0.0, 3.0, 9.0])  # stored out of order
     geo = TiltGeometry.single_axis(angles)
     b = np.array([[True], [True], [True], [False]])  # tilts at 0, 3, 6 degrees
-    out = k.refine(b, geo, 1)
+    out = k.refine(b, geo, k.Refinement(1))
     assert out[:, 0].tolist() == [False, True, True, False]  # 3 degrees survives; run shrinks
 
 
@@ -97,7 +110,7 @@ def test_edge_sums_graph_equals_kernel(chunks: tuple[int, int, int]) -> None:
     e_np = e.compute(scheduler="sync")
     np.testing.assert_array_equal(e_np, k.detect_edges(images, alpha=0.3))
     whole = (slice(0, 16), slice(0, 20), slice(0, 24))
-    ref = k.edge_sums(e_np, BlockFrame(geo, (16, 20, 24), (20, 24), whole), iterations=2)
+    ref = k.edge_sums(e_np, BlockFrame(geo, (16, 20, 24), (20, 24), whole), k.Refinement(2))
     got = edge_sums(e, geo, (16, 20, 24), chunks=chunks, iterations=2)
     assert got.dtype == np.uint16 and got.name.startswith("edges3d-")
     np.testing.assert_array_equal(got.compute(scheduler="sync"), ref)
@@ -108,7 +121,7 @@ def test_edge_sums_general_geometry_chunked() -> None:
     geo = TiltGeometry.from_directions(np.arange(60.0, 121.0, 10.0), np.full(7, 20.0))
     e = rng.random((7, 18, 20)) > 0.7
     whole = (slice(0, 12), slice(0, 18), slice(0, 20))
-    ref = k.edge_sums(e, BlockFrame(geo, (12, 18, 20), (18, 20), whole), iterations=1)
+    ref = k.edge_sums(e, BlockFrame(geo, (12, 18, 20), (18, 20), whole), k.Refinement(1))
     got = edge_sums(e, geo, (12, 18, 20), chunks=(5, 7, 9), iterations=1)
     np.testing.assert_array_equal(got.compute(scheduler="sync"), ref)
 
