@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict
 
 import dask.array as da
 import numpy as np
@@ -23,6 +23,13 @@ from cryoflow.graph.backproject import footprint_blocks
 from cryoflow.kernels.project import fill_value, parse_mode, project_block, project_dtypes
 
 Crop = tuple[int, int, int, int]  # (v0, u0, Vc, Uc)
+
+
+class KernelOptions(TypedDict, total=False):
+    """The options of :func:`project_graph` that a graph built on it passes through."""
+
+    interpolation: str  # {"nearest", "linear"}; default "nearest"
+    n_threads: int | None  # torch threads per task; default 1
 
 
 def combine_partials(

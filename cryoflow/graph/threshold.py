@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 import dask.array as da
 import numpy as np
@@ -17,7 +17,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from cryoflow.errors import GeometryError
 from cryoflow.geometry import TiltGeometry
-from cryoflow.graph.project import project_graph
+from cryoflow.graph.project import KernelOptions, project_graph
 from cryoflow.kernels.threshold import threshold_counts
 
 
@@ -32,9 +32,8 @@ def threshold_counts_graph(
     geometry: TiltGeometry,
     candidates: np.ndarray,
     *,
-    interpolation: str = "nearest",
-    n_threads: int | None = 1,
     prefix: str = "threshold",
+    **kernel: Unpack[KernelOptions],
 ) -> da.Array:
     """Lazy per-tilt counts of every candidate threshold.
 
@@ -44,9 +43,9 @@ def threshold_counts_graph(
     masks : dask.array.Array of shape (n_tilts, V, U)
     geometry : TiltGeometry
     candidates : ndarray of shape (K,), ascending
-    interpolation : {"nearest", "linear"}
-    n_threads : int or None
     prefix : str
+    **kernel : KernelOptions
+        The max-projection's ``interpolation`` and ``n_threads`` (:func:`project_graph`).
 
     Returns
     -------
@@ -64,9 +63,8 @@ def threshold_counts_graph(
         geometry,
         (V, U),
         mode="max",
-        interpolation=interpolation,
-        n_threads=n_threads,
         prefix=f"{prefix}-maxproj",
+        **kernel,
     )
     masks = masks.rechunk(maxproj.chunks)
     token = tokenize(maxproj, masks, candidates)
