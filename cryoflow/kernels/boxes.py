@@ -14,7 +14,13 @@ from scipy import ndimage
 
 from cryoflow.kernels._guards import refuse_lazy
 
-__all__ = ["BOX2D_COLUMNS", "BOX3D_COLUMNS", "box_masks", "boxes_from_masks"]
+__all__ = [
+    "BOX2D_COLUMNS",
+    "BOX3D_COLUMNS",
+    "box_masks",
+    "boxes_from_masks",
+    "component_boxes",
+]
 
 #: the 2D box schema (detector pixels, ``y1``/``x1`` exclusive, 0-based tilt index): every
 #: 2D box table (detectors, truth boxes, box files) has these columns in this order
@@ -98,15 +104,32 @@ def boxes_from_masks(
     rng = np.random.default_rng(seed)
     rows = []
     for t in range(masks.shape[0]):
-        lab, n = ndimage.label(masks[t])
-        if n == 0:
-            continue
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
-        for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-            if sl is None or sizes[i] < min_pixels:
-                continue
-            box = np.array([sl[0].start, sl[1].start, sl[0].stop, sl[1].stop], float)
+        for _, box in component_boxes(masks[t], min_pixels)[1]:
             if jitter_px > 0:
                 box += rng.normal(0.0, jitter_px, size=4)
             rows.append([t, class_name, 1.0, *box.tolist()])
     return pd.DataFrame(rows, columns=BOX2D_COLUMNS)
+
+
+def component_boxes(
+    mask: np.ndarray, min_pixels: int = 1
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """Boxes around the connected components of one 2D mask (the one box extraction).
+
+    Returns
+    -------
+    labels : ndarray of the mask's shape, int
+        ``scipy.ndimage.label`` of the mask (4-connected), 0 outside it.
+    boxes : list of (label, ndarray of shape (4,), float)
+        ``(y0, x0, y1, x1)`` (``y1``/``x1`` exclusive) of every component with at least
+        ``min_pixels`` pixels, in label order.
+    """
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return labels, []
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    return labels, [
+        (k, np.array([sl[0].start, sl[1].start, sl[0].stop, sl[1].stop], float))
+        for k, sl in enumerate(ndimage.find_objects(labels), start=1)
+        if sl is not None and sizes[k] >= min_pixels
+    ]

@@ -23,7 +23,7 @@ from torch import nn
 from cryoflow.errors import ConfigError
 from cryoflow.kernels._guards import refuse_lazy
 from cryoflow.kernels.augment import standardize
-from cryoflow.kernels.boxes import BOX2D_COLUMNS, boxes_from_masks
+from cryoflow.kernels.boxes import BOX2D_COLUMNS, boxes_from_masks, component_boxes
 
 DETECTOR_ARCHS = ("small", "mobilenet", "resnet50")
 
@@ -258,17 +258,8 @@ def detect(
             out["boxes"].cpu().numpy(), out["scores"].cpu().numpy(), strict=True
         ):
             if s >= min_score:
-                rows.append(
-                    [
-                        first_index + i,
-                        class_name,
-                        float(s),
-                        float(y0),
-                        float(x0),
-                        float(y1),
-                        float(x1),
-                    ]
-                )
+                box = [float(v) for v in (y0, x0, y1, x1)]
+                rows.append([first_index + i, class_name, float(s), *box])
     return pd.DataFrame(rows, columns=BOX2D_COLUMNS)
 
 
@@ -298,24 +289,12 @@ def boxes_from_probabilities(
     prob = p.astype(np.float32) / (255.0 if p.dtype == np.uint8 else 1.0)
     rows = []
     for i, img in enumerate(prob):
-        lab, n = ndimage.label(img > threshold)
-        if n == 0:
+        lab, boxes = component_boxes(img > threshold, min_pixels)
+        if not boxes:
             continue
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
-        means = ndimage.mean(img, lab, np.arange(1, n + 1))
-        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
-            if sl is not None and sizes[k] >= min_pixels:
-                rows.append(
-                    [
-                        first_index + i,
-                        class_name,
-                        float(means[k - 1]),
-                        float(sl[0].start),
-                        float(sl[1].start),
-                        float(sl[0].stop),
-                        float(sl[1].stop),
-                    ]
-                )
+        means = ndimage.mean(img, lab, [k for k, _ in boxes])
+        for mean, (_, box) in zip(means, boxes, strict=True):
+            rows.append([first_index + i, class_name, float(mean), *box.tolist()])
     return pd.DataFrame(rows, columns=BOX2D_COLUMNS)
 
 

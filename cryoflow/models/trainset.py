@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 from scipy import ndimage
@@ -121,6 +121,16 @@ def _cut(
     images = np.stack([std_p[i, y0 : y1 + 2 * m, x0 : x1 + 2 * m] for i, y0, x0, y1, x1 in boxes])
     masks = np.stack([fm_p[i, y0 : y1 + 2 * m, x0 : x1 + 2 * m] for i, y0, x0, y1, x1 in boxes])
     return images.astype(np.float32), masks.astype(np.uint8)
+
+
+class BoxCounts(TypedDict, total=False):
+    """The box sampling keywords of :func:`training_set_from_masks` (its defaults apply to
+    those left out), which the other builders pass through."""
+
+    n_positive: int
+    n_negative: int
+    box_size: int
+    margin: int
 
 
 def training_set_from_masks(
@@ -237,17 +247,15 @@ def from_labels(
     *,
     feature: str,
     feature_value: int = 1,
-    n_positive: int = 10,
-    n_negative: int = 4,
-    box_size: int = 32,
-    margin: int = 0,
     rng: np.random.Generator,
     source: dict[str, Any] | None = None,
+    **sampling: Unpack[BoxCounts],
 ) -> TrainingSet:
     """Training set from a napari-style labels array ``(N, Y, X)`` (0 = unlabelled).
 
     Pixels equal to ``feature_value`` are the feature; any other non-zero value is painted
-    background, where negative boxes are centred.
+    background, where negative boxes are centred. The other arguments as in
+    :func:`training_set_from_masks`.
     """
     lab = np.asarray(labels)
     if lab.shape != np.shape(images):
@@ -260,13 +268,10 @@ def from_labels(
         images,
         fm,
         feature=feature,
-        n_positive=n_positive,
-        n_negative=n_negative,
-        box_size=box_size,
         negative_mask=neg if neg.any() else None,
-        margin=margin,
         rng=rng,
         source={"kind": "labels", "feature_value": int(feature_value), **(source or {})},
+        **sampling,
     )
 
 

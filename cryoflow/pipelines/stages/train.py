@@ -17,7 +17,7 @@ reads what it writes).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -30,7 +30,7 @@ from cryoflow.pipelines.stages.fields import choice
 if TYPE_CHECKING:  # torch-backed: imported where used, so the command line starts quickly
     from cryoflow.models.checkpoint import ModelConfig
     from cryoflow.models.train import TrainParams
-    from cryoflow.models.trainset import TrainingSet
+    from cryoflow.models.trainset import BoxCounts, TrainingSet
 
 NAME = "train"
 SOURCES = ("truth", "labels", "boxes")
@@ -108,25 +108,16 @@ def choose_source(from_truth: bool, labels: Any, boxes: Any) -> str:
     return given[0]
 
 
-class BoxCounts(TypedDict):
-    """The box sampling keywords of :mod:`cryoflow.models.trainset`'s builders."""
-
-    n_positive: int
-    n_negative: int
-    box_size: int
-    margin: int
-
-
 def box_counts(sizes: Any) -> BoxCounts:
     """The box sampling of ``sizes`` (anything with ``n_boxes``, ``n_negative``, ``box_size``
     and ``margin``: :class:`TrainingParams`, the demo's comparison settings) as the keyword
     arguments of :mod:`cryoflow.models.trainset`'s training-set builders."""
-    return BoxCounts(
-        n_positive=sizes.n_boxes,
-        n_negative=sizes.n_negative,
-        box_size=sizes.box_size,
-        margin=sizes.margin,
-    )
+    return {
+        "n_positive": sizes.n_boxes,
+        "n_negative": sizes.n_negative,
+        "box_size": sizes.box_size,
+        "margin": sizes.margin,
+    }
 
 
 def load_images(client: Any, store: Any, name: str, slices: bool, volume_key: str) -> np.ndarray:
