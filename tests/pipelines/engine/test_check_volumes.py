@@ -76,9 +76,7 @@ def test_a_dewedge_pipeline_checks_ingested_tomograms_without_tilt_series(
     assert cli("check", str(tmp_path / "pipeline.yaml")) == 0
 
 
-def test_a_step_that_needs_the_tilt_series_is_still_refused(
-    tmp_path: Path, ingested: Path
-) -> None:
+def test_a_step_that_needs_the_tilt_series_is_still_refused(tmp_path: Path, ingested: Path) -> None:
     config = load_pipeline(_pipeline(tmp_path, [{"reconstruct": {}}, {"dewedge": {}}]))
     with pytest.raises(NodeNotFoundError, match="tilt"):
         check_pipeline(config)
