@@ -279,7 +279,8 @@ def check(params: DewedgeParams, ctx: CheckContext) -> list[str]:
             f"trains one network on every selected tomogram's volumes/{params.key} "
             f"({params.steps} steps, {params.box}-voxel boxes at bin {params.bin}, "
             f"{'even/odd halves where possible' if params.halves else 'no halves'}) as a "
-            "dataset-level step, reused while its settings and volumes are unchanged"
+            f"dataset-level step in rounds of {params.round_steps} steps (a killed run resumes "
+            "after the last), reused while its settings and volumes are unchanged"
         ]
     settings = read_dewedge(params.model)
     return [
