@@ -16,6 +16,14 @@ memory (``VmHWM`` minus their resident memory after start-up) flat as the tomogr
 
 Usage: python benchmarks/bench_dewedge.py [--shape 64 256 384] [--repeats 2]
        [--memory-sides 384 512 640] [--skip-memory | --memory-only]
+       python benchmarks/bench_dewedge.py --quality [--seeds 0 1] [--set bin_factor=4 ...]
+
+``--quality``: the learned filling against the trivial non-linear peers in one run, per seed
+(:func:`quality`): two crowded ``demo``-preset tomograms (SNR 0.5, membranes) and their
+even/odd halves, one network trained on both (the demo stage's settings, ``--set NAME=VALUE``
+to change one), applied
+to each whole tomogram, and for each the figures of
+:func:`cryoflow.kernels.wedge_report.filling_figures` after, before and for the best peer.
 
 Memory sizes start at 384 (64 x 384 x 384): from there on every interior tile has the full
 footprint (64 x 192 x 192), so a flat peak means nothing grows with the tomogram itself.
@@ -191,8 +199,66 @@ def peak_memory(
     return out
 
 
+def quality(seed: int, settings: dict) -> dict:
+    """Learned filling vs the trivial peers on seed ``seed``'s two demo tomograms."""
+    from cryoflow.kernels.wedge_report import filling_figures, peer_volumes
+    from cryoflow.models.dewedge_predict import apply_network
+    from cryoflow.models.dewedge_sampling import WedgeTomogram, normalisation
+    from cryoflow.models.dewedge_train import DewedgeTrainConfig, train_dewedge
+    from cryoflow.pipelines.demo.dewedge import round_objects
+    from cryoflow.simulate import classes as C
+    from cryoflow.simulate.dataset import SimulationConfig, simulate_tomogram
+    from cryoflow.simulate.recon import fbp
+
+    cfg = SimulationConfig.preset("demo", n_tomograms=2, seed=seed)
+    tr = (cfg.tilt_min_deg, cfg.tilt_max_deg)
+    sims = [simulate_tomogram(cfg, i) for i in range(2)]
+    halves = [
+        WedgeTomogram(
+            s.name, tr, *(fbp(s.tilt_series[h::2], s.angles_deg[h::2], cfg.shape) for h in (0, 1))
+        )
+        for s in sims
+    ]
+    train = DewedgeTrainConfig(**settings)
+    t0 = time.perf_counter()
+    net = train_dewedge(halves, train).model
+    out: dict = {"seed": seed, "train_s": round(time.perf_counter() - t0, 1)}
+    keys = ("wedge_cc", "cc", "z_ratio", "membrane_ratio")
+    for s in sims:
+        kw = {
+            "objects": round_objects(s.phantom.labels, s.phantom.particles),
+            "membranes": np.isin(s.phantom.labels, [C.MEMBRANE, C.MITO_MEMBRANE]),
+        }
+        loc, scale = normalisation(s.tomogram)
+        after = apply_network(net, s.tomogram, loc=loc, scale=scale, bin_factor=train.bin_factor)
+        rows = {
+            "truth": filling_figures(s.phantom.density, s.phantom.density, tr, **kw),
+            "before": filling_figures(s.tomogram, s.phantom.density, tr, **kw),
+            "after": filling_figures(after, s.phantom.density, tr, **kw),
+        }
+        peers = {
+            n: filling_figures(v, s.phantom.density, tr, **kw)
+            for n, v in peer_volumes(s.tomogram).items()
+            if not n.startswith("gaussian")  # linear: cannot fill
+        }
+        by_wedge = max(peers, key=lambda n: peers[n]["wedge_cc"])
+        by_cc = max(peers, key=lambda n: peers[n]["cc"])
+        rows[f"peer by wedge_cc ({by_wedge})"] = peers[by_wedge]
+        rows[f"peer by cc ({by_cc})"] = peers[by_cc]
+        out[s.name] = {r: {k: round(v.get(k, np.nan), 3) for k in keys} for r, v in rows.items()}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quality", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        help="the demo stage's settings changed, NAME=VALUE (DewedgeParams)",
+    )
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 256, 384])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--memory-sides", type=int, nargs="+", default=[384, 512, 640])
@@ -200,6 +266,20 @@ def main() -> None:
     ap.add_argument("--memory-only", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.quality:
+        import json
+
+        from cryoflow.pipelines.demo.dewedge import SETTINGS
+        from cryoflow.pipelines.stages.dewedge import DewedgeParams
+
+        given = dict(SETTINGS[("demo", False)])  # the demo's, as its stage trains them
+        for item in args.set:
+            name, value = item.split("=", 1)
+            given[name] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value
+        for seed in args.seeds:
+            train = DewedgeParams(**given, seed=seed).train_config()
+            print(json.dumps({"settings": train, **quality(seed, train)}), flush=True)
+        return
     from _concurrent import concurrent_speedup
 
     with tempfile.TemporaryDirectory() as tmpdir:

@@ -22,6 +22,7 @@ Each output chunk therefore depends only on the input within ``margin + blend`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -72,53 +73,47 @@ def _footprint_from_blocks(
     return out
 
 
-def _run_tile(
-    handle: ModelHandle,
-    grid: TileGrid,
-    index: tuple[int, ...],
-    opts: tuple[int, int],
-    stats: np.ndarray,
-    footprint: np.ndarray,
-) -> np.ndarray:
-    bin_factor, n_threads = opts
-    loc, scale = (float(v) for v in np.asarray(stats, dtype=np.float64).ravel()[:2])
-    model, _ = get_model(handle)
-    return predict_tile(
-        model,
-        footprint,
-        grid,
-        index,
-        loc=loc,
-        scale=scale,
-        bin_factor=bin_factor,
-        device=handle.device,
-        n_threads=n_threads,
-    )
+@dataclass(frozen=True)
+class _TileTask:
+    """What every tile task of one graph shares: the network, the tiling, the binning and
+    the torch threads per task."""
+
+    handle: ModelHandle
+    grid: TileGrid
+    bin_factor: int
+    n_threads: int
+
+    def run(self, index: tuple[int, ...], stats: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+        """Tile ``index``'s weighted contribution from its footprint (``stats``: loc, scale)."""
+        loc, scale = (float(v) for v in np.asarray(stats, dtype=np.float64).ravel()[:2])
+        model, _ = get_model(self.handle)
+        return predict_tile(
+            model,
+            footprint,
+            self.grid,
+            index,
+            loc=loc,
+            scale=scale,
+            bin_factor=self.bin_factor,
+            device=self.handle.device,
+            n_threads=self.n_threads,
+        )
 
 
 def _tile_from_blocks(
-    handle: ModelHandle,
-    grid: TileGrid,
+    task: _TileTask,
     index: tuple[int, ...],
-    opts: tuple[int, int],
     stats: np.ndarray,
     sources: list[tuple[int, ...]],
     *blocks: np.ndarray,
 ) -> np.ndarray:
-    fp = _footprint_from_blocks(grid, index, sources, blocks)
-    return _run_tile(handle, grid, index, opts, stats, fp)
+    return task.run(index, stats, _footprint_from_blocks(task.grid, index, sources, blocks))
 
 
 def _tile_from_store(
-    handle: ModelHandle,
-    grid: TileGrid,
-    index: tuple[int, ...],
-    opts: tuple[int, int],
-    stats: np.ndarray,
-    source: Any,
+    task: _TileTask, index: tuple[int, ...], stats: np.ndarray, source: Any
 ) -> np.ndarray:
-    fp = np.asarray(source[grid.footprint(index)], dtype=np.float32)
-    return _run_tile(handle, grid, index, opts, stats, fp)
+    return task.run(index, stats, np.asarray(source[task.grid.footprint(index)], np.float32))
 
 
 def _blend(
@@ -197,6 +192,7 @@ def dewedge_lazy(
     bin_factor = settings.bin_factor
     grid = TileGrid(tuple(volume.shape), int(block), int(margin), int(blend))  # type: ignore[arg-type]
     opts = (int(bin_factor), int(n_threads))
+    task = _TileTask(handle, grid, *opts)
     deps: list[Any] = []
     stats: Any
     if isinstance(loc, da.Array) or isinstance(scale, da.Array):
@@ -216,23 +212,15 @@ def dewedge_lazy(
         src_key = f"dewedge-source-{token}"
         dsk[src_key] = source
         for idx in grid.indices():
-            dsk[(tile_name, *idx)] = (_tile_from_store, handle, grid, idx, opts, stats, src_key)
+            dsk[(tile_name, *idx)] = (_tile_from_store, task, idx, stats, src_key)
     else:
         cored = volume.astype(np.float32).rechunk(grid.chunks)
         deps.append(cored)
         for idx in grid.indices():
             fp = grid.footprint(idx)
             srcs = [nb for nb in grid.neighbours(idx) if _crop(grid.core(nb), fp) is not None]
-            dsk[(tile_name, *idx)] = (
-                _tile_from_blocks,
-                handle,
-                grid,
-                idx,
-                opts,
-                stats,
-                srcs,
-                *[(cored.name, *nb) for nb in srcs],
-            )
+            blocks = [(cored.name, *nb) for nb in srcs]
+            dsk[(tile_name, *idx)] = (_tile_from_blocks, task, idx, stats, srcs, *blocks)
     with dask.annotate(**({"resources": resources} if resources else {})):
         tiles_graph = HighLevelGraph.from_collections(tile_name, dsk, dependencies=deps)
     meta = np.empty((0, 0, 0), dtype=np.float32)

@@ -16,6 +16,7 @@ same tiles (:class:`cryoflow.geometry.tiles.TileGrid`), the same weights, summed
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NotRequired, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -25,6 +26,19 @@ from cryoflow.errors import GeometryError
 from cryoflow.geometry.tiles import TileGrid
 from cryoflow.kernels._guards import refuse_lazy
 from cryoflow.kernels.backproject import torch_threads
+
+
+class ApplyOptions(TypedDict):
+    """How :func:`apply_network` runs, passed on unchanged by :func:`predict_tile` and
+    :func:`apply_tiled`: ``loc``/``scale`` the standardisation, ``bin_factor`` the sampling
+    the network was trained at, ``device`` (None: the network's), ``n_threads`` torch CPU
+    threads for the call (None: unchanged)."""
+
+    loc: float
+    scale: float
+    bin_factor: NotRequired[int]
+    device: NotRequired[str | torch.device | None]
+    n_threads: NotRequired[int | None]
 
 
 def _multiple(model: nn.Module) -> int:
@@ -83,16 +97,12 @@ def predict_tile(
     footprint: np.ndarray,
     grid: TileGrid,
     index: Sequence[int],
-    *,
-    loc: float,
-    scale: float,
-    bin_factor: int = 1,
-    device: str | torch.device | None = None,
-    n_threads: int | None = None,
+    **options: Unpack[ApplyOptions],
 ) -> np.ndarray:
     """ndarray of float32 with the shape of ``grid.region(index)``: the weighted contribution.
 
-    ``footprint`` holds the voxels of ``grid.footprint(index)``.
+    ``footprint`` holds the voxels of ``grid.footprint(index)``; ``options`` are
+    :func:`apply_network`'s (:class:`ApplyOptions`).
     """
     fp = grid.footprint(index)
     want = tuple(s.stop - s.start for s in fp)
@@ -100,15 +110,7 @@ def predict_tile(
         raise GeometryError(
             f"tile {tuple(index)} needs a footprint of {want}, got {np.shape(footprint)}"
         )
-    out = apply_network(
-        model,
-        footprint,
-        loc=loc,
-        scale=scale,
-        bin_factor=bin_factor,
-        device=device,
-        n_threads=n_threads,
-    )
+    out = apply_network(model, footprint, **options)
     region = grid.region(index)
     crop = tuple(
         slice(r.start - f.start, r.stop - f.start) for r, f in zip(region, fp, strict=True)
@@ -117,20 +119,13 @@ def predict_tile(
 
 
 def apply_tiled(
-    model: nn.Module,
-    volume: np.ndarray,
-    grid: TileGrid,
-    *,
-    loc: float,
-    scale: float,
-    bin_factor: int = 1,
-    device: str | torch.device | None = None,
-    n_threads: int | None = None,
+    model: nn.Module, volume: np.ndarray, grid: TileGrid, **options: Unpack[ApplyOptions]
 ) -> np.ndarray:
     """ndarray of float32, shape (Z, Y, X): the network over ``grid``'s tiles, seams blended.
 
     ``grid.block`` and ``grid.margin`` should be multiples of :func:`alignment` (else tile
-    results differ from the whole-volume result beyond blending).
+    results differ from the whole-volume result beyond blending). ``options`` are
+    :func:`apply_network`'s (:class:`ApplyOptions`).
     """
     refuse_lazy(volume, "apply_tiled")
     vol = np.asarray(volume, dtype=np.float32)
@@ -138,16 +133,7 @@ def apply_tiled(
         raise GeometryError(f"volume shape {vol.shape} differs from the tile grid's {grid.shape}")
     out = np.zeros(vol.shape, dtype=np.float32)
     for index in grid.indices():
-        part = predict_tile(
-            model,
-            vol[grid.footprint(index)],
-            grid,
-            index,
-            loc=loc,
-            scale=scale,
-            bin_factor=bin_factor,
-            device=device,
-            n_threads=n_threads,
+        out[grid.region(index)] += predict_tile(
+            model, vol[grid.footprint(index)], grid, index, **options
         )
-        out[grid.region(index)] += part
     return out

@@ -19,60 +19,62 @@ to look like the whole tomograms the network is applied to (one wedge, not two).
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-import torch
 
-from cryoflow.errors import ConfigError, TrainingError
+from cryoflow.errors import ConfigError
 from cryoflow.models.arch import ModelSpec
 from cryoflow.models.checkpoint import ModelConfig
-from cryoflow.models.dewedge_batches import TrainingBatches
-from cryoflow.models.dewedge_loss import masked_fourier_loss
 from cryoflow.models.dewedge_rotate import extraction_size
-from cryoflow.models.dewedge_sampling import (
-    WedgeTomogram,
-    build_pool,
-    normalisation,
-    standardise_and_bin,
-)
+from cryoflow.models.dewedge_sampling import WedgeTomogram, normalisation, standardise_and_bin
+from cryoflow.models.dewedge_trainer import DewedgeTrainer
 from cryoflow.models.unet3d import UNet3D
 
 FEATURE = "dewedge"
-#: gradient norm above which a step is scaled down (typical norms on standardised tomograms
-#: are 0.02-0.45; rare larger ones made wider and deeper networks diverge)
-CLIP_NORM = 0.5
 
 
 @dataclass(frozen=True)
 class DewedgeTrainConfig:
-    """Training settings (frozen, validated; JSON via :meth:`to_dict` / :meth:`from_dict`)."""
+    """Training settings (frozen, validated; JSON via :meth:`to_dict` / :meth:`from_dict`).
 
+    The fields, in the order ``model.json`` records them (``docs/design/dewedge.md`` says why
+    each default):
+    """
+
+    #: training box edge, in binned voxels (a multiple of ``2**depth``, at least twice it)
     box: int = 24
+    #: the network sees the tomogram binned this many times (means of ``bin**3`` voxels)
     bin_factor: int = 2
+    #: boxes drawn from every tomogram (weighted towards structure) into the pool
     boxes_per_tomogram: int = 64
+    #: optimiser steps: the training budget (never a clock)
     steps: int = 600
+    #: boxes per step
     batch_size: int = 4
+    #: Adam's peak learning rate (warm-up, then cosine decay to a tenth)
     learning_rate: float = 3e-3
+    #: loss weight of the components the input lacks relative to those it has
     wedge_weight: float = 2.0
+    #: ``"cube"`` (exact 90-degree rotations) or ``"random"`` (resampled SO(3) rotations)
     rotations: str = "cube"
+    #: steps between replacing the pool inputs' wedges by the prediction (0: never)
     update_every: int = 200
+    #: U-Net width at the first level
     base_channels: int = 8
+    #: U-Net poolings
     depth: int = 3
+    #: Gaussian (binned voxels) of the structure score that weights where boxes are cut
     sigma_px: float = 2.0
+    #: the quietest fraction of candidate boxes, never drawn
     quiet_fraction: float = 0.25
+    #: network initialisation, pool and batches
     seed: int = 0
 
     def __post_init__(self) -> None:
-        m = 2 ** int(self.depth)
-        if not 1 <= int(self.depth) <= 4 or int(self.base_channels) < 1:
-            raise ConfigError(
-                f"need depth in 1..4 and base_channels >= 1, got {self.depth}, {self.base_channels}"
-            )
+        m = 2 ** int(self.spec.depth)  # ModelSpec validates base_channels and depth
         if int(self.box) < 2 * m or int(self.box) % m:
             raise ConfigError(
                 f"box must be a multiple of 2**depth = {m} and >= {2 * m}, got {self.box}"
@@ -85,6 +87,13 @@ class DewedgeTrainConfig:
         if not (self.learning_rate > 0 and self.wedge_weight >= 0 and self.sigma_px > 0):
             raise ConfigError("learning_rate and sigma_px must be > 0, wedge_weight >= 0")
         extraction_size(int(self.box), self.rotations)  # validates the rotation family
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The network's :class:`~cryoflow.models.arch.ModelSpec` (``unet3d``)."""
+        return ModelSpec(
+            arch="unet3d", base_channels=int(self.base_channels), depth=int(self.depth)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,86 +180,30 @@ def train_prepared(
     """:func:`train_dewedge` on tomograms already standardised and binned ``config.bin_factor``
     times (:func:`~cryoflow.models.dewedge_sampling.standardise_and_bin`, or the same done
     lazily on a cluster); ``stats`` is each one's ``(mean, std)`` of its first half before that
-    (recorded in the checkpoint)."""
-    dev = torch.device(device)
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-    t0 = time.perf_counter()
-    tomograms = binned
-    # 2. boxes from every tomogram, cut large enough for the rotation family
-    side = extraction_size(config.box, config.rotations)
-    for t in binned:
-        check_fits(t.name, t.volume.shape, config)
-    pool = build_pool(
-        binned,
-        side,
-        config.boxes_per_tomogram,
-        rng,
-        sigma_px=config.sigma_px,
-        quiet_fraction=config.quiet_fraction,
-        standardise=False,
-    )
-    batches = TrainingBatches(pool, config, [t.partner is not None for t in tomograms], rng, dev)
-    # 3. the network and its optimiser: a linear warm-up over the first 5% of the steps, then
-    #    a cosine decay of the learning rate to a tenth; gradients clipped to norm CLIP_NORM
-    model = UNet3D(config.base_channels, config.depth).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    warm = max(1, config.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            min(1.0, (s + 1) / warm)
-            * (0.1 + 0.45 * (1 + math.cos(math.pi * min(s / config.steps, 1.0))))
-        ),
-    )
-    losses: list[float] = []
-    for step in range(config.steps):
-        model.train()
-        x, y, w = batches.draw()
-        loss = masked_fourier_loss(model(x), y, w)
-        if not bool(torch.isfinite(loss)):
-            raise TrainingError(
-                f"missing-wedge training diverged at step {step} (loss {float(loss)}); "
-                f"try a lower learning_rate than {config.learning_rate}"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(step, losses[-1])
-        if (
-            config.update_every
-            and (step + 1) % config.update_every == 0
-            and step + 1 < config.steps
-        ):
-            model.eval()
-            batches.update_wedges(model)
-    model.eval()
+    (recorded in the checkpoint). The loop is :class:`DewedgeTrainer`'s (resumable)."""
+    trainer = DewedgeTrainer.start(binned, stats, config, device=device)
+    trainer.run_until(config.steps, progress)
+    return finished(trainer)
+
+
+def finished(trainer: DewedgeTrainer) -> TrainResult:
+    """The :class:`TrainResult` of a training (its network and checkpoint record so far)."""
+    config, losses = trainer.config, trainer.losses
+    head = losses[: max(1, len(losses) // 10)]
     tail = losses[-max(1, len(losses) // 10) :]
     record = ModelConfig(
         feature=FEATURE,
-        spec=ModelSpec(arch="unet3d", base_channels=config.base_channels, depth=config.depth),
+        spec=config.spec,
         training_set={
-            "tomograms": [
-                {
-                    "name": t.name,
-                    "tilt_range_deg": list(t.tilt_range_deg),
-                    "halves": t.partner is not None,
-                    "normalisation": list(sa),
-                }
-                for t, sa in zip(tomograms, stats, strict=True)
-            ],
-            "boxes": int(len(pool.tomogram)),
-            "box_side_cut": int(side),
+            "tomograms": [dict(t) for t in trainer.tomograms],
+            "boxes": int(len(trainer.pool.tomogram)),
+            "box_side_cut": int(trainer.pool.first.shape[-1]),
         },
-        params={**config.to_dict(), "device": str(device)},
+        params={**config.to_dict(), "device": str(trainer.device)},
         metrics={
-            "loss_first": float(np.mean(losses[: max(1, len(losses) // 10)])),
-            "loss_last": float(np.mean(tail)),
-            "seconds": float(time.perf_counter() - t0),
+            "loss_first": float(np.mean(head)) if head else float("nan"),
+            "loss_last": float(np.mean(tail)) if tail else float("nan"),
+            "seconds": float(trainer.seconds),
         },
     )
-    return TrainResult(model=model, config=record, losses=losses)
+    return TrainResult(model=trainer.model, config=record, losses=list(losses))

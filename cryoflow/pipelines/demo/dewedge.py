@@ -31,7 +31,7 @@ __all__ = ["SETTINGS", "dewedge_figures", "round_objects", "stage_dewedge"]
 
 #: (preset, quick) -> DewedgeParams fields; every other field keeps the stage's default
 SETTINGS: dict[tuple[str, bool], dict[str, Any]] = {
-    ("demo", False): {"steps": 300, "box": 16, "depth": 2, "boxes_per_tomogram": 48},
+    ("demo", False): {"steps": 600, "box": 16, "depth": 2, "bin": 4, "boxes_per_tomogram": 48},
     ("demo", True): {"steps": 60, "box": 16, "depth": 2, "boxes_per_tomogram": 24},
     ("paper", False): {},  # the stage's defaults (600 steps, 24-voxel boxes, depth 3)
     ("paper", True): {"steps": 60, "box": 16, "depth": 2, "boxes_per_tomogram": 24},

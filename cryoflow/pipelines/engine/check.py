@@ -9,7 +9,11 @@ from cryoflow.pipelines.engine.run import selected_tomograms
 from cryoflow.pipelines.stages import get_stage
 from cryoflow.pipelines.stages.base import CheckContext
 
-__all__ = ["check_pipeline"]
+__all__ = ["VOLUME_ONLY_STEPS", "check_pipeline"]
+
+#: steps that read only a tomogram's volume and its tilt range, never its tilt series: a
+#: pipeline of only these checks an ingested tomogram (MRC + tilt range) without one
+VOLUME_ONLY_STEPS = frozenset({"dewedge"})
 
 
 def _store_exists(store: str) -> bool:
@@ -28,7 +32,9 @@ def check_pipeline(config: PipelineConfig) -> list[str]:
     its parameters against what exists (``Stage.check``: an ingest step reads every input MRC
     header, an annotate step every checkpoint's ``model.json``, a bin step compares its factor
     with the images). With a simulate step the tilt series do not exist yet (or will be
-    replaced), so they are not opened.
+    replaced), so they are not opened. A tomogram without a tilt series passes when every step
+    is one of :data:`VOLUME_ONLY_STEPS` and its volume (each step's ``key``) and tilt range
+    are stored (:func:`_volume_line`).
 
     Raises
     ------
@@ -42,8 +48,15 @@ def check_pipeline(config: PipelineConfig) -> list[str]:
     images: dict[str, tuple[int, int, int]] = {}
     creates = "ingest" in names and not _store_exists(config.dataset.store)
     if "simulate" not in names and not creates:
+        volume_only = all(n in VOLUME_ONLY_STEPS for n in names)
         for tomogram in selected_tomograms(config):
-            ts = open_tilt_series(config.dataset.store, tomogram)
+            try:
+                ts = open_tilt_series(config.dataset.store, tomogram)
+            except NodeNotFoundError:
+                if not volume_only:
+                    raise
+                lines += [_volume_line(config, tomogram, step) for step in config.steps]
+                continue
             n, y, x = (int(s) for s in ts.shape)
             images[tomogram] = (n, y, x)
             lines.append(
@@ -60,6 +73,20 @@ def check_pipeline(config: PipelineConfig) -> list[str]:
     if images:
         lines += memory_lines(config, next(iter(images)))
     return lines
+
+
+def _volume_line(config: PipelineConfig, tomogram: str, step: object) -> str:
+    """The volume a volume-only step reads and its tilt range, or the error naming them."""
+    from cryoflow.io.tomograms import tilt_range, tomogram_info
+
+    key = str(getattr(getattr(step, "params", None), "key", "tomogram"))
+    info = tomogram_info(config.dataset.store, tomogram, key)
+    tr = tilt_range(config.dataset.store, tomogram, key)
+    z, y, x = info.shape_zyx
+    return (
+        f"{tomogram}: no tilt series; volume {key!r} {z} x {y} x {x}, tilt range "
+        f"{tr.min_deg:g}..{tr.max_deg:g} deg ({tr.source})"
+    )
 
 
 def memory_lines(config: PipelineConfig, tomogram: str) -> list[str]:

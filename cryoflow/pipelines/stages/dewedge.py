@@ -52,6 +52,9 @@ class DewedgeParams(StageParams):
         default=None, description="apply this checkpoint directory instead of training one"
     )
     steps: int = Field(default=600, ge=1, description="training steps (the training budget)")
+    round_steps: int = Field(
+        default=100, ge=1, description="steps per recorded round (a killed run resumes there)"
+    )
     box: int = Field(default=24, ge=8, description="training box edge in binned voxels")
     bin: int = Field(default=2, ge=1, description="train and apply at N-fold binning")
     boxes_per_tomogram: int = Field(default=64, ge=1, description="training boxes per tomogram")
@@ -276,7 +279,8 @@ def check(params: DewedgeParams, ctx: CheckContext) -> list[str]:
             f"trains one network on every selected tomogram's volumes/{params.key} "
             f"({params.steps} steps, {params.box}-voxel boxes at bin {params.bin}, "
             f"{'even/odd halves where possible' if params.halves else 'no halves'}) as a "
-            "dataset-level step, reused while its settings and volumes are unchanged"
+            f"dataset-level step in rounds of {params.round_steps} steps (a killed run resumes "
+            "after the last), reused while its settings and volumes are unchanged"
         ]
     settings = read_dewedge(params.model)
     return [

@@ -11,14 +11,19 @@ For each tomogram (:func:`training_input`, lazy):
 3. the volume (or its first half) and the partner standardised by their own mean and standard
    deviation and binned, on the cluster (:func:`cryoflow.graph.dewedge.standardised_binned`).
 
-Then :func:`training_rounds` plans the training as a dataset-level step of one round
+Then :func:`training_rounds` plans the training as a dataset-level step
 (:mod:`cryoflow.pipelines.engine.rounds`, what ``cryoflow run`` and ``cryoflow dewedge`` both
-run): one task on one worker (``resources={"GPU": 1}`` for CUDA) computes those inputs on the
-cluster (a client of its own, so the reads and halves run on every worker), trains one network
-and returns its state; the engine publishes it at the dataset's root as
-``results/dewedge/{weights,config,losses}`` (the ``weights.pt`` bytes, the ``model.json`` text,
-the loss of every step) under the run token of the training parameters and the input volumes'
-identities, so a rerun finds it current and does not train again. :func:`trained_checkpoint`
+run) of ``ceil(steps / round_steps)`` rounds of one task on one worker (``resources={"GPU":
+1}`` for CUDA). The first round computes those inputs on the cluster (a client of its own, so
+the reads and halves run on every worker) and starts the training; every round trains
+``round_steps`` steps and returns the state, which the engine records in the store after each
+round, so a killed run resumes after the last recorded round (bit for bit the same network):
+the network so far, its ``model.json``, the losses and the rest of the training
+(``resume``: optimiser, random state, box pool; empty once done). After the last round the
+engine publishes it at the dataset's root as ``results/dewedge/{weights,config,losses,resume}``
+under the run token of the training parameters and the input volumes' identities (not
+``round_steps``: it does not change the network), so a rerun finds it current and does not
+train again. :func:`trained_checkpoint`
 turns the published state into a checkpoint directory (default
 ``STORE/models/dewedge-<token16>``), which the per-tomogram plans apply.
 """
@@ -113,7 +118,7 @@ def training_input(
     return TrainingInput(name, tr.as_tuple, binned, partner, (loc, scale), why)
 
 
-OUTPUTS = ("weights", "config", "losses")
+OUTPUTS = ("weights", "config", "losses", "resume")
 
 
 @dataclass(frozen=True)
@@ -127,28 +132,34 @@ class _Job:
     config: dict[str, Any]
     device: str
     provenance: dict[str, Any]
+    round_steps: int
 
 
 def _only_one_batch(a: Any, b: Any) -> Any:
     raise RuntimeError("the dewedge training runs as one batch of every tomogram")
 
 
-def _train_batch(job: _Job, start: int, stop: int) -> dict[str, np.ndarray]:
-    """On one worker: compute the inputs of tomograms ``start:stop`` on the cluster, train
-    one network on all of them, return its state (weights.pt bytes, model.json, losses)."""
-    import io
+def _bytes(a: np.ndarray) -> bytes:
+    return np.asarray(a, dtype=np.uint8).tobytes()
 
+
+def _as_array(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, dtype=np.uint8).copy()
+
+
+def _start_training(job: _Job, start: int, stop: int) -> Any:
+    """Compute the inputs of tomograms ``start:stop`` on the cluster (a client of the task's
+    own) and start a training on them."""
     import dask
-    import torch
     from distributed import worker_client
 
     from cryoflow.models.dewedge_sampling import WedgeTomogram
-    from cryoflow.models.dewedge_train import DewedgeTrainConfig, check_fits, train_prepared
+    from cryoflow.models.dewedge_train import DewedgeTrainConfig, check_fits
+    from cryoflow.models.dewedge_trainer import DewedgeTrainer
 
     cfg = DewedgeTrainConfig(**job.config)
-    bin_factor = cfg.bin_factor
     inputs = [
-        training_input(job.store, n, job.key, bin_factor=bin_factor, use_halves=job.halves)
+        training_input(job.store, n, job.key, bin_factor=cfg.bin_factor, use_halves=job.halves)
         for n in job.names[start:stop]
     ]
     for t in inputs:  # before any input is computed
@@ -165,24 +176,45 @@ def _train_batch(job: _Job, start: int, stop: int) -> dict[str, np.ndarray]:
         for t, v, p in zip(inputs, volumes, partners, strict=True)
     ]
     floors = [(float(m), max(float(s), 1e-6)) for m, s in stats]
-    result = train_prepared(tomos, floors, cfg, device=job.device)
+    halves_used = {t.name: t.halves for t in inputs}
+    return DewedgeTrainer.start(
+        tomos, floors, cfg, device=job.device, extra={"halves_used": halves_used}
+    )
+
+
+def _train_round(job: _Job, state: dict[str, np.ndarray], start: int, stop: int) -> dict:
+    """On one worker: one round of the training of tomograms ``start:stop``.
+
+    The first round (no ``resume`` record yet) computes the inputs and starts the training;
+    a later one restores it from the state (``weights`` and ``resume``, no input read again).
+    Each trains ``round_steps`` more steps and returns the state: the network so far
+    (``weights.pt`` bytes), its ``model.json``, the losses and, until the last step, the
+    ``resume`` record (:meth:`~cryoflow.models.dewedge_trainer.DewedgeTrainer.resume_bytes`;
+    empty once the training is done)."""
+    from cryoflow.models.dewedge_train import finished
+    from cryoflow.models.dewedge_trainer import DewedgeTrainer
+
+    if state["losses"].size and not state["resume"].size:
+        return dict(state)  # trained already (a rerun with fewer steps per round)
+    if state["resume"].size:
+        trainer = DewedgeTrainer.restore(
+            _bytes(state["weights"]), _bytes(state["resume"]), device=job.device
+        )
+    else:
+        trainer = _start_training(job, start, stop)
+    trainer.run_until(trainer.step + job.round_steps)
+    result = finished(trainer)
     if not np.all(np.isfinite(result.losses)):
         raise ConfigError("missing-wedge training ended with a non-finite loss")
-    training_set = {
-        **result.config.training_set,
-        **job.provenance,
-        "halves_used": {t.name: t.halves for t in inputs},
-    }
+    training_set = {**result.config.training_set, **job.provenance, **trainer.extra}
     record = replace(result.config, training_set=training_set)
-    buf = io.BytesIO()
-    torch.save(
-        {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}, buf
-    )
     text = json.dumps(record.to_dict(), sort_keys=True).encode()
+    done = trainer.step >= trainer.config.steps
     return {
-        "weights": np.frombuffer(buf.getvalue(), dtype=np.uint8).copy(),
+        "weights": _as_array(trainer.weights_bytes()),
         "config": np.frombuffer(text, dtype=np.uint8).copy(),
         "losses": np.asarray(result.losses, dtype=np.float64),
+        "resume": np.zeros(0, np.uint8) if done else _as_array(trainer.resume_bytes()),
     }
 
 
@@ -194,8 +226,8 @@ def training_parameters(params: Any) -> dict[str, Any]:
 
 def training_rounds(store: object, names: list[str], params: Any) -> Any:
     """The training of one network on every tomogram of ``names`` as a dataset-level step
-    (:class:`~cryoflow.pipelines.engine.rounds.Rounds`, one round of one batch); None when
-    ``params.model`` gives the network to apply."""
+    (:class:`~cryoflow.pipelines.engine.rounds.Rounds`: ``ceil(steps / round_steps)`` rounds
+    of one batch); None when ``params.model`` gives the network to apply."""
     from cryoflow.io.layout import TOMOGRAMS, VOLUMES
     from cryoflow.pipelines.cluster.connect import gpu_resources
     from cryoflow.pipelines.engine.provenance import run_token
@@ -221,27 +253,33 @@ def training_rounds(store: object, names: list[str], params: Any) -> Any:
         params.train_config(),
         params.device,
         {"store": str(store), "key": params.key, "token": token},
+        int(params.round_steps),
     )
 
     def start() -> dict[str, np.ndarray]:
         return {k: np.zeros(0, dtype=np.uint8) for k in OUTPUTS}
 
     def map_batch(state: dict[str, np.ndarray], a: int, b: int) -> dict[str, np.ndarray]:
-        return _train_batch(job, a, b)
+        return _train_round(job, state, a, b)
 
     return Rounds(
         NAME,
         OUTPUTS,
         n_items=len(names),
         batch_size=len(names),
-        rounds=1,
+        rounds=-(-int(params.steps) // int(params.round_steps)),
         inputs=inputs,
         start=start,
         map=map_batch,
         combine=_only_one_batch,
         update=lambda state, partial, k: partial,
-        dims={"weights": ("byte",), "config": ("byte",), "losses": ("step",)},
-        attrs={"tomograms": list(names), "weights": "weights.pt bytes", "config": "model.json"},
+        dims={"weights": ("byte",), "config": ("byte",), "losses": ("step",), "resume": ("byte",)},
+        attrs={
+            "tomograms": list(names),
+            "weights": "weights.pt bytes",
+            "config": "model.json",
+            "resume": "the training's state between rounds (empty once trained)",
+        },
         resources=gpu_resources(params.device),
         setup=lambda client: require_gpu(client, params.device),
         parameters=parameters,
