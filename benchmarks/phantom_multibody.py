@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--angles", type=float, nargs="+", default=[0, 5, 10, 15, 20, 25, 30])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sigma", type=float, default=10.0, help="rotation prior (deg); <= 0: none")
     a = ap.parse_args()
     torch.set_num_threads(1)
     angles = np.asarray(a.angles, float)
@@ -72,7 +73,9 @@ def main() -> None:
         shifts_zyx_px=sim.shifts_zyx_px,
         masks=masks,
         voxel_size_angstrom=a.pixel,
-        params=MultibodyParams(rounds=a.rounds, seed=a.seed),
+        params=MultibodyParams(
+            rounds=a.rounds, seed=a.seed, sigma_deg=a.sigma if a.sigma > 0 else None
+        ),
     )
     seconds = time.perf_counter() - t0
     swing = angles[labels]

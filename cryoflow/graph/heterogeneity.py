@@ -104,6 +104,7 @@ def _search(spec: dict[str, Any], highpass: float | None) -> Any:
         int(spec.get("top_k", 1)),
         highpass,
         local_shift_windows=tuple(tuple(v) for v in spec.get("local_shift_windows", ())),
+        prior_sigma_deg=spec.get("prior_sigma_deg"),
     )
 
 
@@ -240,6 +241,7 @@ def _bodies(
         euler_deg=state["body_euler"][sl],
         shifts_zyx_px=state["body_shifts"][sl],
         half_ids=h,
+        consensus_euler_deg=state["cons_euler"][sl],
         device=src.settings.get("device", "cpu"),
     )
     rows = {"euler": out.euler_deg, "shifts": out.shifts_zyx_px, "scores": out.scores}

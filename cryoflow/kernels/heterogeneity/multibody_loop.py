@@ -17,7 +17,7 @@ here in one process:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -52,7 +52,9 @@ class MultibodyParams:
     ``max_shift_px`` (how far a body's centre may move from its prior in one round) and shift
     windows; round 1's ``(radius, step)`` shift window is wider (a body turning about a hinge
     off its centre also moves: 20 degrees at 5 voxels is 1.7 voxels, beyond the default
-    1-voxel window of a level, which would shrink the turn found); ``highpass_mask_factor``:
+    1-voxel window of a level, which would shrink the turn found); ``sigma_deg``: the
+    Gaussian prior on each body's rotation away from the consensus (every round; None: no
+    prior); ``highpass_mask_factor``:
     the score's high-pass as a multiple of each body mask's radius.
     """
 
@@ -61,6 +63,7 @@ class MultibodyParams:
         None, ((6.0, 24.0), (2.0, 6.0), (1.0, 2.0)), 3.0, local_shift_windows=((3.0, 1.0),)
     )
     later_search: SearchParams = SearchParams(None, ((2.0, 6.0), (1.0, 2.0)), 3.0)
+    sigma_deg: float | None = 10.0
     highpass_mask_factor: float = 1.3
     weight_floor: float = 0.1
     batch_size: int = 32
@@ -150,7 +153,7 @@ def refine_bodies(
     last: BodyRound | None = None
     bs = int(p.batch_size)
     for r in range(int(p.rounds)):
-        search = p.first_search if r == 0 else p.later_search
+        search = replace(p.first_search if r == 0 else p.later_search, prior_sigma_deg=p.sigma_deg)
         parts: list[BodyBatch] = [
             multibody_batch(
                 vols[lo : lo + bs],
@@ -160,6 +163,7 @@ def refine_bodies(
                 euler_deg=prior_e[lo : lo + bs],
                 shifts_zyx_px=prior_s[lo : lo + bs],
                 half_ids=halves[lo : lo + bs],
+                consensus_euler_deg=e[lo : lo + bs],
                 device=device,
             )
             for lo in range(0, n, bs)

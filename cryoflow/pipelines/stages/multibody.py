@@ -7,7 +7,8 @@ its FSC-weighted half maps times each body's mask (partitioned where masks overl
 ``rounds`` ``BODIES`` rounds: per particle and body, the other bodies' signal (their maps placed
 in the particle's pose, inside its wedge, at the particle's own scale) is subtracted and the
 body's rotation and shift refined locally (round 1 around the consensus pose, wider; later
-rounds around the last body pose), every body reconstructed from its own orientations; 3. on
+rounds around the last body pose; every round under a Gaussian prior of ``sigma_deg`` on the
+rotation away from the consensus), every body reconstructed from its own orientations; 3. on
 the client, the body motions relative to the consensus and their principal motions.
 
 Outputs in ``--out``: ``body_<k>.mrc`` (k = 1 .. nb, the order of ``--bodies``),
@@ -70,6 +71,11 @@ class MultibodyParams(StageParams):
     first_step_deg: float = Field(default=6.0, gt=0, description="round 1's coarsest step")
     first_radius_deg: float = Field(default=24.0, ge=0, description="round 1's search radius")
     max_shift_px: float = Field(default=3.0, ge=0, description="a body centre's largest move")
+    sigma_deg: float = Field(
+        default=10.0,
+        ge=0,
+        description="Gaussian prior on a body's rotation away from the consensus (deg; 0: none)",
+    )
     highpass_mask_factor: float = Field(default=1.3, gt=0, description="high-pass / mask radius")
     batch_size: int = Field(default=16, ge=1, description="particles per task")
     seed: int = Field(default=0, description="random seed (half sets)")
@@ -79,6 +85,7 @@ class MultibodyParams(StageParams):
 def _settings(p: MultibodyParams, nb: int) -> dict[str, Any]:
     s, r = float(p.first_step_deg), float(p.first_radius_deg)
     first = ((s, r), (s / 3.0, s), (s / 6.0, s / 3.0))
+    prior = float(p.sigma_deg) if p.sigma_deg > 0 else None
     return {
         "n_groups": nb,
         "device": p.device,
@@ -86,10 +93,12 @@ def _settings(p: MultibodyParams, nb: int) -> dict[str, Any]:
             "local_levels": first,
             "max_shift_px": p.max_shift_px,
             "local_shift_windows": ((3.0, 1.0),),
+            "prior_sigma_deg": prior,
         },
         "body_later": {
             "local_levels": ((s / 3.0, s), (s / 6.0, s / 3.0)),
             "max_shift_px": p.max_shift_px,
+            "prior_sigma_deg": prior,
         },
     }
 
