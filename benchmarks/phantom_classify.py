@@ -5,7 +5,8 @@ ribosome-like particle in conformations 0 and 1; ``--shapes hinge``: the two-bod
 and ``--hinge-deg``) in random orientations at ``--snr`` with a ``--tilt`` wedge, aligns them
 (``--consensus refine``: the averaging refinement from conformation 0 low-passed to
 ``--init-res``, as the averaging benchmark does; ``--consensus truth``: the true poses), then
-classifies with ``multiref`` (PCA-split seeds and random seeds) and ``pca`` (K = 2 and K by
+classifies with ``multiref`` (PCA-split seeds, random seeds, and PCA seeds with a local
+re-alignment per class within each ``--realign-deg`` radius) and ``pca`` (K = 2 and K by
 BIC), and prints each one's class accuracy against the truth (best matching of class numbers)
 and its time: the demo's ``class_accuracy`` (multiref) and ``pca_class_accuracy``. The peer,
 measured in the same run: plain k-means (scikit-learn, K = 2, 10 starts) on the particles'
@@ -31,6 +32,7 @@ from cryoflow.kernels.heterogeneity.metrics import class_accuracy
 from cryoflow.kernels.heterogeneity.multiref_loop import MultirefParams, classify_multiref
 from cryoflow.kernels.heterogeneity.pca_classify import PcaParams, classify_pca
 from cryoflow.kernels.refine import RefineParams, refine, split_halves
+from cryoflow.pipelines.stages.classify_rounds import realign_levels
 from cryoflow.simulate.subtomo import hinge_shape, ribosome_shape, simulate_subtomograms
 
 
@@ -46,8 +48,17 @@ def main() -> None:
     ap.add_argument("--consensus", choices=("refine", "truth"), default="refine")
     ap.add_argument("--rounds", type=int, default=4, help="consensus refinement rounds")
     ap.add_argument("--init-res", type=float, default=60.0, help="initial low-pass, Å")
+    ap.add_argument("--global-step", type=float, default=20.0, help="consensus global grid")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--realign-deg",
+        type=float,
+        nargs="*",
+        default=[6.0],
+        help="multiref with local re-alignment per class within each radius (classify's "
+        "--realign-deg)",
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.shapes == "ribosome":
@@ -82,7 +93,11 @@ def main() -> None:
             sim.volumes,
             sim.tilt_ranges,
             voxel_size_angstrom=px,
-            params=RefineParams(rounds=a.rounds, initial_resolution_px=a.init_res / px),
+            params=RefineParams(
+                rounds=a.rounds,
+                initial_resolution_px=a.init_res / px,
+                global_step_deg=a.global_step,
+            ),
             reference=lowpass(sim.truth[0], a.init_res / px),
             half_ids=halves,
         )
@@ -95,10 +110,11 @@ def main() -> None:
     runs = {
         "multiref": MultirefParams(n_classes=2, seed=a.seed),
         "multiref_random_seeds": MultirefParams(n_classes=2, seed_method="random", seed=a.seed),
-        "multiref_local_realign": MultirefParams(
-            n_classes=2, seed=a.seed, local_levels=((3.0, 6.0), (1.0, 2.0))
-        ),
     }
+    for r in a.realign_deg:
+        runs[f"multiref_realign_{r:g}deg"] = MultirefParams(
+            n_classes=2, seed=a.seed, local_levels=realign_levels(r)
+        )
     for name, params in runs.items():
         t0 = time.perf_counter()
         mr = classify_multiref(

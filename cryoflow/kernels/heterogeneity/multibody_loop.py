@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from cryoflow.errors import ConfigError, GeometryError
-from cryoflow.kernels.align import AlignResult, SearchParams
+from cryoflow.errors import ConfigError
+from cryoflow.kernels.align import SearchParams
 from cryoflow.kernels.finish import RoundOutcome
+from cryoflow.kernels.heterogeneity.aligned import aligned_set
 from cryoflow.kernels.heterogeneity.groups import tree_sum
 from cryoflow.kernels.heterogeneity.motions import (
     BodyMotions,
@@ -39,8 +40,6 @@ from cryoflow.kernels.heterogeneity.multibody import (
     finish_bodies,
     multibody_batch,
 )
-from cryoflow.kernels.heterogeneity.pca_classify import consensus_round
-from cryoflow.kernels.refine import split_halves
 
 
 @dataclass(frozen=True)
@@ -117,28 +116,13 @@ def refine_bodies(
     ``consensus``: its finished round (half maps, FSC), else made from the alignment.
     """
     p = params if params is not None else MultibodyParams()
-    vols = np.asarray(particles, dtype=np.float32)
-    tr = np.asarray(tilt_ranges, dtype=float).reshape(-1, 2)
-    e = np.asarray(euler_deg, dtype=float).reshape(-1, 3)
-    s = np.asarray(shifts_zyx_px, dtype=float).reshape(-1, 3)
-    n = vols.shape[0]
-    if vols.ndim != 4 or not (len(tr) == len(e) == len(s) == n) or n < 2:
-        raise GeometryError(
-            f"need >= 2 (n, B, B, B) particles with (n, 2) tilt ranges and (n, 3) poses, got "
-            f"{vols.shape}, {tr.shape}, {e.shape}, {s.shape}"
-        )
-    halves = split_halves(n, p.seed) if half_ids is None else np.asarray(half_ids, dtype=int)
+    data = aligned_set(
+        particles, tilt_ranges, (euler_deg, shifts_zyx_px), half_ids, seed=p.seed, min_n=2
+    )
+    vols, tr, e, s, halves = data.arrays()
+    n = len(vols)
     if consensus is None:
-        consensus = consensus_round(
-            vols,
-            tr,
-            AlignResult(e, s, np.zeros(n)),
-            halves,
-            voxel_size_angstrom=voxel_size_angstrom,
-            mask=None,
-            batch_size=p.batch_size,
-            device=device,
-        )
+        consensus = data.consensus(voxel_size_angstrom, batch_size=p.batch_size, device=device)
     bodies = body_references(
         consensus.references.maps,
         masks,
