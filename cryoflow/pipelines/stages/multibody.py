@@ -12,6 +12,7 @@ rotation away from the consensus), every body reconstructed from its own orienta
 the client, the body motions relative to the consensus and their principal motions.
 
 Outputs in ``--out``: ``body_<k>.mrc`` (k = 1 .. nb, the order of ``--bodies``),
+``consensus.mrc`` (the consensus average the bodies started from, for comparison),
 ``particles.star`` (every input column and coordinate, the consensus pose as the plain
 ``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/Y/ZAngst``, each body's pose as the same labels with
 ``_body<k>`` appended, and each particle's principal-motion amplitudes ``cryoflow_motion<j>``),
@@ -58,7 +59,7 @@ NAME = "multibody"
 KEYS = (
     "phase", "cons_euler", "cons_shifts", "body_refs", "body_masks", "body_centres",
     "body_band", "body_highpass", "body_euler", "body_shifts", "body_scores", "body_maps",
-    "body_res", "body_round", "resolution",
+    "body_res", "body_round", "resolution", "cons_map",
 )  # fmt: skip
 
 
@@ -151,6 +152,7 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
                 highpass_factor=p.highpass_mask_factor,
             )
             st["resolution"] = np.array([out.resolution_0143_px])
+            st["cons_map"] = out.average
             st["phase"] = np.array([BODIES])
         else:
             rnd = finish_bodies(part.sums, state_bodies(st), voxel_size_angstrom=voxel)
@@ -191,7 +193,11 @@ def preflight(
     inputs = load_set(store, p.set, seed=p.seed)
     require_poses(inputs, "cryoflow multibody")
     masks = read_bodies(p, inputs)
-    names = [*(f"body_{k}.mrc" for k in range(1, len(masks) + 1)), "particles.star"]
+    names = [
+        *(f"body_{k}.mrc" for k in range(1, len(masks) + 1)),
+        "consensus.mrc",
+        "particles.star",
+    ]
     return inputs, masks, check_out(out, names, overwrite)
 
 
@@ -208,6 +214,7 @@ def multibody(
     st = done.state if not done.skipped else _published(store, plan.step)
     for k, vol in enumerate(st["body_maps"], start=1):
         write_map(d / f"body_{k}.mrc", vol, inputs.voxel_size_angstrom)
+    write_map(d / "consensus.mrc", st["cons_map"], inputs.voxel_size_angstrom)
     table = posed_table(inputs, st["cons_euler"], st["cons_shifts"])
     for b in range(len(masks)):
         table = posed_table(
