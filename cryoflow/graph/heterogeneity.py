@@ -67,6 +67,13 @@ def combine(a: Partial | None, b: Partial | None) -> Partial | None:
     return a + b
 
 
+def active_phase(state: State, part: Partial | None) -> int | None:
+    """The phase a round's ``update`` must act on, or None when there is nothing to do (no
+    partial, or the run settled: ``DONE``)."""
+    phase = int(state["phase"][0])
+    return None if part is None or phase == DONE else phase
+
+
 @dataclass(frozen=True)
 class BatchSource:
     """Where a batch task reads its particles, and the run's fixed settings.

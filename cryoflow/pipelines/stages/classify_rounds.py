@@ -43,6 +43,7 @@ from cryoflow.graph.heterogeneity import (
     BatchSource,
     Partial,
     State,
+    active_phase,
     combine,
     map_batch,
 )
@@ -183,10 +184,10 @@ def build(
         return st
 
     def update(state: State, part: Partial | None, k: int) -> State:
+        phase = active_phase(state, part)
+        if phase is None or part is None:  # nothing to do: the state as it is
+            return dict(state)
         st = dict(state)
-        phase = int(st["phase"][0])
-        if part is None or phase == DONE:
-            return st
         if phase in (CONSENSUS, ALIGN):
             _consensus(st, part, phase, p, voxel, user_mask)
             if int(st["left"][0]) == 0:

@@ -23,7 +23,6 @@ resolutions, the principal motions' explained variance and directions) and
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,10 @@ from cryoflow.errors import ConfigError
 from cryoflow.graph.heterogeneity import (
     BODIES,
     CONSENSUS,
-    DONE,
     BatchSource,
     Partial,
     State,
+    active_phase,
     map_batch,
     state_bodies,
 )
@@ -48,11 +47,8 @@ from cryoflow.pipelines.stages.particle_inputs import (
     SetInputs,
     check_out,
     load_set,
-    posed_table,
     read_map,
     require_poses,
-    write_map,
-    write_table,
 )
 
 NAME = "multibody"
@@ -135,36 +131,6 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
         st["body_shifts"] = np.repeat(s0[:, None], nb, axis=1)
         return st
 
-    def update(state: State, part: Partial | None, k: int) -> State:
-        from cryoflow.kernels.finish import finish_round
-        from cryoflow.kernels.heterogeneity.multibody import body_references, finish_bodies
-
-        st = dict(state)
-        phase = int(st["phase"][0])
-        if part is None or phase == DONE:
-            return st
-        if phase == CONSENSUS:
-            out = finish_round(part.sums, voxel_size_angstrom=voxel, mask=None)
-            bodies = body_references(
-                out.references.maps,
-                masks,
-                resolution_px=out.references.resolution_px,
-                highpass_factor=p.highpass_mask_factor,
-            )
-            st["resolution"] = np.array([out.resolution_0143_px])
-            st["cons_map"] = out.average
-            st["phase"] = np.array([BODIES])
-        else:
-            rnd = finish_bodies(part.sums, state_bodies(st), voxel_size_angstrom=voxel)
-            bodies = rnd.references
-            st["body_euler"], st["body_shifts"] = part.rows["euler"], part.rows["shifts"]
-            st["body_scores"], st["body_maps"] = part.rows["scores"], rnd.maps
-            st["body_res"] = np.array([o.resolution_0143_px for o in rnd.outcomes])
-            st["body_round"] = np.array([int(st["body_round"][0]) + 1])
-        st["body_refs"], st["body_centres"] = bodies.maps, bodies.centres_zyx_px
-        st["body_band"], st["body_highpass"] = bodies.resolution_px, bodies.highpass_px
-        return st
-
     return Rounds(
         f"multibody-{inputs.name}",
         KEYS,
@@ -175,9 +141,44 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
         start=start,
         map=partial(map_batch, src),
         combine=combine_parts,
-        update=update,
+        update=partial(_update, p, masks, voxel),
         resources=gpu_resources(p.device),
     )
+
+
+def _update(
+    p: MultibodyParams, masks: np.ndarray, voxel: float, state: State, part: Partial | None, k: int
+) -> State:
+    """The client side of round ``k``: the consensus' body references, or a body round's
+    poses, maps and next references."""
+    from cryoflow.kernels.finish import finish_round
+    from cryoflow.kernels.heterogeneity.multibody import body_references, finish_bodies
+
+    phase = active_phase(state, part)
+    if phase is None or part is None:  # nothing to do: the state as it is
+        return dict(state)
+    st = dict(state)
+    if phase == CONSENSUS:
+        out = finish_round(part.sums, voxel_size_angstrom=voxel, mask=None)
+        bodies = body_references(
+            out.references.maps,
+            masks,
+            resolution_px=out.references.resolution_px,
+            highpass_factor=p.highpass_mask_factor,
+        )
+        st["resolution"] = np.array([out.resolution_0143_px])
+        st["cons_map"] = out.average
+        st["phase"] = np.array([BODIES])
+    else:
+        rnd = finish_bodies(part.sums, state_bodies(st), voxel_size_angstrom=voxel)
+        bodies = rnd.references
+        st["body_euler"], st["body_shifts"] = part.rows["euler"], part.rows["shifts"]
+        st["body_scores"], st["body_maps"] = part.rows["scores"], rnd.maps
+        st["body_res"] = np.array([o.resolution_0143_px for o in rnd.outcomes])
+        st["body_round"] = np.array([int(st["body_round"][0]) + 1])
+    st["body_refs"], st["body_centres"] = bodies.maps, bodies.centres_zyx_px
+    st["body_band"], st["body_highpass"] = bodies.resolution_px, bodies.highpass_px
+    return st
 
 
 def _bodies_identity(masks: np.ndarray) -> str:
@@ -206,38 +207,13 @@ def multibody(
 ) -> dict[str, Any]:
     """Refine the bodies of ``p.set`` on ``client`` and write ``out`` (module docstring)."""
     from cryoflow.pipelines.engine.rounds import run_rounds
-    from cryoflow.pipelines.stages.multibody_report import motion_outputs
+    from cryoflow.pipelines.stages.multibody_report import write_outputs
 
     inputs, masks, d = preflight(store, p, out, overwrite)
     plan = build(inputs, p, masks)
     done = run_rounds(client, store, plan, p.to_dict())
     st = done.state if not done.skipped else _published(store, plan.step)
-    for k, vol in enumerate(st["body_maps"], start=1):
-        write_map(d / f"body_{k}.mrc", vol, inputs.voxel_size_angstrom)
-    write_map(d / "consensus.mrc", st["cons_map"], inputs.voxel_size_angstrom)
-    table = posed_table(inputs, st["cons_euler"], st["cons_shifts"])
-    for b in range(len(masks)):
-        table = posed_table(
-            inputs,
-            st["body_euler"][:, b],
-            st["body_shifts"][:, b],
-            prefix=f"body{b + 1}",
-            base=table,
-        )
-    table, summary = motion_outputs(st, table, d)
-    summary.update(
-        set=p.set,
-        n_particles=inputs.n,
-        consensus_resolution_px=float(st["resolution"][0]),
-        body_resolution_px=[float(v) for v in st["body_res"]],
-        body_columns={
-            f"body{b + 1}": [f"rlnAngle{a}_body{b + 1}" for a in ("Rot", "Tilt", "Psi")]
-            for b in range(len(masks))
-        },
-    )
-    (d / "multibody.json").write_text(json.dumps(summary, indent=1) + "\n")
-    write_table(d / "particles.star", table)
-    return summary
+    return write_outputs(d, inputs, st, len(masks))
 
 
 def _published(store: object, step: str) -> State:
