@@ -4,8 +4,11 @@ Simulates ``--n`` particles of two conformations (``--shapes ribosome``: the sim
 ribosome-like particle in conformations 0 and 1; ``--shapes hinge``: the two-body hinge at 0
 and ``--hinge-deg``) in random orientations at ``--snr`` with a ``--tilt`` wedge, aligns them
 (``--consensus refine``: the averaging refinement from conformation 0 low-passed to
-``--init-res``, as the averaging benchmark does; ``--consensus truth``: the true poses), then
-classifies with ``multiref`` (PCA-split seeds and random seeds) and ``pca`` (K = 2 and K by
+``--init-res``, as the averaging benchmark does; ``--consensus truth``: the true poses;
+``--consensus perturb``: the true poses turned by random rotations of median angle
+``--perturb-deg``, a consensus with a known error), then
+classifies with ``multiref`` (PCA-split seeds, random seeds, and PCA seeds with a local
+re-alignment per class within each ``--realign-deg`` radius) and ``pca`` (K = 2 and K by
 BIC), and prints each one's class accuracy against the truth (best matching of class numbers)
 and its time: the demo's ``class_accuracy`` (multiref) and ``pca_class_accuracy``. The peer,
 measured in the same run: plain k-means (scikit-learn, K = 2, 10 starts) on the particles'
@@ -31,7 +34,22 @@ from cryoflow.kernels.heterogeneity.metrics import class_accuracy
 from cryoflow.kernels.heterogeneity.multiref_loop import MultirefParams, classify_multiref
 from cryoflow.kernels.heterogeneity.pca_classify import PcaParams, classify_pca
 from cryoflow.kernels.refine import RefineParams, refine, split_halves
+from cryoflow.pipelines.stages.classify_rounds import realign_levels
 from cryoflow.simulate.subtomo import hinge_shape, ribosome_shape, simulate_subtomograms
+
+
+def perturbed(euler_deg: np.ndarray, median_deg: float, seed: int) -> np.ndarray:
+    """The orientations turned by isotropic Gaussian rotation vectors whose angle has median
+    ``median_deg`` (a Maxwell distribution: median = 1.538 sigma): a consensus with a known
+    error, like the averaging stage's at the demo's sizes."""
+    from scipy.spatial.transform import Rotation
+
+    from cryoflow.geometry.rotation import euler_from_matrix_xyz
+
+    rng = np.random.default_rng([seed, 7])
+    turn = rng.normal(scale=np.radians(median_deg) / 1.538, size=(len(euler_deg), 3))
+    m = matrix_xyz_from_euler(euler_deg) @ Rotation.from_rotvec(turn).as_matrix()
+    return euler_from_matrix_xyz(m)
 
 
 def main() -> None:
@@ -43,11 +61,26 @@ def main() -> None:
     ap.add_argument("--tilt", type=float, default=60.0, help="tilt range +-DEG")
     ap.add_argument("--shapes", choices=("ribosome", "hinge"), default="ribosome")
     ap.add_argument("--hinge-deg", type=float, default=40.0)
-    ap.add_argument("--consensus", choices=("refine", "truth"), default="refine")
+    ap.add_argument("--consensus", choices=("refine", "truth", "perturb"), default="refine")
+    ap.add_argument(
+        "--perturb-deg",
+        type=float,
+        default=12.5,
+        help="--consensus perturb: median orientation error added to the true poses",
+    )
     ap.add_argument("--rounds", type=int, default=4, help="consensus refinement rounds")
     ap.add_argument("--init-res", type=float, default=60.0, help="initial low-pass, Å")
+    ap.add_argument("--global-step", type=float, default=20.0, help="consensus global grid")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--realign-deg",
+        type=float,
+        nargs="*",
+        default=[6.0],
+        help="multiref with local re-alignment per class within each radius (classify's "
+        "--realign-deg)",
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.shapes == "ribosome":
@@ -77,12 +110,22 @@ def main() -> None:
     t0 = time.perf_counter()
     if a.consensus == "truth":
         euler, shifts = sim.euler_deg, sim.shifts_zyx_px
+    elif a.consensus == "perturb":
+        euler, shifts = perturbed(sim.euler_deg, a.perturb_deg, a.seed), sim.shifts_zyx_px
+        err, _ = orientation_errors_deg(
+            matrix_xyz_from_euler(euler), matrix_xyz_from_euler(sim.euler_deg)
+        )
+        out["consensus_orientation_error_deg"] = round(float(np.median(err)), 2)
     else:
         res = refine(
             sim.volumes,
             sim.tilt_ranges,
             voxel_size_angstrom=px,
-            params=RefineParams(rounds=a.rounds, initial_resolution_px=a.init_res / px),
+            params=RefineParams(
+                rounds=a.rounds,
+                initial_resolution_px=a.init_res / px,
+                global_step_deg=a.global_step,
+            ),
             reference=lowpass(sim.truth[0], a.init_res / px),
             half_ids=halves,
         )
@@ -95,10 +138,11 @@ def main() -> None:
     runs = {
         "multiref": MultirefParams(n_classes=2, seed=a.seed),
         "multiref_random_seeds": MultirefParams(n_classes=2, seed_method="random", seed=a.seed),
-        "multiref_local_realign": MultirefParams(
-            n_classes=2, seed=a.seed, local_levels=((3.0, 6.0), (1.0, 2.0))
-        ),
     }
+    for r in a.realign_deg:
+        runs[f"multiref_realign_{r:g}deg"] = MultirefParams(
+            n_classes=2, seed=a.seed, local_levels=realign_levels(r)
+        )
     for name, params in runs.items():
         t0 = time.perf_counter()
         mr = classify_multiref(

@@ -67,6 +67,13 @@ def combine(a: Partial | None, b: Partial | None) -> Partial | None:
     return a + b
 
 
+def active_phase(state: State, part: Partial | None) -> int | None:
+    """The phase a round's ``update`` must act on, or None when there is nothing to do (no
+    partial, or the run settled: ``DONE``)."""
+    phase = int(state["phase"][0])
+    return None if part is None or phase == DONE else phase
+
+
 @dataclass(frozen=True)
 class BatchSource:
     """Where a batch task reads its particles, and the run's fixed settings.
@@ -104,6 +111,7 @@ def _search(spec: dict[str, Any], highpass: float | None) -> Any:
         int(spec.get("top_k", 1)),
         highpass,
         local_shift_windows=tuple(tuple(v) for v in spec.get("local_shift_windows", ())),
+        prior_sigma_deg=spec.get("prior_sigma_deg"),
     )
 
 
@@ -240,6 +248,7 @@ def _bodies(
         euler_deg=state["body_euler"][sl],
         shifts_zyx_px=state["body_shifts"][sl],
         half_ids=h,
+        consensus_euler_deg=state["cons_euler"][sl],
         device=src.settings.get("device", "cpu"),
     )
     rows = {"euler": out.euler_deg, "shifts": out.shifts_zyx_px, "scores": out.scores}

@@ -14,6 +14,13 @@ Per batch (pure: arrays in, arrays out; no I/O, no Dask):
    found together: at a resolution of 3 voxels an integer-only shift search costs up to a
    third of the correlation and biases the orientation); last, a 3-point parabola per axis
    through the half-voxel neighbours. Every shift stays within ``max_shift_px``.
+5. Optional Gaussian prior on the orientation (``prior_sigma_deg``, local levels only): each
+   level keeps the orientation that maximises the score read as a log-likelihood minus the
+   prior, ``N c|c| / (2 (1 - c*^2)) - angle^2 / (2 sigma^2)``, with ``c`` the score, ``c*`` the
+   level's best score, ``angle`` the distance from the particle's anchor (``anchor_euler_deg``,
+   default the priors) and ``N`` the particle's independent measured components (its band
+   and wedge components times its mask's mean square; white noise in the band). Directions
+   the data hardly determine then stay at the anchor instead of fitting the noise.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import torch
 from cryoflow.errors import ConfigError, GeometryError
 from cryoflow.geometry.rotation import (
     XYZ_TO_ZYX,
+    angular_distance_deg,
     euler_from_matrix_xyz,
     matrix_xyz_from_euler,
 )
@@ -55,7 +63,8 @@ class SearchParams:
     largest shift searched (a ball); ``top_k``: global candidates refined per particle;
     ``local_shift_windows``: ``(radius_px, step_px)`` of the shifts searched around each
     particle's current shift at local level ``j`` (levels beyond the tuple, and by default
-    all, use ``(1, 0.5)``: half-voxel offsets within 1 voxel).
+    all, use ``(1, 0.5)``: half-voxel offsets within 1 voxel); ``prior_sigma_deg``: the
+    Gaussian orientation prior of step 5 (None: none).
     """
 
     global_step_deg: float | None = 20.0
@@ -65,8 +74,12 @@ class SearchParams:
     highpass_px: float | None = None
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     local_shift_windows: tuple[tuple[float, float], ...] = ()
+    prior_sigma_deg: float | None = None
 
     def __post_init__(self) -> None:
+        ps = self.prior_sigma_deg
+        if ps is not None and not (np.isfinite(ps) and ps > 0):
+            raise ConfigError(f"prior_sigma_deg must be > 0 degrees or None, got {ps}")
         for w in self.local_shift_windows:
             if len(w) != 2 or not (w[0] >= 0 and w[1] > 0):
                 raise ConfigError(
@@ -143,6 +156,25 @@ def _subvoxel(cc: torch.Tensor, step: float) -> torch.Tensor:
     return torch.stack(out, dim=1).to(torch.float64)
 
 
+def _choose(
+    scores: torch.Tensor,
+    grid_xyz: np.ndarray,
+    anchors_xyz: np.ndarray | None,
+    n_eff: torch.Tensor,
+    sigma_deg: float | None,
+) -> torch.Tensor:
+    """(P,) index of each particle's orientation among (P, L) ``scores`` of ``grid_xyz``
+    (P, L, 3, 3): the best score, or with a prior the best posterior (module docstring, 5)."""
+    if sigma_deg is None or anchors_xyz is None:
+        return scores.argmax(dim=1)
+    c = scores.to(torch.float64)
+    top = c.max(dim=1, keepdim=True).values.clamp(-0.999, 0.999)
+    loglik = n_eff[:, None] * c * c.abs() / (2.0 * (1.0 - top**2))
+    angle = angular_distance_deg(anchors_xyz[:, None], grid_xyz)
+    prior = torch.as_tensor(angle**2 / (2.0 * float(sigma_deg) ** 2), device=c.device)
+    return (loglik - prior).argmax(dim=1)
+
+
 def _search(
     parts: ParticleSpectra,
     ref: ReferenceSpectrum,
@@ -172,6 +204,7 @@ def _align_half(
     search: SearchParams,
     priors_xyz: np.ndarray | None,
     prior_shifts: np.ndarray | None,
+    anchors_xyz: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dev, box = particles.device, box_side(particles)
     n = particles.shape[0]
@@ -186,6 +219,8 @@ def _align_half(
         sup = torch.as_tensor(np.asarray(references.supports[half], np.float32), device=dev)
     vol = torch.as_tensor(np.asarray(references.maps[half], np.float32), device=dev)
     ref = prepare_reference(vol, ref_mask, sup)
+    n_eff = parts.wedge.sum(dim=1).to(torch.float64) * float((p_mask**2).mean())
+    anchors = priors_xyz if anchors_xyz is None else anchors_xyz
     max_s = float(search.max_shift_px)
     fine = shift_window(min(1.0, max_s), dev, step_px=0.5)
     centres = torch.zeros((n, 3), dtype=torch.float64, device=dev)
@@ -214,7 +249,7 @@ def _align_half(
             w_rad, w_step = search.local_shift_windows[j]
             win = shift_window(min(w_rad, max_s), dev, step_px=w_step)
         scores, shifts = _search(parts, ref, _zyx(lg), centres, win, max_s, search.chunk_bytes)
-        best = scores.argmax(dim=1)
+        best = _choose(scores, lg, anchors, n_eff, search.prior_sigma_deg)
         rows = torch.arange(n, device=dev)
         cand = lg[np.arange(n), best.cpu().numpy()][:, None]
         best_s, centres = scores[rows, best], shifts[rows, best]
@@ -241,6 +276,7 @@ def align_batch(
     half_ids: np.ndarray | None = None,
     priors_euler_deg: np.ndarray | None = None,
     priors_shifts_zyx_px: np.ndarray | None = None,
+    anchor_euler_deg: np.ndarray | None = None,
     device: str | torch.device = "cpu",
 ) -> AlignResult:
     """Align a batch of particles (see module docstring).
@@ -259,6 +295,8 @@ def align_batch(
         when given, the global search is skipped).
     priors_shifts_zyx_px : ndarray of shape (n, 3), optional
         Shifts to start from (default 0); every shift stays within ``max_shift_px``.
+    anchor_euler_deg : ndarray of shape (n, 3), optional
+        Centres of the orientation prior (``search.prior_sigma_deg``; default the priors).
     """
     v = as_tensor(particles, device, torch.float32)
     box_side(v)
@@ -274,6 +312,7 @@ def align_batch(
             f"half_ids must be (n,) integers indexing the {len(references.maps)} references"
         )
     priors = None if priors_euler_deg is None else matrix_xyz_from_euler(priors_euler_deg)
+    anchors = None if anchor_euler_deg is None else matrix_xyz_from_euler(anchor_euler_deg)
     rots = np.zeros((n, 3, 3))
     shifts = np.zeros((n, 3))
     scores = np.zeros(n)
@@ -287,6 +326,7 @@ def align_batch(
             search,
             None if priors is None else priors.reshape(n, 3, 3)[sel],
             None if priors_shifts_zyx_px is None else np.asarray(priors_shifts_zyx_px)[sel],
+            None if anchors is None else anchors.reshape(n, 3, 3)[sel],
         )
         rots[sel], shifts[sel], scores[sel] = r, s, c
     return AlignResult(euler_from_matrix_xyz(rots), shifts, scores)

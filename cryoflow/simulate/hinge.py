@@ -10,6 +10,13 @@ its body masks and the true pose of each body, against which multi-body refineme
   hinge axis by ``swing - a0``, where ``a0`` (the arm's angle in the body's reconstruction,
   which the data fix only up to that offset) is fitted once for the whole set on a 0.5-degree
   grid (the offset minimising the arm's median error).
+- :func:`body_sharpness`: per body, the resolution (Å) where the FSC against the truth (the
+  hinge with its arm at ``a0``) inside the body's own mask falls below ``threshold``, of the
+  body's map and of the consensus map, and their ratio (below 1: the body's map is the
+  sharper in its region). At FSC 0.5 the crossing is set by the maps' noise more than by the
+  smear of a moving body: measured on the 20^3, 16 Å hinge, a noisy map of the arm at its
+  swing and the noisy average of its four swings cross 0.5 within 1 % of each other, while at
+  0.8 the smeared one falls a shell earlier; so both thresholds are reported.
 """
 
 from __future__ import annotations
@@ -20,7 +27,13 @@ import numpy as np
 
 from cryoflow.simulate.subtomo import Shape, hinge_shape, render_shape
 
-__all__ = ["HingeErrors", "arm_truth", "hinge_angle_errors", "hinge_body_masks"]
+__all__ = [
+    "HingeErrors",
+    "arm_truth",
+    "body_sharpness",
+    "hinge_angle_errors",
+    "hinge_body_masks",
+]
 
 
 def hinge_body_masks(angle_deg: float, box: int, pixel_size_angstrom: float) -> np.ndarray:
@@ -79,3 +92,25 @@ def hinge_angle_errors(
     err = body_angle_errors_deg(body_euler_deg, truth)
     cons = np.repeat(np.asarray(consensus_euler_deg, dtype=float)[:, None], 2, axis=1)
     return HingeErrors(err, a0, body_angle_errors_deg(cons, truth))
+
+
+def body_sharpness(
+    body_maps: np.ndarray,
+    consensus_map: np.ndarray,
+    masks: np.ndarray,
+    a0: float,
+    pixel_size_angstrom: float,
+    threshold: float = 0.5,
+) -> list[dict[str, float]]:
+    """Per body (``body_maps`` and ``masks`` (nb, B, B, B), ``consensus_map`` (B, B, B)):
+    ``body_angstrom``, ``consensus_angstrom`` and ``ratio`` (module docstring)."""
+    from cryoflow.kernels.fsc import fsc
+
+    px = float(pixel_size_angstrom)
+    truth = render_shape(hinge_shape(a0), int(np.shape(consensus_map)[-1]), px)
+    out = []
+    for body, m in zip(body_maps, masks, strict=True):
+        b = fsc(body, truth, m).resolution_px(threshold) * px
+        c = fsc(consensus_map, truth, m).resolution_px(threshold) * px
+        out.append({"body_angstrom": b, "consensus_angstrom": c, "ratio": b / c})
+    return out

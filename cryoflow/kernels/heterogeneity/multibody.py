@@ -20,7 +20,13 @@ body ``b``:
    translation decouple), and ``max_shift_px`` bounds the body's shift from its prior;
 3. local refinement around the prior (:func:`~cryoflow.kernels.align.align_batch` with
    ``search.local_levels``, wedge-aware score, the body's mask rotating with it, the particle
-   under a sphere about the body); found ``(M, t)`` gives ``s_b = s' + t - M c_b``;
+   under a sphere about the body); found ``(M, t)`` gives ``s_b = s' + t - M c_b``. With
+   ``search.prior_sigma_deg`` a Gaussian prior on the body's rotation away from the
+   *consensus* orientation (``consensus_euler_deg``, every round) weighs each orientation
+   (align's step 5), as RELION's multi-body refinement does: a body refined alone has
+   directions its signal hardly fixes (an arm's spin about its own long axis), and without
+   the prior the search fits the noise there (measured on the hinge phantom: 10 degrees of
+   off-axis turn, as much as the swing itself);
 4. the particle (whole, not subtracted) is added to body ``b``'s sums in the body's new pose
    (:class:`~.groups.GroupSums`, one ``HalfSums`` per body): each body is reconstructed from
    its own orientations, sharp where the body is and the other bodies blurred by their
@@ -192,6 +198,7 @@ def multibody_batch(
     euler_deg: np.ndarray,
     shifts_zyx_px: np.ndarray,
     half_ids: np.ndarray,
+    consensus_euler_deg: np.ndarray | None = None,
     device: str | torch.device = "cpu",
 ) -> BodyBatch:
     """Refine every body of a batch locally and accumulate it (see module docstring).
@@ -207,6 +214,8 @@ def multibody_batch(
         Priors per body (the consensus pose repeated, the first round).
     half_ids : ndarray of shape (n,)
         0 or 1; with one reference per body every particle uses it.
+    consensus_euler_deg : ndarray of shape (n, 3), optional
+        The consensus orientations, centre of the rotation prior (default: the priors).
     """
     vols = np.asarray(particles, dtype=np.float32)
     n, nb = vols.shape[0], bodies.n_bodies
@@ -214,8 +223,9 @@ def multibody_batch(
     s = np.asarray(shifts_zyx_px, dtype=float).reshape(n, nb, 3)
     tr = np.asarray(tilt_ranges, dtype=float).reshape(-1, 2)
     halves = np.asarray(half_ids, dtype=int).reshape(-1)
-    if len(tr) != n or len(halves) != n:
-        raise GeometryError(f"need one tilt range and half id per particle ({n})")
+    anchor = None if consensus_euler_deg is None else np.asarray(consensus_euler_deg, float)
+    if len(tr) != n or len(halves) != n or (anchor is not None and anchor.shape != (n, 3)):
+        raise GeometryError(f"need one tilt range, half id (and consensus pose) per particle ({n})")
     h_maps = np.shape(bodies.maps)[1]
     ref_half = halves if h_maps == 2 else np.zeros(n, dtype=int)
     # 1. every body placed at its prior pose, each particle with its own half's reference
@@ -247,6 +257,7 @@ def multibody_batch(
             half_ids=ref_half,
             priors_euler_deg=e[:, b],
             priors_shifts_zyx_px=np.zeros((n, 3)),
+            anchor_euler_deg=anchor,
             device=device,
         )
         m_new = matrix_zyx_from_euler(res.euler_deg)

@@ -17,14 +17,15 @@ here in one process:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from cryoflow.errors import ConfigError, GeometryError
-from cryoflow.kernels.align import AlignResult, SearchParams
+from cryoflow.errors import ConfigError
+from cryoflow.kernels.align import SearchParams
 from cryoflow.kernels.finish import RoundOutcome
+from cryoflow.kernels.heterogeneity.aligned import aligned_set
 from cryoflow.kernels.heterogeneity.groups import tree_sum
 from cryoflow.kernels.heterogeneity.motions import (
     BodyMotions,
@@ -39,8 +40,6 @@ from cryoflow.kernels.heterogeneity.multibody import (
     finish_bodies,
     multibody_batch,
 )
-from cryoflow.kernels.heterogeneity.pca_classify import consensus_round
-from cryoflow.kernels.refine import split_halves
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,9 @@ class MultibodyParams:
     ``max_shift_px`` (how far a body's centre may move from its prior in one round) and shift
     windows; round 1's ``(radius, step)`` shift window is wider (a body turning about a hinge
     off its centre also moves: 20 degrees at 5 voxels is 1.7 voxels, beyond the default
-    1-voxel window of a level, which would shrink the turn found); ``highpass_mask_factor``:
+    1-voxel window of a level, which would shrink the turn found); ``sigma_deg``: the
+    Gaussian prior on each body's rotation away from the consensus (every round; None: no
+    prior); ``highpass_mask_factor``:
     the score's high-pass as a multiple of each body mask's radius.
     """
 
@@ -61,6 +62,7 @@ class MultibodyParams:
         None, ((6.0, 24.0), (2.0, 6.0), (1.0, 2.0)), 3.0, local_shift_windows=((3.0, 1.0),)
     )
     later_search: SearchParams = SearchParams(None, ((2.0, 6.0), (1.0, 2.0)), 3.0)
+    sigma_deg: float | None = 10.0
     highpass_mask_factor: float = 1.3
     weight_floor: float = 0.1
     batch_size: int = 32
@@ -114,28 +116,13 @@ def refine_bodies(
     ``consensus``: its finished round (half maps, FSC), else made from the alignment.
     """
     p = params if params is not None else MultibodyParams()
-    vols = np.asarray(particles, dtype=np.float32)
-    tr = np.asarray(tilt_ranges, dtype=float).reshape(-1, 2)
-    e = np.asarray(euler_deg, dtype=float).reshape(-1, 3)
-    s = np.asarray(shifts_zyx_px, dtype=float).reshape(-1, 3)
-    n = vols.shape[0]
-    if vols.ndim != 4 or not (len(tr) == len(e) == len(s) == n) or n < 2:
-        raise GeometryError(
-            f"need >= 2 (n, B, B, B) particles with (n, 2) tilt ranges and (n, 3) poses, got "
-            f"{vols.shape}, {tr.shape}, {e.shape}, {s.shape}"
-        )
-    halves = split_halves(n, p.seed) if half_ids is None else np.asarray(half_ids, dtype=int)
+    data = aligned_set(
+        particles, tilt_ranges, (euler_deg, shifts_zyx_px), half_ids, seed=p.seed, min_n=2
+    )
+    vols, tr, e, s, halves = data.arrays()
+    n = len(vols)
     if consensus is None:
-        consensus = consensus_round(
-            vols,
-            tr,
-            AlignResult(e, s, np.zeros(n)),
-            halves,
-            voxel_size_angstrom=voxel_size_angstrom,
-            mask=None,
-            batch_size=p.batch_size,
-            device=device,
-        )
+        consensus = data.consensus(voxel_size_angstrom, batch_size=p.batch_size, device=device)
     bodies = body_references(
         consensus.references.maps,
         masks,
@@ -150,7 +137,7 @@ def refine_bodies(
     last: BodyRound | None = None
     bs = int(p.batch_size)
     for r in range(int(p.rounds)):
-        search = p.first_search if r == 0 else p.later_search
+        search = replace(p.first_search if r == 0 else p.later_search, prior_sigma_deg=p.sigma_deg)
         parts: list[BodyBatch] = [
             multibody_batch(
                 vols[lo : lo + bs],
@@ -160,6 +147,7 @@ def refine_bodies(
                 euler_deg=prior_e[lo : lo + bs],
                 shifts_zyx_px=prior_s[lo : lo + bs],
                 half_ids=halves[lo : lo + bs],
+                consensus_euler_deg=e[lo : lo + bs],
                 device=device,
             )
             for lo in range(0, n, bs)

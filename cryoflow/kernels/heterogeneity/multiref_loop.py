@@ -29,8 +29,9 @@ import torch
 
 from cryoflow.errors import ConfigError, GeometryError
 from cryoflow.geometry.symmetry import parse_symmetry
-from cryoflow.kernels.align import AlignResult, SearchParams
+from cryoflow.kernels.align import SearchParams
 from cryoflow.kernels.finish import RoundOutcome
+from cryoflow.kernels.heterogeneity.aligned import aligned_set
 from cryoflow.kernels.heterogeneity.groups import GroupSums, accumulate_groups, tree_sum
 from cryoflow.kernels.heterogeneity.multiref import (
     ClassifyBatch,
@@ -40,9 +41,8 @@ from cryoflow.kernels.heterogeneity.multiref import (
     finish_classes,
     reseed_assignments,
 )
-from cryoflow.kernels.heterogeneity.pca_classify import PcaParams, classify_pca, consensus_round
+from cryoflow.kernels.heterogeneity.pca_classify import PcaParams, classify_pca
 from cryoflow.kernels.masks import mask_radius_px
-from cryoflow.kernels.refine import split_halves
 
 SEED_METHODS = ("pca", "random")
 
@@ -152,28 +152,17 @@ def classify_multiref(
     ``initial_assignments`` (n,): seed classes (overrides ``seed_method``).
     """
     p = params if params is not None else MultirefParams()
-    vols = np.asarray(particles, dtype=np.float32)
-    tr = np.asarray(tilt_ranges, dtype=float).reshape(-1, 2)
-    e = np.asarray(euler_deg, dtype=float).reshape(-1, 3)
-    s = np.asarray(shifts_zyx_px, dtype=float).reshape(-1, 3)
-    n, k_all = vols.shape[0], int(p.n_classes)
-    if vols.ndim != 4 or not (len(tr) == len(e) == len(s) == n):
-        raise GeometryError(
-            f"need (n, B, B, B) particles with (n, 2) tilt ranges and (n, 3) poses, got "
-            f"{vols.shape}, {tr.shape}, {e.shape}, {s.shape}"
-        )
+    data = aligned_set(particles, tilt_ranges, (euler_deg, shifts_zyx_px), half_ids, seed=p.seed)
+    vols, tr, e, s, halves = data.arrays()
+    n = len(vols)
+    k_all = int(p.n_classes)
     min_count = max(2, int(np.ceil(p.min_class_fraction * n)))
     if min_count * k_all > n:
         raise ConfigError(f"{n} particles are too few for {k_all} classes of >= {min_count}")
     rng = np.random.default_rng([p.seed, 1])  # not the half split's stream
-    halves = split_halves(n, p.seed) if half_ids is None else np.asarray(half_ids, dtype=int)
     # 1. the consensus and the common mask
-    consensus = consensus_round(
-        vols,
-        tr,
-        AlignResult(e, s, np.zeros(n)),
-        halves,
-        voxel_size_angstrom=voxel_size_angstrom,
+    consensus = data.consensus(
+        voxel_size_angstrom,
         mask=mask,
         symmetry=p.symmetry,
         batch_size=p.batch_size,

@@ -6,8 +6,10 @@ to the box centre) measured through wedge ``W_p`` is
 
     p(r) = V(M^-1 (r - s))   ->   P(k) = W_p(k) e^{-2 pi i k.s} V(M^T k)
 
-with ``V`` sampled from its gridding-corrected, twice-oversampled transform
-(:func:`~cryoflow.kernels.fourier_rotate.sample_transform`), the whole batch in one gather.
+with ``V(M^-1 r)`` made by the averaging kernels' rotation
+(:func:`~cryoflow.kernels.fourier_rotate.rotate_volumes`: the gridding-corrected,
+twice-oversampled transform sampled at ``M^T k``; exact voxel permutations for multiples of
+90 degrees), then shifted and wedge-filtered in one transform.
 :func:`subtract_models` removes ``a_p`` times the sum of such models from each particle, with
 ``a_p`` the least-squares scale of the *whole* model to the particle (``<p, f> / <f, f>``
 over the box, ``f`` every body placed), so a particle whose contrast differs from the
@@ -22,12 +24,10 @@ import torch
 from cryoflow.errors import GeometryError
 from cryoflow.geometry.rotation import matrix_zyx_from_euler
 from cryoflow.kernels.fourier_rotate import (
-    as_tensor,
-    box_side,
     centred_irfft,
-    padded_transform,
+    centred_rfft,
     rfft_frequencies,
-    sample_transform,
+    rotate_volumes,
 )
 from cryoflow.kernels.score import wedge_stack
 
@@ -46,10 +46,10 @@ def place_in_poses(
     ``euler_deg``/``shifts_zyx_px`` (n, 3) the poses (contract convention), ``tilt_ranges``
     (n, 2) each particle's wedge (see module docstring).
     """
-    v = as_tensor(volume, device, torch.float32)
-    if v.ndim != 3:
-        raise GeometryError(f"place_in_poses takes one (B, B, B) map, got shape {tuple(v.shape)}")
-    box = box_side(v[None])
+    v = np.asarray(volume, dtype=np.float32)
+    if v.ndim != 3 or len(set(v.shape)) != 1:
+        raise GeometryError(f"place_in_poses takes one (B, B, B) map, got shape {v.shape}")
+    box = v.shape[0]
     e = np.asarray(euler_deg, dtype=float).reshape(-1, 3)
     s = np.asarray(shifts_zyx_px, dtype=float).reshape(-1, 3)
     tr = np.asarray(tilt_ranges, dtype=float).reshape(-1, 2)
@@ -58,13 +58,17 @@ def place_in_poses(
         raise GeometryError(
             f"need one shift and tilt range per pose: {len(s)} and {len(tr)} for {n} poses"
         )
-    dev = v.device
-    k = rfft_frequencies(box, dev).reshape(-1, 3)  # (K, 3), float32
-    m = torch.as_tensor(matrix_zyx_from_euler(e).reshape(n, 3, 3), dtype=torch.float32, device=dev)
-    q = torch.einsum("nji,kj->nki", m, k)  # M^T k, (n, K, 3)
-    spec = sample_transform(padded_transform(v[None], pad), q[:, None])[:, 0]  # (n, K)
-    shift = torch.as_tensor(s, dtype=torch.float64, device=dev)
-    phase = torch.exp(-2j * np.pi * (shift @ k.to(torch.float64).T))  # (n, K)
+    if n == 0:
+        return np.zeros((0, box, box, box), np.float32)
+    # 1. V(M^-1 r): the map turned into every pose (the averaging kernels' rotation)
+    turned = rotate_volumes(
+        np.repeat(v[None], n, axis=0), matrix_zyx_from_euler(e), device=device, pad=pad
+    )
+    spec = centred_rfft(torch.as_tensor(turned, device=device)).reshape(n, -1)
+    # 2. shifted (a Fourier phase) and seen through each particle's wedge
+    dev = spec.device
+    k = rfft_frequencies(box, dev).reshape(-1, 3).to(torch.float64)
+    phase = torch.exp(-2j * np.pi * (torch.as_tensor(s, dtype=torch.float64, device=dev) @ k.T))
     wedge = wedge_stack(box, tr, dev).reshape(n, -1)
     full = (spec.to(torch.complex128) * phase * wedge).reshape(n, box, box, box // 2 + 1)
     return centred_irfft(full, box).cpu().numpy().astype(np.float32)

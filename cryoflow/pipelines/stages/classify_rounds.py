@@ -14,7 +14,8 @@ One :class:`~cryoflow.pipelines.engine.rounds.Rounds` plan whose state carries i
 3. ``SUMS``: the seed classes averaged (wedge-compensated, each class on its own particles)
    into the class maps and the next references; for ``pca`` the run ends here;
 4. ``CLASSIFY`` (``multiref``): every particle scored against every class near its consensus
-   pose, assigned to its best, classes re-averaged; a class that empties below the floor is
+   pose (with ``realign_deg``: re-aligned locally to each class within that radius of its
+   consensus pose, every round, in the same batch tasks), assigned to its best, classes re-averaged; a class that empties below the floor is
    reseeded (the next round re-averages, ``SUMS``); the run settles (``DONE``: the rounds
    left do nothing) once at most ``tolerance`` of the assignments change.
 
@@ -42,6 +43,7 @@ from cryoflow.graph.heterogeneity import (
     BatchSource,
     Partial,
     State,
+    active_phase,
     combine,
     map_batch,
 )
@@ -68,9 +70,20 @@ def _settings(p: Any, k: int, device: str) -> dict[str, Any]:
             "top_k": 5,
         },
         "align_local": {"local_levels": ((2.0, 5.0), (1.0, 2.0)), "max_shift_px": p.max_shift_px},
-        "classify_search": {"local_levels": (), "max_shift_px": float(p.max_shift_px)},
+        "classify_search": {
+            "local_levels": realign_levels(float(getattr(p, "realign_deg", 0.0))),
+            "max_shift_px": float(p.max_shift_px),
+        },
         "pca_highpass_px": None,
     }
+
+
+def realign_levels(radius_deg: float) -> tuple[tuple[float, float], ...]:
+    """The local levels of ``--realign-deg R``: ``(R/2, R)`` then ``(R/6, R/2)`` (step, radius
+    in degrees) around each particle's consensus pose, per class; ``()`` (the consensus pose
+    itself, shifts searched) for ``R = 0``."""
+    r = float(radius_deg)
+    return () if r <= 0 else ((r / 2.0, r), (r / 6.0, r / 2.0))
 
 
 def round_count(p: Any, aligning: bool, given: bool = False) -> int:
@@ -171,10 +184,10 @@ def build(
         return st
 
     def update(state: State, part: Partial | None, k: int) -> State:
+        phase = active_phase(state, part)
+        if phase is None or part is None:  # nothing to do: the state as it is
+            return dict(state)
         st = dict(state)
-        phase = int(st["phase"][0])
-        if part is None or phase == DONE:
-            return st
         if phase in (CONSENSUS, ALIGN):
             _consensus(st, part, phase, p, voxel, user_mask)
             if int(st["left"][0]) == 0:

@@ -7,10 +7,12 @@ its FSC-weighted half maps times each body's mask (partitioned where masks overl
 ``rounds`` ``BODIES`` rounds: per particle and body, the other bodies' signal (their maps placed
 in the particle's pose, inside its wedge, at the particle's own scale) is subtracted and the
 body's rotation and shift refined locally (round 1 around the consensus pose, wider; later
-rounds around the last body pose), every body reconstructed from its own orientations; 3. on
+rounds around the last body pose; every round under a Gaussian prior of ``sigma_deg`` on the
+rotation away from the consensus), every body reconstructed from its own orientations; 3. on
 the client, the body motions relative to the consensus and their principal motions.
 
 Outputs in ``--out``: ``body_<k>.mrc`` (k = 1 .. nb, the order of ``--bodies``),
+``consensus.mrc`` (the consensus average the bodies started from, for comparison),
 ``particles.star`` (every input column and coordinate, the consensus pose as the plain
 ``rlnAngleRot/Tilt/Psi``, ``rlnOriginX/Y/ZAngst``, each body's pose as the same labels with
 ``_body<k>`` appended, and each particle's principal-motion amplitudes ``cryoflow_motion<j>``),
@@ -21,7 +23,6 @@ resolutions, the principal motions' explained variance and directions) and
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,10 @@ from cryoflow.errors import ConfigError
 from cryoflow.graph.heterogeneity import (
     BODIES,
     CONSENSUS,
-    DONE,
     BatchSource,
     Partial,
     State,
+    active_phase,
     map_batch,
     state_bodies,
 )
@@ -46,18 +47,15 @@ from cryoflow.pipelines.stages.particle_inputs import (
     SetInputs,
     check_out,
     load_set,
-    posed_table,
     read_map,
     require_poses,
-    write_map,
-    write_table,
 )
 
 NAME = "multibody"
 KEYS = (
     "phase", "cons_euler", "cons_shifts", "body_refs", "body_masks", "body_centres",
     "body_band", "body_highpass", "body_euler", "body_shifts", "body_scores", "body_maps",
-    "body_res", "body_round", "resolution",
+    "body_res", "body_round", "resolution", "cons_map",
 )  # fmt: skip
 
 
@@ -70,6 +68,11 @@ class MultibodyParams(StageParams):
     first_step_deg: float = Field(default=6.0, gt=0, description="round 1's coarsest step")
     first_radius_deg: float = Field(default=24.0, ge=0, description="round 1's search radius")
     max_shift_px: float = Field(default=3.0, ge=0, description="a body centre's largest move")
+    sigma_deg: float = Field(
+        default=10.0,
+        ge=0,
+        description="Gaussian prior on a body's rotation away from the consensus (deg; 0: none)",
+    )
     highpass_mask_factor: float = Field(default=1.3, gt=0, description="high-pass / mask radius")
     batch_size: int = Field(default=16, ge=1, description="particles per task")
     seed: int = Field(default=0, description="random seed (half sets)")
@@ -79,6 +82,7 @@ class MultibodyParams(StageParams):
 def _settings(p: MultibodyParams, nb: int) -> dict[str, Any]:
     s, r = float(p.first_step_deg), float(p.first_radius_deg)
     first = ((s, r), (s / 3.0, s), (s / 6.0, s / 3.0))
+    prior = float(p.sigma_deg) if p.sigma_deg > 0 else None
     return {
         "n_groups": nb,
         "device": p.device,
@@ -86,10 +90,12 @@ def _settings(p: MultibodyParams, nb: int) -> dict[str, Any]:
             "local_levels": first,
             "max_shift_px": p.max_shift_px,
             "local_shift_windows": ((3.0, 1.0),),
+            "prior_sigma_deg": prior,
         },
         "body_later": {
             "local_levels": ((s / 3.0, s), (s / 6.0, s / 3.0)),
             "max_shift_px": p.max_shift_px,
+            "prior_sigma_deg": prior,
         },
     }
 
@@ -125,35 +131,6 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
         st["body_shifts"] = np.repeat(s0[:, None], nb, axis=1)
         return st
 
-    def update(state: State, part: Partial | None, k: int) -> State:
-        from cryoflow.kernels.finish import finish_round
-        from cryoflow.kernels.heterogeneity.multibody import body_references, finish_bodies
-
-        st = dict(state)
-        phase = int(st["phase"][0])
-        if part is None or phase == DONE:
-            return st
-        if phase == CONSENSUS:
-            out = finish_round(part.sums, voxel_size_angstrom=voxel, mask=None)
-            bodies = body_references(
-                out.references.maps,
-                masks,
-                resolution_px=out.references.resolution_px,
-                highpass_factor=p.highpass_mask_factor,
-            )
-            st["resolution"] = np.array([out.resolution_0143_px])
-            st["phase"] = np.array([BODIES])
-        else:
-            rnd = finish_bodies(part.sums, state_bodies(st), voxel_size_angstrom=voxel)
-            bodies = rnd.references
-            st["body_euler"], st["body_shifts"] = part.rows["euler"], part.rows["shifts"]
-            st["body_scores"], st["body_maps"] = part.rows["scores"], rnd.maps
-            st["body_res"] = np.array([o.resolution_0143_px for o in rnd.outcomes])
-            st["body_round"] = np.array([int(st["body_round"][0]) + 1])
-        st["body_refs"], st["body_centres"] = bodies.maps, bodies.centres_zyx_px
-        st["body_band"], st["body_highpass"] = bodies.resolution_px, bodies.highpass_px
-        return st
-
     return Rounds(
         f"multibody-{inputs.name}",
         KEYS,
@@ -164,9 +141,44 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
         start=start,
         map=partial(map_batch, src),
         combine=combine_parts,
-        update=update,
+        update=partial(_update, p, masks, voxel),
         resources=gpu_resources(p.device),
     )
+
+
+def _update(
+    p: MultibodyParams, masks: np.ndarray, voxel: float, state: State, part: Partial | None, k: int
+) -> State:
+    """The client side of round ``k``: the consensus' body references, or a body round's
+    poses, maps and next references."""
+    from cryoflow.kernels.finish import finish_round
+    from cryoflow.kernels.heterogeneity.multibody import body_references, finish_bodies
+
+    phase = active_phase(state, part)
+    if phase is None or part is None:  # nothing to do: the state as it is
+        return dict(state)
+    st = dict(state)
+    if phase == CONSENSUS:
+        out = finish_round(part.sums, voxel_size_angstrom=voxel, mask=None)
+        bodies = body_references(
+            out.references.maps,
+            masks,
+            resolution_px=out.references.resolution_px,
+            highpass_factor=p.highpass_mask_factor,
+        )
+        st["resolution"] = np.array([out.resolution_0143_px])
+        st["cons_map"] = out.average
+        st["phase"] = np.array([BODIES])
+    else:
+        rnd = finish_bodies(part.sums, state_bodies(st), voxel_size_angstrom=voxel)
+        bodies = rnd.references
+        st["body_euler"], st["body_shifts"] = part.rows["euler"], part.rows["shifts"]
+        st["body_scores"], st["body_maps"] = part.rows["scores"], rnd.maps
+        st["body_res"] = np.array([o.resolution_0143_px for o in rnd.outcomes])
+        st["body_round"] = np.array([int(st["body_round"][0]) + 1])
+    st["body_refs"], st["body_centres"] = bodies.maps, bodies.centres_zyx_px
+    st["body_band"], st["body_highpass"] = bodies.resolution_px, bodies.highpass_px
+    return st
 
 
 def _bodies_identity(masks: np.ndarray) -> str:
@@ -182,7 +194,11 @@ def preflight(
     inputs = load_set(store, p.set, seed=p.seed)
     require_poses(inputs, "cryoflow multibody")
     masks = read_bodies(p, inputs)
-    names = [*(f"body_{k}.mrc" for k in range(1, len(masks) + 1)), "particles.star"]
+    names = [
+        *(f"body_{k}.mrc" for k in range(1, len(masks) + 1)),
+        "consensus.mrc",
+        "particles.star",
+    ]
     return inputs, masks, check_out(out, names, overwrite)
 
 
@@ -191,37 +207,13 @@ def multibody(
 ) -> dict[str, Any]:
     """Refine the bodies of ``p.set`` on ``client`` and write ``out`` (module docstring)."""
     from cryoflow.pipelines.engine.rounds import run_rounds
-    from cryoflow.pipelines.stages.multibody_report import motion_outputs
+    from cryoflow.pipelines.stages.multibody_report import write_outputs
 
     inputs, masks, d = preflight(store, p, out, overwrite)
     plan = build(inputs, p, masks)
     done = run_rounds(client, store, plan, p.to_dict())
     st = done.state if not done.skipped else _published(store, plan.step)
-    for k, vol in enumerate(st["body_maps"], start=1):
-        write_map(d / f"body_{k}.mrc", vol, inputs.voxel_size_angstrom)
-    table = posed_table(inputs, st["cons_euler"], st["cons_shifts"])
-    for b in range(len(masks)):
-        table = posed_table(
-            inputs,
-            st["body_euler"][:, b],
-            st["body_shifts"][:, b],
-            prefix=f"body{b + 1}",
-            base=table,
-        )
-    table, summary = motion_outputs(st, table, d)
-    summary.update(
-        set=p.set,
-        n_particles=inputs.n,
-        consensus_resolution_px=float(st["resolution"][0]),
-        body_resolution_px=[float(v) for v in st["body_res"]],
-        body_columns={
-            f"body{b + 1}": [f"rlnAngle{a}_body{b + 1}" for a in ("Rot", "Tilt", "Psi")]
-            for b in range(len(masks))
-        },
-    )
-    (d / "multibody.json").write_text(json.dumps(summary, indent=1) + "\n")
-    write_table(d / "particles.star", table)
-    return summary
+    return write_outputs(d, inputs, st, len(masks))
 
 
 def _published(store: object, step: str) -> State:

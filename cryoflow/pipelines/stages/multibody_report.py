@@ -1,12 +1,43 @@
-"""Multi-body outputs beyond the maps: body motions, principal motions, their figure."""
+"""The files ``cryoflow multibody`` writes (:func:`write_outputs`, the stage's module
+docstring lists them): the maps, the particle table with every body's pose, body motions,
+principal motions and their figure."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+
+def write_outputs(d: Path, inputs: Any, st: dict[str, np.ndarray], nb: int) -> dict[str, Any]:
+    """Write every output of a finished refinement's state ``st`` into ``d`` (the particle
+    file last) and return the ``multibody.json`` summary."""
+    from cryoflow.pipelines.stages.particle_inputs import posed_table, write_map, write_table
+
+    for k, vol in enumerate(st["body_maps"], start=1):
+        write_map(d / f"body_{k}.mrc", vol, inputs.voxel_size_angstrom)
+    write_map(d / "consensus.mrc", st["cons_map"], inputs.voxel_size_angstrom)
+    table = posed_table(inputs, st["cons_euler"], st["cons_shifts"])
+    for b in range(nb):
+        body = (st["body_euler"][:, b], st["body_shifts"][:, b])
+        table = posed_table(inputs, *body, prefix=f"body{b + 1}", base=table)
+    table, summary = motion_outputs(st, table, d)
+    summary.update(
+        set=inputs.name,
+        n_particles=inputs.n,
+        consensus_resolution_px=float(st["resolution"][0]),
+        body_resolution_px=[float(v) for v in st["body_res"]],
+        body_columns={
+            f"body{b + 1}": [f"rlnAngle{a}_body{b + 1}" for a in ("Rot", "Tilt", "Psi")]
+            for b in range(nb)
+        },
+    )
+    (d / "multibody.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_table(d / "particles.star", table)
+    return summary
 
 
 def motion_outputs(

@@ -4,13 +4,16 @@ Reading (:func:`load_set`): the set's table (:func:`cryoflow.io.particleset.read
 gives every particle's tilt range, the voxel size (one for the whole set), its half set
 (``half`` 1/2, else a seeded balanced split) and, when the set has ``rot, tilt, psi``, its
 consensus pose: the contract's ZYZ angles as they are, and the shift from RELION's origins,
-``s = -origin / voxel`` as ``(z, y, x)`` (the particle's centre lies at ``coordinate -
-origin``, RELION's rule; kernels take the centre's offset from the box centre).
+``s = d - origin / voxel`` as ``(z, y, x)`` (the particle's centre lies at ``coordinate -
+origin``, RELION's rule; kernels take the centre's offset from the box centre; ``d`` is a
+fractional coordinate's offset from its box centre, ``coordinate - (box_start + B // 2)``,
+zero when the set records no box starts: extraction starts boxes at whole voxels).
 
 Writing: every file is written under a temporary name in ``--out`` and renamed into place, the
 particle file last, so an interrupted run leaves no complete-looking output; existing outputs
 are refused unless ``overwrite``. :func:`posed_table` is the output table: every input column
-(the input coordinates ``x, y, z`` unchanged), the poses written back as angles and origins.
+(the input coordinates ``x, y, z`` unchanged), the poses written back as angles and origins,
+``origin = (d - s) * voxel`` (the same rule backwards, as ``cryoflow average`` writes them).
 """
 
 from __future__ import annotations
@@ -99,11 +102,28 @@ def load_set(store: object, name: str, *, seed: int = 0) -> SetInputs:
     if all(c in table.columns for c in ("rot", "tilt", "psi")):
         e = table[["rot", "tilt", "psi"]].to_numpy(float)
         euler = e if np.isfinite(e).all() else None
-    shifts = np.zeros((n, 3))
+    shifts = set_shifts(table, box, float(px[0]))
+    return SetInputs(store, name, table, box, float(px[0]), tr, halves, euler, shifts)
+
+
+def box_offsets(table: pd.DataFrame, box: int) -> np.ndarray:
+    """ndarray (n, 3) ``(z, y, x)`` voxels: each coordinate's offset from its box centre,
+    ``coordinate - (box_start + B // 2)`` (zero without the ``box_*0`` columns)."""
+    starts = ("box_z0", "box_y0", "box_x0")
+    if not set(starts) <= set(table.columns):
+        return np.zeros((len(table), 3))
+    centre = table[list(starts)].to_numpy(np.float64) + int(box) // 2
+    return table[["z", "y", "x"]].to_numpy(np.float64) - centre
+
+
+def set_shifts(table: pd.DataFrame, box: int, voxel_size_angstrom: float) -> np.ndarray:
+    """ndarray (n, 3) ``(z, y, x)`` voxels: each particle's centre from its box centre,
+    ``d - origin / voxel`` (module docstring; no origins: ``d``)."""
+    shifts = box_offsets(table, box)
     if all(c in table.columns for c in ORIGINS_XYZ):
         o = np.nan_to_num(table[list(ORIGINS_XYZ)].to_numpy(float))
-        shifts = -o[:, ::-1] / float(px[0])
-    return SetInputs(store, name, table, box, float(px[0]), tr, halves, euler, shifts)
+        shifts -= o[:, ::-1] / float(voxel_size_angstrom)
+    return shifts
 
 
 def read_map(path: str | os.PathLike[str], box: int, voxel_size_angstrom: float) -> np.ndarray:
@@ -183,7 +203,8 @@ def posed_table(
     t = (base if base is not None else inputs.table).copy()
     t = t.drop(columns=[c for c in INTERNAL if c in t.columns])
     e = np.asarray(euler_deg, float).reshape(-1, 3)
-    o = -np.asarray(shifts_zyx_px, float).reshape(-1, 3)[:, ::-1] * inputs.voxel_size_angstrom
+    d = box_offsets(inputs.table, inputs.box)  # the box starts live in the set's own table
+    o = (d - np.asarray(shifts_zyx_px, float).reshape(-1, 3))[:, ::-1] * inputs.voxel_size_angstrom
     if prefix:
         names = [f"rlnAngle{a}_{prefix}" for a in ("Rot", "Tilt", "Psi")]
         names += [f"rlnOrigin{a}Angst_{prefix}" for a in ("X", "Y", "Z")]
