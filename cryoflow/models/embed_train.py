@@ -23,7 +23,7 @@ Adam, a cosine learning-rate decay, epochs of random permutations, exactly ``ste
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -52,12 +52,32 @@ ANCHORS = ("pca", "none")
 
 
 @dataclass(frozen=True)
+class ObjectiveWeights:
+    """The weights of the training objective's terms (module docstring).
+
+    full_weight : view 1 scored on its own measured components (0: not scored);
+    consistency : the two views' latent distance; variance : the spread hinge;
+    latent_l2 : ``|z|^2``. All ``>= 0``.
+    """
+
+    consistency: float = 1.0
+    full_weight: float = 0.0
+    variance: float = 1.0
+    latent_l2: float = 1e-3
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in asdict(self).items() if not float(v) >= 0}
+        if bad:
+            raise ConfigError(f"objective weights must be >= 0, got {bad}")
+
+
+@dataclass(frozen=True)
 class EmbedTrainParams:
-    """Training parameters (recorded in the checkpoint).
+    """Training parameters (recorded in the checkpoint, :meth:`to_dict`: one flat mapping).
 
     latent_dim : latent dimension D (2..16); base_channels : first level's channels;
     steps, batch_size, lr : optimiser steps, particles per step, Adam's learning rate;
-    consistency : weight of the two-view latent consistency; latent_l2 : weight of |z|^2;
+    weights : :class:`ObjectiveWeights`;
     augment_tilt_deg : half-range of the re-imposed wedges (0: no second view);
     seed : weights, batches and wedges; device : ``"cpu"``, ``"cuda"``, ...;
     anchor : ``"pca"`` (the latent starts as the training inputs' leading principal
@@ -70,10 +90,7 @@ class EmbedTrainParams:
     steps: int = 400
     batch_size: int = 16
     lr: float = 2e-3
-    consistency: float = 1.0
-    full_weight: float = 0.0
-    variance: float = 1.0
-    latent_l2: float = 1e-3
+    weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
     augment_tilt_deg: float = 60.0
     seed: int = 0
     device: str = "cpu"
@@ -87,16 +104,18 @@ class EmbedTrainParams:
                 "steps >= 1, batch_size >= 2, lr > 0 and base_channels >= 1 required, got "
                 f"{self.steps}, {self.batch_size}, {self.lr}, {self.base_channels}"
             )
-        if self.consistency < 0 or self.latent_l2 < 0 or not 0 <= self.augment_tilt_deg <= 90:
-            raise ConfigError(
-                "consistency and latent_l2 must be >= 0 and augment_tilt_deg in [0, 90], got "
-                f"{self.consistency}, {self.latent_l2}, {self.augment_tilt_deg}"
-            )
+        if not 0 <= self.augment_tilt_deg <= 90:
+            raise ConfigError(f"augment_tilt_deg must lie in [0, 90], got {self.augment_tilt_deg}")
         if self.anchor not in ANCHORS:
             raise ConfigError(f"anchor must be one of {list(ANCHORS)}, got {self.anchor!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The parameters as one flat mapping, the weights' keys in place of ``weights`` (the
+        layout checkpoints have always recorded)."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            out.update(value if key == "weights" else {key: value})
+        return out
 
 
 @dataclass(frozen=True)
@@ -159,9 +178,9 @@ def training_objective(
     where ``wedges > 0``)."""
     a_spec = centred_rfft(model.average[None])[0]
     x1 = network_input(filled_spectra(targets, wedges, a_spec), band, model.mask)
-    if extra_wedges is None or params.full_weight > 0:
+    if extra_wedges is None or params.weights.full_weight > 0:
         z1, d1 = model(x1)
-        weight = 1.0 if extra_wedges is None else params.full_weight
+        weight = 1.0 if extra_wedges is None else params.weights.full_weight
         loss = weight * wedge_masked_loss(d1, targets, wedges, band)
     else:  # view 1 only encoded (its reconstruction would score its own noise)
         z1, loss = model.encode(x1), torch.zeros((), device=x1.device)
@@ -171,14 +190,18 @@ def training_objective(
         z2, d2 = model(x2)
         # scored where the second view saw nothing: its noise is independent of the input
         loss = loss + wedge_masked_loss(d2, targets, wedges * (1.0 - extra_wedges), band)
-        loss = loss + params.consistency * ((z1 - z2) ** 2).sum(dim=1).mean()
+        loss = loss + params.weights.consistency * ((z1 - z2) ** 2).sum(dim=1).mean()
     if bool(model.anchor_axes.any()):
         # anchored: the linear part cannot collapse; only the total spread is held, so an
         # axis that carries little (noise) is not blown up to unit spread
         spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0).sum() + 1e-6))
     else:
         spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0) + 1e-6)).mean()
-    return loss + params.variance * spread + params.latent_l2 * (z1**2).sum(dim=1).mean()
+    return (
+        loss
+        + params.weights.variance * spread
+        + params.weights.latent_l2 * (z1**2).sum(dim=1).mean()
+    )
 
 
 def train_embedding(
