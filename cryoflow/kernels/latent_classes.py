@@ -1,19 +1,21 @@
 """Classes in a latent space: Gaussian mixture (K given or chosen by BIC) or k-means, and the
 accuracy of a labelling against a truth.
 
-- ``method="gmm"``: scikit-learn's ``GaussianMixture`` with full covariances, ``n_init``
-  restarts from k-means++ seeds. Without ``classes``, ``K`` is the one of ``1 .. max_classes``
-  with the lowest BIC (``-2 log L + p log n``; a mixture of ``K`` full Gaussians in ``D``
-  dimensions has ``p = K - 1 + K D + K D (D + 1) / 2`` parameters).
+- ``method="gmm"``: scikit-learn's ``GaussianMixture`` with one covariance shared by all
+  classes (``covariance_type="tied"``: conformations differ in their means, while the spread
+  about them, from noise and alignment errors, is alike; per-class full covariances, fitted
+  from a few dozen points each, followed elongated noise instead), ``n_init`` restarts from
+  k-means++ seeds. Without ``classes``, ``K`` is the one of ``1 .. max_classes`` with the
+  lowest BIC (``-2 log L + p log n``; ``p = K - 1 + K D + D (D + 1) / 2`` parameters).
 - ``method="kmeans"``: scikit-learn's ``KMeans`` (``classes`` required: k-means has no
   likelihood for BIC).
 
 **Small classes** (the BIC guard): a mixture whose smallest class (hard labels) holds fewer
 particles than one full Gaussian has parameters, ``1 + D + D (D + 1) / 2`` (15 in 4
-dimensions), is not admitted when ``K`` is chosen by BIC: such a class's covariance is fitted
-from fewer points than it has entries, its likelihood grows without bound as the points are
-fitted exactly, and BIC then over-splits small sets (24 particles of one shape fell into 6
-classes). ``K = 1`` is always admitted; a given ``K`` is never refused.
+dimensions), is not admitted when ``K`` is chosen by BIC: such a class has fewer points than
+its own mean and covariance would need, and BIC (whose penalty is an approximation for many
+points per parameter) then over-splits small sets (24 particles of one shape fell into 6
+classes with full covariances). ``K = 1`` is always admitted; a given ``K`` is never refused.
 
 Latent points are centred and divided by one common scale (the rms distance from the mean, over
 all axes), so the latent space's geometry is kept: an axis along which the particles hardly
@@ -33,6 +35,8 @@ from scipy.optimize import linear_sum_assignment
 from cryoflow.errors import ConfigError
 
 METHODS = ("gmm", "kmeans")
+#: the mixture's covariance (module docstring)
+COVARIANCE = "tied"
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def classify_latent(
         ks = [int(classes)] if classes is not None else list(range(1, top + 1))
         best, best_bic = None, np.inf
         for k in ks:
-            gm = GaussianMixture(k, covariance_type="full", n_init=n_init, random_state=seed)
+            gm = GaussianMixture(k, covariance_type=COVARIANCE, n_init=n_init, random_state=seed)
             score = float(gm.fit(zs).bic(zs))
             if k <= len(bic):
                 bic[k - 1] = score
