@@ -1,8 +1,9 @@
-"""Conformations from the latent space on hinge phantoms: the figures the demo will report.
+"""Conformations from the latent space on phantoms: the figures the demo reports.
 
-Simulates ``--n`` particles of a two-body hinge (``cryoflow.simulate.subtomo.hinge_shape``: an
-arm swinging about a hinge, a non-linear change of the density) at the poses ``--angles``, in
-random orientations, at ``--snr`` with a ``+-tilt`` wedge. The alignments handed to the
+Simulates ``--n`` particles (equal numbers per conformation) of a two-body hinge
+(``--shape hinge``, ``cryoflow.simulate.subtomo.hinge_shape``: an arm swinging about a hinge, a
+non-linear change of the density) at the poses ``--angles``, or of the ribosome pair
+(``--shape ribosome``, the demo's two conformations), in random orientations, at ``--snr`` with a ``+-tilt`` wedge. The alignments handed to the
 autoencoder are the true ones, perturbed by ``--orientation-noise-deg`` (a random rotation of
 that rms angle per particle) and ``--shift-noise-px`` to stand in for an aligner's errors.
 Trains the autoencoder (``cryoflow.models.embed_fit``), embeds every particle with the per-batch
@@ -17,7 +18,11 @@ particles (``cryoflow.kernels.wedge_pca``). Prints JSON:
   pair over the median distance between class centres (0: the wedge leaves no trace);
 - timings.
 
-Run: ``nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/phantom_embed.py --angles=-30,0,30``.
+One JSON object per seed of ``--seeds`` (each seed simulates, trains and scores anew).
+
+Run: ``nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/phantom_embed.py --angles=-30,0,30``;
+the demo's set: ``--shape ribosome --n 64 --box 20 --pixel 20 --steps 120
+--orientation-noise-deg 12.5 --resolution-px 3.5``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from cryoflow.kernels.wedge_pca import wedge_pca_classes
 from cryoflow.models.embed import embed_batch
 from cryoflow.models.embed_fit import fit_embedding
 from cryoflow.models.embed_train import EmbedTrainParams
-from cryoflow.simulate.subtomo import hinge_shape, simulate_subtomograms
+from cryoflow.simulate.subtomo import hinge_shape, ribosome_shape, simulate_subtomograms
 
 
 def perturbed(euler: np.ndarray, sd_deg: float, rng: np.random.Generator) -> np.ndarray:
@@ -91,12 +96,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--pairs", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shape", choices=("hinge", "ribosome"), default="hinge")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds, one result each")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    angles = [float(x) for x in a.angles.split(",")]
-    shapes = [hinge_shape(x) for x in angles]
+    for seed in (int(x) for x in a.seeds.split(",")):
+        a.seed = seed
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
+    """Simulate, train, embed and score one seed; print its JSON."""
+    if a.shape == "ribosome":
+        angles, shapes = [], [ribosome_shape(0), ribosome_shape(1)]
+    else:
+        angles = [float(x) for x in a.angles.split(",")]
+        shapes = [hinge_shape(x) for x in angles]
+    labels = np.random.default_rng(a.seed).permutation(np.arange(a.n) % len(shapes))
     t0 = time.perf_counter()
     sim = simulate_subtomograms(
         shapes,
@@ -105,6 +122,7 @@ def main() -> None:
         pixel_size_angstrom=a.pixel,
         snr=a.snr,
         tilt_range_deg=(-a.tilt, a.tilt),
+        labels=labels,
         seed=a.seed,
     )
     rng = np.random.default_rng(a.seed + 100)
@@ -142,6 +160,8 @@ def main() -> None:
     )
     inv = invariance(trained, shapes, a, a.seed + 1000)
     out = {
+        "shape": a.shape,
+        "seed": a.seed,
         "angles_deg": angles,
         "n": a.n,
         "box": a.box,

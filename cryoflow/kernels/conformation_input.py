@@ -228,7 +228,14 @@ def prepare_batch(
             f"frame, got {tuple(np.shape(particles))}"
         )
     fs = reference_frame_spectra(
-        particles, euler_deg, shifts_zyx_px, tilt_ranges, box_out=frame.work_box, device=device
+        particles,
+        euler_deg,
+        shifts_zyx_px,
+        tilt_ranges,
+        box_out=frame.work_box,
+        device=device,
+        max_freq=1.0 / float(frame.resolution_px),  # only the band is ever read (step 1)
+        normalise=True,
     )
     band = band_weights(frame, fs.spectra.device)
     avg = torch.as_tensor(average_work, dtype=torch.float32, device=fs.spectra.device)

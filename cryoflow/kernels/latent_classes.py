@@ -1,15 +1,26 @@
 """Classes in a latent space: Gaussian mixture (K given or chosen by BIC) or k-means, and the
 accuracy of a labelling against a truth.
 
-- ``method="gmm"``: scikit-learn's ``GaussianMixture`` with full covariances, ``n_init``
-  restarts from k-means++ seeds. Without ``classes``, ``K`` is the one of ``1 .. max_classes``
-  with the lowest BIC (``-2 log L + p log n``; a mixture of ``K`` full Gaussians in ``D``
-  dimensions has ``p = K - 1 + K D + K D (D + 1) / 2`` parameters).
+- ``method="gmm"``: scikit-learn's ``GaussianMixture`` with one covariance shared by all
+  classes (``covariance_type="tied"``: conformations differ in their means, while the spread
+  about them, from noise and alignment errors, is alike; per-class full covariances, fitted
+  from a few dozen points each, followed elongated noise instead), ``n_init`` restarts from
+  k-means++ seeds. Without ``classes``, ``K`` is the one of ``1 .. max_classes`` with the
+  lowest BIC (``-2 log L + p log n``; ``p = K - 1 + K D + D (D + 1) / 2`` parameters).
 - ``method="kmeans"``: scikit-learn's ``KMeans`` (``classes`` required: k-means has no
   likelihood for BIC).
 
-Latent points are standardised (each axis to zero mean, unit variance) first, so no axis wins by
-its scale alone; labels are ordered by class size (class 0 the largest).
+**Small classes** (the BIC guard): a mixture whose smallest class (hard labels) holds fewer
+particles than one full Gaussian has parameters, ``1 + D + D (D + 1) / 2`` (15 in 4
+dimensions), is not admitted when ``K`` is chosen by BIC: such a class has fewer points than
+its own mean and covariance would need, and BIC (whose penalty is an approximation for many
+points per parameter) then over-splits small sets (24 particles of one shape fell into 6
+classes with full covariances). ``K = 1`` is always admitted; a given ``K`` is never refused.
+
+Latent points are centred and divided by one common scale (the rms distance from the mean, over
+all axes), so the latent space's geometry is kept: an axis along which the particles hardly
+vary (noise) weighs little, rather than being stretched to unit variance like the axis that
+separates the conformations. Labels are ordered by class size (class 0 the largest).
 Accuracy (:func:`class_accuracy`): the fraction of particles whose label matches the truth
 under the best one-to-one matching of labels to true classes (Hungarian algorithm).
 """
@@ -24,12 +35,15 @@ from scipy.optimize import linear_sum_assignment
 from cryoflow.errors import ConfigError
 
 METHODS = ("gmm", "kmeans")
+#: the mixture's covariance (module docstring)
+COVARIANCE = "tied"
 
 
 @dataclass(frozen=True)
 class LatentClasses:
     """labels (n,) in ``0 .. K-1`` (by decreasing size); centres (K, D) in latent units;
-    bic (max_classes,) per K = 1.. (NaN where not computed); method."""
+    bic (max_classes,) per K = 1.. (NaN where not computed or refused by the small-class
+    guard); method."""
 
     labels: np.ndarray
     centres: np.ndarray
@@ -47,6 +61,17 @@ def _relabel_by_size(labels: np.ndarray, k: int) -> np.ndarray:
     new = np.empty(k, int)
     new[order] = np.arange(k)
     return new[labels]
+
+
+def min_class_size(dim: int) -> int:
+    """The fewest particles a class may hold when ``K`` is chosen by BIC: the parameter count
+    ``1 + D + D (D + 1) / 2`` of one full-covariance Gaussian in ``D`` dimensions."""
+    d = int(dim)
+    return 1 + d + d * (d + 1) // 2
+
+
+def _smallest_class(labels: np.ndarray, k: int) -> int:
+    return int(np.bincount(labels, minlength=k).min())
 
 
 def classify_latent(
@@ -71,20 +96,26 @@ def classify_latent(
         raise ConfigError(f"classes must lie in 1..{len(z)} (the particles), got {classes}")
     if method == "kmeans" and classes is None:
         raise ConfigError("k-means needs --classes K (BIC is defined for the Gaussian mixture)")
-    sd = z.std(axis=0)
-    zs = (z - z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    zc = z - z.mean(axis=0)
+    rms = float(np.sqrt((zc**2).sum(axis=1).mean()))
+    zs = zc / (rms if rms > 0 else 1.0)
+    smallest = min_class_size(z.shape[1])
     bic = np.full(max(int(max_classes), 1), np.nan)
     if method == "kmeans":
         km = KMeans(int(classes or 1), n_init=n_init, random_state=seed).fit(zs)
         labels = km.labels_.astype(int)
     else:
-        ks = [int(classes)] if classes is not None else list(range(1, min(len(bic), len(z)) + 1))
+        top = min(len(bic), max(len(z) // smallest, 1))
+        ks = [int(classes)] if classes is not None else list(range(1, top + 1))
         best, best_bic = None, np.inf
         for k in ks:
-            gm = GaussianMixture(k, covariance_type="full", n_init=n_init, random_state=seed)
+            gm = GaussianMixture(k, covariance_type=COVARIANCE, n_init=n_init, random_state=seed)
             score = float(gm.fit(zs).bic(zs))
             if k <= len(bic):
                 bic[k - 1] = score
+            if classes is None and k > 1 and _smallest_class(gm.predict(zs), k) < smallest:
+                bic[k - 1] = np.nan  # the guard: a class smaller than its parameter count
+                continue
             if best is None or score < best_bic:
                 best, best_bic = gm, score
         labels = best.predict(zs).astype(int) if best is not None else np.zeros(len(zs), int)

@@ -17,17 +17,25 @@ The grid may be smaller than the box (a Fourier crop, :mod:`cryoflow.kernels.fou
 on a ``b``-grid the integer frequency ``f`` is ``f / B`` cycles per particle voxel, and values
 are scaled by ``(b / B)^3`` so that the real-space values are preserved. Only the components
 inside a band limit are ever needed downstream, so the crop is where the work shrinks.
+
+With ``max_freq`` (cycles per particle voxel) only the components with ``|q| <= max_freq`` are
+computed (the others are zero): each particle's transform is then kept only on the small cube
+of frequencies that trilinear sampling inside the band reads
+(:mod:`cryoflow.kernels.fourier_band`: a real-to-complex transform, no full-grid shifts), which
+is what makes a batch cheap; the values inside the band are the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 from cryoflow.errors import GeometryError
 from cryoflow.geometry.rotation import matrix_zyx_from_euler
+from cryoflow.kernels.fourier_band import band_transform, sample_band, sample_cube
 from cryoflow.kernels.fourier_rotate import (
     as_tensor,
     box_side,
@@ -71,6 +79,33 @@ def checked_poses(
     return e, s, tr
 
 
+@lru_cache(maxsize=32)
+def _cube_wedge(key: tuple[float, float], p: int, side: int) -> np.ndarray:
+    """The tomogram-frame wedge of tilt range ``key`` on the ``p``-grid's frequency cube of
+    side ``side`` (DC at its centre): a pure function of its arguments, kept per process (a
+    worker embedding batch after batch computes it once per tilt range)."""
+    w = wedge_mask((p,) * 3, key).astype(np.float32)
+    m = np.arange(-(side // 2), side // 2 + 1) % p
+    out = w[np.ix_(m, m, m)]
+    out.flags.writeable = False
+    return out
+
+
+def _key(tilt_range: np.ndarray) -> tuple[float, float]:
+    return (float(tilt_range[0]), float(tilt_range[1]))
+
+
+def _padded_wedge(
+    key: tuple[float, float], p: int, side: int, max_freq: float | None, device: torch.device
+) -> torch.Tensor:
+    """The tomogram-frame wedge of tilt range ``key`` on the ``p``-grid, in the layout of the
+    transform it multiplies: ``fftshift`` (full grid) or the band cube of side ``side``."""
+    if max_freq is None:
+        w = wedge_mask((p,) * 3, key).astype(np.float32)
+        return torch.as_tensor(np.fft.fftshift(w), device=device)
+    return torch.tensor(_cube_wedge(key, p, side), device=device)
+
+
 def reference_frame_spectra(
     particles: np.ndarray,
     euler_deg: np.ndarray,
@@ -81,6 +116,8 @@ def reference_frame_spectra(
     device: str | torch.device = "cpu",
     pad: int = 2,
     chunk: int = 8,
+    max_freq: float | None = None,
+    normalise: bool = False,
 ) -> FrameSpectra:
     """Each particle's transform and measured region in the reference frame (module docstring).
 
@@ -98,6 +135,16 @@ def reference_frame_spectra(
         Side ``b`` of the reference-frame grid (default ``B``).
     chunk : int
         Particles transformed together (memory: ``chunk * 2 * (pad B)^3`` floats).
+    max_freq : float, optional
+        Compute only ``|q| <= max_freq`` (cycles per particle voxel); zero beyond it.
+    normalise : bool
+        (with ``max_freq``) *Normalised interpolation*: the particle's wedge ``W_p`` is
+        sampled at ``M q`` exactly as its data are (trilinear on the same grid, ``W~``); the
+        measured region is ``W~ >= 1/2`` and the values there are ``X~ / W~``, the
+        interpolation of the measured neighbours only. Plain trilinear data fall short near
+        the wedge's edges (part of their interpolation weight lands on unmeasured, zero
+        components) while the exact region counts them as measured: a dip that follows the
+        wedge's direction, which an embedding then learns as if it were the particle.
     """
     v = as_tensor(particles, device, torch.float32)
     box = box_side(v)
@@ -114,27 +161,45 @@ def reference_frame_spectra(
     wedges = torch.zeros((n, *shape), dtype=torch.float32, device=v.device)
     padded_wedges: dict[tuple[float, float], torch.Tensor] = {}
     scale = (b / box) ** 3
+    p = int(pad) * box
+    in_band = torch.ones(q.shape[0], dtype=torch.bool, device=v.device)  # (K,)
+    if max_freq is not None:
+        in_band = torch.linalg.vector_norm(q, dim=-1) <= float(max_freq) + 1e-9
     for start in range(0, n, max(int(chunk), 1)):
         idx = range(start, min(start + max(int(chunk), 1), n))
         # 2. each particle's oversampled transform with its own (tomogram-frame) wedge applied
-        f = padded_transform(v[idx.start : idx.stop], pad)
+        if max_freq is None:
+            f = padded_transform(v[idx.start : idx.stop], pad)
+        else:
+            f = band_transform(v[idx.start : idx.stop], float(max_freq), pad)
         for j, i in enumerate(idx):
-            key = (float(tr[i, 0]), float(tr[i, 1]))
+            key = _key(tr[i])
             if key not in padded_wedges:
-                w = np.fft.fftshift(wedge_mask((pad * box,) * 3, key)).astype(np.float32)
-                padded_wedges[key] = torch.as_tensor(w, device=v.device)
+                padded_wedges[key] = _padded_wedge(key, p, f.shape[-1], max_freq, v.device)
             f[j] *= padded_wedges[key]
         # 3. sampled at M q, phase-shifted for the particle's shift
         mt = torch.as_tensor(m_all[idx.start : idx.stop], dtype=torch.float64, device=v.device)
         mq = torch.einsum("nij,kj->nki", mt, q)  # (c, K, 3): M q
-        vals = sample_transform(f, mq.to(torch.float32)[:, None])[:, 0]  # (c, K)
+        w_soft = None
+        if max_freq is None:
+            vals = sample_transform(f, mq.to(torch.float32)[:, None])[:, 0]  # (c, K)
+        else:
+            vals = sample_band(f, mq.to(torch.float32), p) * in_band
+            if normalise:
+                cubes = torch.stack([padded_wedges[_key(tr[i])] for i in idx])[:, None]
+                w_soft = sample_cube(cubes, mq.to(torch.float32), p)[:, 0] * in_band
         sh = torch.as_tensor(s[idx.start : idx.stop], dtype=torch.float64, device=v.device)
         phase = torch.exp(2j * np.pi * torch.einsum("nkj,nj->nk", mq, sh))
         # 4. the measured region in the reference frame, by the contract's rule
-        w_ref = np.stack(
-            [wedge_mask((b,) * 3, tr[i], rotation_zyx=m_all[i], rfft=True) for i in idx]
-        ).astype(np.float32)
-        wt = torch.as_tensor(w_ref, device=v.device)
+        if w_soft is None:
+            w_ref = np.stack(
+                [wedge_mask((b,) * 3, tr[i], rotation_zyx=m_all[i], rfft=True) for i in idx]
+            ).astype(np.float32)
+            wt = torch.as_tensor(w_ref, device=v.device)
+        else:  # or the interpolated one (normalise)
+            wt = (w_soft >= 0.5).to(torch.float32)
+            vals = vals / w_soft.clamp_min(0.5)
+            wt = wt.reshape(-1, *shape)
         x = (vals.to(torch.complex128) * phase * scale).to(torch.complex64)
         spectra[idx.start : idx.stop] = x.reshape(-1, *shape) * wt
         wedges[idx.start : idx.stop] = wt

@@ -11,12 +11,21 @@ Shapes (``b`` the working box, :class:`cryoflow.kernels.conformation_input.Embed
   departure from the consensus average (so an untrained decoder already returns the average),
   and nothing outside the soft mask.
 
-The consensus average and the mask (``(b, b, b)`` each) are buffers, saved in the checkpoint's
-``state_dict``: a loaded model carries everything the embedding needs but the frame
-(:class:`~cryoflow.kernels.conformation_input.EmbedFrame`, in the JSON config).
+**PCA anchor** (optional): ``encode`` returns ``P (x - mu) + f(x)``, a fixed linear projection
+(the training inputs' leading principal axes, :meth:`ConformationAE.set_anchor`) plus the
+learned encoder ``f`` (whose last layer starts at zero): the latent starts as the linear peer's
+coordinates and training bends it. Without an anchor (zeros) ``encode`` is ``f(x)`` alone.
+
+The consensus average, the mask (``(b, b, b)`` each) and the anchor (``mu`` ``(b^3,)``, ``P``
+``(D, b^3)``) are buffers, saved in the checkpoint's ``state_dict`` (a checkpoint written
+before the anchor existed loads with a zero anchor): a loaded model carries everything the
+embedding needs but the frame (:class:`~cryoflow.kernels.conformation_input.EmbedFrame`, in
+the JSON config).
 """
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -38,6 +47,8 @@ class ConformationAE(nn.Module):
 
     average: torch.Tensor  # buffer (b, b, b): the consensus average on the working grid
     mask: torch.Tensor  # buffer (b, b, b): the soft mask
+    anchor_mean: torch.Tensor  # buffer (b^3,): mu of the PCA anchor
+    anchor_axes: torch.Tensor  # buffer (D, b^3): P of the PCA anchor (zeros: none)
 
     def __init__(
         self, *, box: int, latent_dim: int = 4, base_channels: int = 8, depth: int = 3
@@ -75,6 +86,14 @@ class ConformationAE(nn.Module):
         self._initialise(last)
         self.register_buffer("average", torch.zeros((box,) * 3))
         self.register_buffer("mask", torch.ones((box,) * 3))
+        self.register_buffer("anchor_mean", torch.zeros(box**3))
+        self.register_buffer("anchor_axes", torch.zeros(latent_dim, box**3))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints written before the PCA anchor existed: no anchor (zeros)
+        for name in ("anchor_mean", "anchor_axes"):
+            state_dict.setdefault(prefix + name, torch.zeros_like(getattr(self, name)))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _initialise(self, last: nn.Conv3d) -> None:
         # variance-preserving weights for LeakyReLU (PyTorch's default shrinks activations
@@ -96,10 +115,30 @@ class ConformationAE(nn.Module):
                 raise ConfigError(f"{name} must be ({self.box},)*3, got {tuple(t.shape)}")
             getattr(self, name).copy_(t)
 
+    def set_anchor(self, mean: torch.Tensor, axes: torch.Tensor) -> None:
+        """Anchor the latent on a linear projection: ``mean`` ``(b^3,)``, ``axes`` ``(D, b^3)``
+        (rows already scaled); the learned encoder's last layer is set to zero, so the latent
+        starts as exactly ``axes @ (x - mean)``."""
+        m = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        a = torch.as_tensor(axes, dtype=torch.float32)
+        if tuple(m.shape) != (self.box**3,) or tuple(a.shape) != (self.latent_dim, self.box**3):
+            raise ConfigError(
+                f"anchor must be ({self.box**3},) and ({self.latent_dim}, {self.box**3}), got "
+                f"{tuple(m.shape)} and {tuple(a.shape)}"
+            )
+        with torch.no_grad():
+            self.anchor_mean.copy_(m.to(self.anchor_mean.device))
+            self.anchor_axes.copy_(a.to(self.anchor_axes.device))
+            last = cast(nn.Linear, self.to_latent[-1])
+            last.weight.zero_()
+            if last.bias is not None:
+                last.bias.zero_()
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(n, 1, b, b, b)`` -> latent ``(n, D)``."""
+        """``(n, 1, b, b, b)`` -> latent ``(n, D)``: ``P (x - mu) + f(x)``."""
         h = self.encoder(x)
-        return self.to_latent(h.flatten(1))
+        linear = (x.flatten(1) - self.anchor_mean) @ self.anchor_axes.T
+        return linear + self.to_latent(h.flatten(1))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``(n, D)`` -> decoded volumes ``(n, b, b, b)`` (``mask * (average + residual)``)."""

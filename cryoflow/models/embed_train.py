@@ -6,21 +6,24 @@ builds a second view of every particle through a *re-imposed wedge*: ``W'_i = W_
 ``V`` a randomly rotated wedge of ``+-augment_tilt_deg`` (a bank of them, drawn once from the
 seed), filled with the average where ``W'_i = 0`` exactly as the real wedges are. The objective:
 
-    L = L_rec(decode(z_i), T_i; W_i) + L_rec(decode(z'_i), T_i; W_i)          (wedge-masked)
-        + consistency * mean |z_i - z'_i|^2 / sum_d var_batch(z_d)   (variance held fixed)
-        + latent_l2 * mean |z_i|^2
+    L = full_weight L_rec(decode(z_i), T_i; W_i) + L_rec(decode(z'_i), T_i; W_i (1 - V))
+        + consistency * mean |z_i - z'_i|^2 + variance * spread hinge + latent_l2 * mean |z_i|^2
 
-``L_rec`` is :func:`cryoflow.models.wedge_loss.wedge_masked_loss`. The second view teaches the
-decoder to restore, from what is left, components a wedge took away (it is scored on the
-particle's full measured region), and the consistency term puts one particle seen through two
-wedges on one latent point: the latent follows the particle, not its wedge. Adam, a cosine
-learning-rate decay, epochs of random permutations.
+``L_rec`` is :func:`cryoflow.models.wedge_loss.wedge_masked_loss`. The second view is scored
+only on the measured components it did not see (their noise is independent of its input, so
+the latent gains nothing from encoding noise; ``full_weight`` 0 by default: scoring view 1 on
+its own measured components rewards encoding its noise); it teaches the decoder to restore,
+from what is left, components a wedge took away, and the consistency term puts one particle
+seen through two wedges on one latent point: the latent follows the particle, not its wedge.
+With the PCA anchor (``anchor="pca"``, :func:`pca_anchor`) the latent starts as the leading
+principal coordinates of the training inputs and the spread hinge holds the total spread
+(``relu(1 - sqrt(sum_d var z_d))``); without it, every axis' (``mean_d relu(1 - std z_d)``).
+Adam, a cosine learning-rate decay, epochs of random permutations, exactly ``steps`` steps.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -44,18 +47,42 @@ from cryoflow.models.wedge_loss import wedge_masked_loss
 
 #: re-imposed wedges drawn per training run
 WEDGE_BANK = 64
+#: how the latent starts (EmbedTrainParams.anchor)
+ANCHORS = ("pca", "none")
+
+
+@dataclass(frozen=True)
+class ObjectiveWeights:
+    """The weights of the training objective's terms (module docstring).
+
+    full_weight : view 1 scored on its own measured components (0: not scored);
+    consistency : the two views' latent distance; variance : the spread hinge;
+    latent_l2 : ``|z|^2``. All ``>= 0``.
+    """
+
+    consistency: float = 1.0
+    full_weight: float = 0.0
+    variance: float = 1.0
+    latent_l2: float = 1e-3
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in asdict(self).items() if not float(v) >= 0}
+        if bad:
+            raise ConfigError(f"objective weights must be >= 0, got {bad}")
 
 
 @dataclass(frozen=True)
 class EmbedTrainParams:
-    """Training parameters (recorded in the checkpoint).
+    """Training parameters (recorded in the checkpoint, :meth:`to_dict`: one flat mapping).
 
     latent_dim : latent dimension D (2..16); base_channels : first level's channels;
     steps, batch_size, lr : optimiser steps, particles per step, Adam's learning rate;
-    consistency : weight of the two-view latent consistency; latent_l2 : weight of |z|^2;
+    weights : :class:`ObjectiveWeights`;
     augment_tilt_deg : half-range of the re-imposed wedges (0: no second view);
     seed : weights, batches and wedges; device : ``"cpu"``, ``"cuda"``, ...;
-    max_seconds : stop after this long (None: never).
+    anchor : ``"pca"`` (the latent starts as the training inputs' leading principal
+    coordinates, :func:`pca_anchor`) or ``"none"`` (a free encoder). Training runs exactly
+    ``steps`` steps (never stopped by a clock).
     """
 
     latent_dim: int = 4
@@ -63,14 +90,11 @@ class EmbedTrainParams:
     steps: int = 400
     batch_size: int = 16
     lr: float = 2e-3
-    consistency: float = 1.0
-    full_weight: float = 0.1
-    variance: float = 1.0
-    latent_l2: float = 1e-3
+    weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
     augment_tilt_deg: float = 60.0
     seed: int = 0
     device: str = "cpu"
-    max_seconds: float | None = None
+    anchor: str = "pca"
 
     def __post_init__(self) -> None:
         if not 2 <= int(self.latent_dim) <= 16:
@@ -80,14 +104,18 @@ class EmbedTrainParams:
                 "steps >= 1, batch_size >= 2, lr > 0 and base_channels >= 1 required, got "
                 f"{self.steps}, {self.batch_size}, {self.lr}, {self.base_channels}"
             )
-        if self.consistency < 0 or self.latent_l2 < 0 or not 0 <= self.augment_tilt_deg <= 90:
-            raise ConfigError(
-                "consistency and latent_l2 must be >= 0 and augment_tilt_deg in [0, 90], got "
-                f"{self.consistency}, {self.latent_l2}, {self.augment_tilt_deg}"
-            )
+        if not 0 <= self.augment_tilt_deg <= 90:
+            raise ConfigError(f"augment_tilt_deg must lie in [0, 90], got {self.augment_tilt_deg}")
+        if self.anchor not in ANCHORS:
+            raise ConfigError(f"anchor must be one of {list(ANCHORS)}, got {self.anchor!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The parameters as one flat mapping, the weights' keys in place of ``weights`` (the
+        layout checkpoints have always recorded)."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            out.update(value if key == "weights" else {key: value})
+        return out
 
 
 @dataclass(frozen=True)
@@ -113,6 +141,31 @@ def wedge_bank(frame: EmbedFrame, tilt_deg: float, n: int, seed: int) -> torch.T
     )
 
 
+def pca_anchor(
+    model: ConformationAE, targets: torch.Tensor, wedges: torch.Tensor, band: torch.Tensor
+) -> None:
+    """Anchor ``model``'s latent on the leading ``D`` principal axes of the training inputs.
+
+    The inputs are the network's own (:func:`network_input` of the filled spectra, so exactly
+    what the encoder sees); randomised SVD (``torch.svd_lowrank``, torch's seeded generator);
+    every axis is divided by the spread of the first coordinate, so the first coordinate has
+    unit standard deviation and the others keep their relative spread.
+    """
+    a_spec = centred_rfft(model.average[None])[0]
+    rows = []
+    for s in range(0, int(targets.shape[0]), 256):
+        sl = slice(s, s + 256)
+        x = network_input(filled_spectra(targets[sl], wedges[sl], a_spec), band, model.mask)
+        rows.append(x.flatten(1))
+    x_all = torch.cat(rows).to(torch.float32)
+    mean = x_all.mean(dim=0)
+    d = model.latent_dim
+    _, _, v = torch.svd_lowrank(x_all - mean, q=min(d + 8, *x_all.shape), niter=3)
+    axes = v[:, :d].T  # (D, b^3)
+    sd = ((x_all - mean) @ axes[0]).std().clamp_min(1e-12)
+    model.set_anchor(mean, axes / sd)
+
+
 def training_objective(
     model: ConformationAE,
     targets: torch.Tensor,  # (n, b, b, b//2+1) complex: W X / a
@@ -125,19 +178,30 @@ def training_objective(
     where ``wedges > 0``)."""
     a_spec = centred_rfft(model.average[None])[0]
     x1 = network_input(filled_spectra(targets, wedges, a_spec), band, model.mask)
-    z1, d1 = model(x1)
-    if extra_wedges is None:
-        loss = wedge_masked_loss(d1, targets, wedges, band)
-    else:
-        loss = params.full_weight * wedge_masked_loss(d1, targets, wedges, band)
+    if extra_wedges is None or params.weights.full_weight > 0:
+        z1, d1 = model(x1)
+        weight = 1.0 if extra_wedges is None else params.weights.full_weight
+        loss = weight * wedge_masked_loss(d1, targets, wedges, band)
+    else:  # view 1 only encoded (its reconstruction would score its own noise)
+        z1, loss = model.encode(x1), torch.zeros((), device=x1.device)
+    if extra_wedges is not None:
         w2 = wedges * extra_wedges
         x2 = network_input(filled_spectra(targets, w2, a_spec), band, model.mask)
         z2, d2 = model(x2)
         # scored where the second view saw nothing: its noise is independent of the input
         loss = loss + wedge_masked_loss(d2, targets, wedges * (1.0 - extra_wedges), band)
-        loss = loss + params.consistency * ((z1 - z2) ** 2).sum(dim=1).mean()
-    spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0) + 1e-6)).mean()
-    return loss + params.variance * spread + params.latent_l2 * (z1**2).sum(dim=1).mean()
+        loss = loss + params.weights.consistency * ((z1 - z2) ** 2).sum(dim=1).mean()
+    if bool(model.anchor_axes.any()):
+        # anchored: the linear part cannot collapse; only the total spread is held, so an
+        # axis that carries little (noise) is not blown up to unit spread
+        spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0).sum() + 1e-6))
+    else:
+        spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0) + 1e-6)).mean()
+    return (
+        loss
+        + params.weights.variance * spread
+        + params.weights.latent_l2 * (z1**2).sum(dim=1).mean()
+    )
 
 
 def train_embedding(
@@ -178,6 +242,9 @@ def train_embedding(
     bank = None
     if params.augment_tilt_deg > 0:
         bank = wedge_bank(frame, params.augment_tilt_deg, WEDGE_BANK, params.seed + 1).to(device)
+    if params.anchor == "pca":
+        with torch.no_grad():
+            pca_anchor(model, t_all, w_all, band)
     opt = torch.optim.Adam(model.parameters(), lr=params.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
         opt, T_max=params.steps, eta_min=params.lr / 20
@@ -187,7 +254,6 @@ def train_embedding(
     order = rng.permutation(n)
     pos = 0
     history: list[float] = []
-    start = time.perf_counter()
     for _ in range(params.steps):
         if pos + batch > n:
             order, pos = rng.permutation(n), 0
@@ -200,8 +266,6 @@ def train_embedding(
         opt.step()
         sched.step()
         history.append(float(loss.detach()))
-        if params.max_seconds is not None and time.perf_counter() - start > params.max_seconds:
-            break
     model.eval()
     config = ModelConfig(
         feature="conformation",

@@ -55,7 +55,9 @@ class EmbedParams(StageParams):
     classes: ClassCount = Field(
         default=None,
         description="classes K in latent space, or auto (the default): the K of 1 .. "
-        "--max-classes with the lowest BIC of Gaussian mixtures on the latent points",
+        "--max-classes with the lowest BIC of Gaussian mixtures on the latent points, among the "
+        "K whose every class holds at least 1 + D + D(D+1)/2 particles (the parameters of one "
+        "full Gaussian in D dimensions; so a small set is not over-split)",
     )
     max_classes: int = Field(default=8, ge=1, le=64, description="largest K tried for auto")
     method: Annotated[str, choice(lambda: METHODS)] = Field(
@@ -74,6 +76,14 @@ class EmbedParams(StageParams):
     )
     seed: int = Field(default=0, description="seed of training and classes")
     device: str = Field(default="cpu", description="cpu or cuda")
+
+    def latent_classes(self, latent: np.ndarray) -> Any:
+        """The classes of latent points ``(n, D)`` by these parameters
+        (:func:`cryoflow.kernels.latent_classes.classify_latent`)."""
+        from cryoflow.kernels.latent_classes import classify_latent as cluster
+
+        k, top = self.classes, self.max_classes
+        return cluster(latent, classes=k, method=self.method, max_classes=top, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -209,7 +219,7 @@ def embed(
     from cryoflow.graph.embed import stack_blocks
     from cryoflow.io.particleset import open_particles, read_particle_table
     from cryoflow.kernels.conformation_input import work_average
-    from cryoflow.kernels.latent_classes import classify_latent as cluster_latent
+    from cryoflow.kernels.latent_classes import min_class_size
     from cryoflow.models.embed_fit import default_frame
     from cryoflow.models.trajectory import latent_trajectory
     from cryoflow.pipelines.stages import embed_outputs as O
@@ -239,13 +249,7 @@ def embed(
         t2 = time.perf_counter()
         latent = _embed_all(client, blocks, inputs, work, params.device)
         t3 = time.perf_counter()
-        found = cluster_latent(
-            latent,
-            classes=params.classes,
-            method=params.method,
-            max_classes=params.max_classes,
-            seed=params.seed,
-        )
+        found = params.latent_classes(latent)
         labels = found.labels.astype(int)
         maps = _class_maps(client, blocks, inputs, labels, found.n_classes, params.device)
         classes = labels + 1
@@ -272,6 +276,7 @@ def embed(
                 "k": found.n_classes,
                 "method": found.method,
                 "chosen_by": "--classes" if params.classes else "BIC",
+                "min_class_size_bic": min_class_size(latent.shape[1]),
                 "bic": [None if not np.isfinite(b) else float(b) for b in found.bic],
                 "sizes": np.bincount(labels, minlength=found.n_classes).tolist(),
             },
