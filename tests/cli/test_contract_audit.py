@@ -67,3 +67,15 @@ def test_single_image_mrc_is_refused_as_a_tomogram(tmp_path, cli) -> None:  # no
     assert code != 0
     assert str(path) in err and "single 40 x 48 image, not a volume" in err
     assert not (store / "tomograms" / "flat").exists()
+
+
+def test_help_lists_the_values_of_a_choice_option() -> None:
+    """``--help`` names the allowed values of a fixed-choice option, not the Python type."""
+    from typer.testing import CliRunner
+
+    from cryoflow.cli.main import app
+
+    result = CliRunner().invoke(app, ["classify", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "multiref|pca|autoencoder" in result.output and "pca|random" in result.output
+    assert "LITERAL" not in result.output.upper()
