@@ -140,6 +140,14 @@ def _cli_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _choices(annotation: Any) -> list[str]:
+    """The values of a ``Literal`` of strings (empty for any other type)."""
+    if typing.get_origin(annotation) is not typing.Literal:
+        return []
+    values = typing.get_args(annotation)
+    return [str(v) for v in values] if all(isinstance(v, str) for v in values) else []
+
+
 def _help(model: Any, field: str) -> str | None:
     text = model.describe(field)
     return (text[:1].upper() + text[1:] + ".") if text else None
@@ -179,7 +187,12 @@ def with_params(
                 option = typer.Argument(help=_help(model, f), show_default=False)
             else:
                 decls = tuple(names.get(f, ("--" + f.replace("_", "-"),)))
-                option = typer.Option(*decls, help=_help(model, f))
+                choices = _choices(kind)
+                if choices:  # a Literal field: its values in --help (the model checks them)
+                    kind = str
+                option = typer.Option(
+                    *decls, help=_help(model, f), metavar="|".join(choices) if choices else None
+                )
             option.cryoflow_field = (model, f)  # type: ignore[attr-defined]  # for the tests
             default: Any = inspect.Parameter.empty if info.is_required() else model.default(f)
             if is_list and default is not inspect.Parameter.empty:

@@ -10,7 +10,9 @@ A pick object (copick's ``CopickPicksFile``)::
                  "instance_id": 0, "score": 0.93}, ...]}
 
 ``location`` is the voxel position times the voxel spacing (``x_angstrom = x * pixel_size``,
-the voxel index grid of copick and the CZ cryoET Data Portal). ``transformation_`` is a 4x4
+the voxel index grid of copick and the CZ cryoET Data Portal). Locations are physical Å: when
+reading, they become voxels of the stored tomogram (its voxel size), whatever
+``voxel_spacing`` the file records (the tomogram the picks were made on may be binned). ``transformation_`` is a 4x4
 affine whose rotation block is the contract's ``R`` acting on ``(x, y, z)`` (reference ->
 tomogram, :mod:`cryoflow.geometry.rotation`); it is written when the table has angles
 (``trust_orientation`` true) and read back into ``rot, tilt, psi`` when ``trust_orientation``
@@ -39,6 +41,11 @@ __all__ = ["read_copick", "write_copick", "write_copick_tree", "pick_objects"]
 
 
 def _pixel(info: Mapping[str, TomogramInfo], name: str, path: Path, spacing: Any) -> float:
+    """Å per voxel of the grid the positions are wanted in: the stored tomogram's voxel size
+    when known (copick locations are physical Å, whatever tomogram they were picked on),
+    else the file's ``voxel_spacing``."""
+    if name in info:
+        return info[name].pixel_size_angstrom
     if spacing is not None:
         try:
             value = float(spacing)
@@ -46,8 +53,6 @@ def _pixel(info: Mapping[str, TomogramInfo], name: str, path: Path, spacing: Any
             value = float("nan")
         if np.isfinite(value) and value > 0:
             return value
-    if name in info:
-        return info[name].pixel_size_angstrom
     raise InputFileError(
         path, f"run {name!r}: positions are in Å but no voxel spacing is known for it"
     )
@@ -61,8 +66,8 @@ def read_copick(
 ) -> pd.DataFrame:
     """Picks from a copick JSON file (one object or a list) as a particle table.
 
-    The voxel spacing is the file's ``voxel_spacing`` when set, else the tomogram's pixel
-    size from ``tomograms``. Raises :class:`InputFileError` naming the file and the point.
+    Positions are divided by the tomogram's voxel size from ``tomograms`` (so they are voxels
+    of the stored tomogram), else by the file's ``voxel_spacing``. Raises :class:`InputFileError` naming the file and the point.
     """
     p = Path(path)
     try:

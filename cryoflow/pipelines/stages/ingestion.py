@@ -241,6 +241,12 @@ def _plan_one(path: Path, config: IngestParams, plan: IngestPlan) -> IngestItem:
     for note in notes:
         warnings.warn(note, NonStandardInputWarning, stacklevel=3)
     if config.tomogram:
+        if info.shape[0] < 2:
+            raise InputFileError(
+                path,
+                f"holds a single {info.shape[1]} x {info.shape[2]} image, not a volume; "
+                "--tomogram needs a (z, y, x) volume of 2 or more sections",
+            )
         tilt = _tomogram_tilt_range(path, config)
         angles = None if tilt is None or tilt.source == "--tilt-range" else tilt.source
         pixel, _ = resolve_volume_pixel(path, info)
