@@ -225,7 +225,8 @@ def _from_centred(
         raise InputFileError(
             p,
             f"RELION 5 centred coordinates (Å) need each tomogram's shape and pixel size; "
-            f"none given for {unknown[:5]}",
+            f"none given for {unknown[:5]} (known tomograms: "
+            f"{', '.join(sorted(tomograms or {})[:8]) or 'none'})",
         )
     info = tomograms or {}
     for axis, label in zip(("x", "y", "z"), CENTRED, strict=True):

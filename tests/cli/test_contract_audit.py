@@ -79,3 +79,42 @@ def test_help_lists_the_values_of_a_choice_option() -> None:
     assert result.exit_code == 0
     assert "multiref|pca|autoencoder" in result.output and "pca|random" in result.output
     assert "LITERAL" not in result.output.upper()
+
+
+def test_particle_outside_its_tomogram_is_refused_naming_file_and_particle(tmp_path, cli) -> None:  # noqa: F811
+    """A position beyond the tomogram (e.g. in unbinned tilt-series pixels) is an input error,
+    not a box of padding; nothing is written."""
+    store = tomogram(tmp_path, cli)
+    path = tmp_path / "far.csv"
+    path.write_text("tomogram,x,y,z\ntomoA,20,12,16\ntomoA,480,12,16\n")
+    code, _, err = cli("extract", store, "--particles", path, "--box", 8, "--set", "F")
+    assert code != 0
+    assert str(path) in err and "particle 2 of 2 (tomoA x=480, y=12, z=16)" in err
+    assert "outside its tomogram of 48 x 40 x 32 voxels" in err
+    assert not (store / "particles" / "F").exists()
+
+
+def test_relion5_star_naming_an_unknown_tomogram_lists_the_known_ones(tmp_path, cli) -> None:  # noqa: F811
+    import pandas as pd
+    import starfile
+
+    store = tomogram(tmp_path, cli)
+    rows = pd.DataFrame(
+        {
+            "rlnTomoName": ["tomoB"],
+            "rlnCenteredCoordinateXAngst": [0.0],
+            "rlnCenteredCoordinateYAngst": [0.0],
+            "rlnCenteredCoordinateZAngst": [0.0],
+        }
+    )
+    path = tmp_path / "r5.star"
+    starfile.write({"particles": rows}, path)
+    code, _, err = cli("extract", store, "--particles", path, "--box", 8, "--set", "R")
+    assert code != 0
+    assert str(path) in err and "none given for ['tomoB'] (known tomograms: tomoA)" in err
+    rows["rlnTomoName"] = "tomoA"  # the same file naming the stored tomogram is read
+    starfile.write({"particles": rows}, path, overwrite=True)
+    code, _, err = cli("extract", store, "--particles", path, "--box", 8, "--set", "R")
+    assert code == 0, err
+    centre = [cryoflow.open_particles(store, "R").coords[a].values[0] for a in "xyz"]
+    assert np.allclose(centre, [SHAPE[2] / 2, SHAPE[1] / 2, SHAPE[0] / 2])

@@ -28,6 +28,7 @@ per-tomogram result): it is a command, like ``train`` and ``export``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,7 @@ def plan(store: object, params: ExtractParams) -> ExtractPlan:
             f"names tomograms {unknown[:5]} that have no volume {params.key!r} in {store} "
             f"(tomograms with one: {have})",
         )
+    refuse_outside(path, table, infos, params.box)
     inputs = {str(path): _file_identity(path)}
     volumes, wedges = {}, {}
     for n in names:
@@ -175,6 +177,33 @@ def plan(store: object, params: ExtractParams) -> ExtractPlan:
         "tilt_axis": "y",
     }
     return ExtractPlan(stack, planned, inputs, attrs)
+
+
+def refuse_outside(path: Path, table: Any, infos: Mapping[str, Any], box: int) -> None:
+    """``InputFileError`` naming the first particle whose box has no voxel inside its
+    tomogram (positions are voxels of the stored tomogram, level 0; a box partly outside is
+    padded as ``--pad`` says)."""
+    import numpy as np
+
+    from cryoflow.errors import InputFileError
+    from cryoflow.kernels.extract import box_starts
+
+    names = table["tomogram"].astype(str).to_numpy()
+    xyz = table[["x", "y", "z"]].to_numpy(np.float64)
+    size = np.array([infos[n].shape_zyx for n in names], np.int64).reshape(-1, 3)
+    starts = box_starts(xyz, box)
+    bad = np.flatnonzero(((starts + box <= 0) | (starts >= size)).any(axis=1))
+    if bad.size:
+        k = int(bad[0])
+        x, y, z = xyz[k]
+        sz, sy, sx = (int(v) for v in size[k])
+        raise InputFileError(
+            path,
+            f"particle {k + 1} of {len(table)} ({names[k]} x={x:g}, y={y:g}, z={z:g}) lies "
+            f"outside its tomogram of {sx} x {sy} x {sz} voxels (x, y, z): no voxel of its "
+            f"box {box} is inside; positions are voxels of the stored tomogram, 0-based "
+            f"({bad.size} such particle(s))",
+        )
 
 
 def refuse_existing(store: object, name: str, overwrite: bool) -> None:
