@@ -203,38 +203,20 @@ def _publish(root: Any, base: str, plan: Rounds, state: State, record: dict[str,
 
 
 # ---------------------------------------------------------------------------- driver
-def run_rounds(
+def _run_from(
     client: Any,
-    store: object,
     plan: Rounds,
-    parameters: dict[str, Any],
-    *,
-    log: Callable[[str], None] | None = None,
-    on_round: Callable[[int], None] | None = None,
-    run_id: str | None = None,
-    retries: int | None = None,
-) -> RoundsDone:
-    """Run ``plan``'s rounds on ``client``, resuming from the store; publish the final state.
-
-    ``on_round(k)`` is called after round ``k`` is recorded (progress displays, tests);
-    ``retries``: extra attempts of a failing task (None: the client's default,
-    :mod:`cryoflow.pipelines.cluster.retry`). A lost scheduler raises
-    :class:`~cryoflow.errors.SchedulerLostError` (a rerun resumes after the last round).
-    """
+    staging: Any,
+    done: int,
+    state: State | None,
+    retries: int | None,
+    log: Callable[[str], None] | None,
+    on_round: Callable[[int], None] | None,
+) -> tuple[int, State]:
+    """Rounds ``done + 1 ..`` of ``plan`` from ``state`` (None: ``plan.start()``), each
+    recorded in ``staging``; the number computed and the last state."""
     from cryoflow.graph.rounds import map_reduce_graph
-    from cryoflow.io import nodes
-    from cryoflow.io.layout import RESULTS, open_dataset
 
-    if plan.parameters is not None:
-        parameters = plan.parameters
-    token = run_token(plan.step, parameters, plan.inputs)
-    root: Any = open_dataset(store, mode="r+")
-    base = f"{RESULTS}/{plan.step}"
-    if _current(root, base, list(plan.outputs), token):
-        return RoundsDone({}, 0, plan.rounds, skipped=True)
-    staging_leaf = f"{nodes.TMP_PREFIX}rounds-{token[:16]}"
-    staging = _group(root, f"{base}/{staging_leaf}")
-    done, state = _last_round(staging)
     if state is None:
         state = _as_state(plan.start(), plan.outputs)
     elif log is not None:
@@ -262,6 +244,46 @@ def run_rounds(
             log(f"cryoflow: {plan.step}: round {k} of {plan.rounds} recorded")
         if on_round is not None:
             on_round(k)
+    return computed, state
+
+
+def run_rounds(
+    client: Any,
+    store: object,
+    plan: Rounds,
+    parameters: dict[str, Any],
+    *,
+    log: Callable[[str], None] | None = None,
+    on_round: Callable[[int], None] | None = None,
+    run_id: str | None = None,
+    retries: int | None = None,
+) -> RoundsDone:
+    """Run ``plan``'s rounds on ``client``, resuming from the store; publish the final state.
+
+    ``on_round(k)`` is called after round ``k`` is recorded (progress displays, tests);
+    ``retries``: extra attempts of a failing task (None: the client's default,
+    :mod:`cryoflow.pipelines.cluster.retry`). A lost scheduler raises
+    :class:`~cryoflow.errors.SchedulerLostError` (a rerun resumes after the last round).
+    """
+    from cryoflow.io import nodes
+    from cryoflow.io.layout import RESULTS, open_dataset
+
+    if plan.parameters is not None:
+        parameters = plan.parameters
+    token = run_token(plan.step, parameters, plan.inputs)
+    root: Any = open_dataset(store, mode="r+")
+    base = f"{RESULTS}/{plan.step}"
+    if _current(root, base, list(plan.outputs), token):
+        return RoundsDone({}, 0, plan.rounds, skipped=True)
+    staging_leaf = f"{nodes.TMP_PREFIX}rounds-{token[:16]}"
+    staging = _group(root, f"{base}/{staging_leaf}")
+    done, state = _last_round(staging)
+    try:
+        computed, state = _run_from(client, plan, staging, done, state, retries, log, on_round)
+    except BaseException:
+        if _last_round(staging)[1] is None:  # nothing recorded: leave no staging behind
+            nodes.delete_node(_group(root, base), staging_leaf)
+        raise
     record = make_record(plan.step, parameters, plan.inputs, token=token)
     record["run_id"] = run_id
     _publish(root, base, plan, state, record)

@@ -284,7 +284,11 @@ def _start_seeds(st: State, p: Any, n: int, k_all: int, min_count: int, dim_of: 
         dim = dim_of(box, float(st["pca_band"][0]), None)
         width = min(int(p.n_eigen) + 10, dim, max(n - 1, 1))
         if width < int(p.n_eigen):
-            raise ConfigError(f"{n} particles cannot give {p.n_eigen} principal components")
+            raise ConfigError(
+                f"particle set {p.set!r}: {n} particles cannot give --n-eigen {p.n_eigen} "
+                f"principal components (at most {width} here); give --n-eigen {max(width, 1)} "
+                f"or fewer, or more particles"
+            )
         st["probe"] = initial_probe(dim, width, int(p.seed))
         st["phase"] = np.array([SKETCH])
         st["left"] = np.array([1 + int(p.power_iterations)])

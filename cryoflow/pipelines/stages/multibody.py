@@ -116,7 +116,7 @@ def build(inputs: SetInputs, p: MultibodyParams, masks: np.ndarray) -> Any:
     from cryoflow.pipelines.cluster.connect import gpu_resources
     from cryoflow.pipelines.engine.rounds import Rounds
 
-    require_poses(inputs, "cryoflow multibody")
+    require_poses(inputs, "cryoflow multibody", reference_option=False)
     assert inputs.euler_deg is not None
     n, nb = inputs.n, len(masks)
     src = BatchSource(inputs.store, inputs.name, inputs.tilt_ranges, inputs.half_ids, {})
@@ -192,7 +192,7 @@ def preflight(
 ) -> tuple[SetInputs, np.ndarray, Path]:
     """Every check that needs no cluster: the set (with poses), the masks, ``--out``."""
     inputs = load_set(store, p.set, seed=p.seed)
-    require_poses(inputs, "cryoflow multibody")
+    require_poses(inputs, "cryoflow multibody", reference_option=False)
     masks = read_bodies(p, inputs)
     names = [
         *(f"body_{k}.mrc" for k in range(1, len(masks) + 1)),

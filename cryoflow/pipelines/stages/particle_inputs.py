@@ -216,11 +216,15 @@ def posed_table(
     return t
 
 
-def require_poses(inputs: SetInputs, command: str) -> None:
-    """Refuse a set without orientations where a command cannot align it."""
+def require_poses(inputs: SetInputs, command: str, *, reference_option: bool = True) -> None:
+    """Refuse a set without orientations where a command cannot align it (the advice names
+    ``--reference`` only where the command has that option)."""
     if not inputs.has_poses:
+        first = (
+            "give --reference REF.mrc, or " if reference_option else "run cryoflow average, then "
+        )
         raise ConfigError(
             f"particle set {inputs.name!r} has no orientations (rot, tilt, psi): {command} "
-            f"needs aligned particles; give --reference REF.mrc, or extract the set from an "
-            f"aligned particle file (cryoflow average's particles.star)"
+            f"needs aligned particles; {first}extract the set from an aligned particle file "
+            f"(cryoflow average's particles.star)"
         )
