@@ -228,7 +228,8 @@ class _Builder:
         if self.cell.granule_radius_angstrom is None:  # the default rule
             r_range = (max(1.5, 0.025 * self.side), max(2.5, 0.05 * self.side))
         else:
-            r_range = tuple(max(1.5, r / self.px) for r in self.cell.granule_radius_angstrom)
+            lo, hi = self.cell.granule_radius_angstrom
+            r_range = (max(1.5, lo / self.px), max(1.5, hi / self.px))
         placed = 0
         for _ in range(20 * n):
             if placed == n:
