@@ -89,3 +89,46 @@ def test_a_running_demo_keeps_partial_metrics_then_removes_them(tmp_path: Path) 
     assert "rate_second" not in " ".join(metrics)  # a failed stage gets no throughput
     assert metrics["rate_simulate_tilts_per_s"] > 0
     assert not (out / R.PARTIAL).exists() and (out / "error-second.txt").exists()
+
+
+def test_the_comparison_with_early_stopping_says_where_each_detector_stopped(
+    tmp_path: Path,
+) -> None:
+    """compare_routes with ``eval_every``: the detectors stop on their validation split and
+    say where; the other feature networks run their fixed steps. (That a stopped training is
+    the same for a seed is tested in ``tests/models/test_early_stop.py``.)"""
+    from distributed import Client, LocalCluster
+
+    from cryoflow.models.arch import ModelSpec
+    from cryoflow.pipelines.demo.compare import compare_routes
+    from tests._models_store import write_simulated
+
+    store = tmp_path / "ds.zarr"
+    write_simulated(store, "train", seed=1, n_tilts=17)
+    write_simulated(store, "test", seed=2, n_tilts=17)
+    cfg = CompareConfig(
+        features=("granule", "mito_membrane"),
+        n_boxes=4,
+        n_negative=2,
+        box_size=24,
+        spec=ModelSpec(arch="unet", base_channels=4),
+        steps=6,
+        batch_size=2,
+        detector_steps=4,
+        fasterrcnn=True,
+        detector_image_size=48,
+        eval_every=2,
+        patience=1,
+    )
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        m = compare_routes(client, store, "train", "test", cfg)
+    for net, top in (("tilts_granule", 6), ("slices", 6), ("fasterrcnn", 4)):
+        assert 2 <= m[f"val_best_step_{net}"] <= m[f"val_stopped_at_{net}"] <= top, net
+        assert m[f"train_steps_{net}"] == m[f"val_stopped_at_{net}"], net
+        assert 0.0 <= m[f"val_best_val_{net}"] <= 1.0, net
+    assert "val_best_step_tilts_mito_membrane" not in m  # not a detector: fixed steps
+    assert m["train_steps_tilts_mito_membrane"] == 6
+    assert 0.0 <= m["seg2d3d_iou"] <= 1.0 and 0.0 <= m["detect_ap50_fasterrcnn"] <= 1.0
