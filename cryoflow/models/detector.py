@@ -11,7 +11,7 @@ trained from scratch on the few boxes given. Grey images are repeated to three c
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -170,7 +170,10 @@ def _cuda_devices(device: torch.device) -> list[int]:
 
 
 def train_detector(
-    images: np.ndarray, boxes: Sequence[np.ndarray], params: DetectorParams
+    images: np.ndarray,
+    boxes: Sequence[np.ndarray],
+    params: DetectorParams,
+    on_step: Callable[[int, nn.Module], bool] | None = None,
 ) -> tuple[nn.Module, dict[str, float]]:
     """Train a one-class Faster R-CNN from scratch on a few images and their boxes.
 
@@ -179,6 +182,8 @@ def train_detector(
     images : ndarray of shape (N, Y, X)
     boxes : N ndarrays of shape (k_i, 4), ``(y0, x0, y1, x1)`` pixels
     params : DetectorParams
+    on_step : called after every step with the steps done and the network; ``True`` stops
+        (:class:`cryoflow.models.early_stop.Stopper`).
 
     Returns
     -------
@@ -228,6 +233,8 @@ def train_detector(
             losses.append(float(loss.detach()))
             steps += 1
             if params.max_seconds is not None and time.perf_counter() - t0 > params.max_seconds:
+                break
+            if on_step is not None and on_step(steps, model):
                 break
     model.eval()
     return model, {"final_loss": float(np.mean(losses[-5:])), "steps_done": float(steps)}

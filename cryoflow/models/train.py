@@ -9,6 +9,7 @@ GPU.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -92,7 +93,11 @@ def _probabilities(model: nn.Module, images: np.ndarray, device: torch.device) -
     return torch.sigmoid(model(x))[:, 0].cpu().numpy()
 
 
-def train_model(ts: TrainingSet, params: TrainParams) -> tuple[nn.Module, ModelConfig]:
+def train_model(
+    ts: TrainingSet,
+    params: TrainParams,
+    on_step: Callable[[int, nn.Module], bool] | None = None,
+) -> tuple[nn.Module, ModelConfig]:
     """Train a network on the boxes of ``ts``.
 
     Parameters
@@ -100,6 +105,8 @@ def train_model(ts: TrainingSet, params: TrainParams) -> tuple[nn.Module, ModelC
     ts : TrainingSet
         Boxes ``(n, h, w)`` with masks ``(n, h, w)``.
     params : TrainParams
+    on_step : called after every step with the steps done and the network; ``True`` stops
+        (:class:`cryoflow.models.early_stop.Stopper`).
 
     Returns
     -------
@@ -134,6 +141,8 @@ def train_model(ts: TrainingSet, params: TrainParams) -> tuple[nn.Module, ModelC
         losses.append(float(loss.detach()))
         steps_done += 1
         if params.max_seconds is not None and time.perf_counter() - t0 > params.max_seconds:
+            break
+        if on_step is not None and on_step(steps_done, model):
             break
     # 3. pick the threshold on held-out boxes (training boxes when none are held out)
     inner = ts.loss_weights() > 0

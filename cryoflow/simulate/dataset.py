@@ -16,6 +16,7 @@ import numpy as np
 
 from cryoflow.errors import ConfigError
 from cryoflow.geometry import TiltGeometry
+from cryoflow.simulate.cell import CELLS, cell_model
 from cryoflow.simulate.classes import CLASS_IDS, FOREGROUND_CLASSES, parse_classes
 from cryoflow.simulate.phantom import Phantom, make_phantom
 from cryoflow.simulate.recon import fbp
@@ -54,6 +55,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pixel_size_angstrom": 10.0,
         "snr": 0.2,
         "blur": "ctf",
+    },
+    # the 2D-to-3D paper's experiments (``cryoflow demo --preset paper``): 41 tilts of
+    # 512 x 512 at 20 A (a 1 um field), 128 x 512 x 512 volumes (256 nm thick), neuron-like
+    # mitochondria full of calcium-phosphate granules at their physical contrast
+    "paper": {
+        "shape": (128, 512, 512),
+        "tilt_step_deg": 3.0,
+        "pixel_size_angstrom": 20.0,
+        "snr": 0.2,
+        "blur": "ctf",
+        "cell": "neuron",
+        # a neuron's classes: no rubisco (a plant enzyme)
+        "classes": ("membrane", "mito_membrane", "granule", "filament", "ribosome"),
     },
 }
 
@@ -94,6 +108,10 @@ class SimulationConfig:
     classes : tuple of str
         Foreground classes present (see :mod:`cryoflow.simulate.classes`).
     pixel_size_angstrom : float
+    cell : str
+        The cell model (:mod:`cryoflow.simulate.cell`): ``"default"`` (every preset but
+        ``paper``) or ``"neuron"`` (more, neuron-sized mitochondria full of calcium-phosphate
+        granules at their physical density).
     """
 
     n_tomograms: int = 1
@@ -110,6 +128,7 @@ class SimulationConfig:
     seed: int = 0
     classes: tuple[str, ...] = field(default=FOREGROUND_CLASSES)
     pixel_size_angstrom: float = 20.0
+    cell: str = "default"
 
     def __post_init__(self) -> None:
         if int(self.n_tomograms) < 1:
@@ -142,13 +161,15 @@ class SimulationConfig:
             raise ConfigError("blur_sigma_px and defocus_um must be > 0")
         if int(self.seed) < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         object.__setattr__(self, "classes", parse_classes(self.classes))
         object.__setattr__(self, "n_tomograms", int(self.n_tomograms))
         object.__setattr__(self, "seed", int(self.seed))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> SimulationConfig:
-        """A preset (``tiny``, ``demo``, ``realistic``) with ``overrides`` applied."""
+        """A preset (``tiny``, ``demo``, ``realistic``, ``paper``) with ``overrides`` applied."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
@@ -220,7 +241,9 @@ class SimulatedTomogram:
 def simulate_phantom(config: SimulationConfig, index: int) -> Phantom:
     """The phantom of tomogram ``index`` (``(Z, Y, X)`` density and labels, tables)."""
     rng = np.random.default_rng(config.phantom_seed(index))
-    return make_phantom(config.shape, config.pixel_size_angstrom, config.classes, rng)
+    return make_phantom(
+        config.shape, config.pixel_size_angstrom, config.classes, rng, cell_model(config.cell)
+    )
 
 
 def simulate_tilts(

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from cryoflow.errors import ConfigError
 from cryoflow.simulate import classes as C
+from cryoflow.simulate.cell import CellModel
 from cryoflow.simulate.particles import (
     CONFORMATIONS,
     random_rotation,
@@ -33,7 +34,7 @@ DENSITY_CYTOSOL = 0.15
 DENSITY_MATRIX = 0.3
 DENSITY_MEMBRANE = 1.0
 DENSITY_PROTEIN = 1.0
-DENSITY_GRANULE = 2.5
+DENSITY_GRANULE = 2.5  # the default cell model's; see cryoflow.simulate.cell for the units
 
 #: target fraction of free cytosol filled by each particle class
 PARTICLE_FRACTION = {"ribosome": 0.05, "rubisco": 0.03}
@@ -87,11 +88,16 @@ class _Builder:
     """Mutable state while one phantom is assembled (private to :func:`make_phantom`)."""
 
     def __init__(
-        self, shape: tuple[int, int, int], pixel_size_angstrom: float, rng: np.random.Generator
+        self,
+        shape: tuple[int, int, int],
+        pixel_size_angstrom: float,
+        rng: np.random.Generator,
+        cell: CellModel,
     ) -> None:
         self.shape = shape
         self.px = pixel_size_angstrom
         self.rng = rng
+        self.cell = cell
         self.density = np.full(shape, DENSITY_CYTOSOL, dtype=np.float32)
         self.labels = np.zeros(shape, dtype=np.uint8)
         self.occupied = np.zeros(shape, dtype=bool)  # no new object may enter
@@ -129,22 +135,17 @@ class _Builder:
     # 2. mitochondria: double membrane, matrix, cristae, dense granules
     def mitochondria(self, with_granules: bool) -> None:
         Z, Y, X = self.shape
-        # about a quarter of the section's area (one per square section)
-        n = max(1, int(0.25 * Y * X / (0.159 * self.side**2)))
+        # default: about a quarter of the section's area (one per square section)
+        n = self.cell.mito_count or max(1, int(0.25 * Y * X / (0.159 * self.side**2)))
         gap = self.membrane_px + max(1.0, 60.0 / self.px)  # outer-to-inner membrane spacing
         for _ in range(n):
             for _attempt in range(40):
-                rz = min(0.38 * Z, Z / 2 - 2.5)
-                ry = self.rng.uniform(0.16, 0.22) * self.side
-                rx = ry * self.rng.uniform(1.2, 1.6)
-                radii = (rz, ry, rx)
-                rot = _in_plane_rotation(self.rng.uniform(0, np.pi))
-                margin = rx + 2
-                center = (
-                    (Z - 1) / 2 + self.rng.uniform(-0.5, 0.5),
-                    self.rng.uniform(ry + 2, Y - 3 - ry) if Y > 2 * ry + 5 else (Y - 1) / 2,
-                    self.rng.uniform(min(margin, X / 2), max(X - 1 - margin, X / 2)),
-                )
+                center, radii, rot = self._mito_placement()
+                # every 4th voxel first: a subset of the full test's voxels, so a clash there
+                # is a clash of the full test (same outcome, a fraction of the cost)
+                sl, coarse = ellipsoid(self.shape, center, radii, rotation=rot, grow=2, stride=4)
+                if (self.occupied[sl][::4, ::4, ::4] & coarse).any():
+                    continue
                 sl, solid = ellipsoid(self.shape, center, radii, rotation=rot, grow=2)
                 if self.free(sl, solid):
                     break
@@ -152,6 +153,31 @@ class _Builder:
                 continue
             self._one_mitochondrion(center, radii, rot, gap, with_granules)
             self.occupied[sl] |= solid
+
+    def _mito_placement(
+        self,
+    ) -> tuple[tuple[float, float, float], tuple[float, float, float], np.ndarray]:
+        """One try at a mitochondrion: centre, semi-axes ``(rz, ry, rx)``, rotation."""
+        Z, Y, X = self.shape
+        cell = self.cell
+        if cell.mito_radius_angstrom is None:  # the default rule (its draws, in its order)
+            rz = min(0.38 * Z, Z / 2 - 2.5)
+            ry = self.rng.uniform(0.16, 0.22) * self.side
+        else:
+            ry = self.rng.uniform(*cell.mito_radius_angstrom) / self.px
+            rz = min(ry, 0.38 * Z, Z / 2 - 2.5)
+        rx = ry * self.rng.uniform(*cell.mito_elongation)
+        rot = _in_plane_rotation(self.rng.uniform(0, np.pi))
+        margin = rx + 2
+        cz = (Z - 1) / 2 + self.rng.uniform(-0.5, 0.5)
+        if cell.mito_radius_angstrom is not None and Z > 2 * rz + 5:
+            cz = self.rng.uniform(rz + 2, Z - 3 - rz)
+        center = (
+            cz,
+            self.rng.uniform(ry + 2, Y - 3 - ry) if Y > 2 * ry + 5 else (Y - 1) / 2,
+            self.rng.uniform(min(margin, X / 2), max(X - 1 - margin, X / 2)),
+        )
+        return center, (rz, ry, rx), rot
 
     def _one_mitochondrion(
         self,
@@ -198,19 +224,24 @@ class _Builder:
         rot: np.ndarray,
         matrix: np.ndarray,
     ) -> None:
-        n = int(self.rng.integers(2, 6))
+        n = int(self.rng.integers(*self.cell.granules_per_mito))
+        if self.cell.granule_radius_angstrom is None:  # the default rule
+            r_range = (max(1.5, 0.025 * self.side), max(2.5, 0.05 * self.side))
+        else:
+            lo, hi = self.cell.granule_radius_angstrom
+            r_range = (max(1.5, lo / self.px), max(1.5, hi / self.px))
         placed = 0
         for _ in range(20 * n):
             if placed == n:
                 break
-            r = self.rng.uniform(max(1.5, 0.025 * self.side), max(2.5, 0.05 * self.side))
+            r = self.rng.uniform(*r_range)
             u = self.rng.normal(size=3)
             u *= self.rng.uniform() ** (1 / 3) / np.linalg.norm(u)
             body = u * np.maximum(np.asarray(inner_radii) - r - 1, 0.0)
             c = np.asarray(center) + rot @ body
             gsl, g = ball(self.shape, c, r)
             if g.any() and not (g & ~matrix[gsl]).any():
-                paint(self.density, gsl, g, DENSITY_GRANULE)
+                paint(self.density, gsl, g, self.cell.granule_density)
                 paint(self.labels, gsl, g, C.GRANULE)
                 matrix[gsl] &= ~ndimage.binary_dilation(g, iterations=1)
                 placed += 1
@@ -316,6 +347,7 @@ def make_phantom(
     pixel_size_angstrom: float,
     classes: Sequence[str],
     rng: np.random.Generator,
+    cell: CellModel | None = None,
 ) -> Phantom:
     """Assemble one cellular phantom.
 
@@ -329,6 +361,8 @@ def make_phantom(
         Foreground classes to include (see :func:`cryoflow.simulate.classes.parse_classes`).
     rng : numpy.random.Generator
         The only source of randomness.
+    cell : CellModel, optional
+        Mitochondria and granules (:mod:`cryoflow.simulate.cell`; default: the default model).
 
     Returns
     -------
@@ -343,7 +377,7 @@ def make_phantom(
     if not pixel_size_angstrom > 0:
         raise ConfigError(f"pixel_size_angstrom must be > 0, got {pixel_size_angstrom}")
     wanted = C.parse_classes(classes)
-    b = _Builder((shp[0], shp[1], shp[2]), float(pixel_size_angstrom), rng)
+    b = _Builder((shp[0], shp[1], shp[2]), float(pixel_size_angstrom), rng, cell or CellModel())
     if "membrane" in wanted:
         b.plasma_membrane()
     if "mito_membrane" in wanted:

@@ -22,6 +22,14 @@ runs its number of steps, so a seed gives the same figures on an idle or a busy 
 one the trainings share it (each stops early when its share is spent), so the figures depend
 on the machine's speed; the steps done are returned with them (``train_steps_*``).
 
+With ``eval_every`` set (the paper preset) the detectors train until their validation AP
+stops improving (:mod:`cryoflow.pipelines.demo.validation`): the tilt network of the lifted
+feature (whose components are the light detector) and the Faster R-CNN on AP50 of held-out
+tilts of the training tomogram, the conventional route's slice network on the IoU of held-out
+slices, each looked at every ``eval_every`` steps, stopped after ``patience`` looks without
+gain, at most ``steps`` (``detector_steps``) steps; the held-out images never train. The
+steps each stopped at and its best are returned (``val_<network>_best_step``, ...).
+
 Given several test tomograms, the networks are trained once and every figure is measured on
 each test tomogram: the result holds the mean (under the figure's own name), ``<name>_std``
 (the spread over test tomograms) and ``<name>_n`` (how many were scored)
@@ -53,6 +61,7 @@ from cryoflow.models.detector import (
     box_targets,
     boxes_from_probabilities,
 )
+from cryoflow.models.early_stop import StopRule
 from cryoflow.models.loader import ModelHandle, ModelPlugin
 from cryoflow.models.train import TrainParams
 from cryoflow.models.trainset import training_set_from_masks
@@ -79,6 +88,8 @@ class CompareConfig:
     fasterrcnn :
     also train and score the Faster R-CNN, for ``detector_steps`` steps (on the demo's
     tomograms 150 steps gave AP50 0.197, 400 steps 0.312: it is still learning there);
+    detector_image_size : the edge its images are resized to inside the network;
+    eval_every, patience : early stopping on a validation split (``None``: fixed steps);
     device : ``cpu``/``cuda``.
     """
 
@@ -94,8 +105,17 @@ class CompareConfig:
     time_budget_s: float | None = None
     fasterrcnn: bool = False
     detector_steps: int = 300
+    detector_image_size: int = 128
+    eval_every: int | None = None
+    patience: int = 3
     device: str = "cpu"
     seed: int = 0
+
+    def stop_rule(self, max_steps: int) -> StopRule | None:
+        """The early-stopping rule of a training of at most ``max_steps`` (``None``: fixed)."""
+        if self.eval_every is None:
+            return None
+        return StopRule(every=self.eval_every, patience=self.patience, max_steps=max_steps)
 
     def __post_init__(self) -> None:
         if self.feature not in self.features:
@@ -164,34 +184,45 @@ def compare_routes(
         )
         same = ("spec", "steps", "batch_size", "seed", "device")  # CompareConfig's own fields
         params = TrainParams(**{k: getattr(cfg, k) for k in same}, max_seconds=share)
+        split = _Split.of(tilts_train, slices_train, masks_train[cfg.feature], truth3d_train, cfg)
         rng = np.random.default_rng(cfg.seed)
         jobs = {}
         for f in cfg.features:
             where = {"kind": "truth", "tomogram": train_name, "images": "tilts"}
             ts = training_set_from_masks(
-                tilts_train, masks_train[f], feature=f, rng=rng, source=where, **box_counts(cfg)
+                tilts_train[split.tilts],
+                masks_train[f][split.tilts],
+                feature=f,
+                rng=rng,
+                source=where,
+                **box_counts(cfg),
             )
-            jobs[f"tilts_{f}"] = submit_training(client, ts, params)
+            held = (tilts_train[split.val_tilts], masks_train[f][split.val_tilts], "ap50")
+            jobs[f"tilts_{f}"] = _submit(client, ts, params, split.rule, held, f == cfg.feature)
         where = {"kind": "truth", "tomogram": train_name, "images": "slices"}
         ts3d = training_set_from_masks(
-            slices_train,
-            truth3d_train,
+            slices_train[split.slices],
+            truth3d_train[split.slices],
             feature=cfg.feature,
             rng=rng,
             source=where,
             **box_counts(cfg),
         )
-        jobs["slices"] = submit_training(client, ts3d, replace(params, seed=cfg.seed + 1))
+        held = (slices_train[split.val_slices], truth3d_train[split.val_slices], "iou")
+        jobs["slices"] = _submit(client, ts3d, replace(params, seed=cfg.seed + 1), split.rule, held)
         trained = {k: save_trained(fut, root / k) for k, fut in jobs.items()}
         metrics: dict[str, float] = {
             f"train_steps_{k}": float(c.metrics["steps_done"]) for k, (_, c) in trained.items()
         }
+        for k, (_, c) in trained.items():
+            metrics.update({f"{n}_{k}": v for n, v in c.metrics.items() if n.startswith("val_")})
         detector = None
         if cfg.fasterrcnn:
             detector, done = _train_fasterrcnn(
-                client, tilts_train, masks_train[cfg.feature], cfg, share
+                client, tilts_train, masks_train[cfg.feature], cfg, share, split
             )
             metrics["train_steps_fasterrcnn"] = float(done["steps_done"])
+            metrics.update({f"{n}_fasterrcnn": v for n, v in done.items() if n.startswith("val_")})
 
         # 3.-6. every test tomogram
         per = [_score_test(client, store, name, root, trained, detector, cfg) for name in tests]
@@ -270,29 +301,102 @@ def _truth_table(masks: np.ndarray, min_pixels: int = 4) -> pd.DataFrame:
     return boxes_from_masks(masks, "truth", min_pixels=min_pixels)
 
 
+@dataclass(frozen=True)
+class _Split:
+    """Which training images train and which validate (all train without early stopping)."""
+
+    tilts: np.ndarray
+    val_tilts: np.ndarray
+    slices: np.ndarray
+    val_slices: np.ndarray
+    rule: StopRule | None
+
+    @classmethod
+    def of(
+        cls,
+        tilts: np.ndarray,
+        slices: np.ndarray,
+        tilt_masks: np.ndarray,
+        slice_masks: np.ndarray,
+        cfg: CompareConfig,
+    ) -> _Split:
+        from cryoflow.pipelines.demo.validation import split_indices, validation_picks
+
+        rule = cfg.stop_rule(cfg.steps)
+        if rule is None:
+            every_tilt, every_slice = np.arange(len(tilts)), np.arange(len(slices))
+            empty = np.zeros(0, dtype=int)
+            return cls(every_tilt, empty, every_slice, empty, None)
+        fit_t, held_t = split_indices(len(tilts))
+        fit_z, held_z = split_indices(len(slices))
+        val_t = validation_picks(held_t, tilt_masks, by_content=False)
+        val_z = validation_picks(held_z, slice_masks, by_content=True)
+        return cls(fit_t, val_t, fit_z, val_z, rule)
+
+
+def _submit(
+    client: Any,
+    ts: Any,
+    params: TrainParams,
+    rule: StopRule | None,
+    held: tuple[np.ndarray, np.ndarray, str],
+    stops: bool = True,
+) -> Any:
+    """A training future: fixed steps, or (``rule`` and ``stops``) until validation on
+    ``held`` (images, masks, score) stops improving."""
+    if rule is None or not stops:
+        return submit_training(client, ts, params)
+    from cryoflow.pipelines.demo.validation import train_unet_until
+
+    return client.submit(
+        train_unet_until,
+        ts,
+        replace(params, steps=rule.max_steps),
+        rule,
+        *held,
+        resources=gpu_resources(params.device),
+        pure=False,
+        key=f"train-until-{ts.feature}-{ts.identity[:12]}-{params.seed}",
+    )
+
+
 def _train_fasterrcnn(
     client: Any,
     tilts_train: np.ndarray,
     masks_train: np.ndarray,
     cfg: CompareConfig,
     seconds: float | None,
+    split: _Split,
 ) -> tuple[Any, dict[str, float]]:
-    """The Faster R-CNN trained on six tilts of the training tomogram (on a worker), and its
-    training figures (``steps_done``, ``final_loss``)."""
+    """The Faster R-CNN trained on six training tilts of the training tomogram (on a worker),
+    for ``detector_steps`` steps or until its AP50 on the held-out tilts stops improving, and
+    its training figures (``steps_done``, ``final_loss``, ``val_*``)."""
     from cryoflow.models.detector import train_detector
+    from cryoflow.pipelines.demo.validation import train_detector_until
 
-    pick = np.unique(np.linspace(0, len(tilts_train) - 1, 6).round().astype(int))
+    fit = split.tilts
+    pick = fit[np.unique(np.linspace(0, len(fit) - 1, 6).round().astype(int))]
     params = DetectorParams(
-        steps=cfg.detector_steps, seed=cfg.seed, device=cfg.device, max_seconds=seconds
+        image_size=cfg.detector_image_size,
+        steps=cfg.detector_steps,
+        seed=cfg.seed,
+        device=cfg.device,
+        max_seconds=seconds,
     )
-    fut = client.submit(
-        train_detector,
-        tilts_train[pick],
-        box_targets(masks_train[pick]),
-        params,
-        resources=gpu_resources(cfg.device),
-        pure=False,
-    )
+    rule = cfg.stop_rule(cfg.detector_steps)
+    data = (tilts_train[pick], box_targets(masks_train[pick]), params)
+    if rule is None:
+        fut = client.submit(train_detector, *data, resources=gpu_resources(cfg.device), pure=False)
+    else:
+        held = (tilts_train[split.val_tilts], masks_train[split.val_tilts])
+        fut = client.submit(
+            train_detector_until,
+            *data,
+            rule,
+            *held,
+            resources=gpu_resources(cfg.device),
+            pure=False,
+        )
     model, done = fut.result()
     return model, done
 

@@ -41,7 +41,9 @@ class TrainingSizes:
     """The few-shot comparison's training (the fields of
     :class:`~cryoflow.pipelines.demo.compare.CompareConfig` of the same names): wall-clock
     budget ``time_budget_s`` or ``None`` (steps only), U-Net ``steps``, ``detector_steps``,
-    positive and negative boxes ``n_boxes``/``n_negative`` of side ``box_size``, ``batch_size``."""
+    positive and negative boxes ``n_boxes``/``n_negative`` of side ``box_size``, ``batch_size``,
+    the Faster R-CNN's ``detector_image_size``, and early stopping (``eval_every`` steps
+    between validation looks, ``patience`` looks; ``None``: fixed steps)."""
 
     time_budget_s: float | None = None
     steps: int = 200
@@ -50,6 +52,9 @@ class TrainingSizes:
     n_negative: int = 8
     box_size: int = 64
     batch_size: int = 8
+    detector_image_size: int = 128
+    eval_every: int | None = None
+    patience: int = 3
 
 
 #: the crowded tomograms (CrowdedConfig's defaults otherwise: 10 Å voxels, a 200 Å dimer
@@ -145,17 +150,30 @@ class DemoPreset:
             "unet_steps": self.training.steps,
             "detector_steps": self.training.detector_steps,
             "time_budget_s": self.training.time_budget_s,
+            "early_stop_every": self.training.eval_every,
+            "early_stop_patience": self.training.patience,
+            "cell": sim.cell,
             "n_boxes": self.training.n_boxes,
             "particles": asdict(self.particles),
         }
 
 
-_PAPER_SIM = {
-    "preset": "realistic",
-    "shape": (128, 512, 512),
-    "tilt_range_deg": (-60.0, 60.0),
-    "tilt_step_deg": 3.0,
-}
+#: the simulator's ``paper`` preset: 128 x 512 x 512 at 20 A, tilts -60..+60 every 3 degrees,
+#: SNR 0.2, CTF, the neuron cell model (:mod:`cryoflow.simulate.cell`)
+_PAPER_SIM = {"preset": "paper", "tilt_range_deg": (-60.0, 60.0)}
+#: the paper preset's training: at most 600 steps, a validation look every 50, stopped after
+#: 4 looks without gain; the Faster R-CNN sees the 512-pixel tilts at full size
+_PAPER_TRAINING = TrainingSizes(
+    None,
+    600,
+    600,
+    n_boxes=24,
+    n_negative=16,
+    box_size=96,
+    detector_image_size=512,
+    eval_every=50,
+    patience=4,
+)
 
 #: the structure half at the smallest sizes (``--quick``)
 _QUICK_PARTICLES = ParticleSizes(
@@ -181,14 +199,16 @@ PRESETS: dict[tuple[str, bool], DemoPreset] = {
         _PAPER_SIM,
         n_tomograms=4,
         sphere_size=128,
-        training=TrainingSizes(None, 600, 600, n_boxes=24, n_negative=16, box_size=96),
+        training=_PAPER_TRAINING,
     ),
     ("paper", True): DemoPreset(
         "paper",
         {"preset": "tiny"},  # the small demo's data (granules at 64 px), the paper's protocol
         n_tomograms=3,
         sphere_size=48,
-        training=TrainingSizes(None, 30, 20, n_boxes=6, n_negative=4, box_size=32, batch_size=4),
+        training=TrainingSizes(
+            None, 30, 20, n_boxes=6, n_negative=4, box_size=32, batch_size=4, eval_every=10
+        ),
         particles=_QUICK_PARTICLES,
     ),
 }

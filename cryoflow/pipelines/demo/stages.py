@@ -42,6 +42,28 @@ def _is_scalar(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
 
 
+def _granules(ctx: DemoContext) -> int:
+    """Granules (connected truth components) over the test tomograms."""
+    from scipy import ndimage
+
+    from cryoflow.io import store as S
+    from cryoflow.simulate.classes import GRANULE
+
+    if "granules" not in ctx.state:
+        ctx.state["granules"] = sum(
+            int(ndimage.label(S.open_volume(ctx.store, name, "truth_labels").values == GRANULE)[1])
+            for name in ctx.state["tests"]
+        )
+    return int(ctx.state["granules"])
+
+
+def _objects(ctx: DemoContext, figures: list[str], count: float) -> None:
+    """``<figure>_objects``: the true objects behind each figure, over the test tomograms."""
+    for f in figures:
+        if f in ctx.metrics:
+            ctx.metrics[f"{f}_objects"] = int(round(count))
+
+
 def _target(ctx: DemoContext, name: str) -> Any:
     """Tomogram ``name`` of the demo store, its results replaced, quietly."""
     from cryoflow.pipelines.stages.eager import Target
@@ -113,6 +135,7 @@ def stage_seg3d(ctx: DemoContext) -> None:
     ]
     m = per[0]
     _figures(ctx, per)
+    _objects(ctx, ["seg3d_iou"], _granules(ctx))
     ctx.report.heading("Algorithm 1: 2D-to-3D segmentation (granules)")
     ctx.report.figure(
         curve(
@@ -177,6 +200,8 @@ def stage_localize(ctx: DemoContext) -> None:
     ]
     m = per[0]
     _figures(ctx, per)
+    mitochondria = sum(int(p["localize_n_truth"]) for p in per)
+    _objects(ctx, ["localize_box_iou", "localize_box_iou_all"], mitochondria)
     ctx.report.heading("Algorithm 3: object localisation (mitochondria)")
     for key, caption in (
         ("localize_boxes", "predicted 3D boxes"),
@@ -208,6 +233,10 @@ def stage_compare(ctx: DemoContext) -> None:
     tests = ctx.state["tests"]
     m = compare_routes(ctx.client, ctx.store, ctx.state["train"], tests, cfg)
     _scalars(ctx, m)
+    granule_figures = ["seg2d3d_iou", "seg3d_conventional_iou", "annotate_iou_granule"]
+    _objects(ctx, granule_figures, _granules(ctx))
+    boxes = m["detect_n_truth_boxes"] * m.get("detect_n_truth_boxes_n", 1.0)
+    _objects(ctx, ["detect_ap50", "detect_ap50_fasterrcnn"], boxes)
     ctx.report.heading("Few-shot CNN annotation and the paper's comparison")
     ctx.report.table(
         {k: v for k, v in m.items() if isinstance(v, int | float)},
