@@ -146,7 +146,7 @@ class PickTrainParams:
     reliable_quantile: float = 0.9
     device: str = "cpu"
     max_seconds: float | None = None
-    search: str = "candidates"
+    search: str = "dense"
     candidate_fraction: float = 0.5
 
     def __post_init__(self) -> None:
