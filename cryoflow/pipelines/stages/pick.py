@@ -13,7 +13,10 @@
    (:func:`cryoflow.models.picktrain.train_picker`); the checkpoint goes to ``save_model`` or
    to a temporary directory beside the store (so that workers sharing the store's file system
    read it), removed afterwards;
-3. **apply** on the cluster: every selected tomogram's score map block by block
+3. **apply** on the cluster: every selected tomogram's score map block by block (with
+   ``search="candidates"`` only at the local maxima of the blob response and their
+   neighbours, :mod:`cryoflow.kernels.candidates`; experimental, see
+   docs/design/picking-search.md)
    (:func:`cryoflow.graph.pick.score_map`: the network loaded once per worker by a
    :class:`~cryoflow.models.loader.ModelPlugin`; tasks ask for ``GPU=1`` when ``device`` is
    CUDA), its local maxima at least half a diameter apart above ``threshold``
@@ -32,7 +35,7 @@ import contextlib
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -68,6 +71,11 @@ class PickSettings(StageParams):
     degree: int = Field(default=6, ge=1, le=10, description="descriptor spherical-harmonic degree")
     n_random_negatives: int = Field(
         default=10000, ge=1, description="negatives sampled at random away from the examples"
+    )
+    search: Literal["candidates", "dense"] = Field(
+        default="dense",
+        description="score every voxel (dense) or only the blob response's local maxima "
+        "(candidates; experimental: no picks at the demo's sizes yet)",
     )
     block: int = Field(
         default=48, ge=8, le=512, description="score-map block edge per task (voxels)"
@@ -247,17 +255,8 @@ def find_particles(
         n: open_volume(store, n, s.key, level).values for n in train_names
     }  # the example tomograms at the picker's level, in memory for training
     marks = [PickExamples(n, _marks(ex, n), _marks(neg, n)) for n in train_names]
-    train = PickTrainParams(
-        diameter_angstrom=s.diameter_angstrom,
-        level=level,
-        steps=s.steps,
-        shells=s.shells,
-        degree=s.degree,
-        n_random_negatives=s.n_random_negatives,
-        threshold=s.threshold,
-        seed=s.seed,
-        device=s.device,
-    )
+    shared = {k: v for k, v in s.to_dict().items() if k in PickTrainParams.__dataclass_fields__}
+    train = PickTrainParams(**{**shared, "level": level})
     model, config = train_picker(
         volumes,
         marks,
