@@ -17,15 +17,7 @@ from cryoflow.models.checkpoint import ModelConfig, save_checkpoint
 from cryoflow.models.dewedge_checkpoint import read_dewedge
 from cryoflow.models.dewedge_predict import apply_network, apply_tiled
 from cryoflow.models.loader import ModelHandle, get_model
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread, as in a Dask task: on a shared machine more threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests._torch_threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def _checkpoint(directory, bin_factor: int, seed: int = 0) -> ModelHandle:

@@ -17,15 +17,7 @@ from cryoflow.models.dewedge_train import DewedgeTrainConfig, train_dewedge
 from cryoflow.models.unet3d import UNet3D
 from cryoflow.simulate.dataset import SimulationConfig, simulate_tomogram
 from cryoflow.simulate.recon import fbp
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: on a shared machine more threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests._torch_threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def _halves(index: int):

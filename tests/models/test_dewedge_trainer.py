@@ -11,19 +11,12 @@ from cryoflow.errors import CheckpointError
 from cryoflow.models.dewedge_sampling import WedgeTomogram, normalisation, standardise_and_bin
 from cryoflow.models.dewedge_train import DewedgeTrainConfig, finished
 from cryoflow.models.dewedge_trainer import DewedgeTrainer
+from tests._torch_threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 CFG = DewedgeTrainConfig(
     box=8, bin_factor=1, depth=2, boxes_per_tomogram=6, steps=14, batch_size=2,
     base_channels=2, update_every=5, seed=4,
 )  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _tomograms() -> tuple[list[WedgeTomogram], list[tuple[float, float]]]:
