@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import ndimage
 
 from cryoflow.kernels._guards import refuse_lazy
+from cryoflow.kernels.candidates import particle_sigma
 from cryoflow.kernels.match import match_picks
 from cryoflow.kernels.peaks import local_maxima
 
@@ -29,7 +30,7 @@ def blob_peaks(volume: np.ndarray, diameter_px: float, polarity: float) -> pd.Da
     refuse_lazy(volume, "blob_peaks")
     v = np.asarray(volume, dtype=np.float32)
     v = (v - v.mean()) / (v.std() or 1.0)
-    log = -polarity * ndimage.gaussian_laplace(v, diameter_px / (2 * np.sqrt(3)))
+    log = -polarity * ndimage.gaussian_laplace(v, particle_sigma(diameter_px))
     return local_maxima(log, min_distance=0.5 * diameter_px, threshold=-np.inf)
 
 

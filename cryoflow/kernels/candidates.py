@@ -30,10 +30,11 @@ from scipy import ndimage
 from cryoflow.errors import ConfigError
 from cryoflow.kernels._guards import refuse_lazy
 
-__all__ = ["blob_response", "candidate_voxels", "response_radius"]
+__all__ = ["blob_response", "candidate_voxels", "particle_sigma", "response_radius"]
 
 
-def _sigma(diameter_px: float) -> float:
+def particle_sigma(diameter_px: float) -> float:
+    """The LoG's scale for a particle of ``diameter_px``: ``D / (2 sqrt 3)`` (a ball's)."""
     return float(diameter_px) / (2.0 * np.sqrt(3.0))
 
 
@@ -41,7 +42,7 @@ def response_radius(diameter_px: float, halo: int) -> int:
     """Voxels the response's Gaussian reaches: ``min(ceil(4 sigma), halo - 2)`` (>= 1)."""
     if halo < 3:
         raise ConfigError(f"the candidate response needs a halo of >= 3 voxels, got {halo}")
-    return int(max(1, min(int(np.ceil(4 * _sigma(diameter_px))), halo - 2)))
+    return int(max(1, min(int(np.ceil(4 * particle_sigma(diameter_px))), halo - 2)))
 
 
 def blob_response(
@@ -50,7 +51,7 @@ def blob_response(
     """ndarray like ``volume`` float32: ``-polarity * LoG`` at the particle's scale, zeros
     outside the volume, the Gaussian cut at ``radius`` voxels."""
     refuse_lazy(volume, "blob_response")
-    sigma = _sigma(diameter_px)
+    sigma = particle_sigma(diameter_px)
     v = np.asarray(volume, dtype=np.float32)
     # scipy's kernel radius is int(truncate * sigma + 0.5): this gives exactly `radius`
     log = ndimage.gaussian_laplace(v, sigma, mode="constant", cval=0.0, truncate=radius / sigma)
