@@ -1,6 +1,7 @@
 """Particle orientations: the contract's ZYZ Euler convention and its matrices.
 
-Convention (``CONTRACT.md``, "Orientations"; RELION's): angles ``rot, tilt, psi`` in degrees and
+Convention (``CONTRACT.md``, "Orientations"; RELION's axes, not its direction: see
+``relion_euler_from_euler``): angles ``rot, tilt, psi`` in degrees and
 
     R = scipy.spatial.transform.Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True)
 
@@ -93,3 +94,18 @@ def angular_distance_deg(matrix_a: np.ndarray, matrix_b: np.ndarray) -> np.ndarr
     # the rotation vector's norm: accurate near 0, unlike arccos of the trace
     angle = Rotation.from_matrix(rel.reshape(-1, 3, 3)).magnitude()
     return np.degrees(angle).reshape(shape)
+
+
+def relion_euler_from_euler(euler_zyz_deg: Sequence[float] | np.ndarray) -> np.ndarray:
+    """ndarray of shape (..., 3): the angles RELION needs for the same pose as contract angles.
+
+    RELION builds ``A = Euler_angles2matrix(rot, tilt, psi)``, which is ``R.T`` of scipy's
+    intrinsic ZYZ matrix of the same numbers, and its projector samples the reference at
+    ``A^-1 k`` for every point ``k`` of the particle: ``A`` maps reference to particle. The
+    contract's ``R`` maps reference to tomogram too, so the same pose has ``A == R``, i.e.
+    RELION's angles are the contract angles of ``R^-1``: ``(-psi, -tilt, -rot)`` up to
+    equivalent triples. The map is its own inverse (use it both ways).
+    """
+    e = _euler_array(euler_zyz_deg)
+    inverse = rotation_from_euler(e).inv()
+    return inverse.as_euler("ZYZ", degrees=True).reshape(e.shape)
