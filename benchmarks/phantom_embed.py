@@ -105,6 +105,9 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=31, help="continuum: arm angles simulated")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds, one result each")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--margin-se", type=float, default=2.0, help="selection margin (1e9: the anchor only)"
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     for seed in (int(x) for x in a.seeds.split(",")):
@@ -145,7 +148,9 @@ def run(a: argparse.Namespace) -> None:
         truth = np.clip(np.digitize(grid[sim.labels], edges[1:-1]), 0, a.bins - 1)
         shapes = [hinge_shape(x) for x in angles]  # the bins' centres: wedge invariance
     t1 = time.perf_counter()
-    params = EmbedTrainParams(latent_dim=a.latent, steps=a.steps, batch_size=a.batch, seed=a.seed)
+    params = EmbedTrainParams(
+        latent_dim=a.latent, steps=a.steps, batch_size=a.batch, seed=a.seed, margin_se=a.margin_se
+    )
     trained, prep = fit_embedding(
         sim.volumes, euler, shifts, sim.tilt_ranges, params, resolution_px=a.resolution_px
     )
