@@ -3,7 +3,10 @@
 Simulates ``--n`` particles (equal numbers per conformation) of a two-body hinge
 (``--shape hinge``, ``cryoflow.simulate.subtomo.hinge_shape``: an arm swinging about a hinge, a
 non-linear change of the density) at the poses ``--angles``, or of the ribosome pair
-(``--shape ribosome``, the demo's two conformations), in random orientations, at ``--snr`` with a ``+-tilt`` wedge. The alignments handed to the
+(``--shape ribosome``, the demo's two conformations), or the hinge's arm anywhere in a
+continuum (``--shape continuum``: ``--grid`` angles evenly in ``+-swing``, equal numbers each;
+the truth is the angle's bin of ``--bins`` equal bins, so neighbours across a bin edge differ
+little and no method reaches 1), in random orientations, at ``--snr`` with a ``+-tilt`` wedge. The alignments handed to the
 autoencoder are the true ones, perturbed by ``--orientation-noise-deg`` (a random rotation of
 that rms angle per particle) and ``--shift-noise-px`` to stand in for an aligner's errors.
 Trains the autoencoder (``cryoflow.models.embed_fit``), embeds every particle with the per-batch
@@ -96,9 +99,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--pairs", type=int, default=20)
-    ap.add_argument("--shape", choices=("hinge", "ribosome"), default="hinge")
+    ap.add_argument("--shape", choices=("hinge", "ribosome", "continuum"), default="hinge")
+    ap.add_argument("--swing", type=float, default=60.0, help="continuum: arm angles +-DEG")
+    ap.add_argument("--bins", type=int, default=3, help="continuum: classes (equal angle bins)")
+    ap.add_argument("--grid", type=int, default=31, help="continuum: arm angles simulated")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds, one result each")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--margin-se", type=float, default=2.0, help="selection margin (1e9: the anchor only)"
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     for seed in (int(x) for x in a.seeds.split(",")):
@@ -110,6 +119,12 @@ def run(a: argparse.Namespace) -> None:
     """Simulate, train, embed and score one seed; print its JSON."""
     if a.shape == "ribosome":
         angles, shapes = [], [ribosome_shape(0), ribosome_shape(1)]
+    elif a.shape == "continuum":
+        # the arm anywhere in +-swing (a grid of angles), classes = equal bins of the angle
+        grid = np.linspace(-a.swing, a.swing, a.grid)
+        shapes = [hinge_shape(float(x)) for x in grid]
+        edges = np.linspace(-a.swing, a.swing, a.bins + 1)
+        angles = [float(x) for x in (edges[:-1] + edges[1:]) / 2]  # bin centres
     else:
         angles = [float(x) for x in a.angles.split(",")]
         shapes = [hinge_shape(x) for x in angles]
@@ -128,8 +143,14 @@ def run(a: argparse.Namespace) -> None:
     rng = np.random.default_rng(a.seed + 100)
     euler = perturbed(sim.euler_deg, a.orientation_noise_deg, rng)
     shifts = sim.shifts_zyx_px + rng.normal(size=sim.shifts_zyx_px.shape) * a.shift_noise_px
+    truth = sim.labels
+    if a.shape == "continuum":
+        truth = np.clip(np.digitize(grid[sim.labels], edges[1:-1]), 0, a.bins - 1)
+        shapes = [hinge_shape(x) for x in angles]  # the bins' centres: wedge invariance
     t1 = time.perf_counter()
-    params = EmbedTrainParams(latent_dim=a.latent, steps=a.steps, batch_size=a.batch, seed=a.seed)
+    params = EmbedTrainParams(
+        latent_dim=a.latent, steps=a.steps, batch_size=a.batch, seed=a.seed, margin_se=a.margin_se
+    )
     trained, prep = fit_embedding(
         sim.volumes, euler, shifts, sim.tilt_ranges, params, resolution_px=a.resolution_px
     )
@@ -147,7 +168,7 @@ def run(a: argparse.Namespace) -> None:
         ]
     )
     t3 = time.perf_counter()
-    k = len(shapes)
+    k = len(angles) if a.shape == "continuum" else len(shapes)
     gmm = classify_latent(z, classes=k, seed=a.seed)
     km = classify_latent(z, classes=k, method="kmeans", seed=a.seed)
     bic = classify_latent(z, seed=a.seed)
@@ -174,12 +195,15 @@ def run(a: argparse.Namespace) -> None:
             float(np.mean(trained.history[:10])),
             float(np.mean(trained.history[-20:])),
         ],
-        "embed_class_accuracy": class_accuracy(gmm.labels, sim.labels),
-        "embed_kmeans_accuracy": class_accuracy(km.labels, sim.labels),
+        "embed_class_accuracy": class_accuracy(gmm.labels, truth),
+        "embed_kmeans_accuracy": class_accuracy(km.labels, truth),
         "bic_classes": bic.n_classes,
-        "pca_class_accuracy": class_accuracy(pca.classes.labels, sim.labels),
+        "pca_class_accuracy": class_accuracy(pca.classes.labels, truth),
         "pca_explained": [round(float(x), 4) for x in pca.explained],
         "wedge_invariance": inv,
+        "selection": {
+            k: v for k, v in trained.config.params.get("selection", {}).items() if k != "scores"
+        },
         "seconds": {"simulate": t1 - t0, "fit": t2 - t1, "embed": t3 - t2},
         "train_particles_per_s": len(trained.history) * a.batch / max(t2 - t1, 1e-9),
     }

@@ -134,11 +134,20 @@ class ConformationAE(nn.Module):
             if last.bias is not None:
                 last.bias.zero_()
 
+    def encode_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(n, 1, b, b, b)`` -> (anchor ``P (x - mu)``, learned correction ``f(x)``), ``(n, D)``
+        each."""
+        linear = (x.flatten(1) - self.anchor_mean) @ self.anchor_axes.T
+        return linear, self.to_latent(self.encoder(x).flatten(1))
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(n, 1, b, b, b)`` -> latent ``(n, D)``: ``P (x - mu) + f(x)``."""
-        h = self.encoder(x)
-        linear = (x.flatten(1) - self.anchor_mean) @ self.anchor_axes.T
-        return linear + self.to_latent(h.flatten(1))
+        linear, correction = self.encode_parts(x)
+        return linear + correction
+
+    def correction_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the learned correction ``f`` (the encoder's)."""
+        return [*self.encoder.parameters(), *self.to_latent.parameters()]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``(n, D)`` -> decoded volumes ``(n, b, b, b)`` (``mask * (average + residual)``)."""

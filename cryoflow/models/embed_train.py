@@ -43,6 +43,7 @@ from cryoflow.kernels.wedge import wedge_mask
 from cryoflow.models.arch import ModelSpec, build_model
 from cryoflow.models.checkpoint import ModelConfig
 from cryoflow.models.conformation_ae import ConformationAE
+from cryoflow.models.embed_select import Selection, heldout_losses, split_holdout
 from cryoflow.models.wedge_loss import wedge_masked_loss
 
 #: re-imposed wedges drawn per training run
@@ -57,13 +58,15 @@ class ObjectiveWeights:
 
     full_weight : view 1 scored on its own measured components (0: not scored);
     consistency : the two views' latent distance; variance : the spread hinge;
-    latent_l2 : ``|z|^2``. All ``>= 0``.
+    latent_l2 : ``|z|^2``; correction_l2 : ``|f(x)|^2``, the learned correction's size (only
+    with an anchor). All ``>= 0``.
     """
 
     consistency: float = 1.0
     full_weight: float = 0.0
     variance: float = 1.0
     latent_l2: float = 1e-3
+    correction_l2: float = 0.5
 
     def __post_init__(self) -> None:
         bad = {k: v for k, v in asdict(self).items() if not float(v) >= 0}
@@ -82,7 +85,12 @@ class EmbedTrainParams:
     seed : weights, batches and wedges; device : ``"cpu"``, ``"cuda"``, ...;
     anchor : ``"pca"`` (the latent starts as the training inputs' leading principal
     coordinates, :func:`pca_anchor`) or ``"none"`` (a free encoder). Training runs exactly
-    ``steps`` steps (never stopped by a clock).
+    ``steps`` steps (never stopped by a clock);
+    holdout : fraction of the particles held out to select the final state
+    (:mod:`cryoflow.models.embed_select`; 0: none, the last state kept);
+    anchor_fraction : share of the steps with the anchored latent frozen (decoder only);
+    margin_se : how many standard errors of the held-out paired differences a state with the
+    learned correction must gain over the frozen anchor's best to be kept.
     """
 
     latent_dim: int = 4
@@ -95,6 +103,9 @@ class EmbedTrainParams:
     seed: int = 0
     device: str = "cpu"
     anchor: str = "pca"
+    holdout: float = 0.2
+    anchor_fraction: float = 0.5
+    margin_se: float = 2.0
 
     def __post_init__(self) -> None:
         if not 2 <= int(self.latent_dim) <= 16:
@@ -106,6 +117,11 @@ class EmbedTrainParams:
             )
         if not 0 <= self.augment_tilt_deg <= 90:
             raise ConfigError(f"augment_tilt_deg must lie in [0, 90], got {self.augment_tilt_deg}")
+        if not (0 <= self.holdout < 1 and 0 <= self.anchor_fraction <= 1 and self.margin_se >= 0):
+            raise ConfigError(
+                "holdout in [0, 1), anchor_fraction in [0, 1] and margin_se >= 0 required, got "
+                f"{self.holdout}, {self.anchor_fraction}, {self.margin_se}"
+            )
         if self.anchor not in ANCHORS:
             raise ConfigError(f"anchor must be one of {list(ANCHORS)}, got {self.anchor!r}")
 
@@ -178,12 +194,13 @@ def training_objective(
     where ``wedges > 0``)."""
     a_spec = centred_rfft(model.average[None])[0]
     x1 = network_input(filled_spectra(targets, wedges, a_spec), band, model.mask)
+    lin1, corr1 = model.encode_parts(x1)
+    z1 = lin1 + corr1
     if extra_wedges is None or params.weights.full_weight > 0:
-        z1, d1 = model(x1)
         weight = 1.0 if extra_wedges is None else params.weights.full_weight
-        loss = weight * wedge_masked_loss(d1, targets, wedges, band)
+        loss = weight * wedge_masked_loss(model.decode(z1), targets, wedges, band)
     else:  # view 1 only encoded (its reconstruction would score its own noise)
-        z1, loss = model.encode(x1), torch.zeros((), device=x1.device)
+        loss = torch.zeros((), device=x1.device)
     if extra_wedges is not None:
         w2 = wedges * extra_wedges
         x2 = network_input(filled_spectra(targets, w2, a_spec), band, model.mask)
@@ -195,6 +212,7 @@ def training_objective(
         # anchored: the linear part cannot collapse; only the total spread is held, so an
         # axis that carries little (noise) is not blown up to unit spread
         spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0).sum() + 1e-6))
+        loss = loss + params.weights.correction_l2 * (corr1**2).sum(dim=1).mean()
     else:
         spread = torch.relu(1.0 - torch.sqrt(z1.var(dim=0) + 1e-6)).mean()
     return (
@@ -245,33 +263,78 @@ def train_embedding(
     if params.anchor == "pca":
         with torch.no_grad():
             pca_anchor(model, t_all, w_all, band)
+    train_idx, held_idx = split_holdout(n, params.holdout, params.seed)
+    history, selection = _run_steps(model, t_all, w_all, band, bank, params, train_idx, held_idx)
+    model.eval()
+    config = ModelConfig(
+        feature="conformation",
+        spec=spec,
+        training_set={"n_particles": n, "n_held_out": len(held_idx), **(training_set or {})},
+        params={
+            "frame": frame.to_dict(),
+            "train": params.to_dict(),
+            "steps_run": len(history),
+            "selection": selection,
+        },
+        metrics={"loss_last_20": float(np.mean(history[-20:]))},
+    )
+    return TrainedEmbedding(model, frame, config, tuple(history))
+
+
+def _run_steps(
+    model: ConformationAE,
+    t_all: torch.Tensor,
+    w_all: torch.Tensor,
+    band: torch.Tensor,
+    bank: torch.Tensor | None,
+    params: EmbedTrainParams,
+    train_idx: np.ndarray,
+    held_idx: np.ndarray,
+) -> tuple[list[float], dict[str, Any]]:
+    """Exactly ``params.steps`` steps on ``train_idx``: the anchor frozen for the first
+    ``anchor_fraction`` of them (anchored models), held-out scoring and selection
+    (:mod:`cryoflow.models.embed_select`); the model is left in its selected state, eval mode.
+    Returns the loss per step and the selection record."""
+    device = t_all.device
+    anchored = bool(model.anchor_axes.any())
+    frozen_steps = int(round(params.anchor_fraction * params.steps)) if anchored else 0
     opt = torch.optim.Adam(model.parameters(), lr=params.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
         opt, T_max=params.steps, eta_min=params.lr / 20
     )
     rng = np.random.default_rng(params.seed)
+    n = len(train_idx)
     batch = min(params.batch_size, n)
-    order = rng.permutation(n)
-    pos = 0
+    order, pos = rng.permutation(n), 0
+    held = None
+    if len(held_idx) and bank is not None:
+        h = torch.as_tensor(held_idx, device=device)
+        extra = bank[torch.arange(len(held_idx), device=bank.device) % len(bank)]
+        held = (t_all[h], w_all[h], extra)
+    selection = Selection(params.margin_se)
+    every = max(1, params.steps // 12)
     history: list[float] = []
-    for _ in range(params.steps):
+    for p in model.correction_parameters():
+        p.requires_grad_(frozen_steps == 0)
+    for step in range(1, params.steps + 1):
+        if step == frozen_steps + 1:
+            for p in model.correction_parameters():
+                p.requires_grad_(True)
         if pos + batch > n:
             order, pos = rng.permutation(n), 0
-        idx = torch.as_tensor(order[pos : pos + batch], device=device)
+        idx = torch.as_tensor(train_idx[order[pos : pos + batch]], device=device)
         pos += batch
-        extra = None if bank is None else bank[torch.as_tensor(rng.integers(0, len(bank), batch))]
-        loss = training_objective(model, t_all[idx], w_all[idx], extra, band, params)
+        extra_b = None if bank is None else bank[torch.as_tensor(rng.integers(0, len(bank), batch))]
+        loss = training_objective(model, t_all[idx], w_all[idx], extra_b, band, params)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         history.append(float(loss.detach()))
-    model.eval()
-    config = ModelConfig(
-        feature="conformation",
-        spec=spec,
-        training_set={"n_particles": n, **(training_set or {})},
-        params={"frame": frame.to_dict(), "train": params.to_dict(), "steps_run": len(history)},
-        metrics={"loss_last_20": float(np.mean(history[-20:]))},
-    )
-    return TrainedEmbedding(model, frame, config, tuple(history))
+        if held is not None and (step % every == 0 or step in (frozen_steps, params.steps)):
+            frozen = step <= frozen_steps or not anchored
+            selection.offer(step, heldout_losses(model, *held, band), model, frozen)
+    if selection.best_state is not None:
+        model.load_state_dict(selection.best_state)
+    record = selection.record() if held is not None else {"selected_step": params.steps}
+    return history, record

@@ -175,6 +175,7 @@ def _train(
         "steps_run": len(history),
         "loss_first_10": float(np.mean(history[:10])),
         "loss_last_20": float(np.mean(history[-20:])),
+        "selection": cfg.params.get("selection"),
     }
 
 
