@@ -97,7 +97,7 @@ class ClassifyParams(StageParams):
         ge=0,
         le=90,
         description="multiref: each round align every particle to every class by a global "
-        "search at this grid step (deg), then locally; 0: around the consensus pose only",
+        "search at this grid step (deg), then locally (instead of --realign-deg); 0: off",
     )
     align_rounds: int = Field(default=3, ge=1, le=50, description="alignment rounds (reference)")
     global_step_deg: float = Field(default=20.0, gt=0, le=180, description="global grid step")
