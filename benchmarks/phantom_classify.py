@@ -8,7 +8,8 @@ and ``--hinge-deg``) in random orientations at ``--snr`` with a ``--tilt`` wedge
 ``--consensus perturb``: the true poses turned by random rotations of median angle
 ``--perturb-deg``, a consensus with a known error), then
 classifies with ``multiref`` (PCA-split seeds, random seeds, and PCA seeds with a local
-re-alignment per class within each ``--realign-deg`` radius) and ``pca`` (K = 2 and K by
+re-alignment per class within each ``--realign-deg`` radius, and with a global search per
+class at each ``--global-deg`` grid step) and ``pca`` (K = 2 and K by
 BIC), and prints each one's class accuracy against the truth (best matching of class numbers)
 and its time: the demo's ``class_accuracy`` (multiref) and ``pca_class_accuracy``. The peer,
 measured in the same run: plain k-means (scikit-learn, K = 2, 10 starts) on the particles'
@@ -34,7 +35,7 @@ from cryoflow.kernels.heterogeneity.metrics import class_accuracy
 from cryoflow.kernels.heterogeneity.multiref_loop import MultirefParams, classify_multiref
 from cryoflow.kernels.heterogeneity.pca_classify import PcaParams, classify_pca
 from cryoflow.kernels.refine import RefineParams, refine, split_halves
-from cryoflow.pipelines.stages.classify_rounds import realign_levels
+from cryoflow.pipelines.stages.classify_rounds import classify_search, realign_levels
 from cryoflow.simulate.subtomo import hinge_shape, ribosome_shape, simulate_subtomograms
 
 
@@ -80,6 +81,14 @@ def main() -> None:
         default=[6.0],
         help="multiref with local re-alignment per class within each radius (classify's "
         "--realign-deg)",
+    )
+    ap.add_argument(
+        "--global-deg",
+        type=float,
+        nargs="*",
+        default=[],
+        help="multiref with a global search per class at each grid step (classify's "
+        "--realign-global-deg)",
     )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -142,6 +151,15 @@ def main() -> None:
     for r in a.realign_deg:
         runs[f"multiref_realign_{r:g}deg"] = MultirefParams(
             n_classes=2, seed=a.seed, local_levels=realign_levels(r)
+        )
+    for g in a.global_deg:
+        runs[f"multiref_global_{g:g}deg"] = MultirefParams(
+            n_classes=2,
+            seed=a.seed,
+            global_step_deg=g,
+            local_levels=classify_search(
+                argparse.Namespace(realign_global_deg=g, max_shift_px=3.0)
+            )["local_levels"],
         )
     for name, params in runs.items():
         t0 = time.perf_counter()

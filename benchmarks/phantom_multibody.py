@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -48,6 +49,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sigma", type=float, default=10.0, help="rotation prior (deg); <= 0: none")
+    ap.add_argument(
+        "--fine-step",
+        type=float,
+        default=0.0,
+        help="later rounds end with a finer local level (step, 2 x step), deg; 0: the default",
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     angles = np.asarray(a.angles, float)
@@ -64,6 +71,13 @@ def main() -> None:
     )
     mid = float(np.median(angles))
     masks = hinge_body_masks(mid, a.box, a.pixel)
+    params = MultibodyParams(
+        rounds=a.rounds, seed=a.seed, sigma_deg=a.sigma if a.sigma > 0 else None
+    )
+    if a.fine_step > 0:
+        later = params.later_search
+        levels = (*later.local_levels, (a.fine_step, 2.0 * a.fine_step))
+        params = replace(params, later_search=replace(later, local_levels=levels))
     t0 = time.perf_counter()
     res = refine_bodies(
         sim.volumes,
@@ -72,9 +86,7 @@ def main() -> None:
         shifts_zyx_px=sim.shifts_zyx_px,
         masks=masks,
         voxel_size_angstrom=a.pixel,
-        params=MultibodyParams(
-            rounds=a.rounds, seed=a.seed, sigma_deg=a.sigma if a.sigma > 0 else None
-        ),
+        params=params,
     )
     seconds = time.perf_counter() - t0
     swing = angles[labels]

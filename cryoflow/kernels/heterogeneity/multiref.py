@@ -7,7 +7,9 @@ Per batch (:func:`classify_batch`; pure, arrays in, arrays out):
    align_batch`: both sides under the particle's wedge and the reference's measured support,
    normalised within them, in one band shared by every class, under one mask), at orientations
    near its consensus alignment: the consensus pose itself with a half-voxel shift search, or
-   with ``search.local_levels`` a local re-alignment per class around it;
+   with ``search.local_levels`` a local re-alignment per class around it, or with
+   ``search.global_step_deg`` a global search per class (``top_k`` candidates refined by the
+   local levels; consensus shifts as the start) for a consensus whose poses are wrong;
 2. it goes to the class that scores best (ties to the lower index);
 3. its measured Fourier components are added to that class's sums in the pose found there
    (:func:`~.groups.accumulate_groups`: per class, per gold-standard half, wedge weights
@@ -117,7 +119,8 @@ def classify_batch(
         As in :func:`~cryoflow.kernels.align.align_batch`.
     references : ClassReferences
     search : SearchParams
-        Its local levels (around the consensus; ``()`` scores the consensus pose), shift
+        Its global step (None: around the consensus only) and ``top_k``, its local levels
+        (around the consensus, or the global candidates; ``()`` scores the consensus pose), shift
         windows, ``max_shift_px`` and ``chunk_bytes``; the band and high-pass come from
         ``references``.
     euler_deg, shifts_zyx_px : ndarray of shape (n, 3)
@@ -133,7 +136,8 @@ def classify_batch(
             f"need one consensus orientation and shift per particle: {len(e)} and {len(s)} for "
             f"{np.shape(particles)[0]} particles"
         )
-    local = replace(search, global_step_deg=None, top_k=1, highpass_px=references.highpass_px)
+    glob = search.global_step_deg is not None  # a global search per class, no priors
+    local = replace(search, top_k=search.top_k if glob else 1, highpass_px=references.highpass_px)
     k_all = references.n_classes
     scores = np.empty((n, k_all))
     poses = np.empty((k_all, n, 3))
@@ -144,7 +148,7 @@ def classify_batch(
             tilt_ranges,
             references.for_class(k),
             local,
-            priors_euler_deg=e,
+            priors_euler_deg=None if glob else e,
             priors_shifts_zyx_px=s,
             device=device,
         )

@@ -61,6 +61,8 @@ class MultirefParams:
     iterations: int = 10
     seed_method: str = "pca"
     local_levels: tuple[tuple[float, float], ...] = ()
+    global_step_deg: float | None = None
+    top_k: int = 5
     max_shift_px: float = 3.0
     resolution_px: float | None = None
     highpass_mask_factor: float = 1.3
@@ -171,7 +173,10 @@ def classify_multiref(
     common = consensus.mask
     hp = p.highpass_mask_factor * max(mask_radius_px(common), 2.0)
     search = SearchParams(
-        None, p.local_levels, max(p.max_shift_px, float(np.abs(s).max(initial=0.0)) + 1.0)
+        p.global_step_deg,
+        p.local_levels,
+        max(p.max_shift_px, float(np.abs(s).max(initial=0.0)) + 1.0),
+        top_k=p.top_k,
     )
     # 2. seeds
     if initial_assignments is not None:

@@ -52,6 +52,10 @@ SNR, TILT = 0.5, (-60.0, 60.0)
 #: stage's default). On this demo (seed 0) 20 degrees gave a class accuracy of 0.719, against
 #: 0.766 without in the run before the option existed, at ~25 s more: the demo leaves it off
 REALIGN_DEG = 0.0
+#: multiref's global search per class (``--realign-global-deg``; 0: off). On the benchmark's
+#: demo-sized sets (two seeds) 30 degrees took 0.72 / 0.64 to 0.86 / 0.84, at about a global
+#: alignment per class per round (~1.5-5 min here): left off for the demo's time budget
+REALIGN_GLOBAL_DEG = 0.0
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,7 @@ def stage_hetero_classify(ctx: DemoContext) -> None:
             classes=2,
             method=method,
             realign_deg=REALIGN_DEG if method == "multiref" else 0.0,
+            realign_global_deg=REALIGN_GLOBAL_DEG if method == "multiref" else 0.0,
             batch_size=s.batch,
             seed=ctx.config.seed,
         )

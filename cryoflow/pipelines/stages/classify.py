@@ -92,6 +92,13 @@ class ClassifyParams(StageParams):
         description="multiref: each round re-align every particle to every class within this "
         "radius (deg) of its consensus pose; 0: score the consensus pose",
     )
+    realign_global_deg: float = Field(
+        default=0.0,
+        ge=0,
+        le=90,
+        description="multiref: each round align every particle to every class by a global "
+        "search at this grid step (deg), then locally (instead of --realign-deg); 0: off",
+    )
     align_rounds: int = Field(default=3, ge=1, le=50, description="alignment rounds (reference)")
     global_step_deg: float = Field(default=20.0, gt=0, le=180, description="global grid step")
     max_shift_px: float = Field(default=3.0, ge=0, description="largest shift searched (voxels)")

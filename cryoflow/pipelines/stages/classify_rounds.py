@@ -70,12 +70,25 @@ def _settings(p: Any, k: int, device: str) -> dict[str, Any]:
             "top_k": 5,
         },
         "align_local": {"local_levels": ((2.0, 5.0), (1.0, 2.0)), "max_shift_px": p.max_shift_px},
-        "classify_search": {
-            "local_levels": realign_levels(float(getattr(p, "realign_deg", 0.0))),
-            "max_shift_px": float(p.max_shift_px),
-        },
+        "classify_search": classify_search(p),
         "pca_highpass_px": None,
     }
+
+
+def classify_search(p: Any) -> dict[str, Any]:
+    """Multiref's per-class search: with ``realign_global_deg`` G > 0 a global grid of step G
+    (5 candidates) refined by the alignment's levels ``(8, 16), (3, 6)``; else
+    :func:`realign_levels` of ``realign_deg`` around the consensus pose."""
+    g = float(getattr(p, "realign_global_deg", 0.0))
+    if g > 0:
+        return {
+            "global_step_deg": g,
+            "local_levels": ((8.0, 16.0), (3.0, 6.0)),
+            "max_shift_px": float(p.max_shift_px),
+            "top_k": 5,
+        }
+    levels = realign_levels(float(getattr(p, "realign_deg", 0.0)))
+    return {"local_levels": levels, "max_shift_px": float(p.max_shift_px)}
 
 
 def realign_levels(radius_deg: float) -> tuple[tuple[float, float], ...]:
