@@ -212,27 +212,54 @@ def _tomogram_runs(tomo: np.ndarray) -> list[tuple[int, slice]]:
     ]
 
 
-def _fill_stored(
-    sources: Sequence[Any], tomo: np.ndarray, starts: np.ndarray, box: int, pad: Pad
-) -> np.ndarray:
-    """One read task from stored volumes: read each overlapped chunk's needed part once,
-    paste it into every box that needs it."""
-    out = np.zeros((len(starts), box, box, box), dtype=np.float32)
+def _read_jobs(
+    sources: Sequence[Any], tomo: np.ndarray, starts: np.ndarray, box: int
+) -> list[tuple[Any, slice, np.ndarray, np.ndarray]]:
+    """The reads of one read task, in order: ``(source, rows, lo, hi)`` for each chunk its
+    boxes overlap, ``lo:hi`` the part of that chunk they need (one read per chunk)."""
+    jobs = []
     for t, rows in _tomogram_runs(np.asarray(tomo)):
-        src = sources[t]
-        shape = np.asarray(src.shape, dtype=np.int64)
-        bounds = chunk_bounds(src)
-        sub, st = out[rows], starts[rows]  # views
+        bounds = chunk_bounds(sources[t])
+        st = starts[rows]
         for ci in _chunk_ranges(st, box, bounds):
             c0 = np.array([bounds[k][ci[k]] for k in range(3)])
             c1 = np.array([bounds[k][ci[k] + 1] for k in range(3)])
             need = _needed(st, box, c0, c1)
-            if need is None:
-                continue
-            a, b = need
-            region = np.asarray(src[a[0] : b[0], a[1] : b[1], a[2] : b[2]])
-            paste_region(sub, st, box, region, tuple(int(v) for v in a))
-        pad_outside(sub, st, box, tuple(int(v) for v in shape), pad)
+            if need is not None:
+                jobs.append((sources[t], rows, need[0], need[1]))
+    return jobs
+
+
+def _read(job: tuple[Any, slice, np.ndarray, np.ndarray]) -> np.ndarray:
+    src, _, a, b = job
+    return np.asarray(src[a[0] : b[0], a[1] : b[1], a[2] : b[2]])
+
+
+def _fill_stored(
+    sources: Sequence[Any], tomo: np.ndarray, starts: np.ndarray, box: int, pad: Pad
+) -> np.ndarray:
+    """One read task from stored volumes: read each overlapped chunk's needed part once,
+    paste it into every box that needs it.
+
+    The next chunk is read (decoded by Zarr's codecs, which release the GIL) on a helper
+    thread while the boxes are filled from the current one, so decoding and copying overlap;
+    at most two chunk pieces are held at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.zeros((len(starts), box, box, box), dtype=np.float32)
+    jobs = _read_jobs(sources, tomo, starts, box)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-read") as pool:
+        ahead = pool.submit(_read, jobs[0]) if jobs else None
+        for k, job in enumerate(jobs):
+            region = ahead.result() if ahead is not None else _read(job)
+            ahead = pool.submit(_read, jobs[k + 1]) if k + 1 < len(jobs) else None
+            rows, a = job[1], job[2]
+            paste_region(out[rows], starts[rows], box, region, tuple(int(v) for v in a))
+            del region
+    for t, rows in _tomogram_runs(np.asarray(tomo)):
+        shape = tuple(int(v) for v in sources[t].shape)
+        pad_outside(out[rows], starts[rows], box, shape, pad)
     return out
 
 
