@@ -10,8 +10,9 @@ Measured in one run (best of ``--repeats``), each doing the same boxes:
   volumes already in memory: the peer of the target (Dask on 1 worker >= 0.5x);
 * **NumPy, read + slice**: the same loop, including reading each volume whole from the store;
 * **Dask, 1 and 2 workers**: ``cryoflow.graph.extract.extract_stack`` over ``open_volume``
-  views (each read task fills up to ``TASK_BYTES`` of consecutive batches, reading each chunk
-  its boxes overlap once) on a real LocalCluster of single-threaded worker processes; each
+  views (each read task fills up to ``TASK_BYTES`` of consecutive batches and is one block of
+  the stack, reading each chunk its boxes overlap once, the next chunk on a helper thread while
+  boxes are filled from the current one) on a real LocalCluster of single-threaded worker processes; each
   block is reduced to its boxes' sums, so what is timed is reading and cutting, not shipping
   boxes to the client; also on 1 worker with one read task per batch (``task_bytes=1``, the
   layout before 2026-12-01). The NumPy loops and the 1-worker runs alternate, so the load of a
@@ -130,6 +131,7 @@ def memory_peak(client, store: Path, table: pd.DataFrame, box: int, batch: int, 
 
 
 def main() -> None:
+    load_before = os.getloadavg()[0]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tomograms", type=int, default=4)
     ap.add_argument("--particles", type=int, default=500, help="per tomogram")
@@ -194,7 +196,7 @@ def main() -> None:
     print(
         f"extraction: {args.tomograms} tomograms {SHAPE}, {n} particles, box {args.box}, batch {args.batch}, "
         f"{len(task_groups(n, args.batch, args.box))} read tasks; load average "
-        f"{os.getloadavg()[0]:.2f} (machine shared with other users)"
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after (machine shared with other users)"
     )
     print(f"NumPy loop, volumes in memory : {plain_mem:9.0f} particles/s")
     print(f"NumPy loop, read + slice      : {plain_read:9.0f} particles/s")

@@ -10,11 +10,14 @@ tomograms or chunks.
 Stored volumes (a Zarr array, or a plain Dask view of one, as ``open_volume`` returns) are
 read inside the tasks: one *read task* fills consecutive batches, as many as fit in
 ``task_bytes`` (:func:`task_groups`, 64 MiB by default), reading each chunk its boxes overlap
-once, only the part the boxes need, one chunk at a time (memory: the task's boxes plus one
-chunk); each block of the stack is then a slice of its read task's boxes. A chunk is decoded
-whole whenever any part of it is read, so fewer, larger read tasks decode each chunk fewer
-times. Any other Dask volume gives each batch's task the keys of exactly the chunks its boxes
-overlap (memory: the batch plus those chunks).
+once, only the part the boxes need (memory: the task's boxes plus two chunk pieces: the next
+chunk is read on a helper thread while boxes are filled from the current one). Each read task
+is one block of the stack (whole batches, so whole stored chunks of the particle set, which
+keeps ``batch_size`` rows per chunk: ``planned.attrs["batch_size"]``); no block is a slice of
+another task's result, which a second worker would have to fetch. A chunk is decoded whole
+whenever any part of it is read, so fewer, larger read tasks decode each chunk fewer times.
+Any other Dask volume gives each batch's task the keys of exactly the chunks its boxes overlap
+(memory: the batch plus those chunks), one block per batch.
 
 Boxes follow :mod:`cryoflow.kernels.extract` (centre voxel ``B // 2`` at ``rint`` of the
 position, padding outside the volume), so the stack equals cutting each box from the volume in
@@ -212,33 +215,55 @@ def _tomogram_runs(tomo: np.ndarray) -> list[tuple[int, slice]]:
     ]
 
 
-def _fill_stored(
-    sources: Sequence[Any], tomo: np.ndarray, starts: np.ndarray, box: int, pad: Pad
-) -> np.ndarray:
-    """One read task from stored volumes: read each overlapped chunk's needed part once,
-    paste it into every box that needs it."""
-    out = np.zeros((len(starts), box, box, box), dtype=np.float32)
+def _read_jobs(
+    sources: Sequence[Any], tomo: np.ndarray, starts: np.ndarray, box: int
+) -> list[tuple[Any, slice, np.ndarray, np.ndarray]]:
+    """The reads of one read task, in order: ``(source, rows, lo, hi)`` for each chunk its
+    boxes overlap, ``lo:hi`` the part of that chunk they need (one read per chunk)."""
+    jobs = []
     for t, rows in _tomogram_runs(np.asarray(tomo)):
-        src = sources[t]
-        shape = np.asarray(src.shape, dtype=np.int64)
-        bounds = chunk_bounds(src)
-        sub, st = out[rows], starts[rows]  # views
+        bounds = chunk_bounds(sources[t])
+        st = starts[rows]
         for ci in _chunk_ranges(st, box, bounds):
             c0 = np.array([bounds[k][ci[k]] for k in range(3)])
             c1 = np.array([bounds[k][ci[k] + 1] for k in range(3)])
             need = _needed(st, box, c0, c1)
-            if need is None:
-                continue
-            a, b = need
-            region = np.asarray(src[a[0] : b[0], a[1] : b[1], a[2] : b[2]])
-            paste_region(sub, st, box, region, tuple(int(v) for v in a))
-        pad_outside(sub, st, box, tuple(int(v) for v in shape), pad)
+            if need is not None:
+                jobs.append((sources[t], rows, need[0], need[1]))
+    return jobs
+
+
+def _read(job: tuple[Any, slice, np.ndarray, np.ndarray]) -> np.ndarray:
+    src, _, a, b = job
+    return np.asarray(src[a[0] : b[0], a[1] : b[1], a[2] : b[2]])
+
+
+def _fill_stored(
+    sources: Sequence[Any], tomo: np.ndarray, starts: np.ndarray, box: int, pad: Pad
+) -> np.ndarray:
+    """One read task from stored volumes: read each overlapped chunk's needed part once,
+    paste it into every box that needs it.
+
+    The next chunk is read (decoded by Zarr's codecs, which release the GIL) on a helper
+    thread while the boxes are filled from the current one, so decoding and copying overlap;
+    at most two chunk pieces are held at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.zeros((len(starts), box, box, box), dtype=np.float32)
+    jobs = _read_jobs(sources, tomo, starts, box)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-read") as pool:
+        ahead = pool.submit(_read, jobs[0]) if jobs else None
+        for k, job in enumerate(jobs):
+            region = ahead.result() if ahead is not None else _read(job)
+            ahead = pool.submit(_read, jobs[k + 1]) if k + 1 < len(jobs) else None
+            rows, a = job[1], job[2]
+            paste_region(out[rows], starts[rows], box, region, tuple(int(v) for v in a))
+            del region
+    for t, rows in _tomogram_runs(np.asarray(tomo)):
+        shape = tuple(int(v) for v in sources[t].shape)
+        pad_outside(out[rows], starts[rows], box, shape, pad)
     return out
-
-
-def _rows(group: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Rows ``lo:hi`` of a read task's boxes: one block of the stack."""
-    return group[lo:hi]
 
 
 def task_groups(n: int, batch_size: int, box: int, task_bytes: int = TASK_BYTES) -> list[range]:
@@ -290,17 +315,19 @@ def extract_stack(
         batch tasks), or a NumPy array.
     table : particle table (``tomogram, x, y, z``, ...; :mod:`cryoflow.io.particles`)
     box : int, the box side ``B``
-    batch_size : particles per task (and per stored chunk of the stack)
+    batch_size : particles per stored chunk of the stack (and per task of Dask volumes)
     pad : ``"mean"`` or a number (:mod:`cryoflow.kernels.extract`)
     task_bytes : most bytes of boxes one read task of stored volumes fills
         (:func:`task_groups`: whole batches, at least one); its blocks are slices of it
 
     Returns
     -------
-    stack : dask.array.Array of shape (n, B, B, B), blocks ``(batch_size, B, B, B)``
+    stack : dask.array.Array of shape (n, B, B, B)
+        Blocks of whole batches: one per read task of stored volumes, one per batch of
+        Dask volumes.
     table : pandas.DataFrame
         The particles in stack order (:func:`plan_batches`: ``input_index``, box starts,
-        ``inside_fraction`` added).
+        ``inside_fraction`` added; ``attrs["batch_size"]``).
     """
     if int(batch_size) < 1:
         raise GeometryError(f"batch_size must be >= 1, got {batch_size}")
@@ -329,54 +356,48 @@ def extract_stack(
     dsk: dict[Any, Any] = {}
     stored = [not isinstance(vols[nm], da.Array) for nm in names]
     deps = [vols[nm] for nm, st in zip(names, stored, strict=True) if not st]
-    n_batches = max(1, -(-n // batch_size))
-    for g, group in enumerate(task_groups(n, batch_size, box, task_bytes)):
+    shapes_list = [shapes[nm] for nm in names]
+    sizes: list[int] = []
+    for group in task_groups(n, batch_size, box, task_bytes):
         lo, hi = group[0] * batch_size, min(n, (group[-1] + 1) * batch_size)
         gt = tomo[lo:hi]
-        if not all(stored[int(t)] for t in np.unique(gt)):
-            continue  # filled batch by batch below
-        # the stored arrays travel inside the task (small: metadata and the store's path), so
-        # that no worker holds them as data the read tasks would all be placed beside
-        used = np.unique(gt)
-        sources = [vols[names[int(t)]] for t in used]
-        fill = (_fill_stored, sources, np.searchsorted(used, gt), starts[lo:hi], box, pad_value)
-        if len(group) == 1:
-            dsk[(name, group[0], 0, 0, 0)] = fill
+        if all(stored[int(t)] for t in np.unique(gt)):
+            # one block for the whole read task (whole batches: whole stored chunks), so no
+            # block is a slice of another task's result that a second worker would fetch;
+            # the stored arrays travel inside the task (small: metadata and the store's
+            # path), so that no worker holds them as data the read tasks would crowd beside
+            used = np.unique(gt)
+            sources = [vols[names[int(t)]] for t in used]
+            key = (name, len(sizes), 0, 0, 0)
+            dsk[key] = (
+                _fill_stored,
+                sources,
+                np.searchsorted(used, gt),
+                starts[lo:hi],
+                box,
+                pad_value,
+            )
+            sizes.append(hi - lo)
             continue
-        read = (f"read-{name}", g)
-        dsk[read] = fill
-        for b in group:
-            r0 = b * batch_size - lo
-            dsk[(name, b, 0, 0, 0)] = (_rows, read, r0, min(hi - lo, r0 + batch_size))
-    for b in range(n_batches):
-        if (name, b, 0, 0, 0) in dsk:
-            continue
-        sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
-        bt, bs = tomo[sl], starts[sl]
-        origins, pieces = [], []
-        for t in np.unique(bt):
-            vol = vols[names[int(t)]]
-            vb = bounds[names[int(t)]]
-            for ci in _chunk_ranges(bs[bt == t], box, vb):
-                origins.append((int(t), tuple(int(vb[k][ci[k]]) for k in range(3))))
-                pieces.append((vol.name, *ci))
-        shapes_list = [shapes[nm] for nm in names]
-        dsk[(name, b, 0, 0, 0)] = (
-            _fill_pieces,
-            bt,
-            bs,
-            box,
-            pad_value,
-            shapes_list,
-            origins,
-            *pieces,
-        )
-    sizes = tuple(min(batch_size, n - b * batch_size) for b in range(n_batches)) if n else (0,)
+        for b in group:  # Dask volumes: one task per batch, given exactly its chunks
+            sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
+            bt, bs = tomo[sl], starts[sl]
+            origins, pieces = [], []
+            for t in np.unique(bt):
+                vol = vols[names[int(t)]]
+                vb = bounds[names[int(t)]]
+                for ci in _chunk_ranges(bs[bt == t], box, vb):
+                    origins.append((int(t), tuple(int(vb[k][ci[k]]) for k in range(3))))
+                    pieces.append((vol.name, *ci))
+            key = (name, len(sizes), 0, 0, 0)
+            dsk[key] = (_fill_pieces, bt, bs, box, pad_value, shapes_list, origins, *pieces)
+            sizes.append(sl.stop - sl.start)
+    planned.attrs["batch_size"] = batch_size  # rows per stored chunk (write_particle_set)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
     stack = da.Array(
         graph,
         name,
-        chunks=(sizes, (box,), (box,), (box,)),
+        chunks=(tuple(sizes) if n else (0,), (box,), (box,), (box,)),
         dtype=np.float32,
         meta=np.empty((0, 0, 0, 0), np.float32),
     )

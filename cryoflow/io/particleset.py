@@ -69,6 +69,7 @@ def write_particle_set(
     attrs: dict[str, Any] | None = None,
     overwrite: bool = False,
     compute: bool = True,
+    chunk_rows: int | None = None,
 ) -> PendingWrite:
     """Write particle set ``name``: ``stack`` ``(n, B, B, B)`` and its ``table`` (n rows).
 
@@ -76,11 +77,15 @@ def write_particle_set(
     ----------
     stack : dask.array.Array of shape (n, B, B, B)
         Lazily extracted boxes (:func:`cryoflow.graph.extract.extract_stack`); each block
-        ``(batch, B, B, B)`` becomes one stored chunk, written by the task that makes it.
+        (whole stored chunks: ``chunk_rows`` boxes, or a multiple of it) is written by the
+        task that makes it.
     table : pandas.DataFrame, one row per particle, in stack order
     provenance : ``step``, ``parameters``, ``inputs`` (the volumes read, the picks)
     attrs : extra JSON attributes (``box_size`` is added)
     compute : ``False`` returns the pending write for a pipeline to run on its Client.
+    chunk_rows : boxes per stored chunk (default: ``table.attrs["batch_size"]``, which
+        :func:`~cryoflow.graph.extract.extract_stack` sets, else the stack's first block);
+        every block but the last must hold a whole number of chunks.
 
     Raises
     ------
@@ -93,13 +98,17 @@ def write_particle_set(
         raise GeometryError(
             f"particle set {name!r}: {len(table)} table rows but {stack.shape[0]} boxes"
         )
-    batches = set(stack.chunks[0][:-1])
-    if len(batches) > 1 or any(len(c) != 1 for c in stack.chunks[1:]):
+    first = stack.chunks[0][0] if stack.shape[0] else 1
+    batch = int(chunk_rows or table.attrs.get("batch_size") or first)
+    if (
+        batch < 1
+        or any(int(c) % batch for c in stack.chunks[0][:-1])
+        or any(len(c) != 1 for c in stack.chunks[1:])
+    ):
         raise GeometryError(
-            f"particle set {name!r}: stack blocks must be (batch, B, B, B) with one batch size, "
-            f"got chunks {stack.chunks}"
+            f"particle set {name!r}: stack blocks must be (k * batch, B, B, B) with one batch "
+            f"size (batch {batch}), got chunks {stack.chunks}"
         )
-    batch = stack.chunks[0][0] if stack.shape[0] else 1
     box = int(stack.shape[1])
     root = create_dataset(store)
     if PARTICLES not in root:
@@ -118,7 +127,7 @@ def write_particle_set(
             STACK,
             shape=stack.shape,
             dtype=np.float32,
-            chunks=(max(1, int(batch)), box, box, box),
+            chunks=(batch, box, box, box),
             compressors=COMPRESSOR,
             dimension_names=STACK_DIMS,
             fill_value=0,

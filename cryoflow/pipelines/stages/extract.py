@@ -45,6 +45,7 @@ __all__ = [
     "ExtractParams",
     "ExtractPlan",
     "plan",
+    "check_box_size",
     "refuse_existing",
     "run",
     "tomogram_infos",
@@ -150,6 +151,7 @@ def plan(store: object, params: ExtractParams) -> ExtractPlan:
             f"names tomograms {unknown[:5]} that have no volume {params.key!r} in {store} "
             f"(tomograms with one: {have})",
         )
+    check_box_size({n: infos[n].shape_zyx for n in names}, params.box)
     refuse_outside(path, table, infos, params.box)
     inputs = {str(path): _file_identity(path)}
     volumes, wedges = {}, {}
@@ -177,6 +179,42 @@ def plan(store: object, params: ExtractParams) -> ExtractPlan:
         "tilt_axis": "y",
     }
     return ExtractPlan(stack, planned, inputs, attrs)
+
+
+def check_box_size(shapes: Mapping[str, Any], box: int) -> None:
+    """Refuse a box larger than the smallest dimension of every tomogram; warn per tomogram.
+
+    Raises ``GeometryError`` (naming each tomogram and its size) when ``box`` exceeds the
+    smallest dimension of every tomogram the particles lie in: every box would then be
+    padding on that axis. When only some tomograms are that small, a ``CryoflowWarning``
+    names them and extraction goes on (their boxes are padded, ``--pad``).
+    """
+    import warnings
+
+    from cryoflow.errors import CryoflowWarning, GeometryError
+
+    def size(shape: Any) -> str:
+        z, y, x = (int(v) for v in shape)
+        return f"{x} x {y} x {z}"
+
+    small = {n: s for n, s in shapes.items() if box > min(int(v) for v in s)}
+    if not small:
+        return
+    listed = "; ".join(f"{n!r} is {size(s)}" for n, s in list(small.items())[:5])
+    more = f" (and {len(small) - 5} more)" if len(small) > 5 else ""
+    if len(small) == len(shapes):
+        raise GeometryError(
+            f"--box {box} is larger than the smallest dimension of every tomogram the "
+            f"particles lie in ({listed}{more}; voxels, x x y x z): each box would be mostly "
+            "padding; choose a box no larger than the smallest dimension"
+        )
+    warnings.warn(
+        f"--box {box} is larger than the smallest dimension of {len(small)} of "
+        f"{len(shapes)} tomograms ({listed}{more}; voxels, x x y x z): their boxes are "
+        "padded on that axis (--pad)",
+        CryoflowWarning,
+        stacklevel=2,
+    )
 
 
 def refuse_outside(path: Path, table: Any, infos: Mapping[str, Any], box: int) -> None:
