@@ -121,7 +121,7 @@ class PickTrainParams:
         descriptors) from every mark than this quantile of the marks' distances to each
         other (:func:`reliable_negatives`).
     device : ``"cpu"`` or ``"cuda"``; max_seconds : stop the head's training early.
-    search : ``"candidates"`` (score only the blob response's local maxima,
+    search : ``"candidates"`` (default: score only the blob response's local maxima,
         :func:`candidate_search`) or ``"dense"`` (every voxel).
     candidate_fraction : candidates must reach this fraction of the weakest example's blob
         response (:func:`candidate_search`).
@@ -147,7 +147,7 @@ class PickTrainParams:
     reliable_quantile: float = 0.9
     device: str = "cpu"
     max_seconds: float | None = None
-    search: str = "dense"
+    search: str = "candidates"
     candidate_fraction: float = 0.5
 
     def __post_init__(self) -> None:
