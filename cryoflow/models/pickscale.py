@@ -75,6 +75,28 @@ def _log_at_centre(crop: np.ndarray, sigma: float) -> float:
     )
 
 
+def polarity_at_scale(volume: np.ndarray, positives_zyx: np.ndarray, diameter_px: float) -> float:
+    """``+1`` (particles brighter than their surroundings) or ``-1``: the sign of the mean
+    ``-LoG`` at the positives at the particle's own scale (``sigma = D / (2 sqrt 3)``).
+
+    Measured at the known scale, not at the scale of the strongest response: in a crowded
+    tomogram the strongest ``|LoG|`` over all scales can be a larger scale's, where the
+    neighbourhood of a particle (its crowded neighbours) sets the sign, not the particle.
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    pts = np.rint(np.asarray(positives_zyx, dtype=np.float64)).astype(np.int64).reshape(-1, 3)
+    if not len(pts):
+        raise ConfigError("at least one positive example is needed to measure the polarity")
+    sigma = float(diameter_px) / (2.0 * np.sqrt(3.0))
+    r = int(np.ceil(4 * sigma))
+    padded = np.pad(vol, r, mode="reflect")
+    total = sum(
+        _log_at_centre(padded[a : a + 2 * r + 1, b : b + 2 * r + 1, c : c + 2 * r + 1], sigma)
+        for a, b, c in pts
+    )
+    return float(-np.sign(total) or 1.0)
+
+
 def estimate_diameter_px(volume: np.ndarray, positives_zyx: np.ndarray) -> tuple[float, float]:
     """``(diameter in voxels, polarity)`` from the scale-normalised LoG at the positives.
 

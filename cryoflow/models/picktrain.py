@@ -66,6 +66,7 @@ from cryoflow.models.pickscale import (
     level_to_voxels,
     level_zyx,
     normalise,
+    polarity_at_scale,
     voxels_to_level,
 )
 from cryoflow.models.picksearch import candidate_search
@@ -120,7 +121,7 @@ class PickTrainParams:
         descriptors) from every mark than this quantile of the marks' distances to each
         other (:func:`reliable_negatives`).
     device : ``"cpu"`` or ``"cuda"``; max_seconds : stop the head's training early.
-    search : ``"candidates"`` (score only the blob response's local maxima,
+    search : ``"candidates"`` (default: score only the blob response's local maxima,
         :func:`candidate_search`) or ``"dense"`` (every voxel).
     candidate_fraction : candidates must reach this fraction of the weakest example's blob
         response (:func:`candidate_search`).
@@ -146,7 +147,7 @@ class PickTrainParams:
     reliable_quantile: float = 0.9
     device: str = "cpu"
     max_seconds: float | None = None
-    search: str = "dense"
+    search: str = "candidates"
     candidate_fraction: float = 0.5
 
     def __post_init__(self) -> None:
@@ -238,12 +239,17 @@ def train_picker(
     if diameter_px is None and params.diameter_angstrom is not None:
         diameter_px = params.diameter_angstrom / (float(pixel_size_angstrom) * 2.0**level)
     # 1. scale and polarity from the positives (all tomograms together)
+    vols, pts = [], []
+    for e in examples:
+        if len(e.positives_xyz):
+            vols.append(norm[e.tomogram])
+            pts.append(voxels_to_level(e.positives_xyz, level)[:, ::-1])
+    if diameter_px is not None and polarity is None:  # at the known scale (polarity_at_scale)
+        signs = [
+            polarity_at_scale(v, p, diameter_px) * len(p) for v, p in zip(vols, pts, strict=True)
+        ]
+        polarity = float(np.sign(sum(signs)) or 1.0)
     if diameter_px is None or polarity is None:
-        vols, pts = [], []
-        for e in examples:
-            if len(e.positives_xyz):
-                vols.append(norm[e.tomogram])
-                pts.append(voxels_to_level(e.positives_xyz, level)[:, ::-1])
         estimates = [estimate_diameter_px(v, p) for v, p in zip(vols, pts, strict=True)]
         weights = [len(p) for p in pts]
         est_d = float(np.average([d for d, _ in estimates], weights=weights))

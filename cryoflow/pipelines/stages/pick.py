@@ -14,8 +14,8 @@
    to a temporary directory beside the store (so that workers sharing the store's file system
    read it), removed afterwards;
 3. **apply** on the cluster: every selected tomogram's score map block by block (with
-   ``search="candidates"`` only at the local maxima of the blob response and their
-   neighbours, :mod:`cryoflow.kernels.candidates`; experimental, see
+   ``search="candidates"`` (the default) only at the local maxima of the blob response and
+   their neighbours, :mod:`cryoflow.kernels.candidates`; ``"dense"`` every voxel; see
    docs/design/picking-search.md)
    (:func:`cryoflow.graph.pick.score_map`: the network loaded once per worker by a
    :class:`~cryoflow.models.loader.ModelPlugin`; tasks ask for ``GPU=1`` when ``device`` is
@@ -73,9 +73,9 @@ class PickSettings(StageParams):
         default=10000, ge=1, description="negatives sampled at random away from the examples"
     )
     search: Literal["candidates", "dense"] = Field(
-        default="dense",
-        description="score every voxel (dense) or only the blob response's local maxima "
-        "(candidates; experimental: no picks at the demo's sizes yet)",
+        default="candidates",
+        description="score only the blob response's local maxima and their neighbours "
+        "(candidates, default) or every voxel (dense)",
     )
     block: int = Field(
         default=48, ge=8, le=512, description="score-map block edge per task (voxels)"
