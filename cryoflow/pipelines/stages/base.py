@@ -129,6 +129,22 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
     return model
 
 
+def _own_words(msg: str, loc: tuple[Any, ...], got: Any) -> str:
+    """A validator's message said once: without a leading repeat of the field's own name
+    (``"symmetry must be ..."`` under ``--symmetry``) and with the received value shown once
+    (``(got ...)`` is added only when the message does not already say ``got <value>``)."""
+    if loc:
+        name = str(loc[-1])
+        for said in (name, name.replace("_", " "), name.replace("_", "-")):
+            for sep in (" ", ": "):
+                if msg.lower().startswith(said.lower() + sep):
+                    msg = msg[len(said) + len(sep) :]
+                    break
+    if isinstance(got, dict | list | tuple) or f"got {got!r}" in msg or f"got {got}" in msg:
+        return msg
+    return f"{msg} (got {got!r})"
+
+
 def explain(exc: ValidationError, model: type[BaseModel], *, options: bool = False) -> str:
     """One line naming every bad key or value of ``exc`` and what is allowed there.
 
@@ -147,17 +163,21 @@ def explain(exc: ValidationError, model: type[BaseModel], *, options: bool = Fal
             allowed = ", ".join(_model_at(model, loc[:-1]).model_fields)
             parts.append(f"unknown key {where!r}; allowed: {allowed}")
         elif err["type"] == "missing":
-            parts.append(f"missing required key {where!r}")
+            parts.append(
+                f"missing required option {where}" if options else f"missing required key {where!r}"
+            )
         elif err["type"] == "literal_error":
             choices = ", ".join(_choices(_model_at(model, loc[:-1]), loc[-1:]))
             parts.append(f"{where}{' ' if options else ': '}must be one of {choices}{shown}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
+            if loc:
+                msg = _own_words(msg, loc, got)
             if options:
                 msg = msg.replace("Input should be", "must be")
-                parts.append(f"{where} {msg}{shown}" if loc else msg)
+                parts.append(f"{where} {msg}" if loc else msg)
             else:
-                parts.append(f"{where}: {msg}{shown}")
+                parts.append(f"{where}: {msg}")
     return "; ".join(parts)
 
 
