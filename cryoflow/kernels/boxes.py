@@ -20,6 +20,7 @@ __all__ = [
     "box_masks",
     "boxes_from_masks",
     "component_boxes",
+    "outermost",
 ]
 
 #: the 2D box schema (detector pixels, ``y1``/``x1`` exclusive, 0-based tilt index): every
@@ -133,3 +134,24 @@ def component_boxes(
         for k, sl in enumerate(ndimage.find_objects(labels), start=1)
         if sl is not None and sizes[k] >= min_pixels
     ]
+
+
+def outermost(boxes: pd.DataFrame, fraction: float | None = None) -> pd.DataFrame:
+    """The 3D boxes (``z0, y0, x0, z1, y1, x1``) not lying inside another box of the table
+    (of equal boxes, the first is kept); index reset.
+
+    ``fraction``: drop an inner box only when its ``n_voxels`` is below ``fraction`` times
+    the outer box's (a fragment of that object), keeping a whole object that a larger,
+    merged component's box happens to enclose. Algorithm 3's vote threshold leaves such
+    fragments along the edges of an object's visual hull (slivers one voxel thick).
+    """
+    cols = ["z0", "y0", "x0", "z1", "y1", "x1"]
+    b = boxes[cols].to_numpy(float)
+    inside = (b[:, None, :3] >= b[None, :, :3]).all(-1) & (b[:, None, 3:] <= b[None, :, 3:]).all(-1)
+    same = (b[:, None, :] == b[None, :, :]).all(-1)
+    later = np.arange(len(b))[:, None] > np.arange(len(b))[None, :]
+    drop = (inside & ~same) | (same & later)
+    if fraction is not None:
+        n = boxes["n_voxels"].to_numpy(float)
+        drop &= n[:, None] < float(fraction) * n[None, :]
+    return boxes[~drop.any(axis=1)].reset_index(drop=True)

@@ -24,6 +24,7 @@ All functions are eager kernels on NumPy arrays and raise ``TypeError`` for Dask
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -169,11 +170,55 @@ def class_masks2d(
         raise GeometryError(f"labels must be (Z, Y, X), got shape {lab.shape}")
     U = lab.shape[2] if width is None else int(width)
     geom = as_geometry(angles)
-    # one class at a time bounds memory
-    return {
-        name: project_general(lab == cid, geom, U, mode="any", interpolation="nearest")
-        for name, cid in class_ids.items()
-    }
+    names = list(class_ids)
+    # one pass projects several classes: voxels of the k-th class of a group carry base**k,
+    # base exceeding the most voxels any detector pixel receives (a nearest-rule count), so
+    # each class's count is one base-``base`` digit of the exact (float64) sum projection
+    base = _pixel_count_bound(lab, geom, U) + 1
+    per_pass = max(1, int(EXACT_BITS * math.log(2) / math.log(max(base, 2))))
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, len(names), per_pass):
+        group = names[start : start + per_pass]
+        code = np.zeros(lab.shape, dtype=np.int64)
+        for k, name in enumerate(group):
+            code[lab == class_ids[name]] = base**k
+        counts = _exact_counts(code, geom, U)
+        for k, name in enumerate(group):
+            out[name] = (counts // base**k) % base > 0
+    return out
+
+
+def _pixel_count_bound(labels: np.ndarray, geometry: TiltGeometry, width: int) -> int:
+    """At most how many voxels of ``labels`` any detector pixel receives (nearest rule).
+
+    Single-axis tilts (row ``v`` sees row ``y`` only): in each z slice, the ``x`` with
+    ``rint(a x + c) == u`` number at most ``floor(1 / |a|) + 1``, so ``Z`` times that over
+    the tilts. Other geometries: measured, one sum projection of the labelled voxels.
+    """
+    Z, _, X = labels.shape
+    if geometry.is_simple:
+        a = np.abs(geometry.matrix_array[:, 1, 2])
+        per_slice = np.where(a > 0, np.floor(1.0 / np.maximum(a, 1e-300)) + 1, X)
+        return int(Z * np.minimum(per_slice, X).max())
+    counts = project_general(labels != 0, geometry, width, mode="sum", interpolation="nearest")
+    return int(counts.max())
+
+
+#: integers a float64 sum holds exactly (2**52 and below, with a bit to spare)
+EXACT_BITS = 52
+
+
+def _exact_counts(code: np.ndarray, geometry: TiltGeometry, width: int) -> np.ndarray:
+    """The nearest-rule sum projection of an int64 volume, as int64 (exact below 2**52)."""
+    from cryoflow.kernels.project import project_block
+
+    Z, Y, X = code.shape
+    whole = (slice(0, Z), slice(0, Y), slice(0, X))
+    out = project_block(
+        code, geometry, (Z, Y, X), (Y, int(width)), whole,
+        mode="sum", interpolation="nearest", n_threads=1,
+    )  # fmt: skip
+    return np.asarray(out, dtype=np.int64)
 
 
 def electron_wavelength_angstrom(voltage_kv: float) -> float:

@@ -25,6 +25,7 @@ from cryoflow.geometry import TiltGeometry
 from cryoflow.graph import edges as G
 from cryoflow.graph.labels import component_boxes, label
 from cryoflow.io import store as S
+from cryoflow.kernels.boxes import outermost
 from cryoflow.kernels.iou import mask_iou, match_boxes, surface_scores
 from cryoflow.kernels.project import project_block
 from cryoflow.pipelines.cluster.progress import runner
@@ -257,10 +258,7 @@ def truth_boxes3d(
     boxes = client.compute(
         component_boxes(labels, None, class_name, min_voxels=min_voxels), sync=True
     )
-    b = boxes[["z0", "y0", "x0", "z1", "y1", "x1"]].to_numpy()
-    inside = (b[:, None, :3] >= b[None, :, :3]).all(-1) & (b[:, None, 3:] <= b[None, :, 3:]).all(-1)
-    np.fill_diagonal(inside, False)
-    return boxes[~inside.any(axis=1)].reset_index(drop=True)
+    return outermost(boxes)
 
 
 def box_metrics(

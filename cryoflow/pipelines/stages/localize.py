@@ -71,6 +71,14 @@ class LocalizeParams(StageParams):
     min_score: float = Field(default=0.0, ge=0, description="weaker 2D boxes are ignored")
     connectivity: int = Field(default=1, ge=1, le=3, description="1 faces, 2 edges, 3 corners")
     min_voxels: int = Field(default=1, ge=1, description="smaller 3D components are dropped")
+    fragment_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="a 3D box inside another box of its class with fewer than this fraction "
+        "of its voxels is a fragment of that object and is dropped (the slivers the vote "
+        "threshold leaves along an object's edges); 0 keeps every box",
+    )
     jitter_px: float = Field(default=0.0, ge=0, description="truth boxes: edge jitter (px, sd)")
     seed: int = Field(default=0, description="truth boxes: seed of the jitter")
     thickness: Thickness = None
@@ -213,7 +221,7 @@ def plan(store: object, tomogram: str, params: LocalizeParams) -> Plan:
 
     def finish(client: Any, arrays: dict[str, Any]) -> Finished:
         chosen = chosen_thresholds(arrays, classes)
-        table = boxes_table(client, arrays, chosen, params.min_voxels)
+        table = boxes_table(client, arrays, chosen, params.min_voxels, params.fragment_fraction)
         return Finished(
             tables={TABLE: table},
             attrs={f"votes_{c}": {"threshold": t} for c, t in chosen.items()},
@@ -223,24 +231,32 @@ def plan(store: object, tomogram: str, params: LocalizeParams) -> Plan:
 
 
 def boxes_table(
-    client: Any, arrays: dict[str, Any], thresholds: dict[str, float], min_voxels: int
+    client: Any,
+    arrays: dict[str, Any],
+    thresholds: dict[str, float],
+    min_voxels: int,
+    fragment_fraction: float = 0.0,
 ) -> pd.DataFrame:
     """3D boxes of every class from the written ``labels_<c>``/``votes_<c>`` arrays (Zarr),
-    computed on the cluster (per-chunk statistics merged in one task), with each class's ``T``."""
+    computed on the cluster (per-chunk statistics merged in one task), with each class's ``T``;
+    fragments dropped (:func:`~cryoflow.kernels.boxes.outermost` with ``fragment_fraction``)."""
     import pandas as pd
 
     from cryoflow.graph.labels import component_boxes
     from cryoflow.io.layout import lazy
+    from cryoflow.kernels.boxes import outermost
 
     tables = []
     for c, t in thresholds.items():
-        lazy = component_boxes(
+        pending = component_boxes(
             lazy(arrays[f"labels_{c}"], f"labels_{c}"),
             lazy(arrays[f"votes_{c}"], f"votes_{c}"),
             c,
             min_voxels=min_voxels,
         )
-        boxes = client.compute(lazy, sync=True)
+        boxes = client.compute(pending, sync=True)
+        if fragment_fraction > 0:
+            boxes = outermost(boxes, fragment_fraction)
         boxes["threshold"] = t
         tables.append(boxes)
     if not tables:
