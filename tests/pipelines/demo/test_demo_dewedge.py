@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cryoflow.pipelines.demo.context import DemoConfig, DemoContext
 from cryoflow.pipelines.demo.dewedge import _log_amplitude, stage_dewedge
@@ -15,6 +16,8 @@ from cryoflow.pipelines.demo.report import Report
 from cryoflow.pipelines.demo.stages import stage_simulate
 
 
+# slow: ~28 s (a dewedge training); CI runs it in its second step
+@pytest.mark.slow
 def test_quick_dewedge_stage_fills_the_wedge(tmp_path: Path) -> None:
     from distributed import Client, LocalCluster
 

@@ -42,6 +42,8 @@ def client():
         yield c
 
 
+# slow: ~33 s (average, classify, embed, multibody on a cluster); CI runs it in its second step
+@pytest.mark.slow
 def test_heterogeneity_stages_report_finite_figures(tmp_path, client) -> None:
     ctx = DemoContext(
         DemoConfig(out=tmp_path, quick=True), client, tmp_path / "d.zarr", Report("t")

@@ -16,6 +16,10 @@ from cryoflow.pipelines.demo.particles import PARTICLE_STAGES
 from cryoflow.pipelines.demo.presets import DemoPreset, ParticleSizes
 from cryoflow.pipelines.demo.report import Report
 
+#: slow: ~40 s of module setup (a pick training and an average on a cluster); CI's second step
+#: runs it beside the quick demo, which runs the same stages end to end
+pytestmark = pytest.mark.slow
+
 #: 2 tomograms of 32 x 80 x 80 voxels of 12 Å (the 200 Å particle ~17 voxels across)
 TINY = ParticleSizes(
     {"shape": (32, 80, 80), "pixel_size_angstrom": 12.0, "n_targets": 8, "n_decoys": 8,
