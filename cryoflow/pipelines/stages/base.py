@@ -132,7 +132,8 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
 def _own_words(msg: str, loc: tuple[Any, ...], got: Any) -> str:
     """A validator's message said once: without a leading repeat of the field's own name
     (``"symmetry must be ..."`` under ``--symmetry``) and with the received value shown once
-    (``(got ...)`` is added only when the message does not already say ``got <value>``)."""
+    (``(got ...)`` is added only when the message neither says ``got <value>`` nor quotes the
+    received text itself)."""
     if loc:
         name = str(loc[-1])
         for said in (name, name.replace("_", " "), name.replace("_", "-")):
@@ -141,6 +142,8 @@ def _own_words(msg: str, loc: tuple[Any, ...], got: Any) -> str:
                     msg = msg[len(said) + len(sep) :]
                     break
     if isinstance(got, dict | list | tuple) or f"got {got!r}" in msg or f"got {got}" in msg:
+        return msg
+    if isinstance(got, str) and got and repr(got) in msg:  # the message quotes the value itself
         return msg
     return f"{msg} (got {got!r})"
 

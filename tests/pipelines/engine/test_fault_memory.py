@@ -40,9 +40,10 @@ def test_a_memory_limit_no_worker_can_live_with_is_refused(tmp_path: Path, capsy
     write_tilt_series(store, "a", np.zeros((4, 16, 16), np.float32), ANGLES, 2.0)
     assert _check(tmp_path, store, [{"bin": {}}], "100MB") == 2
     err = capsys.readouterr().err
-    assert "memory_limit '100MB' (95 MiB) cannot work" in err and "256MiB" in err
+    assert "memory_limit: '100MB' (95 MiB) cannot work" in err and "256MiB" in err
+    assert err.count("100MB") == 1  # the value is quoted once, not repeated as "(got ...)"
     assert _check(tmp_path, store, [{"bin": {}}], "lots") == 2
-    assert "memory_limit must be a size like 2GiB" in capsys.readouterr().err
+    assert "memory_limit: must be a size like 2GiB" in capsys.readouterr().err
     assert parse_memory_limit("2GiB") == 2 * 2**30
 
 

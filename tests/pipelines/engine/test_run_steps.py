@@ -299,7 +299,7 @@ def test_check_rejects_bad_stage_steps(tmp_path, capsys):
     bad = [
         ([SIMULATE, {"lift": {"masks": "annotate/membrane"}}, {"annotate": {"checkpoint": "m"}}],
          "the annotate step must come before it"),
-        ([SIMULATE, {"lift": {"masks": "truth"}}], "masks must be STEP/KEY"),
+        ([SIMULATE, {"lift": {"masks": "truth"}}], "masks: must be STEP/KEY"),
         ([{"simulate": {"shape": [4, 32, 32]}}], "every size >= 8"),
         ([{"reconstruct": {}}, SIMULATE], "simulate makes the tomograms"),
         ([SIMULATE, {"edges": {"sigma1": 3, "sigma2": 2}}], "need sigma1 < sigma2"),
