@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from cryoflow.errors import CorruptChunkError
 from cryoflow.graph.extract import extract_stack
-from cryoflow.io.store import open_volume, write_volume
+from cryoflow.io.store import open_volume
 from cryoflow.kernels.extract import crop_boxes
+from tests._particle_store import stored_tomogram
 
 
 def _store(tmp_path):
-    rng = np.random.default_rng(5)
-    store = tmp_path / "d.zarr"
-    vol = rng.normal(size=(16, 16, 24)).astype(np.float32)
-    write_volume(
-        store,
-        "a",
-        "tomogram",
-        vol,
-        pixel_size_angstrom=10.0,
-        provenance={"step": "test"},
-        chunk=8,
-        multiscale=False,
-    )
-    xyz = rng.uniform(0, [24, 16, 16], size=(9, 3))
-    table = pd.DataFrame({"tomogram": "a", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
-    return store, vol, table
+    return stored_tomogram(tmp_path, 5, (16, 16, 24), 0, [24, 16, 16], 9)
 
 
 def test_one_read_task_over_many_chunks_equals_slicing(tmp_path) -> None:

@@ -10,26 +10,13 @@ import pytest
 from cryoflow.errors import GeometryError
 from cryoflow.graph.extract import extract_stack
 from cryoflow.io.particleset import open_particles, write_particle_set
-from cryoflow.io.store import open_volume, write_volume
+from cryoflow.io.store import open_volume
 from cryoflow.kernels.extract import crop_boxes
+from tests._particle_store import stored_tomogram
 
 
 def test_read_task_blocks_are_stored_as_batch_chunks_and_equal_slicing(tmp_path) -> None:
-    rng = np.random.default_rng(3)
-    store = tmp_path / "d.zarr"
-    vol = rng.normal(size=(16, 20, 24)).astype(np.float32)
-    write_volume(
-        store,
-        "a",
-        "tomogram",
-        vol,
-        pixel_size_angstrom=10.0,
-        provenance={"step": "test"},
-        chunk=8,
-        multiscale=False,
-    )
-    xyz = rng.uniform(-2, [26, 22, 18], size=(11, 3))
-    table = pd.DataFrame({"tomogram": "a", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    store, vol, table = stored_tomogram(tmp_path, 3, (16, 20, 24), -2, [26, 22, 18], 11)
     # 3 batches of 2 per read task: blocks (6, 5), stored chunks of 2
     stack, planned = extract_stack(
         {"a": open_volume(store, "a", "tomogram")},

@@ -14,16 +14,9 @@ from cryoflow.models.embed import embed_batch
 from cryoflow.models.embed_fit import fit_embedding
 from cryoflow.models.embed_select import MIN_HELD, Selection, holdout_count, split_holdout
 from cryoflow.models.embed_train import EmbedTrainParams, TrainedEmbedding
-from cryoflow.simulate.subtomo import SubtomoSet, hinge_shape, simulate_subtomograms
-
-BOX, PX = 24, 14.0
-SHAPES = [hinge_shape(-40.0), hinge_shape(40.0)]
-
-
-def _sim(n: int, seed: int, snr: float | None = 2.0, **kw: object) -> SubtomoSet:
-    return simulate_subtomograms(
-        SHAPES, n, box=BOX, pixel_size_angstrom=PX, snr=snr, seed=seed, **kw
-    )  # type: ignore[arg-type]
+from cryoflow.simulate.subtomo import SubtomoSet
+from tests._hinge_embed import assert_two_wedges_land_together
+from tests._hinge_embed import hinge_sim as _sim
 
 
 def _fit(sim: SubtomoSet, **kw: object) -> TrainedEmbedding:
@@ -105,13 +98,4 @@ def test_a_rejected_correction_leaves_exactly_the_anchor(
 
 
 def test_one_particle_through_two_wedges_lands_near_one_point() -> None:
-    trained = _fit(_sim(32, seed=11), margin_se=0.0)
-    a = _sim(8, seed=21, snr=None, max_shift_px=0.0, labels=np.arange(8) % 2)
-    b = _sim(8, seed=22, snr=None, max_shift_px=0.0, labels=np.arange(8) % 2)
-    za = embed_batch(trained, a.volumes, a.euler_deg, a.shifts_zyx_px, a.tilt_ranges)
-    zb = embed_batch(trained, b.volumes, b.euler_deg, b.shifts_zyx_px, b.tilt_ranges)
-    lab = a.labels
-    centres = np.stack([np.concatenate([za[lab == k], zb[lab == k]]).mean(0) for k in (0, 1)])
-    between = float(np.linalg.norm(centres[0] - centres[1]))
-    pair = np.linalg.norm(za - zb, axis=1)
-    assert float(np.median(pair)) < 0.25 * between, (pair, between)
+    assert_two_wedges_land_together(_fit(_sim(32, seed=11), margin_se=0.0))

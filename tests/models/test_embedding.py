@@ -17,16 +17,9 @@ from cryoflow.models.embed_fit import fit_embedding
 from cryoflow.models.embed_train import EmbedTrainParams, TrainedEmbedding
 from cryoflow.models.loader import ModelHandle
 from cryoflow.models.trajectory import latent_trajectory
-from cryoflow.simulate.subtomo import SubtomoSet, hinge_shape, simulate_subtomograms
-
-BOX, PX = 24, 14.0
-SHAPES = [hinge_shape(-40.0), hinge_shape(40.0)]
-
-
-def _sim(n: int, seed: int, snr: float | None = 2.0, **kw: object) -> SubtomoSet:
-    return simulate_subtomograms(
-        SHAPES, n, box=BOX, pixel_size_angstrom=PX, snr=snr, seed=seed, **kw
-    )  # type: ignore[arg-type]
+from cryoflow.simulate.subtomo import SubtomoSet
+from tests._hinge_embed import BOX, assert_two_wedges_land_together
+from tests._hinge_embed import hinge_sim as _sim
 
 
 def _band(box: int, cut: float) -> np.ndarray:
@@ -70,18 +63,7 @@ def test_embedding_is_per_batch(trained: tuple[TrainedEmbedding, SubtomoSet]) ->
 def test_one_particle_through_two_wedges_lands_on_one_point(
     trained: tuple[TrainedEmbedding, SubtomoSet],
 ) -> None:
-    model, sim = trained
-    # noise-free particles, each shape seen in two random orientations: in the reference
-    # frame their wedges point in different directions
-    a = _sim(8, seed=21, snr=None, max_shift_px=0.0, labels=np.arange(8) % 2)
-    b = _sim(8, seed=22, snr=None, max_shift_px=0.0, labels=np.arange(8) % 2)
-    za = embed_batch(model, a.volumes, a.euler_deg, a.shifts_zyx_px, a.tilt_ranges)
-    zb = embed_batch(model, b.volumes, b.euler_deg, b.shifts_zyx_px, b.tilt_ranges)
-    lab = a.labels
-    centres = np.stack([np.concatenate([za[lab == k], zb[lab == k]]).mean(0) for k in (0, 1)])
-    between = float(np.linalg.norm(centres[0] - centres[1]))
-    pair = np.linalg.norm(za - zb, axis=1)
-    assert float(np.median(pair)) < 0.25 * between, (pair, between)
+    assert_two_wedges_land_together(trained[0])
 
 
 def test_checkpoint_round_trip_through_a_handle(
