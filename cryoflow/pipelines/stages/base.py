@@ -25,6 +25,7 @@ or ``dataset=`` (many tomograms in, one result out, in map-reduce rounds:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,16 +135,12 @@ def _own_words(msg: str, loc: tuple[Any, ...], got: Any) -> str:
     (``"symmetry must be ..."`` under ``--symmetry``) and with the received value shown once
     (``(got ...)`` is added only when the message neither says ``got <value>`` nor quotes the
     received text itself)."""
-    if loc:
-        name = str(loc[-1])
-        for said in (name, name.replace("_", " "), name.replace("_", "-")):
-            for sep in (" ", ": "):
-                if msg.lower().startswith(said.lower() + sep):
-                    msg = msg[len(said) + len(sep) :]
-                    break
-    if isinstance(got, dict | list | tuple) or f"got {got!r}" in msg or f"got {got}" in msg:
-        return msg
-    if isinstance(got, str) and got and repr(got) in msg:  # the message quotes the value itself
+    name = str(loc[-1])
+    said = "|".join(re.escape(v) for v in {name, name.replace("_", " "), name.replace("_", "-")})
+    msg = re.sub(rf"^(?:{said}):? ", "", msg, count=1, flags=re.IGNORECASE)
+    shown = f"got {got!r}" in msg or f"got {got}" in msg
+    quoted = isinstance(got, str) and bool(got) and repr(got) in msg
+    if isinstance(got, dict | list | tuple) or shown or quoted:
         return msg
     return f"{msg} (got {got!r})"
 
