@@ -252,14 +252,16 @@ def _fill_stored(
 
     out = np.zeros((len(starts), box, box, box), dtype=np.float32)
     jobs = _read_jobs(sources, tomo, starts, box)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-read") as pool:
-        ahead = pool.submit(_read, jobs[0]) if jobs else None
-        for k, job in enumerate(jobs):
-            region = ahead.result() if ahead is not None else _read(job)
-            ahead = pool.submit(_read, jobs[k + 1]) if k + 1 < len(jobs) else None
-            rows, a = job[1], job[2]
-            paste_region(out[rows], starts[rows], box, region, tuple(int(v) for v in a))
-            del region
+    if jobs:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-read") as pool:
+            ahead = pool.submit(_read, jobs[0])
+            for k, job in enumerate(jobs):
+                region = ahead.result()
+                if k + 1 < len(jobs):
+                    ahead = pool.submit(_read, jobs[k + 1])
+                rows, a = job[1], job[2]
+                paste_region(out[rows], starts[rows], box, region, tuple(int(v) for v in a))
+                del region
     for t, rows in _tomogram_runs(np.asarray(tomo)):
         shape = tuple(int(v) for v in sources[t].shape)
         pad_outside(out[rows], starts[rows], box, shape, pad)
